@@ -1,0 +1,1 @@
+from base.base_model import BaseModel  # noqa: F401

@@ -1,0 +1,10 @@
+"""Base class of all models: a torch module that can say how many parameters it trains."""
+import torch.nn as nn
+
+
+class BaseModel(nn.Module):
+    def trainable_parameters(self):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def __str__(self):
+        return super().__str__() + f"\nTrainable parameters: {self.trainable_parameters()}"
