@@ -1,0 +1,107 @@
+"""The epoch loop of pytorch-template: monitoring, early stopping, checkpoints and resuming."""
+import logging
+import math
+from abc import abstractmethod
+
+import torch
+
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.errors import UserError
+
+
+class BaseTrainer:
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra):
+        self.config = config
+        self.logger = logging.getLogger("trainer")
+        self.model = model
+        self.criterion = criterion
+        self.metric_ftns = metric_ftns
+        self.optimizer = optimizer
+        self.checkpoint_extra = checkpoint_extra  # features, normalization, ... stored with every checkpoint
+
+        cfg = config["trainer"]
+        self.epochs = int(cfg["epochs"])
+        self.save_period = int(cfg.get("save_period", 1))
+        self.monitor = cfg.get("monitor", "off")
+        if self.monitor == "off":
+            self.mnt_mode, self.mnt_best = "off", 0
+        else:
+            self.mnt_mode, self.mnt_metric = self.monitor.split()
+            if self.mnt_mode not in ("min", "max"):
+                raise UserError(f"trainer.monitor '{self.monitor}' must be 'min <metric>', 'max <metric>' or 'off'")
+            self.mnt_best = math.inf if self.mnt_mode == "min" else -math.inf
+            self.early_stop = cfg.get("early_stop", math.inf) or math.inf
+        self.start_epoch = 1
+        self.not_improved = 0
+        self.checkpoint_dir = config.save_dir
+        self.is_writer = True  # only one process writes files under distributed training
+
+    @abstractmethod
+    def _train_epoch(self, epoch):
+        raise NotImplementedError
+
+    def train(self):
+        """Runs the epochs; returns the log dict of the last epoch."""
+        log = {}
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            result = self._train_epoch(epoch)
+            log = {"epoch": epoch, **result}
+            best = False
+            if self.mnt_mode != "off":
+                if self.mnt_metric not in log:
+                    raise UserError(f"trainer.monitor names '{self.mnt_metric}', which training does not "
+                                    f"report (it reports {sorted(log)})")
+                value = log[self.mnt_metric]
+                improved = value < self.mnt_best if self.mnt_mode == "min" else value > self.mnt_best
+                if improved:
+                    self.mnt_best, self.not_improved, best = value, 0, True
+                else:
+                    self.not_improved += 1
+            if self.is_writer:
+                if epoch % self.save_period == 0:
+                    self._save_checkpoint(epoch, save_best=best)
+                elif best:
+                    self._save_best(epoch)
+            if self.mnt_mode != "off" and self.not_improved > self.early_stop:
+                self.logger.info(f"Validation performance did not improve for {self.early_stop} epochs. "
+                                 f"Training stops.")
+                break
+        return log
+
+    def _state(self, epoch):
+        sched = getattr(self, "lr_scheduler", None)
+        return dict(arch=type(self.model).__name__, arch_args=self.config["arch"].get("args") or {},
+                    epoch=epoch, state_dict=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                    lr_scheduler=sched.state_dict() if sched is not None else None,
+                    monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
+                    rng_state=torch.get_rng_state(),
+                    **self.checkpoint_extra)
+
+    def _save_checkpoint(self, epoch, save_best=False):
+        state = self._state(epoch)
+        path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+        save_checkpoint(path, **state)
+        self.logger.info(f"Saving checkpoint: {path} ...")
+        if save_best:
+            save_checkpoint(self.checkpoint_dir / "model_best.pth", **state)
+            self.logger.info("Saving current best: model_best.pth ...")
+
+    def _save_best(self, epoch):
+        save_checkpoint(self.checkpoint_dir / "model_best.pth", **self._state(epoch))
+        self.logger.info("Saving current best: model_best.pth ...")
+
+    def resume_checkpoint(self, path):
+        """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt["state_dict"])
+        if ckpt.get("optimizer") is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        sched = getattr(self, "lr_scheduler", None)
+        if sched is not None and ckpt.get("lr_scheduler") is not None:
+            sched.load_state_dict(ckpt["lr_scheduler"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
+        self.not_improved = int(ckpt.get("not_improved", 0))
+        if ckpt.get("rng_state") is not None:  # dropout continues exactly where it stopped
+            torch.set_rng_state(ckpt["rng_state"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")

@@ -1,0 +1,82 @@
+"""Training-time augmentation in the mel power domain: random time shift, background noise mixed
+at a random signal-to-noise ratio, random gain, and a random warp of the mel axis (a stand-in for
+vocal-tract-length perturbation, since a corpus may hold few speakers of each keyword).
+
+Working on cached mel power spectra (where the powers of independent sounds add, up to a zero-mean
+cross term) keeps augmentation a few tensor operations per batch instead of re-reading audio and
+re-running the STFT, so it costs a small fraction of an epoch. It is deterministic: every draw
+comes from the generator the caller passes.
+"""
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AugmentParams:
+    enabled: bool = True
+    time_shift_ms: float = 100.0     # shift uniformly in [-time_shift_ms, +time_shift_ms]
+    noise_prob: float = 0.8          # chance that a clip gets background noise
+    snr_db: tuple = (0.0, 20.0)      # SNR range, uniform in dB
+    gain_db: tuple = (0.0, 0.0)      # loudness change, uniform in dB
+    warp: float = 0.0                # mel-axis scale factor drawn uniformly in [1 - warp, 1 + warp]
+
+    @classmethod
+    def from_dict(cls, values):
+        from utils.errors import UserError
+        values = dict(values or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown augmentation keys {sorted(unknown)}; allowed: "
+                            f"{sorted(cls.__dataclass_fields__)}")
+        for key in ("snr_db", "gain_db"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+
+class MelAugmenter:
+    def __init__(self, params: AugmentParams, noise_bank, hop_ms):
+        self.params = params
+        self.noise_bank = noise_bank  # (M, n_mels, frames) mel power, or None
+        self.max_shift = int(round(params.time_shift_ms / hop_ms))
+
+    def __call__(self, mel, generator):
+        p = self.params
+        if not p.enabled:
+            return mel
+        n, _, frames = mel.shape
+        if self.max_shift > 0:
+            shift = torch.randint(-self.max_shift, self.max_shift + 1, (n,), generator=generator)
+            src = torch.arange(frames)[None, :] - shift[:, None]          # (n, frames)
+            valid = (src >= 0) & (src < frames)
+            idx = src.clamp(0, frames - 1)[:, None, :].expand_as(mel)
+            mel = torch.gather(mel, 2, idx) * valid[:, None, :]
+        if self.noise_bank is not None and len(self.noise_bank) and p.noise_prob > 0:
+            pick = torch.randint(0, len(self.noise_bank), (n,), generator=generator)
+            noise = self.noise_bank[pick]
+            lo, hi = p.snr_db
+            snr = lo + (hi - lo) * torch.rand(n, generator=generator)
+            use = torch.rand(n, generator=generator) < p.noise_prob
+            sig_power = mel.mean(dim=(1, 2))
+            noise_power = noise.mean(dim=(1, 2)).clamp(min=1e-12)
+            gain = sig_power / (noise_power * 10.0 ** (snr / 10.0)) * use
+            mel = mel + noise * gain[:, None, None]
+        if p.gain_db != (0.0, 0.0):
+            lo, hi = p.gain_db
+            db = lo + (hi - lo) * torch.rand(n, generator=generator)
+            mel = mel * (10.0 ** (db / 10.0))[:, None, None]
+        if p.warp > 0:
+            mel = self._warp(mel, 1.0 + p.warp * (2 * torch.rand(n, generator=generator) - 1))
+        return mel
+
+    @staticmethod
+    def _warp(mel, factor):
+        """Resample the mel axis at bin * factor (linear interpolation, edge bins repeated)."""
+        bins = mel.shape[1]
+        src = (torch.arange(bins, dtype=mel.dtype)[None, :] * factor[:, None]).clamp(0, bins - 1)
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=bins - 1)
+        w = (src - lo)[:, :, None]
+        take = lambda idx: torch.gather(mel, 1, idx[:, :, None].expand(-1, -1, mel.shape[2]))  # noqa: E731
+        return take(lo) * (1 - w) + take(hi) * w

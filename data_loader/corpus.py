@@ -1,0 +1,56 @@
+"""Which clips a corpus in Speech Commands layout holds, and in which split and class.
+
+Layout: ``<root>/<word>/<file>.wav``, ``_background_noise_/*.wav``, ``validation_list.txt`` and
+``testing_list.txt`` (``word/file.wav`` a line); every clip not listed is training data.
+Class 0 is every word that is not a keyword (and background noise); keyword i is class i + 1.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.errors import UserError
+
+SPLITS = ("train", "validation", "test")
+NOISE_FOLDER = "_background_noise_"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    keywords: tuple
+    clips: dict        # split -> list of (relative path, label), sorted by path
+    noise_files: tuple  # relative paths of background-noise recordings, sorted
+
+    def class_names(self):
+        return ("unknown",) + tuple(self.keywords)
+
+
+def _read_list(path):
+    if not path.is_file():
+        return set()
+    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+
+
+def scan_corpus(root, keywords=("one", "two", "three")):
+    """Index ``root``; raises UserError when the folder is missing or holds no word folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist; set data_loader.args.data_dir in the "
+                        f"config or pass --data-dir PATH to a corpus in Speech Commands layout")
+    keywords = tuple(keywords)
+    words = sorted(p.name for p in root.iterdir()
+                   if p.is_dir() and p.name != NOISE_FOLDER and not p.name.startswith("."))
+    if not words:
+        raise UserError(f"data folder {root} holds no word folders (<word>/*.wav); "
+                        f"is it a corpus in Speech Commands layout?")
+    validation = _read_list(root / "validation_list.txt")
+    testing = _read_list(root / "testing_list.txt")
+    clips = {s: [] for s in SPLITS}
+    for word in words:
+        label = keywords.index(word) + 1 if word in keywords else 0
+        for wav in sorted((root / word).glob("*.wav")):
+            rel = f"{word}/{wav.name}"
+            split = "validation" if rel in validation else "test" if rel in testing else "train"
+            clips[split].append((rel, label))
+    noise_dir = root / NOISE_FOLDER
+    noise = tuple(sorted(f"{NOISE_FOLDER}/{p.name}" for p in noise_dir.glob("*.wav"))) if noise_dir.is_dir() else ()
+    return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)

@@ -1,0 +1,154 @@
+"""The data loader named in the config: a Speech Commands-layout corpus as in-memory batches.
+
+Every split lives in memory as one tensor; a batch is an index slice of it. Evaluation splits are
+converted to normalised MFCCs once; the training split is augmented and converted per batch.
+"""
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from data_loader.augmentation import AugmentParams, MelAugmenter
+from data_loader.corpus import scan_corpus
+from data_loader.dataset import load_split
+from data_loader.features import FeatureParams, MfccFromMel
+from utils.errors import UserError
+
+
+class FeatureTransform(nn.Module):
+    """Mel power -> MFCC normalised per coefficient with the *training* split's statistics (kept in
+    the checkpoint, so every later script uses the same ones)."""
+
+    def __init__(self, params: FeatureParams, mean, std):
+        super().__init__()
+        self.mfcc = MfccFromMel(params)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, mel):
+        return (self.mfcc(mel) - self.mean) / self.std
+
+
+def normalization_stats(mfcc_transform, mel, batch_size=2048):
+    """Per-coefficient mean and standard deviation of un-augmented MFCCs."""
+    with torch.no_grad():
+        feats = torch.cat([mfcc_transform(mel[i:i + batch_size]) for i in range(0, len(mel), batch_size)])
+    flat = feats.reshape(-1, feats.shape[-1]).double()
+    return flat.mean(0).float(), flat.std(0).clamp(min=1e-6).float()
+
+
+class InMemoryLoader:
+    """Batches of (inputs, labels) sliced from in-memory tensors.
+
+    The order of epoch ``e`` comes from a generator seeded with (seed, e), so a resumed run sees the
+    same batches as an uninterrupted one. ``rank``/``world_size`` give each distributed process a
+    disjoint shard of every epoch.
+    """
+
+    def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
+                 rank=0, world_size=1):
+        self.labels = labels
+        self.transform = transform
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augmenter = augmenter
+        self.seed = seed
+        self.epoch = 0
+        self.rank, self.world_size = rank, world_size
+        self.mel = mel
+        self.inputs = None
+        if augmenter is None:
+            with torch.no_grad():
+                self.inputs = torch.cat([transform(mel[i:i + 2048]) for i in range(0, len(mel), 2048)])
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def _order(self, generator):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        return order[self.rank::self.world_size]
+
+    @property
+    def n_samples(self):
+        return len(self._order(torch.Generator().manual_seed(0)))
+
+    def __len__(self):
+        return -(-self.n_samples // self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = self._order(gen)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            if self.inputs is not None:
+                yield self.inputs[idx], self.labels[idx]
+            else:
+                with torch.no_grad():
+                    x = self.transform(self.augmenter(self.mel[idx], gen))
+                yield x, self.labels[idx]
+
+
+class SpeechCommandsDataLoader:
+    """Builds the train / validation / test loaders of a corpus in Speech Commands layout."""
+
+    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
+                 background_noise=None, augment=None, features=None, cache_dir="data/cache",
+                 download=None, seed=0, progress=True):
+        self.data_dir = Path(data_dir)
+        if download and not self.data_dir.is_dir():
+            from data_loader.download import ensure_speech_commands
+            ensure_speech_commands(self.data_dir, download, progress=progress)
+        self.keywords = tuple(keywords)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        noise = dict(background_noise or {})
+        unknown = set(noise) - {"train", "validation", "test", "seed"}
+        if unknown:
+            raise UserError(f"unknown background_noise keys {sorted(unknown)}; allowed: train, validation, test, seed")
+        self.noise_clips = {s: int(noise.get(s, 0)) for s in ("train", "validation", "test")}
+        self.noise_seed = int(noise.get("seed", 0))
+        self.augment = AugmentParams.from_dict(augment)
+        self.features = FeatureParams.from_dict(features)
+        self.cache_dir = cache_dir
+        self.seed = seed
+        self.progress = progress
+        self._corpus = None
+        self._splits = {}
+        self._noise_bank = None
+
+    @property
+    def corpus(self):
+        if self._corpus is None:
+            self._corpus = scan_corpus(self.data_dir, self.keywords)
+        return self._corpus
+
+    def split(self, name):
+        if name not in self._splits:
+            data, bank = load_split(self.corpus, name, self.features, self.noise_clips[name], self.noise_seed,
+                                    self.cache_dir, with_noise_bank=(name == "train"), progress=self.progress)
+            if data.skipped:
+                print(f"{len(data.skipped)} unreadable audio file(s) skipped in the {name} split")
+            self._splits[name] = data
+            if name == "train":
+                self._noise_bank = bank
+        return self._splits[name]
+
+    def normalization(self):
+        """(mean, std) per MFCC coefficient over the training split."""
+        return normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+
+    def transform(self, mean, std):
+        return FeatureTransform(self.features, mean, std)
+
+    def train_loader(self, mean, std, rank=0, world_size=1):
+        data = self.split("train")
+        hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
+        augmenter = MelAugmenter(self.augment, self._noise_bank, hop_ms) if self.augment.enabled else None
+        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size, shuffle=True,
+                              augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
+
+    def eval_loader(self, split, mean, std, rank=0, world_size=1):
+        data = self.split(split)
+        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
+                              rank=rank, world_size=world_size)

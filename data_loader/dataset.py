@@ -1,0 +1,156 @@
+"""Feature extraction of whole splits into in-memory tensors, cached under ``data/cache``.
+
+A split is stored as its mel power spectra (N, n_mels, frames): augmentation works there, and
+the log + DCT to MFCC is cheap enough to run per batch. The cache file name is a hash of the
+split's file list (paths, sizes, modification times), the feature parameters, the keywords and the
+background-noise settings, so any change rebuilds it and an unchanged corpus loads in a blink.
+"""
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_loader.audio import AudioError, fit_length, read_wave
+from data_loader.features import FeatureParams, MelPower
+from utils import atomic
+from utils.errors import UserError
+
+CACHE_VERSION = 1
+# Each noise recording is cut into disjoint regions per split, so no noise sample is shared
+# between training, validation and test.
+NOISE_REGIONS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
+NOISE_BANK_HOP = 0.5  # seconds between the starts of augmentation noise segments
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    mel: torch.Tensor      # (N, n_mels, frames) float32 mel power
+    labels: torch.Tensor   # (N,) int64
+    names: list            # clip paths relative to the corpus root ("noise:<file>@<second>" for noise)
+    skipped: list          # unreadable files left out
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def _file_signature(root, rel):
+    st = (root / rel).stat()
+    return [rel, st.st_size, st.st_mtime_ns]
+
+
+def cache_key(corpus, split, params, noise_clips, with_noise_bank):
+    entries = [_file_signature(corpus.root, rel) + [label] for rel, label in corpus.clips[split]]
+    noise = [_file_signature(corpus.root, rel) for rel in corpus.noise_files]
+    blob = json.dumps({"v": CACHE_VERSION, "split": split, "clips": entries, "noise": noise,
+                       "params": params.to_dict(), "keywords": list(corpus.keywords),
+                       "noise_clips": noise_clips, "bank": with_noise_bank}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _read_clips(root, rels, params, desc, progress):
+    """Read and fit every clip (two threads: libsndfile and soxr release the GIL)."""
+    def load(rel):
+        try:
+            return fit_length(read_wave(root / rel, params.sample_rate), params.clip_samples)
+        except AudioError as e:
+            return e
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(tqdm(pool.map(load, rels), total=len(rels), desc=desc, disable=not progress,
+                         unit="clip", leave=False))
+
+
+def _noise_segments(root, noise_files, params, split, count, seed):
+    """``count`` one-second noise clips spread evenly over the split's region of the recordings,
+    at a deterministic random level (log-uniform 0.05 .. 1), as class-0 examples."""
+    if count <= 0 or not noise_files:
+        return [], []
+    waves = [read_wave(root / rel, params.sample_rate) for rel in noise_files]
+    lo, hi = NOISE_REGIONS[split]
+    rng = np.random.default_rng([seed, SPLITS_INDEX[split]])
+    clips, names = [], []
+    per_file = -(-count // len(waves))
+    for rel, wave in zip(noise_files, waves):
+        start, stop = int(lo * len(wave)), int(hi * len(wave)) - params.clip_samples
+        if stop <= start:
+            continue
+        for s in np.linspace(start, stop, per_file).astype(int):
+            if len(clips) == count:
+                break
+            gain = float(np.exp(rng.uniform(np.log(0.05), 0.0)))
+            clips.append(wave[s:s + params.clip_samples] * gain)
+            names.append(f"noise:{rel}@{s / params.sample_rate:.2f}")
+    return clips, names
+
+
+SPLITS_INDEX = {"train": 0, "validation": 1, "test": 2}
+
+
+def noise_bank_waves(root, noise_files, params):
+    """One-second segments (hop 0.5 s) of the training region of every noise recording, mixed
+    into training clips by augmentation."""
+    segments = []
+    for rel in noise_files:
+        wave = read_wave(root / rel, params.sample_rate)
+        lo, hi = NOISE_REGIONS["train"]
+        start, stop = int(lo * len(wave)), int(hi * len(wave)) - params.clip_samples
+        hop = int(NOISE_BANK_HOP * params.sample_rate)
+        segments += [wave[s:s + params.clip_samples] for s in range(start, stop + 1, hop)]
+    return segments
+
+
+def _mel_of(waves, params, batch_size=512):
+    mel = MelPower(params)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(waves), batch_size):
+            out.append(mel(torch.from_numpy(np.stack(waves[i:i + batch_size]))))
+    return torch.cat(out) if out else torch.zeros(0, params.n_mels, params.frames)
+
+
+def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0,
+               cache_dir="data/cache", with_noise_bank=False, progress=True):
+    """Mel power of every clip of ``split`` (plus ``noise_clips`` background clips of class 0),
+    from the cache when it is current. Returns (SplitData, noise bank mel or None)."""
+    key = cache_key(corpus, split, params, [noise_clips, noise_seed], with_noise_bank)
+    path = Path(cache_dir) / f"{split}-{key}.pt"
+    if path.is_file():
+        try:
+            blob = torch.load(path, weights_only=True)
+            data = SplitData(blob["mel"], blob["labels"], blob["names"], blob["skipped"])
+            return data, blob.get("noise_bank")
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            log.warning("cache %s is unreadable; rebuilding it", path)
+    rels = [rel for rel, _ in corpus.clips[split]]
+    labels = [label for _, label in corpus.clips[split]]
+    loaded = _read_clips(corpus.root, rels, params, f"reading {split}", progress)
+    waves, keep_labels, names, skipped = [], [], [], []
+    for rel, label, wave in zip(rels, labels, loaded):
+        if isinstance(wave, AudioError):
+            log.warning("skipping unreadable audio file %s", wave)
+            skipped.append(rel)
+            continue
+        waves.append(wave)
+        keep_labels.append(label)
+        names.append(rel)
+    noise, noise_names = _noise_segments(corpus.root, corpus.noise_files, params, split, noise_clips, noise_seed)
+    waves += noise
+    keep_labels += [0] * len(noise)
+    names += noise_names
+    if not waves:
+        raise UserError(f"the {split} split of {corpus.root} is empty; check validation_list.txt / "
+                        f"testing_list.txt and the word folders")
+    data = SplitData(_mel_of(waves, params), torch.tensor(keep_labels, dtype=torch.int64), names, skipped)
+    bank = _mel_of(noise_bank_waves(corpus.root, corpus.noise_files, params), params) if with_noise_bank else None
+    blob = {"mel": data.mel, "labels": data.labels, "names": data.names, "skipped": skipped}
+    if bank is not None:
+        blob["noise_bank"] = bank
+    atomic.torch_save(blob, path)
+    return data, bank

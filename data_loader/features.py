@@ -1,0 +1,127 @@
+"""MFCC features computed with torch alone (torchaudio does not load beside the CPU torch here).
+
+The pipeline follows librosa's ``feature.mfcc`` step by step, so it can be validated against it:
+power STFT (Hann window, centred, zero padded) -> Slaney mel filterbank -> ``power_to_db``
+(ref 1, amin 1e-10, top_db 80 per clip) -> orthonormal DCT-II, keeping ``n_mfcc`` coefficients.
+
+It is split in two stages, :class:`MelPower` and :class:`MfccFromMel`, because augmentation mixes
+noise and shifts in the mel *power* domain (where sounds add) before the cheap log and DCT.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    sample_rate: int = 16000
+    clip_samples: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    n_mfcc: int = 13
+    frames: int = 100
+    top_db: float = 80.0
+
+    @classmethod
+    def from_dict(cls, values):
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values or {}) - known
+        if unknown:
+            from utils.errors import UserError
+            raise UserError(f"unknown feature parameters {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**(values or {}))
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _hz_to_mel(f):
+    """Slaney mel scale (librosa's default, htk=False): linear below 1 kHz, log above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
+    """Triangular Slaney-normalised mel filters, shape (n_mels, n_fft // 2 + 1)."""
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+def dct_matrix(n_mels, n_mfcc):
+    """Orthonormal DCT-II as a (n_mels, n_mfcc) matrix (scipy.fft.dct(type=2, norm='ortho'))."""
+    n = np.arange(n_mels)
+    k = np.arange(n_mfcc)
+    basis = np.cos(math.pi / n_mels * (n[:, None] + 0.5) * k[None, :]) * math.sqrt(2.0 / n_mels)
+    basis[:, 0] /= math.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+class MelPower(nn.Module):
+    """Waveforms (N, clip_samples) -> mel power spectrogram (N, n_mels, frames)."""
+
+    def __init__(self, params: FeatureParams):
+        super().__init__()
+        self.params = params
+        self.register_buffer("window", torch.hann_window(params.win_length, periodic=True))
+        fb = mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+        self.register_buffer("filterbank", torch.from_numpy(fb))
+
+    def forward(self, wave):
+        p = self.params
+        spec = torch.stft(wave, n_fft=p.n_fft, hop_length=p.hop_length, win_length=p.win_length,
+                          window=self.window, center=True, pad_mode="constant", return_complex=True)
+        power = spec.real ** 2 + spec.imag ** 2
+        return torch.matmul(self.filterbank, power)[..., : p.frames]
+
+
+class MfccFromMel(nn.Module):
+    """Mel power (N, n_mels, frames) -> MFCC (N, 1, frames, n_mfcc), the model's input layout."""
+
+    amin = 1e-10
+
+    def __init__(self, params: FeatureParams):
+        super().__init__()
+        self.params = params
+        self.register_buffer("dct", torch.from_numpy(dct_matrix(params.n_mels, params.n_mfcc)))
+
+    def forward(self, mel):
+        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
+        if self.params.top_db is not None:
+            peak = db.amax(dim=(-2, -1), keepdim=True)
+            db = torch.maximum(db, peak - self.params.top_db)
+        return torch.matmul(db.transpose(-1, -2), self.dct).unsqueeze(1)
+
+
+class Mfcc(nn.Module):
+    """Waveforms (N, clip_samples) -> MFCC (N, 1, frames, n_mfcc)."""
+
+    def __init__(self, params: FeatureParams):
+        super().__init__()
+        self.mel = MelPower(params)
+        self.mfcc = MfccFromMel(params)
+
+    def forward(self, wave):
+        return self.mfcc(self.mel(wave))

@@ -1,0 +1,23 @@
+"""Losses, averaged per sample. Model outputs are log-probabilities."""
+import torch.nn.functional as F
+
+
+def nll_loss(output, target, weight=None):
+    return F.nll_loss(output, target, weight=weight)
+
+
+def class_weights(setting, labels, num_classes):
+    """Loss weights per class: None (all 1), ``balanced`` (inverse class frequency of the training
+    labels, mean 1, so rare keywords count as much as the dominant class 0), or an explicit list."""
+    import torch
+    from utils.errors import UserError
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
+        w = counts.sum() / (num_classes * counts)
+        return (w / w.mean()).float()
+    if isinstance(setting, (list, tuple)) and len(setting) == num_classes:
+        return torch.tensor([float(v) for v in setting])
+    raise UserError(f"trainer.class_weights must be null, 'balanced' or a list of {num_classes} numbers, "
+                    f"not {setting!r}")

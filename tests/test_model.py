@@ -1,0 +1,49 @@
+import torch
+
+from model.metric import top1
+from model.model import KeywordLeNet5Clone
+from trainer.evaluation import evaluate
+
+
+def test_parameter_count_and_output():
+    m = KeywordLeNet5Clone()
+    assert sum(p.numel() for p in m.parameters()) == 12764
+    assert [tuple(p.shape) for p in m.parameters()] == [(8, 1, 3, 3), (8,), (8, 8, 3, 3), (8,), (64, 184), (64,),
+                                                        (4, 64), (4,)]
+    out = m.eval()(torch.randn(5, 1, 100, 13))
+    assert out.shape == (5, 4)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+
+
+def test_macs_per_clip_by_hooks():
+    """170,864 MACs: conv1 98*11*8*9 + conv2 47*3*8*72 + fc3 184*64 + fc4 64*4."""
+    m = KeywordLeNet5Clone().eval()
+    macs = []
+
+    def hook(mod, inp, out):
+        w = mod.weight
+        positions = out[0, 0].numel() if out.dim() == 4 else 1
+        macs.append(positions * w.numel())
+    for mod in (m.conv1, m.conv2, m.fc3, m.fc4):
+        mod.register_forward_hook(hook)
+    m(torch.zeros(1, 1, 100, 13))
+    assert macs == [77616, 81216, 11776, 256] and sum(macs) == 170864
+
+
+def test_top1_counts_ties_as_misses():
+    out = torch.tensor([[0.0, 0.0, -1.0, -1.0], [-2.0, -0.1, -3.0, -3.0], [-0.1, -2.0, -3.0, -3.0]])
+    assert top1(out, torch.tensor([0, 1, 0])) == 2   # row 0 is a tie: not a hit for class 0
+    assert top1(out, torch.tensor([1, 1, 1])) == 1
+
+
+def test_evaluate_averages_per_sample_not_per_batch():
+    torch.manual_seed(0)
+    m = KeywordLeNet5Clone().eval()
+    x = torch.randn(7, 1, 100, 13)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    batches = [(x[:4], y[:4]), (x[4:], y[4:])]   # uneven batches: 4 and 3
+    res = evaluate(m, batches, torch.nn.functional.nll_loss)
+    with torch.no_grad():
+        out = m(x)
+    torch.testing.assert_close(torch.tensor(res["loss"]), torch.nn.functional.nll_loss(out, y), rtol=1e-5, atol=1e-6)
+    assert res["top1"] == top1(out, y) / 7

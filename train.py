@@ -1,0 +1,39 @@
+"""Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML."""
+import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
+import collections
+
+from parse_config import ConfigParser
+from trainer.training import run_training
+from utils.checkpoint import load_checkpoint
+from utils.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main():
+    parser = argparse.ArgumentParser(description="Train KeywordLeNet5Clone on spoken keywords")
+    parser.add_argument("-c", "--config", default=None, help="config file (YAML)")
+    parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume or finetune")
+    parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: finetune in fixed point")
+    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: finetune the pruned model")
+    CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
+    options = [
+        CustomArgs(["--lr", "--learning_rate"], float, "optimizer;args;lr"),
+        CustomArgs(["--bs", "--batch_size"], int, "data_loader;args;batch_size"),
+        CustomArgs(["--epochs"], int, "trainer;epochs"),
+        CustomArgs(["--data-dir"], str, "data_loader;args;data_dir"),
+        CustomArgs(["--seed"], int, "seed"),
+    ]
+    for opt in options:
+        parser.add_argument(*opt.flags, default=None, type=opt.type)
+    args = parser.parse_args()
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    if checkpoint is not None and (args.quantization or args.pruning):
+        checkpoint["config"]["name"] = checkpoint["config"]["name"] + "_finetune"
+    config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"])
+    run_training(config, checkpoint, args.quantization, args.pruning)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""What train.py does: build everything from the config, then train, resume or finetune.
+
+Finetuning (``-r CKPT -q ... -p ...``) starts a new run from the checkpoint's weights with a fresh
+optimizer at ``lr * optimization.finetuning.lr_factor`` for ``optimization.finetuning.epochs``
+epochs (the lab reloaded the old optimizer state, which restored the old rate, and its epoch
+budget depended on the epoch the checkpoint was saved at).
+"""
+import functools
+
+import torch
+
+import data_loader.data_loaders as module_data
+import model.loss as module_loss
+import model.metric as module_metric
+import model.model as module_arch
+from trainer.trainer import Trainer
+from utils.checkpoint import build_model
+from utils.errors import UserError
+from utils.restore import apply_solutions, normalization_of
+from utils.seeding import prepare_device, seed_everything
+
+
+def finetuning_settings(config):
+    ft = dict((config.get("optimization") or {}).get("finetuning") or {})
+    return int(ft.get("epochs", 10)), float(ft.get("lr_factor", 0.1))
+
+
+def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
+    """Train from scratch (no checkpoint), resume (checkpoint only) or finetune (checkpoint with a
+    quantization and/or pruning solution). Returns the last epoch's log."""
+    finetune = checkpoint is not None and bool(quantization or pruning)
+    if (quantization or pruning) and checkpoint is None:
+        raise UserError("-q/-p finetune a trained model: give its checkpoint with -r as well")
+    seed = int(config.get("seed", 0))
+    seed_everything(seed, bool(config.get("deterministic", True)))
+    logger = config.get_logger("train")
+
+    rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
+    data = config.init_obj("data_loader", module_data, seed=seed, progress=progress and rank == 0)
+    if checkpoint is not None:
+        model = build_model(checkpoint, source=str(config.resume))
+        mean, std = normalization_of(checkpoint)
+    else:
+        model = config.init_obj("arch", module_arch)
+        mean, std = data.normalization()
+    apply_solutions(model, quantization, pruning)
+    logger.info(model)
+
+    train_loader = data.train_loader(mean, std, rank=rank, world_size=world)
+    valid_loader = data.eval_loader("validation", mean, std, rank=rank, world_size=world)
+
+    device, device_ids = prepare_device(int(config.get("n_gpu", 0)))
+    if distributed is not None:
+        device = distributed.device
+    model = model.to(device)
+    if distributed is not None:
+        model = distributed.wrap(model)
+    elif len(device_ids) > 1:
+        model = torch.nn.DataParallel(model, device_ids=device_ids)
+
+    loss_name = config["loss"]
+    criterion = getattr(module_loss, loss_name, None)
+    if criterion is None:
+        raise UserError(f"config loss '{loss_name}' is not defined in model/loss.py")
+    weights = module_loss.class_weights(config["trainer"].get("class_weights"), data.split("train").labels,
+                                        int((config["arch"].get("args") or {}).get("num_classes", 4)))
+    if weights is not None:
+        criterion = functools.partial(criterion, weight=weights.to(device))
+        criterion.__name__ = loss_name
+        logger.info(f"class weights: {[round(float(w), 3) for w in weights]}")
+    metrics = []
+    for name in config["metrics"]:
+        fn = getattr(module_metric, name, None)
+        if fn is None:
+            raise UserError(f"config metric '{name}' is not defined in model/metric.py")
+        metrics.append(fn)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if finetune:
+        epochs, lr_factor = finetuning_settings(config)
+        config.config["trainer"]["epochs"] = epochs
+        config.config["optimizer"].setdefault("args", {})
+        config.config["optimizer"]["args"]["lr"] = float(config["optimizer"]["args"].get("lr", 1e-3)) * lr_factor
+        config.config.pop("lr_scheduler", None)
+    optimizer = config.init_obj("optimizer", torch.optim, params)
+    lr_scheduler = None
+    if config.get("lr_scheduler"):
+        lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
+
+    extra = {"features": data.features.to_dict(), "normalization": {"mean": mean, "std": std},
+             "keywords": list(data.keywords)}
+    trainer = Trainer(model, criterion, metrics, optimizer, config=config, device=device,
+                      data_loader=train_loader, valid_data_loader=valid_loader, lr_scheduler=lr_scheduler,
+                      checkpoint_extra=extra, progress=progress, distributed=distributed)
+    if checkpoint is not None and not finetune:
+        trainer.resume_checkpoint(config.resume)
+    return trainer.train()
