@@ -16,7 +16,7 @@ In evaluation mode the quantized path computes in float64, where every product a
 integer codes is exact, so the simulation equals the integer engine bit for bit. In training mode
 it stays in float32 for speed; gradients pass straight through the rounding (STE).
 """
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -35,14 +35,6 @@ class LayerQuantization:
     il_inputs: int = 0
     il_weights: int = 0
     il_outputs: int = 0
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown quantization keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**{k: int(v) for k, v in values.items()})
 
     def to_dict(self):
         return asdict(self)
@@ -91,9 +83,6 @@ class _FixedPointMixin:
             self.weight[indices] = 0.0
             if self.bias is not None:
                 self.bias[indices] = 0.0
-
-    def reset_pruning(self):
-        self.kernel_mask.fill_(1.0)
 
     def _masked_params(self):
         shape = (-1,) + (1,) * (self.weight.dim() - 1)

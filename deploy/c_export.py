@@ -1,0 +1,298 @@
+"""C99 code generation from an ``IntegerModel``: the same integer arithmetic, bit for bit.
+
+Generated files: ``model.h`` (interface), ``model.c`` (weights and the network), ``main.c`` (a
+driver reading feature codes, one clip per line). Choices, each for a microcontroller target:
+
+* Weights are stored at their bitwidth: 4 bits or less packed two per byte (low nibble first,
+  unpacked with sign extension where they are used), up to 8 bits as int8_t, else int16_t.
+  Biases are int32_t (int64_t when bits_accumulator > 32), already at the accumulator scale.
+* The accumulator is a uint32_t register (uint64_t above 32 bits): unsigned arithmetic wraps
+  without undefined behaviour, then the low bits_accumulator bits are sign-extended, which is the
+  two's-complement wrap of the simulation. Rescaling is a rounding shift (half away from zero)
+  with saturation; every shift is a compile-time constant.
+* Each conv computes only the outputs its 2x2 max pool reads and writes pooled, relu'd codes
+  already in the next layer's input format, so no full-resolution map is ever stored.
+* Activations live in one static arena: layer outputs alternate between its two ends, so it only
+  needs the largest input+output pair. No malloc, no float.
+
+``kws_infer`` takes int8_t features when conv1's bits_inputs <= 8, else int16_t (typedef
+``kws_input_t``), writes the scores (logits * 2^KWS_SCORE_FL) and returns the argmax class.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from utils.atomic import write_text
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_SCORE_BYTES = 4  # int32_t scores
+
+
+def _data_ctype(bits):
+    return "int8_t" if bits <= 8 else "int16_t"
+
+
+def _data_bytes(bits):
+    return 1 if bits <= 8 else 2
+
+
+def _weight_bytes(layer):
+    n = layer.weight.size
+    if layer.bits_weights <= 4:
+        return (n + 1) // 2
+    return n * _data_bytes(layer.bits_weights)
+
+
+def _bias_bytes(layer):
+    return layer.bias.size * (4 if layer.bits_accumulator <= 32 else 8)
+
+
+def _buffers(int_model):
+    """(input bytes, output bytes) of every layer as the generated code stores them: the caller's
+    features and scores at the ends, pooled codes in the next layer's input format between."""
+    layers = int_model.layers
+    pairs = []
+    for i, layer in enumerate(layers):
+        in_bytes = int(np.prod(layer.input_shape)) * _data_bytes(layer.bits_inputs)
+        if i + 1 < len(layers):
+            out_bytes = int(np.prod(layer.output_shape)) * _data_bytes(layers[i + 1].bits_inputs)
+        else:
+            out_bytes = int(np.prod(layer.output_shape)) * _SCORE_BYTES
+        pairs.append((in_bytes, out_bytes))
+    return pairs
+
+
+def c_model_memory(int_model):
+    """(flash_bytes, ram_bytes) of the generated code: flash = weight and bias arrays as stored;
+    RAM = the largest input+output pair of activation buffers of any layer (the caller's features
+    for the first layer and int32 scores for the last included)."""
+    flash = sum(_weight_bytes(layer) + _bias_bytes(layer) for layer in int_model.layers)
+    ram = max(a + b for a, b in _buffers(int_model))
+    return flash, ram
+
+
+def _array(ctype, name, values, comment):
+    body = ",\n".join("    " + ", ".join(str(int(v)) for v in values[i:i + 16])
+                      for i in range(0, len(values), 16))
+    return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
+
+
+def _weights_c(layer):
+    """The weight and bias arrays of a layer and the ``NAME_W(i)`` accessor macro."""
+    name, macro = layer.name, layer.name.upper()
+    codes = layer.weight.reshape(-1).astype(np.int64)
+    shape = "x".join(map(str, layer.weight.shape))
+    fmt = f"{layer.bits_weights}-bit weight codes {shape}, fl = {layer.fl_weights}"
+    if layer.bits_weights <= 4:
+        nibbles = np.concatenate([codes & 0xF, np.zeros(len(codes) % 2, dtype=np.int64)])
+        packed = nibbles[0::2] | (nibbles[1::2] << 4)
+        text = _array("uint8_t", f"{name}_w", packed, fmt + ", packed two per byte, low nibble first")
+        text += (f"#define {macro}_W(i) ((int32_t)((({name}_w[(i) >> 1] >> (((i) & 1) * 4)) "
+                 f"& 0xF) ^ 0x8) - 0x8)\n")
+    else:
+        text = _array(_data_ctype(layer.bits_weights), f"{name}_w", codes, fmt)
+        text += f"#define {macro}_W(i) ((int32_t){name}_w[i])\n"
+    bias_type = "int32_t" if layer.bits_accumulator <= 32 else "int64_t"
+    text += _array(bias_type, f"{name}_b", layer.bias,
+                   f"bias codes at the accumulator scale, fl = {layer.fl_inputs + layer.fl_weights}")
+    return text
+
+
+def _register(layer):
+    """C type of the accumulator register and the wrap arguments (mask, half) as literals."""
+    bits = layer.bits_accumulator
+    reg = "uint32_t" if bits <= 32 else "uint64_t"
+    return reg, f"UINT64_C({hex((1 << bits) - 1)})", f"INT64_C({1 << (bits - 1)})"
+
+
+def _limits(bits):
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _store(layer, following, var, dest):
+    """C statement that writes ``var`` (relu'd output codes) to ``dest`` in the next format."""
+    if following is None:
+        return f"{dest} = {var};"
+    lo, hi = _limits(following.bits_inputs)
+    shift = layer.fl_outputs - following.fl_inputs
+    return (f"{dest} = ({_data_ctype(following.bits_inputs)})"
+            f"kws_requant({var}, {shift}, {lo}, {hi});")
+
+
+def _out_ctype(following):
+    return "int32_t" if following is None else _data_ctype(following.bits_inputs)
+
+
+def _conv_c(layer, following):
+    c_in, h, w = layer.input_shape
+    c_out, ph, pw = layer.output_shape
+    kh, kw = layer.weight.shape[2:]
+    reg, mask, half = _register(layer)
+    lo, hi = _limits(layer.bits_outputs)
+    store = _store(layer, following, "best", "y[(o * %d + py) * %d + px]" % (ph, pw))
+    return f"""
+/* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, relu, max pool 2x2 -> {c_out}x{ph}x{pw}.
+   Only the conv outputs the pool reads are computed; relu after the max is the same as before. */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    int o, py, px, dy, dx, c, ky, kx;
+    for (o = 0; o < {c_out}; o++) {{
+        for (py = 0; py < {ph}; py++) {{
+            for (px = 0; px < {pw}; px++) {{
+                int32_t best = {lo};
+                for (dy = 0; dy < 2; dy++) {{
+                    for (dx = 0; dx < 2; dx++) {{
+                        {reg} acc = ({reg}){layer.name}_b[o];
+                        int32_t v;
+                        for (c = 0; c < {c_in}; c++)
+                            for (ky = 0; ky < {kh}; ky++)
+                                for (kx = 0; kx < {kw}; kx++)
+                                    acc += ({reg})((int32_t)x[(c * {h} + 2 * py + dy + ky) * {w} + 2 * px + dx + kx]
+                                                   * {layer.name.upper()}_W(((o * {c_in} + c) * {kh} + ky) * {kw} + kx));
+                        v = kws_requant(kws_wrap(acc, {mask}, {half}), {layer.output_shift}, {lo}, {hi});
+                        if (v > best)
+                            best = v;
+                    }}
+                }}
+                if (best < 0)
+                    best = 0;
+                {store}
+            }}
+        }}
+    }}
+}}
+"""
+
+
+def _linear_c(layer, following):
+    n_out, n_in = layer.weight.shape
+    reg, mask, half = _register(layer)
+    lo, hi = _limits(layer.bits_outputs)
+    relu = "\n        if (v < 0)\n            v = 0;" if layer.relu else ""
+    return f"""
+/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    int o, i;
+    for (o = 0; o < {n_out}; o++) {{
+        {reg} acc = ({reg}){layer.name}_b[o];
+        int32_t v;
+        for (i = 0; i < {n_in}; i++)
+            acc += ({reg})((int32_t)x[i] * {layer.name.upper()}_W(o * {n_in} + i));
+        v = kws_requant(kws_wrap(acc, {mask}, {half}), {layer.output_shift}, {lo}, {hi});{relu}
+        {_store(layer, following, "v", "y[o]")}
+    }}
+}}
+"""
+
+
+_HELPERS = """
+/* Two's-complement value of the low bits of an accumulator register (mask = 2^bits - 1,
+   half = 2^(bits-1)): the wraparound of a bits-wide adder. */
+static int64_t kws_wrap(uint64_t reg, uint64_t mask, int64_t half)
+{
+    int64_t v = (int64_t)(reg & mask);
+    return v >= half ? v - 2 * half : v;
+}
+
+/* v / 2^shift rounded half away from zero (v * 2^-shift when shift < 0), saturated to [lo, hi]. */
+static int32_t kws_requant(int64_t v, int shift, int32_t lo, int32_t hi)
+{
+    if (shift > 0) {
+        int64_t half = (int64_t)1 << (shift - 1);
+        v = v >= 0 ? (v + half) >> shift : -((-v + half) >> shift);
+    } else if (shift < 0) {
+        v = v < lo ? lo : v > hi ? hi : v;
+        v *= (int64_t)1 << -shift;
+    }
+    return (int32_t)(v < lo ? lo : v > hi ? hi : v);
+}
+"""
+
+
+def _header(int_model):
+    first, last = int_model.layers[0], int_model.layers[-1]
+    c, h, w = first.input_shape
+    lo, hi = _limits(first.bits_inputs)
+    return f"""/* Generated by deploy/c_export.py: integer-only keyword spotting. Do not edit.
+ *
+ * Input: one clip of {c}x{h}x{w} MFCC features, row-major (channel, frame, coefficient), as
+ * integer codes code = round_half_away_from_zero(x * 2^KWS_INPUT_FL) saturated to
+ * [KWS_INPUT_MIN, KWS_INPUT_MAX]; kws_input_t is int8_t for inputs of up to 8 bits, else int16_t.
+ * Output: KWS_N_CLASSES scores = logits * 2^KWS_SCORE_FL; kws_infer returns the argmax class.
+ * Not reentrant: activations live in one static arena. Build: cc -std=c99 -O2 model.c main.c
+ */
+#ifndef KWS_MODEL_H
+#define KWS_MODEL_H
+
+#include <stdint.h>
+
+#define KWS_INPUT_CHANNELS {c}
+#define KWS_INPUT_FRAMES {h}
+#define KWS_INPUT_COEFFICIENTS {w}
+#define KWS_N_INPUTS {c * h * w}
+#define KWS_N_CLASSES {last.output_shape[0]}
+#define KWS_INPUT_BITS {first.bits_inputs}
+#define KWS_INPUT_FL {first.fl_inputs}
+#define KWS_INPUT_MIN ({lo})
+#define KWS_INPUT_MAX {hi}
+#define KWS_SCORE_FL {last.fl_outputs}
+
+typedef {_data_ctype(first.bits_inputs)} kws_input_t;
+
+int kws_infer(const kws_input_t *features, int32_t *scores);
+
+#endif
+"""
+
+
+def _source(int_model):
+    layers = int_model.layers
+    pairs = _buffers(int_model)
+    # Outputs alternate between the arena's start and end; interior layers need in + out bytes.
+    arena = max([pairs[0][1], pairs[-1][0]] + [a + b for a, b in pairs[1:-1]])
+    arena += arena % 2
+    parts = ["/* Generated by deploy/c_export.py. Do not edit. */\n#include \"model.h\"\n"]
+    parts += [_weights_c(layer) for layer in layers]
+    parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
+                 f"static int16_t kws_arena[{arena // 2}];\n")
+    parts.append(_HELPERS)
+    for layer, following in zip(layers, layers[1:] + (None,)):
+        parts.append(_conv_c(layer, following) if layer.kind == "conv" else _linear_c(layer, following))
+    calls = []
+    src = "features"
+    for i, (layer, following) in enumerate(zip(layers, layers[1:] + (None,))):
+        if following is None:
+            dst = "scores"
+        else:
+            offset = 0 if i % 2 == 0 else arena - pairs[i][1]
+            dst = f"({_out_ctype(following)} *)(void *)((unsigned char *)kws_arena + {offset})"
+        calls.append(f"    kws_{layer.name}({src}, {dst});")
+        src = dst
+    parts.append("""
+int kws_infer(const kws_input_t *features, int32_t *scores)
+{
+    int k, best = 0;
+%s
+    for (k = 1; k < KWS_N_CLASSES; k++)
+        if (scores[k] > scores[best])
+            best = k;
+    return best;
+}
+""" % "\n".join(calls))
+    return "".join(parts)
+
+
+def export_c(int_model, outdir):
+    """Write model.h, model.c and main.c into ``outdir`` (atomically); returns their paths."""
+    outdir = Path(outdir)
+    files = {
+        "model.h": _header(int_model),
+        "model.c": _source(int_model),
+        "main.c": (_TEMPLATES / "main.c").read_text(encoding="utf-8"),
+    }
+    paths = []
+    for name, text in files.items():
+        write_text(outdir / name, text)
+        paths.append(outdir / name)
+    return paths

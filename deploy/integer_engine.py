@@ -1,0 +1,235 @@
+"""Integer-only inference of a fully quantized KeywordLeNet5Clone, in numpy.
+
+This is the reference the C export is checked against, and it is checked itself against the
+fixed-point simulation of ``optimization/layers.py``: for every clip
+``logits_int(quantize_input(x)) == model.logits(x) * 2**fl_out(last layer)`` exactly (model in eval
+mode, where the simulation computes in float64 and every sum of integer codes is exact).
+
+Data path of one layer, with codes ``x`` at scale 2^-fl_in and weight codes at 2^-fl_w:
+
+    acc = wrap(sum x * w + bias, bits_accumulator)     bias pre-rounded to scale 2^-(fl_in+fl_w)
+    y   = requantize(acc, fl_in + fl_w -> fl_out)       rounding shift, saturated to bits_outputs
+    conv: relu, maxpool 2x2 (floor mode); hidden linear: relu; last linear: nothing
+    next layer's input = requantize(y, fl_out -> fl_in of the next layer)
+
+Rounding is half away from zero (as ``optimization.fixed_point.round_half_away``), the
+accumulator wraps in two's complement like a register of ``bits_accumulator`` bits. The only
+float step is ``quantize_input``. Data are int8/int16 (bits <= 8 / <= 16), accumulators int64
+(the C export uses 32-bit registers when bits_accumulator <= 32).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from deploy.compact import compact_model
+from model.model import INPUT_SHAPE
+from optimization.fixed_point import fractional_length, round_half_away, to_integer
+from optimization.layers import fixed_point_layers
+from utils.errors import UserError
+
+MAX_DATA_BITS = 16          # inputs, weights and outputs are stored as int8 or int16
+MAX_ACCUMULATOR_BITS = 48   # the float64 simulation is exact only below 2^53; 48 bits never
+                            # wrap for this model (16x16-bit products x 184 inputs < 2^39)
+MAX_RIGHT_SHIFT = 62        # (|acc| + 2^(shift-1)) stays below 2^63
+MAX_LEFT_SHIFT = 47         # a saturated 16-bit code times 2^shift stays below 2^63
+
+
+def data_dtype(bits):
+    """Smallest numpy integer type holding ``bits``-bit two's-complement codes."""
+    return np.int8 if bits <= 8 else np.int16
+
+
+def wrap(acc, bits):
+    """Two's-complement wraparound of int64 ``acc`` to ``bits`` bits (sign extension of the low
+    bits, done on the unsigned view so it is defined for every value)."""
+    unused = 64 - bits
+    return (acc.view(np.uint64) << np.uint64(unused)).view(np.int64) >> np.int64(unused)
+
+
+def requantize(values, shift, bits):
+    """Integer codes ``values`` (int64) divided by 2^shift, rounded half away from zero, saturated
+    to ``bits`` bits. A negative shift multiplies (after saturating, so it cannot overflow)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if shift > 0:
+        half = np.int64(1 << (shift - 1))
+        values = np.sign(values) * ((np.abs(values) + half) >> np.int64(shift))
+    elif shift < 0:
+        values = np.clip(values, lo, hi) << np.int64(-shift)
+    return np.clip(values, lo, hi)
+
+
+@dataclass(frozen=True)
+class IntegerLayer:
+    """One layer as integer codes and fixed-point formats (fl = fractional length)."""
+    name: str
+    kind: str                 # "conv" (then relu + maxpool 2x2) or "linear"
+    relu: bool                # a hidden linear layer has relu, the last one not
+    input_shape: tuple        # (C, H, W) for conv, (F,) for linear
+    weight: np.ndarray        # int8/int16 codes: (out, in, kh, kw) or (out, in)
+    bias: np.ndarray          # int64 codes at scale 2^-(fl_inputs + fl_weights)
+    bits_inputs: int
+    fl_inputs: int
+    bits_weights: int
+    fl_weights: int
+    bits_accumulator: int
+    bits_outputs: int
+    fl_outputs: int
+
+    @property
+    def output_shift(self):
+        """Right shift from the accumulator scale to the output format."""
+        return self.fl_inputs + self.fl_weights - self.fl_outputs
+
+    @property
+    def output_shape(self):
+        """Shape after the layer's relu and pooling (what the next layer reads)."""
+        if self.kind == "linear":
+            return (self.weight.shape[0],)
+        _, h, w = self.input_shape
+        kh, kw = self.weight.shape[2:]
+        return (self.weight.shape[0], (h - kh + 1) // 2, (w - kw + 1) // 2)
+
+    def forward(self, x):
+        """int8/int16 codes in this layer's input format -> int64 codes in its output format
+        (after relu and pooling)."""
+        x = x.astype(np.int64)
+        if self.kind == "conv":
+            windows = sliding_window_view(x, self.weight.shape[2:], axis=(2, 3))
+            acc = np.tensordot(windows, self.weight.astype(np.int64), axes=([1, 4, 5], [1, 2, 3]))
+            acc = (acc + self.bias).transpose(0, 3, 1, 2)
+        else:
+            acc = x @ self.weight.T.astype(np.int64) + self.bias
+        y = requantize(wrap(acc, self.bits_accumulator), self.output_shift, self.bits_outputs)
+        if self.relu:
+            y = np.maximum(y, 0)
+        if self.kind == "conv":
+            n, c, h, w = y.shape
+            y = y[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        return y
+
+
+def _check_quantized(name, q):
+    groups = {"bits_inputs": q.bits_inputs, "bits_weights": q.bits_weights,
+              "bits_accumulator": q.bits_accumulator, "bits_outputs": q.bits_outputs}
+    unset = [group for group, bits in groups.items() if bits <= 0]
+    if unset:
+        raise UserError(f"layer {name} is not fully quantized ({', '.join(unset)} = 0); integer "
+                        f"inference needs every layer's inputs, weights, accumulator and outputs "
+                        f"in fixed point: apply a complete quantization.yml")
+    wide = [group for group, bits in groups.items()
+            if bits > (MAX_ACCUMULATOR_BITS if group == "bits_accumulator" else MAX_DATA_BITS)]
+    if wide:
+        raise UserError(f"layer {name}: {', '.join(f'{g} = {groups[g]}' for g in wide)} too wide; "
+                        f"integer inference supports data up to {MAX_DATA_BITS} bits and "
+                        f"accumulators up to {MAX_ACCUMULATOR_BITS} bits")
+
+
+def _check_shifts(layers):
+    """Rescaling shifts must stay where int64 arithmetic is exact: right shifts below 63, left
+    shifts of saturated 16-bit codes below 48."""
+    shifts = [(f"{a.name} accumulator -> output", a.output_shift) for a in layers]
+    shifts += [(f"{a.name} output -> {b.name} input", a.fl_outputs - b.fl_inputs)
+               for a, b in zip(layers, layers[1:])]
+    bad = [f"{what} ({shift})" for what, shift in shifts if not -MAX_LEFT_SHIFT <= shift <= MAX_RIGHT_SHIFT]
+    if bad:
+        raise UserError(f"fixed-point formats too far apart for integer rescaling: {', '.join(bad)}; "
+                        f"check the il_* values in quantization.yml")
+
+
+class IntegerModel:
+    """A fully quantized KeywordLeNet5Clone as integer layers (pruned kernels removed)."""
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+
+    @classmethod
+    def from_model(cls, model, input_shape=INPUT_SHAPE):
+        """Convert the model's weights to codes and its biases to accumulator-scale codes, rounded
+        exactly as the simulation rounds them. Every layer must be fully quantized."""
+        for name, layer in fixed_point_layers(model).items():
+            _check_quantized(name, layer.quantization)
+        compact = compact_model(model)
+        named = list(fixed_point_layers(compact).items())
+        shape = tuple(input_shape)
+        layers = []
+        for i, (name, layer) in enumerate(named):
+            q = layer.quantization
+            fl_in = fractional_length(q.bits_inputs, q.il_inputs)
+            fl_w = fractional_length(q.bits_weights, q.il_weights)
+            with torch.no_grad():
+                w, b = layer._masked_params()  # the simulation's own masking: same codes
+                w_codes = to_integer(w.double(), q.bits_weights, fl_w)
+                lim = 2.0 ** (q.bits_accumulator - 1)
+                b_codes = torch.clamp(round_half_away(b.double() * 2.0 ** (fl_in + fl_w)), -lim, lim - 1)
+            kind = "conv" if w.dim() == 4 else "linear"
+            if kind == "linear":
+                shape = (int(np.prod(shape)),)
+            integer_layer = IntegerLayer(
+                name=name, kind=kind, relu=i < len(named) - 1, input_shape=shape,
+                weight=w_codes.numpy().astype(data_dtype(q.bits_weights)),
+                bias=b_codes.numpy().astype(np.int64),
+                bits_inputs=q.bits_inputs, fl_inputs=fl_in,
+                bits_weights=q.bits_weights, fl_weights=fl_w,
+                bits_accumulator=q.bits_accumulator,
+                bits_outputs=q.bits_outputs,
+                fl_outputs=fractional_length(q.bits_outputs, q.il_outputs))
+            layers.append(integer_layer)
+            shape = integer_layer.output_shape
+        _check_shifts(layers)
+        return cls(layers)
+
+    @property
+    def input_shape(self):
+        return self.layers[0].input_shape
+
+    @property
+    def input_bits(self):
+        return self.layers[0].bits_inputs
+
+    @property
+    def input_fl(self):
+        return self.layers[0].fl_inputs
+
+    @property
+    def output_fl(self):
+        """Scores are logits * 2^output_fl."""
+        return self.layers[-1].fl_outputs
+
+    def quantize_input(self, features):
+        """Float features (N x C x H x W, array or tensor) -> int8/int16 codes of the first layer's
+        input format, rounded as the simulation rounds them (float32 in, as the model receives)."""
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
+            raise UserError(f"features have shape {x.shape}; expected (N, "
+                            f"{', '.join(map(str, self.input_shape))})")
+        if not np.isfinite(x).all():
+            raise UserError("features contain NaN or infinite values; check the feature extraction")
+        codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)
+        return codes.numpy().astype(data_dtype(self.input_bits))
+
+    def logits_int(self, codes):
+        """Input codes (N x C x H x W integers) -> int32 scores (N x classes) = logits * 2^output_fl."""
+        codes = np.asarray(codes)
+        if not np.issubdtype(codes.dtype, np.integer):
+            raise UserError(f"logits_int takes integer feature codes, got {codes.dtype}; "
+                            f"convert float features with quantize_input first")
+        if codes.ndim != 4 or codes.shape[1:] != self.input_shape:
+            raise UserError(f"feature codes have shape {codes.shape}; expected (N, "
+                            f"{', '.join(map(str, self.input_shape))})")
+        lim = 1 << (self.input_bits - 1)
+        if codes.size and (codes.min() < -lim or codes.max() >= lim):
+            raise UserError(f"feature codes outside the {self.input_bits}-bit range "
+                            f"[{-lim}, {lim - 1}]; produce them with quantize_input")
+        x = codes.astype(data_dtype(self.input_bits))
+        for layer, following in zip(self.layers, self.layers[1:] + (None,)):
+            if layer.kind == "linear" and x.ndim > 2:
+                x = x.reshape(len(x), -1)
+            x = layer.forward(x)
+            if following is not None:
+                x = requantize(x, layer.fl_outputs - following.fl_inputs, following.bits_inputs)
+                x = x.astype(data_dtype(following.bits_inputs))
+        return x.astype(np.int32)

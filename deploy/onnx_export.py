@@ -1,0 +1,56 @@
+"""ONNX export of the float network's log-probabilities, for runtimes other than our C code.
+
+Uses the TorchScript exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``, which
+the project does not depend on. Opset 17, a dynamic batch axis, input ``features``
+(N x 1 x 100 x 13), output ``log_probs`` (N x classes). Fixed-point simulation is not exported
+(ONNX has no matching rounding/wrap semantics); use the integer engine or the C export for that.
+"""
+import io
+import warnings
+
+import numpy as np
+import onnxruntime
+import torch
+
+from model.model import INPUT_SHAPE
+from optimization.layers import fixed_point_layers
+from utils.atomic import write_bytes
+from utils.errors import UserError
+
+OPSET = 17
+
+
+def export_onnx(model, path, input_shape=INPUT_SHAPE):
+    """Write the eval-mode float ``model`` (masked or compact) as ONNX to ``path``, atomically."""
+    quantized = [name for name, layer in fixed_point_layers(model).items() if layer.quantization.enabled]
+    if quantized:
+        raise UserError(f"ONNX export covers the float model, but {', '.join(quantized)} "
+                        f"are quantized; export without a quantization solution, or use the C export")
+    buffer = io.BytesIO()
+    was_training = model.training
+    try:
+        model.eval()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(model, (torch.zeros((1,) + tuple(input_shape)),), buffer,
+                              dynamo=False, opset_version=OPSET,
+                              input_names=["features"], output_names=["log_probs"],
+                              dynamic_axes={"features": {0: "batch"}, "log_probs": {0: "batch"}})
+    finally:
+        model.train(was_training)
+    write_bytes(path, buffer.getvalue())
+
+
+def check_onnx(path, model, inputs):
+    """Max absolute difference between onnxruntime's log-probabilities for ``inputs`` and the
+    eval-mode ``model``'s."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            expected = model(inputs).numpy()
+    finally:
+        model.train(was_training)
+    got = session.run(["log_probs"], {"features": inputs.numpy().astype(np.float32)})[0]
+    return float(np.abs(got - expected).max())

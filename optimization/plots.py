@@ -1,0 +1,55 @@
+"""Figures of the quantization and pruning searches, saved as PNG next to their YAML solutions.
+
+Figures are built on ``matplotlib.figure.Figure`` and rendered by the Agg canvas, never through
+pyplot: no GUI backend is touched and no global figure state leaks between calls.
+"""
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from utils.atomic import save_figure
+
+
+def _figure():
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _reference_lines(ax, baseline, floor):
+    ax.axhline(baseline, color="gray", linestyle=":", label=f"baseline {baseline:.4f}")
+    ax.axhline(floor, color="red", linestyle="--", label=f"floor {floor:.4f}")
+
+
+def plot_quantization(sweeps, baseline, floor, path):
+    """Top-1 against bitwidth, one line per group sweep (``{label: {bitwidth: top1}}``)."""
+    fig, ax = _figure()
+    for label, sweep in sweeps.items():
+        bits = sorted(sweep, reverse=True)
+        ax.plot(bits, [sweep[b] for b in bits], marker="o", label=label)
+    _reference_lines(ax, baseline, floor)
+    ax.set_xticks(sorted({b for sweep in sweeps.values() for b in sweep}))
+    ax.invert_xaxis()  # the search runs from wide to narrow formats
+    ax.set_xlabel("bitwidth")
+    ax.set_ylabel("validation top-1")
+    ax.set_title("Dynamic fixed-point quantization")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, path)
+
+
+def plot_pruning(rates, accuracies, accepted, baseline, floor, path):
+    """Top-1 against total pruning rate (fractions) per search step; rejected steps marked."""
+    fig, ax = _figure()
+    kept = [(r * 100, a) for r, a, ok in zip(rates, accuracies, accepted) if ok]
+    ax.plot([0.0] + [r for r, _ in kept], [baseline] + [a for _, a in kept], marker=".",
+            label="kept steps")
+    rejected = [(r * 100, a) for r, a, ok in zip(rates, accuracies, accepted) if not ok]
+    if rejected:
+        ax.plot(*zip(*rejected), "rx", markersize=9, label="rejected step")
+    _reference_lines(ax, baseline, floor)
+    ax.set_xlabel("parameters pruned (%)")
+    ax.set_ylabel("validation top-1")
+    ax.set_title("Minimum-weight kernel pruning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, path)

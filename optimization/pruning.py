@@ -1,0 +1,196 @@
+"""Minimum-weight kernel pruning (Molchanov et al. 2017).
+
+An output kernel (a conv filter or an FC neuron) whose weights are small contributes little, so
+kernels are removed one at a time in order of their mean squared weight (a mean, not a sum, so a
+9-weight conv filter and a 184-weight FC neuron compare fairly) until validation top-1 would fall
+more than ``error_margin`` percentage points below the baseline; the last set that stayed within
+the margin is the solution. The class-output layer is never pruned, nor a layer's last kernel.
+
+The weights do not change during the search, so the order is computed once and each step costs
+exactly one ``evaluate(model)``: a step only flips one entry of a layer's kernel mask.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from optimization.layers import FixedPointConv2d, fixed_point_layers
+from optimization.plots import plot_pruning
+from utils.atomic import write_yaml
+from utils.errors import UserError
+
+DEFAULTS = {"error_margin": 3.0, "max_steps": None}
+TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
+RULE = "-" * 45
+MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """The ``optimization.pruning`` section of the config, validated."""
+    error_margin: float = DEFAULTS["error_margin"]
+    max_steps: int = DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
+
+    def to_dict(self):
+        return {"error_margin": self.error_margin, "max_steps": self.max_steps}
+
+
+def parse_pruning_config(section):
+    """Validate a config mapping (None = all defaults) into a PruningConfig."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise UserError(f"optimization.pruning must be a mapping, found {type(section).__name__}")
+    unknown = [k for k in section if k not in DEFAULTS]
+    if unknown:
+        raise UserError(f"unknown pruning keys {unknown}; allowed: {', '.join(DEFAULTS)}")
+    values = {**DEFAULTS, **section}
+    margin, steps = values["error_margin"], values["max_steps"]
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
+        raise UserError(f"pruning error_margin is in percentage points (e.g. 3), from 0 up to 100; "
+                        f"found {margin!r}")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+        raise UserError(f"pruning max_steps must be a non-negative integer or null, "
+                        f"found {steps!r}")
+    return PruningConfig(float(margin), steps)
+
+
+@dataclass
+class PruningStep:
+    """One evaluated removal; a rejected step (below the floor) was undone."""
+    layer: str
+    kernel: int
+    accuracy: float
+    rate: float       # total pruning rate with this kernel removed
+    accepted: bool
+
+
+@dataclass
+class LayerPruning:
+    kind: str                 # "Conv" or "Linear"
+    kernels: int
+    pruned: int
+    parameters: int
+    pruned_parameters: int    # the pruned kernels' own weights and biases
+
+
+@dataclass
+class PruningResult:
+    baseline: float
+    floor: float
+    steps: list               # PruningStep per evaluation after the baseline
+    pruned: dict              # layer -> sorted pruned kernel indices (every layer listed)
+    layers: dict              # layer -> LayerPruning
+    accuracy: float           # top-1 of the solution (measured at its step; baseline if none)
+    rate: float               # pruned kernels' own parameters / all model parameters
+
+
+def _passes(accuracy, floor):
+    return accuracy >= floor - TOLERANCE
+
+
+def kernel_parameters(layer):
+    """Weights and bias of one output kernel of ``layer``."""
+    return layer.weight[0].numel() + (1 if layer.bias is not None else 0)
+
+
+def kernel_ranking(model):
+    """Pruning candidates as (layer, kernel, mean squared weight), smallest first (ties: forward
+    order, then kernel index): unpruned kernels of every fixed-point layer but the last."""
+    layers = fixed_point_layers(model)
+    ranking = []
+    with torch.no_grad():
+        for name in list(layers)[:-1]:
+            layer = layers[name]
+            criteria = layer.weight.detach().double().flatten(1).pow(2).mean(dim=1)
+            ranking += [(name, k, float(criteria[k])) for k in range(len(criteria))
+                        if layer.kernel_mask[k] != 0]
+    order = {name: i for i, name in enumerate(layers)}
+    return sorted(ranking, key=lambda c: (c[2], order[c[0]], c[1]))
+
+
+def search_pruning(model, evaluate, config):
+    """Greedy minimum-weight kernel pruning within the error margin; ``evaluate(model)`` returns
+    validation top-1 and is called once for the baseline and once per step. On return the model
+    carries the solution (masks set, pruned weights and biases zeroed); on an exception its
+    original masks are restored. Kernels pruned before the call stay pruned and are counted."""
+    cfg = parse_pruning_config(config)
+    layers = fixed_point_layers(model)
+    total_parameters = sum(p.numel() for p in model.parameters())
+    original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
+    remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in layers.items()}
+    pruned_parameters = sum(len(layer.pruned_kernels) * kernel_parameters(layer)
+                            for layer in layers.values())
+    ranking = kernel_ranking(model)
+    budget = sum(remaining[name] - 1 for name in list(layers)[:-1] if remaining[name] > 1)
+    if cfg.max_steps is not None:
+        budget = min(budget, cfg.max_steps)
+    bar = tqdm(total=budget, desc="pruning", unit="step")
+    steps = []
+    try:
+        baseline = accuracy = float(evaluate(model))
+        floor = baseline - cfg.error_margin / 100
+        for name, kernel, _ in ranking:
+            if len(steps) == budget:
+                break
+            layer = layers[name]
+            if remaining[name] == 1:
+                continue
+            layer.kernel_mask[kernel] = 0.0
+            top1 = float(evaluate(model))
+            rate = (pruned_parameters + kernel_parameters(layer)) / total_parameters
+            steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
+            bar.update()
+            if not steps[-1].accepted:
+                layer.kernel_mask[kernel] = 1.0
+                tqdm.write(MARGIN_EXCEEDED)
+                break
+            remaining[name] -= 1
+            pruned_parameters += kernel_parameters(layer)
+            accuracy = top1
+        for layer in layers.values():
+            layer.prune_kernels(layer.pruned_kernels)
+    except BaseException:
+        for name, layer in layers.items():
+            layer.kernel_mask.copy_(original[name])
+        raise
+    finally:
+        bar.total = bar.n
+        bar.close()
+    summary = {name: LayerPruning("Conv" if isinstance(layer, FixedPointConv2d) else "Linear",
+                                  layer.out_channels_or_features, len(layer.pruned_kernels),
+                                  sum(p.numel() for p in layer.parameters()),
+                                  len(layer.pruned_kernels) * kernel_parameters(layer))
+               for name, layer in layers.items()}
+    pruned = {name: layer.pruned_kernels for name, layer in layers.items()}
+    return PruningResult(baseline, floor, steps, pruned, summary, accuracy,
+                         pruned_parameters / total_parameters)
+
+
+def format_report(result):
+    """The lab's pruning report."""
+    lines = [RULE, "Network pruning results.", f"Baseline float32: {result.baseline:.5f}",
+             "Kernel pruning results:"]
+    for name, s in result.layers.items():
+        kernels = f"{s.pruned}/{s.kernels} kernels pruned"
+        lines.append(f"Layer {name:<8} | {s.kind:<8} | {kernels:<20} | "
+                     f"{100 * s.pruned_parameters / s.parameters:.2f}% parameters pruned")
+    lines += [f"Total pruning rate: {100 * result.rate:.2f}%", f"Accuracy: {result.accuracy:.5f}",
+              RULE]
+    return "\n".join(lines)
+
+
+def save_pruning(path, result, config):
+    """Write pruning.yml atomically (keys ``config``, ``results``, ``pruned_filters``) and the
+    accuracy-vs-pruning-rate figure next to it (same name, ``.png``); returns the figure's path."""
+    path = Path(path)
+    results = {"baseline": result.baseline, "floor": result.floor,
+               "steps": [{"layer": s.layer, "kernel": s.kernel, "accuracy": s.accuracy,
+                          "rate": s.rate, "accepted": s.accepted} for s in result.steps],
+               "accuracy": result.accuracy, "rate": result.rate}
+    write_yaml(path, {"config": parse_pruning_config(config).to_dict(), "results": results,
+                      "pruned_filters": {name: list(k) for name, k in result.pruned.items()}})
+    figure = path.with_suffix(".png")
+    plot_pruning([s.rate for s in result.steps], [s.accuracy for s in result.steps],
+                 [s.accepted for s in result.steps], result.baseline, result.floor, figure)
+    return figure

@@ -1,0 +1,366 @@
+"""Ristretto-style search for dynamic fixed-point formats (Gysel et al. 2016).
+
+Three groups are searched one at a time, each with everything else in float: the weights of all
+conv layers, the weights of all FC layers, and the activations (inputs and outputs of every
+layer). Each group walks down the bitwidth schedule until validation top-1 falls below the floor
+and keeps the lowest bitwidth that stayed at or above it. Integer lengths come from range
+analysis. The combined solution is then checked against the floor and backed off if needed.
+
+``error_margin`` is in percentage points of top-1: the floor is ``baseline - error_margin / 100``
+(a float baseline of 0.90 and a margin of 3 give a floor of 0.87).
+"""
+from dataclasses import astuple, dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from optimization.fixed_point import integer_length
+from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
+from optimization.plots import plot_quantization
+from optimization.range_analysis import collect_ranges
+from optimization.solutions import apply_quantization
+from utils.atomic import write_yaml
+from utils.errors import UserError
+
+GROUPS = ("conv_weights", "fc_weights", "activations")
+GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
+               "activations": "Activations"}
+SWEEP_TITLES = {"conv_weights": "Conv layer weights:", "fc_weights": "FC layer weights:",
+                "activations": "Conv/FC inputs/activations:"}
+DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
+            "bits_accumulator": 32}
+MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
+MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
+TOLERANCE = 1e-9        # accuracies are ratios of counts; absorb float error at the floor
+FLOAT_BITS = 32         # a float weight costs 32 bits in the weight-memory count
+RULE = "-" * 45
+LAMBDA_MESSAGE = "lambda strings are not evaluated; use schedule: halve or a list of bitwidths"
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bitwidth(key, value, high=MAX_BITWIDTH):
+    if not _is_int(value) or not 2 <= value <= high:
+        raise UserError(f"quantization {key} must be an integer from 2 to {high}, found {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """The ``optimization.quantization`` section of the config, validated."""
+    error_margin: float = DEFAULTS["error_margin"]
+    schedule: object = DEFAULTS["schedule"]  # "halve" or a descending tuple of bitwidths
+    start_bitwidth: int = DEFAULTS["start_bitwidth"]
+    min_bitwidth: int = DEFAULTS["min_bitwidth"]
+    bits_accumulator: int = DEFAULTS["bits_accumulator"]
+
+    @property
+    def bitwidths(self):
+        """The schedule as a descending list of bitwidths."""
+        if self.schedule != "halve":
+            return list(self.schedule)
+        bits, bw = [], self.start_bitwidth
+        while bw >= self.min_bitwidth:
+            bits.append(bw)
+            bw //= 2
+        return bits
+
+    def to_dict(self):
+        return {"error_margin": self.error_margin,
+                "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
+                "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
+                "bits_accumulator": self.bits_accumulator}
+
+
+def parse_quantization_config(section):
+    """Validate a config mapping (None = all defaults) into a QuantizationConfig."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise UserError(f"optimization.quantization must be a mapping, "
+                        f"found {type(section).__name__}")
+    if "decrement" in section:
+        raise UserError(f"quantization 'decrement' is not supported: {LAMBDA_MESSAGE}")
+    unknown = [k for k in section if k not in DEFAULTS]
+    if unknown:
+        raise UserError(f"unknown quantization keys {unknown}; allowed: {', '.join(DEFAULTS)}")
+    values = {**DEFAULTS, **section}
+    margin = values["error_margin"]
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
+        raise UserError(f"quantization error_margin is in percentage points (e.g. 3), "
+                        f"from 0 up to 100; found {margin!r}")
+    start = _bitwidth("start_bitwidth", values["start_bitwidth"])
+    low = _bitwidth("min_bitwidth", values["min_bitwidth"])
+    accumulator = _bitwidth("bits_accumulator", values["bits_accumulator"], MAX_ACCUMULATOR)
+    schedule = values["schedule"]
+    if isinstance(schedule, str):
+        if "lambda" in schedule:
+            raise UserError(f"quantization schedule {schedule!r}: {LAMBDA_MESSAGE}")
+        if schedule != "halve":
+            raise UserError(f"quantization schedule must be 'halve' or a list of bitwidths "
+                            f"such as [16, 8, 6, 4], found {schedule!r}")
+        if low > start:
+            raise UserError(f"quantization min_bitwidth {low} is above start_bitwidth {start}")
+    elif isinstance(schedule, list) and schedule:
+        schedule = tuple(_bitwidth("schedule entry", b) for b in schedule)
+        if any(a <= b for a, b in zip(schedule, schedule[1:])):
+            raise UserError(f"quantization schedule {list(schedule)} must be strictly descending")
+        for key, end in (("start_bitwidth", schedule[0]), ("min_bitwidth", schedule[-1])):
+            if key in section and section[key] != end:
+                raise UserError(f"quantization {key} {section[key]} disagrees with schedule "
+                                f"{list(schedule)}; drop {key} or make them agree")
+        start, low = schedule[0], schedule[-1]
+    else:
+        raise UserError(f"quantization schedule must be 'halve' or a non-empty list of bitwidths, "
+                        f"found {schedule!r}")
+    return QuantizationConfig(float(margin), schedule, start, low, accumulator)
+
+
+@dataclass
+class PerLayerResult:
+    """Outcome of the per-layer weight refinement that starts from the per-group solution."""
+    order: list              # layers in the order they were lowered, most tolerant first
+    tolerance: dict          # layer -> top-1 with only that layer one step lower
+    sweeps: dict             # layer -> {bitwidth: top1} tried while lowering it
+    group_bitwidths: dict    # layer -> weight bitwidth in the per-group solution (0 = float)
+    bitwidths: dict          # layer -> final weight bitwidth (0 = float)
+    accuracy: float          # top-1 of the per-layer solution
+    group_weight_bits: int   # weight memory of the per-group solution, in bits
+    weight_bits: int         # weight memory of the per-layer solution, in bits
+
+
+@dataclass
+class QuantizationResult:
+    """Everything the search measured and decided; ``layers`` is the solution to save/apply."""
+    baseline: float
+    floor: float
+    schedule: list
+    bits_accumulator: int
+    ranges: object                                 # DataFrame from collect_ranges
+    sweeps: dict                                   # group -> {bitwidth: top1}
+    bitwidths: dict                                # group -> chosen bitwidth after back-off
+    accuracy: float                                # top-1 of the per-group solution
+    layers: dict                                   # layer -> LayerQuantization
+    notes: list = field(default_factory=list)      # floats kept and back-off steps
+    per_layer: PerLayerResult = None
+
+    @property
+    def final_accuracy(self):
+        return self.per_layer.accuracy if self.per_layer else self.accuracy
+
+
+def _passes(accuracy, floor):
+    return accuracy >= floor - TOLERANCE
+
+
+def _label(bits):
+    return f"{bits}" if bits else "float32"
+
+
+def _bits(bits):
+    return f"{bits} bits" if bits else "float32"
+
+
+def _solution(layers, ranges, weight_bits, activation_bits, bits_accumulator):
+    """Per-layer formats: weights at ``weight_bits[name]``, inputs and outputs at
+    ``activation_bits``, integer lengths from the ranges, and the accumulator width only where
+    the sum is an integer (inputs and weights both fixed point)."""
+    solution = {}
+    for name in layers:
+        w, a = weight_bits[name], activation_bits
+        r = ranges.loc[name]
+        solution[name] = LayerQuantization(
+            bits_inputs=a, bits_weights=w, bits_accumulator=bits_accumulator if a and w else 0,
+            bits_outputs=a, il_inputs=integer_length(r["inputs_absmax"]) if a else 0,
+            il_weights=integer_length(r["weights_absmax"]) if w else 0,
+            il_outputs=integer_length(r["outputs_absmax"]) if a else 0)
+    return solution
+
+
+class _Evaluations:
+    """Applies solutions and evaluates them once each (a solution seen before is not re-run),
+    counting evaluations on a tqdm bar."""
+
+    def __init__(self, model, evaluate, total, desc):
+        self.model, self.evaluate = model, evaluate
+        self.cache = {}
+        self.bar = tqdm(total=total, desc=desc, unit="eval")
+
+    @staticmethod
+    def _key(solution):
+        return tuple((name, astuple(q)) for name, q in solution.items())
+
+    def remember(self, solution, accuracy):
+        """Record a top-1 measured earlier so the solution is not evaluated again."""
+        self.cache[self._key(solution)] = accuracy
+
+    def __call__(self, solution):
+        key = self._key(solution)
+        if key not in self.cache:
+            apply_quantization(self.model, solution)
+            self.cache[key] = float(self.evaluate(self.model))
+            self.bar.update()
+        return self.cache[key]
+
+    def close(self):
+        self.bar.total = self.bar.n
+        self.bar.close()
+
+
+def _weight_group(layer):
+    return "conv_weights" if isinstance(layer, FixedPointConv2d) else "fc_weights"
+
+
+def search_quantization(model, evaluate, inputs, config):
+    """Run range analysis on ``inputs`` and the three group searches, check the combined solution
+    against the floor (backing off if needed) and return a QuantizationResult. ``evaluate(model)``
+    returns validation top-1. On return the model carries the final solution; on an exception its
+    original formats are restored."""
+    cfg = parse_quantization_config(config)
+    layers = fixed_point_layers(model)
+    original = {name: layer.quantization for name, layer in layers.items()}
+    schedule = cfg.bitwidths
+    ranges = collect_ranges(model, inputs)
+
+    def solution(bits):
+        weights = {name: bits[_weight_group(layer)] for name, layer in layers.items()}
+        return _solution(layers, ranges, weights, bits["activations"], cfg.bits_accumulator)
+
+    run = _Evaluations(model, evaluate, 2 + len(GROUPS) * len(schedule), "quantization")
+    try:
+        float_bits = dict.fromkeys(GROUPS, 0)
+        baseline = run(solution(float_bits))
+        floor = baseline - cfg.error_margin / 100
+        sweeps, chosen, notes = {}, {}, []
+        for group in GROUPS:
+            sweeps[group], chosen[group] = {}, 0
+            for bw in schedule:
+                sweeps[group][bw] = run(solution({**float_bits, group: bw}))
+                if not _passes(sweeps[group][bw], floor):
+                    break
+                chosen[group] = bw
+            if not chosen[group]:
+                notes.append(f"{GROUP_NAMES[group]} stay float32: {schedule[0]} bits gave top1 "
+                             f"{sweeps[group][schedule[0]]:.5f} < floor {floor:.5f}")
+        accuracy = run(solution(chosen))
+        while not _passes(accuracy, floor):
+            # Ties go to the earlier stage (min keeps the first). Some group is still quantized:
+            # the all-float solution is the baseline, which passes.
+            group = min((g for g in GROUPS if chosen[g]), key=lambda g: sweeps[g][chosen[g]])
+            step = schedule.index(chosen[group])
+            raised = schedule[step - 1] if step else 0
+            notes.append(f"Back-off: combined top1 {accuracy:.5f} < floor {floor:.5f}; "
+                         f"{GROUP_NAMES[group]} {_bits(chosen[group])} -> {_bits(raised)}")
+            chosen[group] = raised
+            accuracy = run(solution(chosen))
+        final = solution(chosen)
+        apply_quantization(model, final)
+    except BaseException:
+        apply_quantization(model, original)
+        raise
+    finally:
+        run.close()
+    return QuantizationResult(baseline, floor, schedule, cfg.bits_accumulator, ranges, sweeps,
+                              chosen, accuracy, final, notes)
+
+
+def _weight_memory(layers, weight_bits):
+    return sum((layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0))
+               * (weight_bits[name] or FLOAT_BITS) for name, layer in layers.items())
+
+
+def search_per_layer_weights(model, evaluate, result):
+    """Lower each layer's weight bitwidth on its own, starting from the per-group ``result``:
+    layers are taken most tolerant first (top-1 with only that layer one schedule step lower) and
+    each is lowered step by step while the combined top-1 stays at or above the floor. Returns a
+    copy of ``result`` with the per-layer solution in ``layers`` and the details in ``per_layer``;
+    the model carries that solution (its original formats are restored on an exception)."""
+    layers = fixed_point_layers(model)
+    original = {name: layer.quantization for name, layer in layers.items()}
+    schedule, floor = result.schedule, result.floor
+    activations = result.bitwidths["activations"]
+    group_bits = {name: result.layers[name].bits_weights for name in layers}
+    bits = dict(group_bits)
+
+    def lower(b):
+        """The next schedule step below ``b`` (float's next is the first step), None at the end."""
+        step = schedule.index(b) + 1 if b else 0
+        return schedule[step] if step < len(schedule) else None
+
+    def solution(weight_bits):
+        return _solution(layers, result.ranges, weight_bits, activations, result.bits_accumulator)
+
+    run = _Evaluations(model, evaluate, len(layers) * (len(schedule) + 1), "per-layer weights")
+    run.remember(solution(bits), result.accuracy)
+    try:
+        lowerable = [name for name in layers if lower(bits[name]) is not None]
+        tolerance = {name: run(solution({**bits, name: lower(bits[name])})) for name in lowerable}
+        order = sorted(lowerable, key=lambda name: -tolerance[name])
+        accuracy, sweeps = result.accuracy, {}
+        for name in order:
+            sweeps[name] = {}
+            while (bw := lower(bits[name])) is not None:
+                sweeps[name][bw] = run(solution({**bits, name: bw}))
+                if not _passes(sweeps[name][bw], floor):
+                    break
+                bits[name], accuracy = bw, sweeps[name][bw]
+        final = solution(bits)
+        apply_quantization(model, final)
+    except BaseException:
+        apply_quantization(model, original)
+        raise
+    finally:
+        run.close()
+    per_layer = PerLayerResult(order, tolerance, sweeps, group_bits, bits, accuracy,
+                               _weight_memory(layers, group_bits), _weight_memory(layers, bits))
+    return replace(result, layers=final, per_layer=per_layer)
+
+
+def format_report(result):
+    """The lab's quantization report; notes and per-layer results follow the Accuracy line."""
+    lines = [RULE, "Network quantization results.", f"Baseline float32: {result.baseline:.5f}"]
+    for group in GROUPS:
+        lines.append(SWEEP_TITLES[group])
+        lines += [f"    bitwidth: {bw:>2} => top1: {acc:.5f}"
+                  for bw, acc in result.sweeps[group].items()]
+    lines.append("Dynamic fixed point net:")
+    lines += [f"{GROUP_NAMES[g]} bitwidth: {_label(result.bitwidths[g])}" for g in GROUPS]
+    lines.append(f"Accuracy: {result.accuracy:.5f}")
+    lines += result.notes
+    p = result.per_layer
+    if p:
+        lines.append("Per-layer weights (most tolerant first):" if p.order else
+                     "Per-layer weights: every layer is already at the lowest bitwidth")
+        lines += [f"    {name}: {_bits(p.group_bitwidths[name])} -> {_bits(p.bitwidths[name])}"
+                  for name in p.order]
+        saved = p.group_weight_bits - p.weight_bits
+        lines.append(f"Per-layer accuracy: {p.accuracy:.5f}")
+        lines.append(f"Weight memory: {p.group_weight_bits} -> {p.weight_bits} bits "
+                     f"(saved {saved} bits, {100 * saved / p.group_weight_bits:.2f}%)")
+    lines.append(RULE)
+    return "\n".join(lines)
+
+
+def save_quantization(path, result, config):
+    """Write quantization.yml atomically (keys ``config``, ``results``, ``layers``) and the
+    accuracy-vs-bitwidth figure next to it (same name, ``.png``); returns the figure's path."""
+    path = Path(path)
+    results = {"baseline": result.baseline, "floor": result.floor,
+               "schedule": list(result.schedule),
+               "sweeps": {g: dict(result.sweeps[g]) for g in GROUPS},
+               "bitwidths": dict(result.bitwidths), "accuracy": result.accuracy,
+               "notes": list(result.notes)}
+    p = result.per_layer
+    if p:
+        results["per_layer"] = {"order": list(p.order), "tolerance": dict(p.tolerance),
+                                "sweeps": {n: dict(s) for n, s in p.sweeps.items()},
+                                "bitwidths": dict(p.bitwidths), "accuracy": p.accuracy,
+                                "group_weight_bits": p.group_weight_bits,
+                                "weight_bits": p.weight_bits}
+    write_yaml(path, {"config": parse_quantization_config(config).to_dict(), "results": results,
+                      "layers": {name: q.to_dict() for name, q in result.layers.items()}})
+    figure = path.with_suffix(".png")
+    plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
+                      result.floor, figure)
+    return figure

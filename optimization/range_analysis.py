@@ -1,0 +1,72 @@
+"""Range analysis: the value ranges of every fixed-point layer's inputs, weights and outputs.
+
+Dynamic fixed point picks each group's integer length from the largest magnitude it must hold
+(Gysel et al. 2016), so the ranges are measured once on the float network over the validation
+inputs, with the current pruning masks applied (pruned weights do not widen a range).
+"""
+import pandas as pd
+import torch
+
+from optimization.layers import LayerQuantization, fixed_point_layers
+from utils.errors import UserError
+
+GROUPS = ("inputs", "weights", "outputs")
+COLUMNS = [f"{group}_{stat}" for group in GROUPS for stat in ("min", "max", "absmax")]
+
+
+def collect_ranges(model, inputs, batch_size=1024):
+    """Min, max and absmax of each fixed-point layer's inputs, masked weights and outputs over all
+    ``inputs``, as a DataFrame indexed by layer name in forward order (columns ``COLUMNS``).
+
+    Quantization is switched off while measuring (the ranges are those of the float network) and
+    the layers' formats and the model's train/eval mode are restored afterwards, also on errors.
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0 or len(inputs) == 0:
+        raise UserError("range analysis needs a non-empty tensor of validation inputs; "
+                        "check the validation split")
+    layers = fixed_point_layers(model)
+    lo = {name: {g: float("inf") for g in GROUPS} for name in layers}
+    hi = {name: {g: float("-inf") for g in GROUPS} for name in layers}
+
+    def observe(name, group, tensor):
+        lo[name][group] = min(lo[name][group], float(tensor.min()))
+        hi[name][group] = max(hi[name][group], float(tensor.max()))
+
+    def hook(name):
+        def record(module, args, output):
+            observe(name, "inputs", args[0])
+            observe(name, "outputs", output)
+        return record
+
+    saved = {name: layer.quantization for name, layer in layers.items()}
+    was_training = model.training
+    handles = []
+    try:
+        for name, layer in layers.items():
+            layer.quantization = LayerQuantization()
+            handles.append(layer.register_forward_hook(hook(name)))
+            mask_shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+            with torch.no_grad():
+                observe(name, "weights", layer.weight * layer.kernel_mask.view(mask_shape))
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                model(inputs[start:start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name, layer in layers.items():
+            layer.quantization = saved[name]
+        model.train(was_training)
+
+    rows = {}
+    for name in layers:
+        row = {}
+        for group in GROUPS:
+            row[f"{group}_min"] = lo[name][group]
+            row[f"{group}_max"] = hi[name][group]
+            row[f"{group}_absmax"] = max(abs(lo[name][group]), abs(hi[name][group]))
+        rows[name] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
+    frame.index.name = "layer"
+    return frame

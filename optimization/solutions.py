@@ -1,0 +1,111 @@
+"""Loading, validating and applying quantization.yml and pruning.yml solutions.
+
+A solution file is user-editable text that outlives the model it was made for, so everything in
+it is checked against the model before use; each problem is a one-line UserError that names the
+file, the layer and what to change.
+"""
+from dataclasses import fields, replace
+from pathlib import Path
+
+from optimization.layers import LayerQuantization, fixed_point_layers
+from utils.atomic import read_yaml
+from utils.errors import UserError
+
+QUANTIZATION_KEYS = tuple(f.name for f in fields(LayerQuantization))
+BIT_KEYS = tuple(k for k in QUANTIZATION_KEYS if k.startswith("bits_"))
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_names(label, names, model):
+    """Every named layer must exist in ``model``; the message lists what the model has."""
+    layers = fixed_point_layers(model)
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise UserError(f"{label} names layers {unknown} that {type(model).__name__} lacks "
+                        f"(it has {', '.join(layers)}); was it made for another model?")
+    return layers
+
+
+def _section(path, key, what):
+    data = read_yaml(path, what)
+    if key not in data:
+        raise UserError(f"{path} has no '{key}' section; is it a {what} written by this tool?")
+    section = data[key]
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise UserError(f"'{key}' in {path} must map layer names to settings, "
+                        f"found {type(section).__name__}")
+    return section
+
+
+def _layer_quantization(path, name, entry):
+    if not isinstance(entry, dict):
+        raise UserError(f"layer {name} in {path} must be a mapping of "
+                        f"{', '.join(QUANTIZATION_KEYS)}, found {type(entry).__name__}")
+    unknown = [k for k in entry if k not in QUANTIZATION_KEYS]
+    if unknown:
+        raise UserError(f"layer {name} in {path} has unknown keys {unknown}; "
+                        f"allowed: {', '.join(QUANTIZATION_KEYS)}")
+    for key, value in entry.items():
+        if not _is_int(value):
+            raise UserError(f"{name}.{key} in {path} must be an integer, found {value!r}")
+        if key in BIT_KEYS and value < 0:
+            raise UserError(f"{name}.{key} in {path} is {value}; "
+                            f"bitwidths must be >= 0 (0 = float)")
+    for group in ("inputs", "weights", "outputs"):
+        if entry.get(f"bits_{group}") and f"il_{group}" not in entry:
+            raise UserError(f"{name} in {path} sets bits_{group} but not il_{group}; "
+                            f"add il_{group} (the integer length) or regenerate the file")
+    return LayerQuantization(**entry)
+
+
+def load_quantization(path, model):
+    """Layer name -> LayerQuantization from a quantization.yml, validated against ``model``."""
+    path = Path(path)
+    section = _section(path, "layers", "quantization solution")
+    _check_names(str(path), list(section), model)
+    return {name: _layer_quantization(path, name, entry) for name, entry in section.items()}
+
+
+def load_pruning(path, model):
+    """Layer name -> sorted pruned kernel indices from a pruning.yml, validated against
+    ``model``."""
+    path = Path(path)
+    section = _section(path, "pruned_filters", "pruning solution")
+    layers = _check_names(str(path), list(section), model)
+    pruned = {}
+    for name, indices in section.items():
+        indices = [] if indices is None else indices
+        if not isinstance(indices, list) or not all(_is_int(i) for i in indices):
+            raise UserError(f"pruned_filters.{name} in {path} must be a list of kernel indices, "
+                            f"found {indices!r}")
+        count = layers[name].out_channels_or_features
+        outside = sorted(i for i in set(indices) if not 0 <= i < count)
+        if outside:
+            raise UserError(f"pruned_filters.{name} in {path} has kernel indices {outside} outside "
+                            f"0..{count - 1} ({name} has {count} kernels)")
+        indices = sorted(set(indices))
+        if len(indices) == count:
+            raise UserError(f"pruned_filters.{name} in {path} prunes all {count} kernels of "
+                            f"{name}, which would cut the network; keep at least one")
+        pruned[name] = indices
+    return pruned
+
+
+def apply_quantization(model, solution):
+    """Give each named layer its format (a copy); layers not named run in float."""
+    layers = _check_names("the quantization solution", list(solution), model)
+    for name, layer in layers.items():
+        layer.quantization = replace(solution[name]) if name in solution else LayerQuantization()
+
+
+def apply_pruning(model, pruned):
+    """Prune the named layers' kernels (masks them and zeroes their weights and biases). Earlier
+    pruning stays: zeroed weights cannot be restored, so apply to a freshly loaded model."""
+    layers = _check_names("the pruning solution", list(pruned), model)
+    for name, indices in pruned.items():
+        layers[name].prune_kernels(indices)

@@ -1,0 +1,22 @@
+"""Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
+import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
+import argparse
+
+from optimization.workflow import run_profile
+from utils.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main():
+    parser = argparse.ArgumentParser(description="Profile a (quantized, pruned) keyword spotter")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth)")
+    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
+    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    args = parser.parse_args()
+    print(f"Loading checkpoint: {args.resume} ...")
+    _, text = run_profile(args.resume, args.quantization, args.pruning)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
