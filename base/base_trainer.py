@@ -33,8 +33,14 @@ class BaseTrainer:
             self.early_stop = cfg.get("early_stop", math.inf) or math.inf
         self.start_epoch = 1
         self.not_improved = 0
+        self.last_log = {}  # the latest epoch's numbers, stored in every checkpoint
         self.checkpoint_dir = config.save_dir
         self.is_writer = True  # only one process writes files under distributed training
+
+    @property
+    def core_model(self):
+        """The model without a DataParallel / DistributedDataParallel wrapper: what checkpoints hold."""
+        return getattr(self.model, "module", self.model)
 
     @abstractmethod
     def _train_epoch(self, epoch):
@@ -46,6 +52,7 @@ class BaseTrainer:
         for epoch in range(self.start_epoch, self.epochs + 1):
             result = self._train_epoch(epoch)
             log = {"epoch": epoch, **result}
+            self.last_log = log
             best = False
             if self.mnt_mode != "off":
                 if self.mnt_metric not in log:
@@ -70,11 +77,11 @@ class BaseTrainer:
 
     def _state(self, epoch):
         sched = getattr(self, "lr_scheduler", None)
-        return dict(arch=type(self.model).__name__, arch_args=self.config["arch"].get("args") or {},
-                    epoch=epoch, state_dict=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+        return dict(arch=type(self.core_model).__name__, arch_args=self.config["arch"].get("args") or {},
+                    epoch=epoch, state_dict=self.core_model.state_dict(), optimizer=self.optimizer.state_dict(),
                     lr_scheduler=sched.state_dict() if sched is not None else None,
                     monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
-                    rng_state=torch.get_rng_state(),
+                    rng_state=torch.get_rng_state(), log=dict(self.last_log),
                     **self.checkpoint_extra)
 
     def _save_checkpoint(self, epoch, save_best=False):
@@ -93,7 +100,7 @@ class BaseTrainer:
     def resume_checkpoint(self, path):
         """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
         ckpt = load_checkpoint(path)
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.core_model.load_state_dict(ckpt["state_dict"])
         if ckpt.get("optimizer") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         sched = getattr(self, "lr_scheduler", None)

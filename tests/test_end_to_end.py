@@ -1,50 +1,20 @@
 """The user-facing scripts on the real corpus: train, test, resume, determinism."""
 import re
-import subprocess
-import sys
-
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT
+from conftest import E2E_EPOCHS, run_dirs
+from conftest import run_script as run
 
-EPOCHS = 4
-
-
-def run(*args):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
+EPOCHS = E2E_EPOCHS
 
 
-@pytest.fixture(scope="module")
-def config_path(tmp_path_factory, corpus_dir, cache_dir):
-    tmp = tmp_path_factory.mktemp("e2e")
-    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
-    cfg["name"] = "e2e"
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir))
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=EPOCHS, save_period=2)
-    path = tmp / "config.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def runs(config_path):
-    return sorted((config_path.parent / "saved" / "models" / "e2e").iterdir())
-
-
-@pytest.fixture(scope="module")
-def trained(config_path):
-    proc = run("train.py", "-c", config_path)
-    return runs(config_path)[-1], proc
-
-
-def test_train_writes_the_run_layout(trained, config_path):
+def test_train_writes_the_run_layout(trained, e2e_config):
     run_dir, proc = trained
-    names = sorted(p.name for p in run_dir.iterdir())
+    names = sorted(p.name for p in run_dir.iterdir() if p.suffix == ".pth" or p.name == "config.yml")
     assert names == ["checkpoint-epoch2.pth", "checkpoint-epoch4.pth", "config.yml", "model_best.pth"]
-    log_dir = config_path.parent / "saved" / "log" / "e2e" / run_dir.name
+    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]   # atomic writes leave no temporaries
+    log_dir = e2e_config.parent / "saved" / "log" / "e2e" / run_dir.name
     assert (log_dir / "info.log").is_file()
     assert any(p.name.startswith("events.out.tfevents") for p in log_dir.iterdir())
     lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch ")]
@@ -71,15 +41,15 @@ def test_test_script_prints_the_lab_report(trained):
     assert (run_dir / "model_best-test-float.yml").is_file() and (run_dir / "model_best-test-float.png").is_file()
 
 
-def test_same_seed_same_numbers_and_exact_resume(trained, config_path):
+def test_same_seed_same_numbers_and_exact_resume(trained, e2e_config):
     run_dir, proc = trained
-    again = run("train.py", "-c", config_path)
+    again = run("train.py", "-c", e2e_config)
     first = [l.split("|")[:3] for l in proc.stdout.splitlines() if l.startswith("epoch ")]
     second = [l.split("|")[:3] for l in again.stdout.splitlines() if l.startswith("epoch ")]
     assert first == second
     # resume from epoch 2: the result equals the uninterrupted run's epoch 4, bit for bit
     run("train.py", "-r", run_dir / "checkpoint-epoch2.pth")
-    resumed = runs(config_path)[-1]
+    resumed = run_dirs(e2e_config)[-1]
     a = torch.load(run_dir / "checkpoint-epoch4.pth", weights_only=True)["state_dict"]
     b = torch.load(resumed / "checkpoint-epoch4.pth", weights_only=True)["state_dict"]
     for k in a:
