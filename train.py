@@ -1,9 +1,12 @@
-"""Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML."""
+"""Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
+Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 import collections
+import contextlib
 
 from parse_config import ConfigParser
+from trainer.distributed import DistributedContext
 from trainer.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.errors import exit_on_user_error
@@ -24,6 +27,7 @@ def main():
         CustomArgs(["--epochs"], int, "trainer;epochs"),
         CustomArgs(["--data-dir"], str, "data_loader;args;data_dir"),
         CustomArgs(["--seed"], int, "seed"),
+        CustomArgs(["--name"], str, "name"),
     ]
     for opt in options:
         parser.add_argument(*opt.flags, default=None, type=opt.type)
@@ -31,8 +35,11 @@ def main():
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     if checkpoint is not None and (args.quantization or args.pruning):
         checkpoint["config"]["name"] = checkpoint["config"]["name"] + "_finetune"
-    config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"])
-    run_training(config, checkpoint, args.quantization, args.pruning)
+    distributed = DistributedContext.from_environment()  # None unless started by torchrun
+    with distributed or contextlib.nullcontext():
+        config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"],
+                                        distributed=distributed)
+        run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training-time augmentation in the mel power domain: random time shift, background noise mixed
-at a random signal-to-noise ratio, random gain, and a random warp of the mel axis (a stand-in for
-vocal-tract-length perturbation, since a corpus may hold few speakers of each keyword).
+at a random signal-to-noise ratio, random gain, a random warp of the mel axis (a stand-in for
+vocal-tract-length perturbation) and a random time stretch (speaking rate): a corpus may hold few
+speakers of each keyword, and a new speaker differs in loudness, pitch, tract length and pace.
 
 Working on cached mel power spectra (where the powers of independent sounds add, up to a zero-mean
 cross term) keeps augmentation a few tensor operations per batch instead of re-reading audio and
@@ -20,6 +21,7 @@ class AugmentParams:
     snr_db: tuple = (0.0, 20.0)      # SNR range, uniform in dB
     gain_db: tuple = (0.0, 0.0)      # loudness change, uniform in dB
     warp: float = 0.0                # mel-axis scale factor drawn uniformly in [1 - warp, 1 + warp]
+    stretch: float = 0.0             # time scale (speaking rate) in [1 - stretch, 1 + stretch], centred
 
     @classmethod
     def from_dict(cls, values):
@@ -67,16 +69,29 @@ class MelAugmenter:
             db = lo + (hi - lo) * torch.rand(n, generator=generator)
             mel = mel * (10.0 ** (db / 10.0))[:, None, None]
         if p.warp > 0:
-            mel = self._warp(mel, 1.0 + p.warp * (2 * torch.rand(n, generator=generator) - 1))
+            factor = 1.0 + p.warp * (2 * torch.rand(n, generator=generator) - 1)
+            mel = self._resample_axis(mel, 1, factor, centre=0.0)
+        if p.stretch > 0:
+            factor = 1.0 + p.stretch * (2 * torch.rand(n, generator=generator) - 1)
+            mel = self._resample_axis(mel, 2, factor, centre=(frames - 1) / 2)
         return mel
 
     @staticmethod
-    def _warp(mel, factor):
-        """Resample the mel axis at bin * factor (linear interpolation, edge bins repeated)."""
-        bins = mel.shape[1]
-        src = (torch.arange(bins, dtype=mel.dtype)[None, :] * factor[:, None]).clamp(0, bins - 1)
-        lo = src.floor().long()
-        hi = (lo + 1).clamp(max=bins - 1)
-        w = (src - lo)[:, :, None]
-        take = lambda idx: torch.gather(mel, 1, idx[:, :, None].expand(-1, -1, mel.shape[2]))  # noqa: E731
-        return take(lo) * (1 - w) + take(hi) * w
+    def _resample_axis(mel, axis, factor, centre):
+        """Read ``mel`` along ``axis`` at ``centre + (i - centre) * factor`` with linear
+        interpolation; positions outside are the edge value (mel axis) or silence (time axis)."""
+        size = mel.shape[axis]
+        pos = centre + (torch.arange(size, dtype=mel.dtype)[None, :] - centre) * factor[:, None]
+        inside = ((pos >= 0) & (pos <= size - 1)).to(mel.dtype)
+        pos = pos.clamp(0, size - 1)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=size - 1)
+        w = pos - lo
+        shape = [-1, 1, 1]
+        shape[axis] = size
+        expand = list(mel.shape)
+
+        def take(idx):
+            return torch.gather(mel, axis, idx.view(shape).expand(expand))
+        out = take(lo) * (1 - w).view(shape) + take(hi) * w.view(shape)
+        return out if axis == 1 else out * inside.view(shape)

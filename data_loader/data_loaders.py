@@ -26,7 +26,7 @@ class FeatureTransform(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
 
     def forward(self, mel):
-        return (self.mfcc(mel) - self.mean) / self.std
+        return self.mfcc(mel).sub_(self.mean).div_(self.std)
 
 
 def normalization_stats(mfcc_transform, mel, batch_size=2048):
@@ -44,6 +44,8 @@ class InMemoryLoader:
     same batches as an uninterrupted one. ``rank``/``world_size`` give each distributed process a
     disjoint shard of every epoch.
     """
+
+    CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
     def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
                  rank=0, world_size=1):
@@ -79,14 +81,18 @@ class InMemoryLoader:
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = self._order(gen)
+        inputs, labels = self.inputs, self.labels
+        if inputs is None:
+            # Augment and convert the whole epoch in a few large chunks (in epoch order), so a
+            # batch is still only a slice: per-batch tensor calls would dominate a model this small.
+            with torch.no_grad():
+                inputs = torch.cat([self.transform(self.augmenter(self.mel[order[i:i + self.CHUNK]], gen))
+                                    for i in range(0, len(order), self.CHUNK)])
+            labels = self.labels[order]
+            order = torch.arange(len(order))
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            if self.inputs is not None:
-                yield self.inputs[idx], self.labels[idx]
-            else:
-                with torch.no_grad():
-                    x = self.transform(self.augmenter(self.mel[idx], gen))
-                yield x, self.labels[idx]
+            yield inputs[idx], labels[idx]
 
 
 class SpeechCommandsDataLoader:

@@ -108,10 +108,12 @@ class MfccFromMel(nn.Module):
         self.register_buffer("dct", torch.from_numpy(dct_matrix(params.n_mels, params.n_mfcc)))
 
     def forward(self, mel):
-        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
+        # in place after the first op: on a batch of thousands of clips, fresh allocations
+        # (page faults) would cost more than the arithmetic
+        db = torch.clamp(mel, min=self.amin).log10_().mul_(10.0)
         if self.params.top_db is not None:
             peak = db.amax(dim=(-2, -1), keepdim=True)
-            db = torch.maximum(db, peak - self.params.top_db)
+            db = db.clamp_(min=peak - self.params.top_db)
         return torch.matmul(db.transpose(-1, -2), self.dct).unsqueeze(1)
 
 

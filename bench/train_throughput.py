@@ -1,0 +1,88 @@
+"""Data-pipeline overhead of training: one epoch of our training loop against the compute floor.
+
+The floor is the same number of forward and backward passes (same batch size, same optimizer) on
+tensors made beforehand, with no batching, augmentation or feature work. Also reports the cost of
+augmentation (the same loop with augmentation off). All numbers come from one run on this machine.
+
+    python3 bench/train_throughput.py [--data-dir ../shared/data/kws_corpus] [--epochs 3]
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import utils.stdlib_profile  # noqa: E402,F401
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from data_loader.data_loaders import SpeechCommandsDataLoader  # noqa: E402
+from model.loss import nll_loss  # noqa: E402
+from model.model import KeywordLeNet5Clone  # noqa: E402
+
+
+def interleaved_best(variants, epochs):
+    """Best epoch time of each variant, running them in turn (round robin) so that a change in
+    machine load hits every variant alike. ``variants``: name -> (model, optimizer, batches_fn)."""
+    best = {name: float("inf") for name in variants}
+    for epoch in range(epochs):
+        for name, (model, optimizer, batches_fn) in variants.items():
+            model.train()
+            start = time.perf_counter()
+            for x, y in batches_fn(epoch):
+                optimizer.zero_grad(set_to_none=True)
+                nll_loss(model(x), y).backward()
+                optimizer.step()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config_lenet5_keywords.yml")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    cfg = yaml.safe_load(open(args.config))["data_loader"]["args"]
+    if args.data_dir:
+        cfg["data_dir"] = args.data_dir
+    data = SpeechCommandsDataLoader(**cfg)
+    mean, std = data.normalization()
+    torch.manual_seed(0)
+
+    def setup(batches_fn):
+        model = KeywordLeNet5Clone()
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3), batches_fn
+
+    ours = data.train_loader(mean, std)
+    plain_data = SpeechCommandsDataLoader(**{**cfg, "augment": {"enabled": False}})
+    plain = plain_data.train_loader(mean, std)
+    n, bs = ours.n_samples, ours.batch_size
+    x = torch.randn(n, 1, 100, 13)
+    y = torch.randint(0, 4, (n,))
+    premade = [(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
+
+    def epoch_of(loader):
+        def batches(epoch):
+            loader.set_epoch(epoch)
+            return iter(loader)
+        return batches
+    best = interleaved_best({"floor": setup(lambda e: premade), "ours": setup(epoch_of(ours)),
+                             "plain": setup(epoch_of(plain))}, args.epochs)
+    floor, t_ours, t_plain = best["floor"], best["ours"], best["plain"]
+    print(f"{n} training clips, batch {bs}, torch threads {torch.get_num_threads()}, best of {args.epochs} interleaved epochs")
+    print(f"compute floor (pre-made tensors): {t_floor_fmt(floor, n)}")
+    print(f"our loop, augmentation on:        {t_floor_fmt(t_ours, n)}")
+    print(f"our loop, augmentation off:       {t_floor_fmt(t_plain, n)}")
+    print(f"data pipeline overhead: {100 * (t_ours / floor - 1):.1f}% (augmentation on), "
+          f"{100 * (t_plain / floor - 1):.1f}% (off); augmented/plain epoch ratio {t_ours / t_plain:.2f}")
+
+
+def t_floor_fmt(seconds, n):
+    return f"{seconds:.3f} s/epoch ({n / seconds:,.0f} samples/s)"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Augmentation in the mel power domain: deterministic by seed, and each transform exact."""
+import torch
+
+from data_loader.augmentation import AugmentParams, MelAugmenter
+
+
+def mel_batch(n=6):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 40, 100, generator=g) + 0.1
+
+
+def test_same_seed_same_augmentation_and_other_seed_differs():
+    bank = torch.rand(5, 40, 100)
+    aug = MelAugmenter(AugmentParams(gain_db=(-6, 6), warp=0.1, stretch=0.2), bank, hop_ms=10)
+    a = aug(mel_batch(), torch.Generator().manual_seed(7))
+    b = aug(mel_batch(), torch.Generator().manual_seed(7))
+    c = aug(mel_batch(), torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_time_shift_moves_frames_and_fills_silence():
+    mel = mel_batch(50)
+    aug = MelAugmenter(AugmentParams(noise_prob=0.0, time_shift_ms=30), None, hop_ms=10)
+    out = aug(mel, torch.Generator().manual_seed(0))
+    for i in range(50):
+        shifts = [s for s in range(-3, 4)
+                  if torch.equal(out[i], torch.roll(mel[i], s, dims=1) * _valid(s))]
+        assert len(shifts) == 1
+
+
+def _valid(s):
+    v = torch.ones(100)
+    if s > 0:
+        v[:s] = 0
+    elif s < 0:
+        v[s:] = 0
+    return v
+
+
+def test_noise_is_mixed_at_the_drawn_snr():
+    mel = mel_batch(200)
+    bank = torch.rand(3, 40, 100)
+    aug = MelAugmenter(AugmentParams(time_shift_ms=0, noise_prob=1.0, snr_db=(10.0, 10.0)), bank, hop_ms=10)
+    out = aug(mel, torch.Generator().manual_seed(0))
+    added = out - mel
+    snr = 10 * torch.log10(mel.mean(dim=(1, 2)) / added.mean(dim=(1, 2)))
+    torch.testing.assert_close(snr, torch.full((200,), 10.0), rtol=0, atol=1e-3)
+
+
+def test_gain_scales_power():
+    mel = mel_batch()
+    aug = MelAugmenter(AugmentParams(time_shift_ms=0, noise_prob=0.0, gain_db=(-20.0, -20.0)), None, hop_ms=10)
+    torch.testing.assert_close(aug(mel, torch.Generator().manual_seed(0)), mel * 0.01)
+
+
+def test_stretch_and_warp_with_factor_one_are_identity():
+    mel = mel_batch()
+    ones = torch.ones(len(mel))
+    torch.testing.assert_close(MelAugmenter._resample_axis(mel, 2, ones, centre=49.5), mel)
+    torch.testing.assert_close(MelAugmenter._resample_axis(mel, 1, ones, centre=0.0), mel)
+    # a slower pace (factor 0.5) reads the middle half: frame 0 comes from frame 24.75
+    slow = MelAugmenter._resample_axis(mel, 2, torch.full((len(mel),), 0.5), centre=49.5)
+    torch.testing.assert_close(slow[:, :, 0], mel[:, :, 24] * 0.25 + mel[:, :, 25] * 0.75)
+
+
+def test_disabled_augmentation_returns_input():
+    mel = mel_batch()
+    aug = MelAugmenter(AugmentParams(enabled=False), torch.rand(2, 40, 100), hop_ms=10)
+    assert aug(mel, torch.Generator()) is mel
