@@ -45,7 +45,10 @@ def wrap(x_int, bits):
         return x_int
     span = 2.0 ** bits
     half = 2.0 ** (bits - 1)
-    return torch.remainder(x_int + half, span) - half
+    # Only values outside the register change. Adding 2^(bits-1) to every value would lose the
+    # low bits of a float32 tensor (24-bit mantissa) for a 32-bit register.
+    inside = (x_int >= -half) & (x_int < half)
+    return torch.where(inside, x_int, torch.remainder(x_int + half, span) - half)
 
 
 class _QuantizeSTE(torch.autograd.Function):

@@ -1,6 +1,6 @@
 import torch
 
-from model.metric import top1
+from model.metric import ties, top1
 from model.model import KeywordLeNet5Clone
 from trainer.evaluation import evaluate
 
@@ -30,10 +30,13 @@ def test_macs_per_clip_by_hooks():
     assert macs == [77616, 81216, 11776, 256] and sum(macs) == 170864
 
 
-def test_top1_counts_ties_as_misses():
-    out = torch.tensor([[0.0, 0.0, -1.0, -1.0], [-2.0, -0.1, -3.0, -3.0], [-0.1, -2.0, -3.0, -3.0]])
-    assert top1(out, torch.tensor([0, 1, 0])) == 2   # row 0 is a tie: not a hit for class 0
-    assert top1(out, torch.tensor([1, 1, 1])) == 1
+def test_top1_counts_a_tie_as_a_fair_share_not_as_class_0():
+    out = torch.tensor([[0.0, 0.0, -1.0, -1.0], [-2.0, -0.1, -3.0, -3.0], [-0.1, -2.0, -3.0, -3.0],
+                        [0.0, 0.0, 0.0, 0.0]])
+    assert top1(out, torch.tensor([0, 1, 0, 3])) == 0.5 + 1 + 1 + 0.25
+    assert top1(out, torch.tensor([1, 1, 1, 2])) == 0.5 + 1 + 0 + 0.25
+    assert top1(out, torch.tensor([2, 0, 1, 0])) == 0 + 0 + 0 + 0.25
+    assert ties(out) == 2
 
 
 def test_evaluate_averages_per_sample_not_per_batch():

@@ -5,9 +5,9 @@ import torch
 def evaluate(model, loader, criterion, device="cpu", metrics=()):
     """Returns {'loss', 'top1', <metric names>, 'n', 'predictions', 'targets'}; sums over every
     sample, divided by the number of samples (not a mean of batch means)."""
-    from model.metric import top1
+    from model.metric import ties, top1
     model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
+    loss_sum, correct, n, tied = 0.0, 0.0, 0, 0
     extra = {m.__name__: 0 for m in metrics if m.__name__ != "top1"}
     preds, targets = [], []
     with torch.no_grad():
@@ -16,13 +16,14 @@ def evaluate(model, loader, criterion, device="cpu", metrics=()):
             out = model(x)
             loss_sum += float(criterion(out, y)) * len(y)
             correct += top1(out, y)
+            tied += ties(out)
             for m in metrics:
                 if m.__name__ in extra:
                     extra[m.__name__] += m(out, y)
             n += len(y)
             preds.append(out.argmax(1).cpu())
             targets.append(y.cpu())
-    result = {"loss": loss_sum / max(n, 1), "top1": correct / max(n, 1), "n": n}
+    result = {"loss": loss_sum / max(n, 1), "top1": correct / max(n, 1), "n": n, "ties": tied}
     result.update({k: v / max(n, 1) for k, v in extra.items()})
     result["predictions"] = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     result["targets"] = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)

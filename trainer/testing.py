@@ -64,6 +64,9 @@ def format_report(result):
     n = len(result["class_names"])
     lines = [str(confusion_table(result["targets"], result["predictions"], n))]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
+    if result.get("ties"):
+        lines.append(f"Tied top scores: {result['ties']} clips (top1 counts each as 1/k of a hit; "
+                     f"the matrix shows the lowest tied class)")
     table, macro_recall, macro_precision = class_scores(result["targets"], result["predictions"], n)
     lines.append("Per class:")
     for c, row in table.iterrows():

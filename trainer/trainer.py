@@ -8,6 +8,7 @@ from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
 from model.metric import top1
 from optimization.layers import fixed_point_layers
+from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
 
 
@@ -29,11 +30,6 @@ class Trainer(BaseTrainer):
         self._pruned = {name: layer for name, layer in fixed_point_layers(self.core_model).items()
                         if layer.pruned_kernels}
 
-    @property
-    def core_model(self):
-        """The model without a DistributedDataParallel wrapper."""
-        return getattr(self.model, "module", self.model)
-
     def _keep_pruned_zero(self):
         for layer in self._pruned.values():
             layer.prune_kernels(layer.pruned_kernels)
@@ -43,7 +39,8 @@ class Trainer(BaseTrainer):
         self.data_loader.set_epoch(epoch)
         loss_sum, correct, n = 0.0, 0, 0
         start = time.perf_counter()
-        bar = tqdm(self.data_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+        batches = self.data_loader if self.distributed is None else EvenBatches(self.data_loader)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                    disable=not (self.progress and self.is_writer), unit="batch")
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)

@@ -13,6 +13,7 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from trainer.distributed import per_rank_batch_size
 from trainer.trainer import Trainer
 from utils.checkpoint import build_model
 from utils.errors import UserError
@@ -32,11 +33,17 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
     if (quantization or pruning) and checkpoint is None:
         raise UserError("-q/-p finetune a trained model: give its checkpoint with -r as well")
     seed = int(config.get("seed", 0))
-    seed_everything(seed, bool(config.get("deterministic", True)))
+    rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
+    # Each rank draws its own dropout masks; DDP copies rank 0's initial weights to the others.
+    seed_everything(seed + rank, bool(config.get("deterministic", True)))
     logger = config.get_logger("train")
 
-    rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
     data = config.init_obj("data_loader", module_data, seed=seed, progress=progress and rank == 0)
+    if distributed is not None:
+        data.batch_size = per_rank_batch_size(data.batch_size, world)  # the config keeps the global batch
+        with distributed.main_first():  # rank 0 builds the feature cache, the others then read it
+            for split in ("train", "validation"):
+                data.split(split)
     if checkpoint is not None:
         model = build_model(checkpoint, source=str(config.resume))
         mean, std = normalization_of(checkpoint)
@@ -49,14 +56,14 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
     train_loader = data.train_loader(mean, std, rank=rank, world_size=world)
     valid_loader = data.eval_loader("validation", mean, std, rank=rank, world_size=world)
 
-    device, device_ids = prepare_device(int(config.get("n_gpu", 0)))
-    if distributed is not None:
+    if distributed is not None:  # one device per rank; n_gpu applies to a single process only
         device = distributed.device
-    model = model.to(device)
-    if distributed is not None:
-        model = distributed.wrap(model)
-    elif len(device_ids) > 1:
-        model = torch.nn.DataParallel(model, device_ids=device_ids)
+        model = distributed.wrap(model.to(device))
+    else:
+        device, device_ids = prepare_device(int(config.get("n_gpu", 0)))
+        model = model.to(device)
+        if len(device_ids) > 1:
+            model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     loss_name = config["loss"]
     criterion = getattr(module_loss, loss_name, None)

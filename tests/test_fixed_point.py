@@ -1,0 +1,87 @@
+"""The quantizer, the accumulator register and the fixed-point layers, with exact numbers."""
+import torch
+
+from model.model import KeywordLeNet5Clone
+from optimization.fixed_point import integer_length, quantize, round_half_away, wrap
+from optimization.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
+
+
+def test_integer_length():
+    assert [integer_length(v) for v in (0.0, 0.3, 0.5, 0.99, 1.0, 1.5, 2.0, 7.9, 8.0)] == [0, -1, 0, 0, 1, 1, 2, 3, 4]
+
+
+def test_quantizer_grid_saturation_and_rounding_half_away_from_zero():
+    # 4 bits, il 1 -> fl 2: grid 0.25, range [-2, 1.75]
+    x = torch.tensor([0.1, 0.125, -0.125, 0.375, -0.375, 1.8, 5.0, -2.1, -9.0])
+    assert quantize(x, 4, 1).tolist() == [0.0, 0.25, -0.25, 0.5, -0.5, 1.75, 1.75, -2.0, -2.0]
+    assert round_half_away(torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5])).tolist() == [1, 2, 3, -1, -3]
+    assert torch.equal(quantize(x, 0, 3), x)  # 0 bits = float
+
+
+def test_quantizer_gradient_is_straight_through():
+    x = torch.tensor([0.1, 3.0, -7.0], requires_grad=True)
+    quantize(x, 4, 1).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_accumulator_wraps_like_a_twos_complement_register():
+    x = torch.tensor([5.0, -7.0, 127.0, 128.0, -129.0, 300.0, -300.0], dtype=torch.float64)
+    assert wrap(x, 8).tolist() == [5, -7, 127, -128, 127, 44, -44]
+    # a 32-bit register in float32 keeps in-range values exact (the low bits must not be lost)
+    big = torch.tensor([123457.0, -99.0, 2.0 ** 23 + 1], dtype=torch.float32)
+    assert torch.equal(wrap(big, 32), big)
+    assert wrap(torch.tensor([2.0 ** 31], dtype=torch.float64), 32).item() == -(2.0 ** 31)
+
+
+def test_layer_accumulator_overflow_is_the_wrapped_value():
+    layer = FixedPointLinear(2, 1).eval()
+    with torch.no_grad():
+        layer.weight[:] = torch.tensor([[0.75, 0.75]])
+        layer.bias.zero_()
+    # inputs 8 bits fl 4 (code 100 = 6.25), weights 4 bits fl 2 (code 3): acc = 2*100*3 = 600
+    layer.quantization = LayerQuantization(bits_inputs=8, il_inputs=3, bits_weights=4, il_weights=1,
+                                           bits_accumulator=10)
+    out = layer(torch.tensor([[6.25, 6.25]]))
+    # 600 does not fit 10 bits [-512, 511]: it wraps to 600 - 1024 = -424, scale 2^-(4+2)
+    assert out.item() == -424 / 64
+    layer.quantization = LayerQuantization(bits_inputs=8, il_inputs=3, bits_weights=4, il_weights=1,
+                                           bits_accumulator=11)
+    assert layer(torch.tensor([[6.25, 6.25]])).item() == 600 / 64
+
+
+def test_bias_is_quantized_at_the_accumulator_scale():
+    layer = FixedPointLinear(1, 1).eval()
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+        layer.bias.fill_(0.3)
+    layer.quantization = LayerQuantization(bits_inputs=8, il_inputs=3, bits_weights=4, il_weights=1,
+                                           bits_accumulator=32)
+    # scale 2^-(4+2) = 1/64: 0.3 * 64 = 19.2 -> 19
+    assert layer(torch.zeros(1, 1)).item() == 19 / 64
+
+
+def test_pruned_kernels_output_zero_and_get_no_gradient():
+    conv = FixedPointConv2d(1, 3, 3)
+    with torch.no_grad():
+        conv.bias.fill_(0.5)
+    conv.prune_kernels([1])
+    x = torch.randn(2, 1, 5, 5)
+    out = conv(x)
+    assert torch.count_nonzero(out[:, 1]) == 0 and torch.count_nonzero(out[:, 0]) > 0
+    torch.relu(out).sum().backward()
+    assert torch.count_nonzero(conv.weight.grad[1]) == 0 and conv.bias.grad[1] == 0
+    assert conv.pruned_kernels == [1]
+
+
+def test_training_and_evaluation_modes_quantize_alike():
+    torch.manual_seed(0)
+    model = KeywordLeNet5Clone(dropout=0.0)
+    q = LayerQuantization(bits_inputs=8, bits_weights=4, bits_accumulator=32, bits_outputs=8,
+                          il_inputs=3, il_weights=0, il_outputs=3)
+    for layer in (model.conv1, model.conv2, model.fc3, model.fc4):
+        layer.quantization = q
+    x = torch.randn(16, 1, 100, 13)
+    train_out = model.train().logits(x)
+    eval_out = model.eval().logits(x)
+    # float32 (training) and float64 (evaluation) sums agree but for rare rounding-boundary cases
+    assert (train_out.detach() == eval_out).float().mean() > 0.95
