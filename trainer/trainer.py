@@ -51,7 +51,7 @@ class Trainer(BaseTrainer):
             self.optimizer.step()
             if self._pruned:
                 self._keep_pruned_zero()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += top1(out.detach(), y)
             n += len(y)
         elapsed = time.perf_counter() - start
