@@ -1,0 +1,187 @@
+"""What export.py does: turn a checkpoint and its solutions into a deployment bundle, and check
+every artefact against the model it came from on the checkpoint's test split.
+
+Bundle (each file written atomically into one folder):
+
+* ``model_compact.pth``: the pruned model with its pruned kernels removed, an ordinary checkpoint
+  (arch_args carry the smaller ``widths``) that test.py, profile.py, predict.py and train.py read.
+  The same quantization.yml applies to it: layer names are unchanged and fixed-point formats do
+  not depend on layer widths. Pruned class outputs (fc4) keep zero weights and bias, so they still
+  give logit 0 without their mask.
+* ``model.onnx``: the compact float model (log-probabilities).
+* with a quantization solution: ``quantization.yml`` (a copy, so the bundle is self-contained),
+  ``model.h`` / ``model.c`` / ``main.c`` (integer C99), ``test_vectors.txt`` (integer feature
+  codes of the test split, one clip a line), ``expected_scores.txt`` (the integer engine's scores
+  for them) and ``test_labels.txt`` (the true class of each line).
+* ``export.yml``: the figures the summary prints.
+
+Integer code and vectors that an earlier export into the same folder wrote (as its export.yml
+lists) are removed when this export does not rewrite them, so a folder never mixes a new model
+with stale C code or vectors. Nothing else is deleted: a quantization.yml there may be the user's.
+"""
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploy.c_export import c_model_memory, export_c
+from deploy.compact import compact_model
+from deploy.integer_engine import IntegerModel
+from deploy.onnx_export import check_onnx, export_onnx
+from model.metric import top1
+from optimization.profiling import profile_model
+from utils.atomic import read_yaml, write_text, write_yaml
+from utils.checkpoint import save_checkpoint
+from utils.errors import UserError
+from utils.restore import data_for_checkpoint, normalization_of, restore_model
+
+COMPACT = "model_compact.pth"
+ONNX = "model.onnx"
+QUANTIZATION = "quantization.yml"
+C_FILES = ("model.h", "model.c", "main.c")
+VECTORS, SCORES, LABELS = "test_vectors.txt", "expected_scores.txt", "test_labels.txt"
+SUMMARY = "export.yml"
+DERIVED_FILES = C_FILES + (VECTORS, SCORES, LABELS)   # generated from the integer model
+INTEGER_FILES = (QUANTIZATION,) + DERIVED_FILES
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and measured; accuracies are test-split top-1 fractions."""
+    outdir: str
+    files: list
+    clips: int
+    widths: list               # compact (conv1, conv2, fc3) widths
+    macs: int                  # of the compact model, per classification
+    parameters: int
+    compact_max_diff: float    # max |log-prob| difference masked vs compact float model
+    onnx_max_diff: float       # max |log-prob| difference onnxruntime vs compact float model
+    top1_float: float
+    top1_fixed_point: float = None
+    top1_integer: float = None
+    integer_mismatches: int = None   # clips whose integer scores != simulated logits * 2^fl
+    flash_bytes: int = None
+    ram_bytes: int = None
+
+
+def compact_checkpoint(ckpt, compact, source):
+    """A checkpoint dict for ``compact`` in the format train.py writes (no optimizer state: its
+    shapes belong to the uncompacted model)."""
+    arch_args = {**dict(ckpt.get("arch_args") or {}), "widths": list(compact.widths)}
+    config = copy.deepcopy(ckpt["config"])
+    config.setdefault("arch", {})["args"] = dict(arch_args)
+    return dict(arch=ckpt["arch"], arch_args=arch_args, epoch=ckpt.get("epoch", 0),
+                state_dict=compact.state_dict(), config=config, features=ckpt["features"],
+                normalization=ckpt["normalization"], keywords=ckpt.get("keywords"),
+                log=ckpt.get("log"), compacted_from=str(source))
+
+
+def _top1(scores, labels):
+    """Top-1 as test.py counts it (model.metric.top1: a tie with the true class is a miss)."""
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    return top1(scores, torch.as_tensor(labels)) / len(labels)
+
+
+def _lines(rows):
+    return "".join(" ".join(map(str, row)) + "\n" for row in rows)
+
+
+def _check_outdir(outdir):
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise UserError(f"output folder {outdir} is a file; give a folder with -o")
+    return outdir
+
+
+def _previous_files(outdir):
+    """Files an earlier export into ``outdir`` wrote, from its export.yml (none if absent)."""
+    if not (outdir / SUMMARY).is_file():
+        return []
+    files = read_yaml(outdir / SUMMARY, "earlier export summary").get("files")
+    return [str(name) for name in files] if isinstance(files, list) else []
+
+
+def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True):
+    """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
+    solutions, full quantization of every layer) is validated before anything is written."""
+    outdir = _check_outdir(outdir)
+    masked, ckpt = restore_model(checkpoint, None, pruning)
+    engine = None
+    if quantization:
+        masked_q, _ = restore_model(checkpoint, quantization, pruning)
+        engine = IntegerModel.from_model(masked_q)   # raises for a layer left in float
+    data = data_for_checkpoint(ckpt, progress=progress)
+    mean, std = normalization_of(ckpt)
+    loader = data.eval_loader("test", mean, std)
+    inputs, labels = loader.inputs, loader.labels.numpy()
+    outdir.mkdir(parents=True, exist_ok=True)
+    previous = _previous_files(outdir)
+
+    compact = compact_model(masked)
+    save_checkpoint(outdir / COMPACT, **compact_checkpoint(ckpt, compact, checkpoint))
+    compact, _ = restore_model(outdir / COMPACT)   # what users of the bundle get
+    written = [COMPACT]
+    with torch.no_grad():
+        log_probs = compact(inputs)
+        compact_diff = float((log_probs - masked(inputs)).abs().max())
+    profile = profile_model(compact)
+
+    export_onnx(compact, outdir / ONNX)
+    onnx_diff = check_onnx(outdir / ONNX, compact, inputs)
+    written.append(ONNX)
+
+    summary = ExportSummary(
+        outdir=str(outdir), files=written, clips=len(labels), widths=list(compact.widths),
+        macs=profile.macs, parameters=profile.parameters, compact_max_diff=compact_diff,
+        onnx_max_diff=onnx_diff, top1_float=_top1(log_probs.numpy(), labels))
+    if engine is not None:
+        _export_integer(summary, quantization, engine, inputs, labels, outdir)
+    summary.files.append(SUMMARY)
+    write_yaml(outdir / SUMMARY, asdict(summary))
+    for name in DERIVED_FILES:
+        if name in previous and name not in summary.files and (outdir / name).exists():
+            (outdir / name).unlink()
+    return summary
+
+
+def _export_integer(summary, quantization, engine, inputs, labels, outdir):
+    """Integer engine and C code: scores checked against the simulated fixed-point model (the
+    compact checkpoint with the same quantization.yml, loaded as a user would)."""
+    write_text(outdir / QUANTIZATION, Path(quantization).read_text(encoding="utf-8"))
+    simulated, _ = restore_model(outdir / COMPACT, outdir / QUANTIZATION)
+    with torch.no_grad():
+        logits = simulated.logits(inputs).double().numpy()
+    codes = engine.quantize_input(inputs)
+    scores = engine.logits_int(codes)
+    export_c(engine, outdir)
+    write_text(outdir / VECTORS, _lines(codes.reshape(len(codes), -1)))
+    write_text(outdir / SCORES, _lines(scores))
+    write_text(outdir / LABELS, _lines(labels[:, None]))
+    summary.files += list(INTEGER_FILES)
+    summary.top1_fixed_point = _top1(logits, labels)
+    summary.top1_integer = _top1(scores, labels)
+    summary.integer_mismatches = int((scores != logits * 2.0 ** engine.output_fl).any(axis=1).sum())
+    summary.flash_bytes, summary.ram_bytes = c_model_memory(engine)
+
+
+def format_summary(summary):
+    lines = [f"Wrote {summary.outdir}: {', '.join(summary.files)}",
+             f"Compact model: widths {tuple(summary.widths)}, {summary.macs:,} MACs, "
+             f"{summary.parameters:,} parameters; max |log-prob| difference to the masked model "
+             f"{summary.compact_max_diff:.2e}",
+             f"ONNX: max |log-prob| difference to PyTorch {summary.onnx_max_diff:.2e} "
+             f"on {summary.clips} test clips"]
+    if summary.top1_integer is None:
+        lines.append(f"Test top-1 ({summary.clips} clips): float {summary.top1_float:.4f}")
+        lines.append("Integer inference and C code skipped: they need a quantization solution (-q)")
+    else:
+        lines.append(f"Test top-1 ({summary.clips} clips): float {summary.top1_float:.4f} | "
+                     f"fixed point {summary.top1_fixed_point:.4f} | "
+                     f"integer {summary.top1_integer:.4f}")
+        lines.append(f"Integer scores vs simulated logits: {summary.integer_mismatches} of "
+                     f"{summary.clips} clips differ")
+        lines.append(f"C model: flash {summary.flash_bytes:,} bytes (weights and biases), "
+                     f"RAM {summary.ram_bytes:,} bytes (largest pair of live activation buffers)")
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+"""Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
+import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
+
+from deploy.export_bundle import export_bundle, format_summary
+from utils.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main():
+    parser = argparse.ArgumentParser(description="Export a (pruned, quantized) keyword spotter for deployment")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint to export (model_best.pth)")
+    parser.add_argument("-q", "--quantization", default=None,
+                        help="quantization.yml: also write integer C code and test vectors")
+    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: remove the pruned kernels")
+    parser.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
+    args = parser.parse_args()
+    print(f"Loading checkpoint: {args.resume} ...")
+    summary = export_bundle(args.resume, args.output, args.quantization, args.pruning)
+    print(format_summary(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
+import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
+
+from deploy.detection import DetectorSettings, format_result, predict_files
+from utils.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main():
+    defaults = DetectorSettings()
+    parser = argparse.ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")
+    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: simulated fixed point")
+    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    parser.add_argument("audio", nargs="+", help="WAV files")
+    parser.add_argument("--hop-ms", type=float, default=defaults.hop_ms,
+                        help="step of the sliding window over long recordings (default %(default)g)")
+    parser.add_argument("--smooth-ms", type=float, default=defaults.smooth_ms,
+                        help="span of windows whose probabilities are averaged (default %(default)g)")
+    parser.add_argument("--threshold", type=float, default=defaults.threshold,
+                        help="smoothed keyword probability that fires a detection (default %(default)g)")
+    parser.add_argument("--refractory-ms", type=float, default=defaults.refractory_ms,
+                        help="minimum time between two detections (default %(default)g)")
+    args = parser.parse_args()
+    settings = DetectorSettings(args.hop_ms, args.smooth_ms, args.threshold, args.refractory_ms)
+    classifier, results = predict_files(args.resume, args.audio, args.quantization, args.pruning, settings)
+    for path, result in results:
+        print(format_result(path, result, classifier.class_names, settings))
+
+
+if __name__ == "__main__":
+    main()
