@@ -52,8 +52,7 @@ def summary(rows):
 
 def main():
     start = time.perf_counter()
-    if not (ROOT / CORPUS / ".complete").exists():
-        step("generate corpus", "-m", "data_loader.synthetic", "--out", CORPUS)
+    step("synthetic corpus", "-m", "data_loader.synthetic", "--out", CORPUS)  # reuses a complete one
     step("train", "train.py", "-c", "config_lenet5_keywords.yml", "--data-dir", CORPUS, "--name", NAME)
     run = newest_run(NAME)
     best = run / "model_best.pth"
