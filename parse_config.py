@@ -7,6 +7,7 @@ named by ``config['arch']['type']`` with ``config['arch']['args']``; a run write
 """
 import logging
 import os
+import sys
 from datetime import datetime
 from functools import reduce
 from operator import getitem
@@ -20,7 +21,7 @@ REQUIRED_KEYS = ("name", "arch", "data_loader", "optimizer", "loss", "metrics", 
 
 
 class ConfigParser:
-    def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True):
+    def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None):
         self._config = _update_config(config, modification)
         self.resume = resume
         missing = [k for k in REQUIRED_KEYS if k not in self._config]
@@ -30,6 +31,9 @@ class ConfigParser:
         name = self._config["name"]
         if run_id is None:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")
+        if distributed is not None:  # all ranks use rank 0's run folder; only rank 0 writes to it
+            run_id = distributed.broadcast_from_main(run_id)
+            make_dirs = make_dirs and distributed.is_main
         self.run_id = run_id
         self._save_dir = save_dir / "models" / name / run_id
         self._log_dir = save_dir / "log" / name / run_id
@@ -39,13 +43,16 @@ class ConfigParser:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_yaml(self.save_dir / "config.yml", self._config)
             setup_logging(self.log_dir)
+        elif distributed is not None:
+            _log_warnings_only(distributed.rank)
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
     @classmethod
-    def from_args(cls, args, options=(), config_from_checkpoint=None, make_dirs=True):
+    def from_args(cls, args, options=(), config_from_checkpoint=None, make_dirs=True, distributed=None):
         """Build from parsed arguments: ``-c`` a config file, ``-r`` a checkpoint (whose stored
         config is used unless ``-c`` is given too), ``-d`` CUDA devices, and custom ``options``
-        (CustomArgs with flags and a key path ``target`` into the config)."""
+        (CustomArgs with flags and a key path ``target`` into the config). ``distributed``: the
+        trainer.distributed.DistributedContext of a torchrun rank."""
         if getattr(args, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         resume = Path(args.resume) if getattr(args, "resume", None) else None
@@ -57,7 +64,7 @@ class ConfigParser:
             raise UserError("no configuration: give a config file with -c config_lenet5_keywords.yml "
                             "or a checkpoint with -r")
         modification = {opt.target: getattr(args, _get_opt_name(opt.flags)) for opt in options}
-        return cls(config, resume, modification, make_dirs=make_dirs)
+        return cls(config, resume, modification, make_dirs=make_dirs, distributed=distributed)
 
     def init_obj(self, name, module, *args, **kwargs):
         """``module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)``."""
@@ -105,6 +112,15 @@ class ConfigParser:
     @property
     def log_dir(self):
         return self._log_dir
+
+
+def _log_warnings_only(rank):
+    """Ranks other than 0 write no files and print only warnings and errors, tagged with the rank,
+    so the console shows one copy of the training log."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _update_config(config, modification):

@@ -83,10 +83,13 @@ class InMemoryLoader:
         order = self._order(gen)
         inputs, labels = self.inputs, self.labels
         if inputs is None:
+            # The order is shared by all ranks; augmentation draws are each rank's own.
+            aug_gen = gen if self.rank == 0 else torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + self.epoch) * 4099 + self.rank)
             # Augment and convert the whole epoch in a few large chunks (in epoch order), so a
             # batch is still only a slice: per-batch tensor calls would dominate a model this small.
             with torch.no_grad():
-                inputs = torch.cat([self.transform(self.augmenter(self.mel[order[i:i + self.CHUNK]], gen))
+                inputs = torch.cat([self.transform(self.augmenter(self.mel[order[i:i + self.CHUNK]], aug_gen))
                                     for i in range(0, len(order), self.CHUNK)])
             labels = self.labels[order]
             order = torch.arange(len(order))

@@ -2,8 +2,9 @@
 import torch.nn.functional as F
 
 
-def nll_loss(output, target, weight=None):
-    return F.nll_loss(output, target, weight=weight)
+def nll_loss(output, target, weight=None, reduction="mean"):
+    """Negative log-likelihood; with class weights the mean is over the samples' weights."""
+    return F.nll_loss(output, target, weight=weight, reduction=reduction)
 
 
 def class_weights(setting, labels, num_classes):

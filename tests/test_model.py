@@ -50,3 +50,15 @@ def test_evaluate_averages_per_sample_not_per_batch():
         out = m(x)
     torch.testing.assert_close(torch.tensor(res["loss"]), torch.nn.functional.nll_loss(out, y), rtol=1e-5, atol=1e-6)
     assert res["top1"] == top1(out, y) / 7
+
+
+def test_weighted_loss_does_not_depend_on_batching():
+    import functools
+    torch.manual_seed(0)
+    m = KeywordLeNet5Clone().eval()
+    x = torch.randn(9, 1, 100, 13)
+    y = torch.tensor([0, 0, 0, 0, 0, 1, 2, 3, 0])
+    crit = functools.partial(torch.nn.functional.nll_loss, weight=torch.tensor([1.0, 2.0, 2.0, 2.0]))
+    one = evaluate(m, [(x, y)], crit)
+    split = evaluate(m, [(x[:2], y[:2]), (x[2:], y[2:])], crit)
+    assert abs(one["loss"] - split["loss"]) < 1e-6 and one["loss_weight"] == split["loss_weight"] == 12.0

@@ -76,10 +76,10 @@ class Trainer(BaseTrainer):
     def _valid_epoch(self):
         result = evaluate(self.core_model, self.valid_data_loader, self.criterion, self.device)
         if self.distributed is not None:
-            sums = torch.tensor([result["loss"] * result["n"], result["top1"] * result["n"], result["n"]],
-                                dtype=torch.float64)
+            sums = torch.tensor([result["loss"] * result["loss_weight"], result["loss_weight"],
+                                 result["top1"] * result["n"], result["n"]], dtype=torch.float64)
             sums = self.distributed.all_reduce_sum(sums)
-            return {"val_loss": float(sums[0] / sums[2]), "val_top1": float(sums[1] / sums[2])}
+            return {"val_loss": float(sums[0] / sums[1]), "val_top1": float(sums[2] / sums[3])}
         return {"val_loss": result["loss"], "val_top1": result["top1"]}
 
     def train(self):
