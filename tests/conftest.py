@@ -61,3 +61,54 @@ def trained(e2e_config):
     """One training run shared by the end-to-end tests: (run folder, train.py's process)."""
     proc = run_script("train.py", "-c", e2e_config)
     return run_dirs(e2e_config)[-1], proc
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """The model is tiny: on a loaded 2-core machine extra threads only add contention."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_toy_model():
+    """Four classes of noise MFCCs, three with a band raised: learnable in 20 Adam steps.
+    Returns (model in eval mode, inputs, labels)."""
+    import torch
+    import torch.nn.functional as F
+    from model.model import KeywordLeNet5Clone
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(128) % 4
+    x = torch.randn(128, 1, 100, 13, generator=g)
+    for c in range(1, 4):
+        x[y == c, 0, 25 * c:25 * c + 25, :] += 0.4
+    torch.manual_seed(0)
+    model = KeywordLeNet5Clone(dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(20):
+        idx = torch.randint(0, 128, (32,), generator=g)
+        loss = F.nll_loss(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), x, y
+
+
+def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
+    """A config on the real corpus with a short training recipe pinned here (not the default
+    config's, which may be retuned): batch 32, keywords weighted 4x, noise in half the clips."""
+    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+    cfg.update(name=name, seed=seed)
+    cfg["arch"]["args"]["dropout"] = 0.5
+    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), batch_size=32,
+                                      augment={"enabled": True, "time_shift_ms": 100, "noise_prob": 0.5,
+                                               "snr_db": [10, 30]})
+    cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}
+    cfg["lr_scheduler"] = {"type": "CosineAnnealingLR", "args": {"T_max": epochs}}
+    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=100, tensorboard=False,
+                          class_weights=[1, 4, 4, 4])
+    path = tmp / "config.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

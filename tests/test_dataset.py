@@ -1,6 +1,5 @@
 """Corpus indexing, feature cache, noise clips, corrupt files and the in-memory loader."""
 import logging
-import shutil
 
 import pytest
 import soundfile as sf

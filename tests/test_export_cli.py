@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, run_dirs
+from conftest import pinned_recipe_config, run_dirs
 from conftest import run_script as run
 from deploy.c_export import c_model_memory
 from deploy.export_bundle import export_bundle
@@ -31,17 +31,7 @@ def bundle(tmp_path_factory, corpus_dir, cache_dir):
     pruning.yml, quantize.py on the pruned model, export.py. Returns (checkpoint, quantization.yml,
     pruning.yml, bundle folder, export.py stdout)."""
     tmp = tmp_path_factory.mktemp("export")
-    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
-    cfg.update(name="export", seed=0)
-    cfg["arch"]["args"]["dropout"] = 0.5
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), batch_size=32,
-                                      augment={"enabled": True, "time_shift_ms": 100, "noise_prob": 0.5,
-                                               "snr_db": [10, 30]})
-    cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}
-    cfg["lr_scheduler"] = {"type": "CosineAnnealingLR", "args": {"T_max": 6}}
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=6, save_period=100, tensorboard=False,
-                          class_weights=[1, 4, 4, 4])
-    (tmp / "config.yml").write_text(yaml.safe_dump(cfg))
+    pinned_recipe_config(tmp, corpus_dir, cache_dir, "export", seed=0, epochs=6)
     (tmp / "pruning.yml").write_text(yaml.safe_dump({"pruned_filters": PRUNED}))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")   # 2 cores shared with other runs: threads only contend

@@ -9,7 +9,7 @@ import soxr
 import torch
 import yaml
 
-from conftest import ROOT, run_dirs
+from conftest import pinned_recipe_config, run_dirs
 from conftest import run_script as run
 from data_loader.audio import fit_length, read_wave
 from deploy.compact import compact_model
@@ -101,17 +101,7 @@ def trained_ckpt(tmp_path_factory, corpus_dir, cache_dir):
     On this small corpus the outcome varies with the seed; seed 1 gives a model that knows all
     three keywords (test top-1 about 0.9), so the recording below holds every keyword."""
     tmp = tmp_path_factory.mktemp("predict")
-    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
-    cfg.update(name="predict", seed=1)
-    cfg["arch"]["args"]["dropout"] = 0.5
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), batch_size=32,
-                                      augment={"enabled": True, "time_shift_ms": 100, "noise_prob": 0.5,
-                                               "snr_db": [10, 30]})
-    cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}
-    cfg["lr_scheduler"] = {"type": "CosineAnnealingLR", "args": {"T_max": 20}}
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=20, save_period=100, tensorboard=False,
-                          class_weights=[1, 4, 4, 4])
-    (tmp / "config.yml").write_text(yaml.safe_dump(cfg))
+    pinned_recipe_config(tmp, corpus_dir, cache_dir, "predict", seed=1, epochs=20)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")   # 2 cores shared with other runs: threads only contend
         run("train.py", "-c", tmp / "config.yml")

@@ -7,9 +7,9 @@ search with a real evaluate, its cost, and the pruning.yml round trip.
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
+from conftest import train_toy_model
 from model.model import KeywordLeNet5Clone
 from optimization.layers import fixed_point_layers
 from optimization.pruning import (MARGIN_EXCEEDED, format_report, kernel_ranking,
@@ -22,12 +22,8 @@ CONV1, CONV2, FC3 = 9 + 1, 8 * 9 + 1, 184 + 1  # one kernel's weights and bias
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The model is tiny: on a loaded 2-core machine extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread):
+    """Every test here on one thread (see conftest.single_thread)."""
 
 
 def pruned_count(model):
@@ -211,22 +207,7 @@ def test_bad_configs_are_user_errors(section, message):
 
 @pytest.fixture(scope="module")
 def toy(single_thread):
-    """Four classes of noise MFCCs, three with a band raised: learnable in 20 Adam steps."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(128) % 4
-    x = torch.randn(128, 1, 100, 13, generator=g)
-    for c in range(1, 4):
-        x[y == c, 0, 25 * c:25 * c + 25, :] += 0.4
-    torch.manual_seed(0)
-    model = KeywordLeNet5Clone(dropout=0.0)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(20):
-        idx = torch.randint(0, 128, (32,), generator=g)
-        loss = F.nll_loss(model(x[idx]), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval(), x, y
+    return train_toy_model()
 
 
 def test_real_search_costs_one_pass_per_step_and_round_trips(toy, tmp_path):

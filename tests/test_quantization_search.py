@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from conftest import train_toy_model
 from model.model import KeywordLeNet5Clone
 from optimization.fixed_point import integer_length
 from optimization.layers import LayerQuantization, fixed_point_layers
@@ -25,12 +26,8 @@ LAMBDA_MESSAGE = "lambda strings are not evaluated; use schedule: halve or a lis
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The model is tiny: on a loaded 2-core machine extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread):
+    """Every test here on one thread (see conftest.single_thread)."""
 
 
 def seeded_model(seed=0):
@@ -395,22 +392,7 @@ def test_per_layer_can_quantize_a_layer_whose_group_stayed_float():
 
 @pytest.fixture(scope="module")
 def toy(single_thread):
-    """Four classes of noise MFCCs, three with a band raised: learnable in 20 Adam steps."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(128) % 4
-    x = torch.randn(128, 1, 100, 13, generator=g)
-    for c in range(1, 4):
-        x[y == c, 0, 25 * c:25 * c + 25, :] += 0.4
-    torch.manual_seed(0)
-    model = KeywordLeNet5Clone(dropout=0.0)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(20):
-        idx = torch.randint(0, 128, (32,), generator=g)
-        loss = F.nll_loss(model(x[idx]), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    model, x, y = train_toy_model()
 
     def evaluate(m):
         with torch.no_grad():
