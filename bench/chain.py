@@ -2,7 +2,7 @@
 
 Generates a synthetic corpus of the lab's size (36,718 clips, about 70% class 0), extracts its
 features once (reported apart, as is the generation), then runs and times: train 15 epochs, test,
-quantize, prune, test -q -p, profile -q -p, finetune 10 epochs, test of the finetuned model.
+quantize, prune, test -q -p, profile -q -p, finetune (the config's epochs), test of the finetuned model.
 Prints wall time and peak memory (max RSS) of each step.
 
     python3 bench/chain.py [--clips 36718] [--bs 256]
@@ -66,7 +66,8 @@ def main():
     steps = [("test", ["test.py", "-r", best]), ("quantize", ["quantize.py", "-r", best]),
              ("prune", ["prune.py", "-r", best]), ("test -q -p", ["test.py", "-r", best, "-q", q, "-p", p]),
              ("profile -q -p", ["profile.py", "-r", best, "-q", q, "-p", p]),
-             ("finetune 10 epochs", ["train.py", "-r", best, "-q", q, "-p", p])]
+             (f"finetune {cfg['optimization']['finetuning']['epochs']} epochs",
+              ["train.py", "-r", best, "-q", q, "-p", p])]
     outputs = {}
     for name, cmd in steps:
         t, mem, outputs[name] = timed([py, *map(str, cmd)])
