@@ -23,7 +23,7 @@ from utils.seeding import prepare_device, seed_everything
 
 def finetuning_settings(config):
     ft = dict((config.get("optimization") or {}).get("finetuning") or {})
-    return int(ft.get("epochs", 10)), float(ft.get("lr_factor", 0.1))
+    return int(ft.get("epochs", 20)), float(ft.get("lr_factor", 0.1))
 
 
 def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
