@@ -48,6 +48,8 @@ def wrap(x_int, bits):
     # Only values outside the register change. Adding 2^(bits-1) to every value would lose the
     # low bits of a float32 tensor (24-bit mantissa) for a 32-bit register.
     inside = (x_int >= -half) & (x_int < half)
+    if bool(inside.all()):  # the common case: no overflow, nothing to compute
+        return x_int
     return torch.where(inside, x_int, torch.remainder(x_int + half, span) - half)
 
 
