@@ -81,12 +81,6 @@ class ConfigParser:
         except TypeError as e:
             raise UserError(f"config {name}.args do not fit {module_name}: {e}") from None
 
-    def init_ftn(self, name, module, *args, **kwargs):
-        import functools
-        entry = self[name]
-        fn = getattr(module, entry["type"])
-        return functools.partial(fn, *args, **{**(entry.get("args") or {}), **kwargs})
-
     def __getitem__(self, name):
         try:
             return self._config[name]

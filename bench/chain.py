@@ -21,6 +21,8 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
+from utils.atomic import write_yaml  # noqa: E402
+
 
 def timed(cmd):
     """Run ``cmd`` in the project folder; (seconds, peak RSS in MB, stdout)."""
@@ -52,8 +54,7 @@ def main():
     cfg["lr_scheduler"]["args"]["T_max"] = 15
     cfg["optimization"]["finetuning"]["epochs"] = 10  # the lab's budget for this benchmark
     config = Path(ROOT) / args.out / "config.yml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(cfg))
+    write_yaml(config, cfg)
     extract = ("from data_loader.data_loaders import SpeechCommandsDataLoader as D; import yaml; "
                f"d = D(**yaml.safe_load(open('{config}'))['data_loader']['args']); "
                "[d.split(s) for s in ('train', 'validation', 'test')]")

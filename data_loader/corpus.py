@@ -20,9 +20,6 @@ class Corpus:
     clips: dict        # split -> list of (relative path, label), sorted by path
     noise_files: tuple  # relative paths of background-noise recordings, sorted
 
-    def class_names(self):
-        return ("unknown",) + tuple(self.keywords)
-
 
 def _read_list(path):
     if not path.is_file():

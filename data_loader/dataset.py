@@ -26,6 +26,7 @@ CACHE_VERSION = 1
 # between training, validation and test.
 NOISE_REGIONS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
 NOISE_BANK_HOP = 0.5  # seconds between the starts of augmentation noise segments
+SPLITS_INDEX = {"train": 0, "validation": 1, "test": 2}  # seeds each split's noise levels apart
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,6 @@ def _noise_segments(root, noise_files, params, split, count, seed):
             clips.append(wave[s:s + params.clip_samples] * gain)
             names.append(f"noise:{rel}@{s / params.sample_rate:.2f}")
     return clips, names
-
-
-SPLITS_INDEX = {"train": 0, "validation": 1, "test": 2}
 
 
 def noise_bank_waves(root, noise_files, params):

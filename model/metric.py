@@ -17,7 +17,3 @@ def ties(output):
     """Number of samples whose top score is shared by two or more classes."""
     with torch.no_grad():
         return int(((output == output.max(dim=1, keepdim=True).values).sum(dim=1) > 1).sum())
-
-
-def predictions(output):
-    return output.argmax(dim=1)

@@ -44,6 +44,15 @@ def keep_previous(path):
                 old.rename(old.with_name(f"{old.stem}.{stamp}{old.suffix}"))
 
 
+def _save_solution(save, result, settings, checkpoint, output, name):
+    """Write a search result to ``output`` or ``name`` next to the checkpoint, keeping an older one."""
+    path = Path(output) if output else Path(checkpoint).with_name(name)
+    keep_previous(path)
+    print(f"Saving config: {path} ...")
+    save(path, result, settings)
+    return path
+
+
 def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
     model, ckpt, top1, inputs = validation_setup(checkpoint, pruning=pruning)
     settings = optimization_section(ckpt, "quantization", config_path)
@@ -51,11 +60,7 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
     if per_layer:
         result = search_per_layer_weights(model, top1, result)
     print(quantization_report(result))
-    path = Path(output) if output else Path(checkpoint).with_name("quantization.yml")
-    keep_previous(path)
-    print(f"Saving config: {path} ...")
-    save_quantization(path, result, settings)
-    return result, path
+    return result, _save_solution(save_quantization, result, settings, checkpoint, output, "quantization.yml")
 
 
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
@@ -63,11 +68,7 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
     settings = optimization_section(ckpt, "pruning", config_path)
     result = search_pruning(model, top1, settings)
     print(pruning_report(result))
-    path = Path(output) if output else Path(checkpoint).with_name("pruning.yml")
-    keep_previous(path)
-    print(f"Saving config: {path} ...")
-    save_pruning(path, result, settings)
-    return result, path
+    return result, _save_solution(save_pruning, result, settings, checkpoint, output, "pruning.yml")
 
 
 def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True):
