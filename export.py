@@ -13,10 +13,13 @@ def main():
     parser.add_argument("-q", "--quantization", default=None,
                         help="quantization.yml: also write integer C code and test vectors")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: remove the pruned kernels")
+    parser.add_argument("--no-stored", action="store_true",
+                        help="ignore the solutions a finetuned checkpoint carries (export its weights alone)")
     parser.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
     args = parser.parse_args()
     print(f"Loading checkpoint: {args.resume} ...")
-    summary = export_bundle(args.resume, args.output, args.quantization, args.pruning)
+    summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
+                            use_stored=not args.no_stored)
     print(format_summary(summary))
 
 

@@ -48,11 +48,13 @@ class ConfigParser:
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
     @classmethod
-    def from_args(cls, args, options=(), config_from_checkpoint=None, make_dirs=True, distributed=None):
+    def from_args(cls, args, options=(), config_from_checkpoint=None, make_dirs=True, distributed=None,
+                  transform=None):
         """Build from parsed arguments: ``-c`` a config file, ``-r`` a checkpoint (whose stored
         config is used unless ``-c`` is given too), ``-d`` CUDA devices, and custom ``options``
         (CustomArgs with flags and a key path ``target`` into the config). ``distributed``: the
-        trainer.distributed.DistributedContext of a torchrun rank."""
+        trainer.distributed.DistributedContext of a torchrun rank. ``transform(config)`` returns
+        the config to run (e.g. a finetuning recipe); command-line options apply on top of it."""
         if getattr(args, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         resume = Path(args.resume) if getattr(args, "resume", None) else None
@@ -63,6 +65,8 @@ class ConfigParser:
         else:
             raise UserError("no configuration: give a config file with -c config_lenet5_keywords.yml "
                             "or a checkpoint with -r")
+        if transform is not None:
+            config = transform(config)
         modification = {opt.target: getattr(args, _get_opt_name(opt.flags)) for opt in options}
         return cls(config, resume, modification, make_dirs=make_dirs, distributed=distributed)
 

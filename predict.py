@@ -13,6 +13,8 @@ def main():
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: simulated fixed point")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    parser.add_argument("--no-stored", action="store_true",
+                        help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
     parser.add_argument("audio", nargs="+", help="WAV files")
     parser.add_argument("--hop-ms", type=float, default=defaults.hop_ms,
                         help="step of the sliding window over long recordings (default %(default)g)")
@@ -24,7 +26,8 @@ def main():
                         help="minimum time between two detections (default %(default)g)")
     args = parser.parse_args()
     settings = DetectorSettings(args.hop_ms, args.smooth_ms, args.threshold, args.refractory_ms)
-    classifier, results = predict_files(args.resume, args.audio, args.quantization, args.pruning, settings)
+    classifier, results = predict_files(args.resume, args.audio, args.quantization, args.pruning, settings,
+                                        use_stored=not args.no_stored)
     for path, result in results:
         print(format_result(path, result, classifier.class_names, settings))
 

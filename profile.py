@@ -12,9 +12,11 @@ def main():
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    parser.add_argument("--no-stored", action="store_true",
+                        help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
     args = parser.parse_args()
     print(f"Loading checkpoint: {args.resume} ...")
-    _, text = run_profile(args.resume, args.quantization, args.pruning)
+    _, text = run_profile(args.resume, args.quantization, args.pruning, use_stored=not args.no_stored)
     print(text)
 
 

@@ -12,12 +12,15 @@ def main():
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to test (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    parser.add_argument("--no-stored", action="store_true",
+                        help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
     parser.add_argument("-d", "--device", default=None, help="ignored: testing runs on the CPU")
     parser.add_argument("--data-dir", default=None, help="evaluate another corpus (its testing_list.txt)")
     parser.add_argument("--all", action="store_true", help="with --data-dir: every clip of the corpus")
     args = parser.parse_args()
     print(f"Loading checkpoint: {args.resume} ...")
-    result = run_test(args.resume, args.quantization, args.pruning, args.data_dir, args.all)
+    result = run_test(args.resume, args.quantization, args.pruning, args.data_dir, args.all,
+                      use_stored=not args.no_stored)
     print(format_report(result))
     if args.data_dir is None:
         save_report(result, args.resume, args.quantization, args.pruning)

@@ -7,6 +7,7 @@ import contextlib
 
 from parse_config import ConfigParser
 from trainer.distributed import DistributedContext
+from trainer.finetuning import finetune_config
 from trainer.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.errors import exit_on_user_error
@@ -33,12 +34,13 @@ def main():
         parser.add_argument(*opt.flags, default=None, type=opt.type)
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.resume) if args.resume else None
+    transform = None
     if checkpoint is not None and (args.quantization or args.pruning):
-        checkpoint["config"]["name"] = checkpoint["config"]["name"] + "_finetune"
+        transform = lambda config: finetune_config(config, checkpoint)[0]  # noqa: E731
     distributed = DistributedContext.from_environment()  # None unless started by torchrun
     with distributed or contextlib.nullcontext():
         config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"],
-                                        distributed=distributed)
+                                        distributed=distributed, transform=transform)
         run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
 
 

@@ -112,3 +112,4 @@ class BaseTrainer:
         if ckpt.get("rng_state") is not None:  # dropout continues exactly where it stopped
             torch.set_rng_state(ckpt["rng_state"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        return ckpt

@@ -22,6 +22,10 @@ class AugmentParams:
     gain_db: tuple = (0.0, 0.0)      # loudness change, uniform in dB
     warp: float = 0.0                # mel-axis scale factor drawn uniformly in [1 - warp, 1 + warp]
     stretch: float = 0.0             # time scale (speaking rate) in [1 - stretch, 1 + stretch], centred
+    spec_time_masks: int = 0         # SpecAugment: masked frame spans per clip ...
+    spec_time_width: int = 0         # ... each up to this many frames
+    spec_freq_masks: int = 0         # masked mel-band spans per clip ...
+    spec_freq_width: int = 0         # ... each up to this many bands
 
     @classmethod
     def from_dict(cls, values):
@@ -34,6 +38,10 @@ class AugmentParams:
         for key in ("snr_db", "gain_db"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
+        for key in ("spec_time_masks", "spec_time_width", "spec_freq_masks", "spec_freq_width"):
+            v = values.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UserError(f"augment.{key} must be a non-negative integer, found {v!r}")
         return cls(**values)
 
 
@@ -74,7 +82,27 @@ class MelAugmenter:
         if p.stretch > 0:
             factor = 1.0 + p.stretch * (2 * torch.rand(n, generator=generator) - 1)
             mel = self._resample_axis(mel, 2, factor, centre=(frames - 1) / 2)
+        if (p.spec_time_masks and p.spec_time_width) or (p.spec_freq_masks and p.spec_freq_width):
+            mel = self._spec_masks(mel, generator)
         return mel
+
+    def _spec_masks(self, mel, generator):
+        """SpecAugment (Park et al. 2019): spans of frames and of mel bands replaced by the clip's
+        mean log level (its geometric mean power), so the model cannot lean on any one part of a
+        word or of the spectrum: a new speaker moves both."""
+        p = self.params
+        n, bands, frames = mel.shape
+        masked = torch.zeros(n, bands, frames, dtype=torch.bool)
+        for count, width, axis, size in ((p.spec_time_masks, p.spec_time_width, 2, frames),
+                                         (p.spec_freq_masks, p.spec_freq_width, 1, bands)):
+            pos = torch.arange(size)[None, :]
+            for _ in range(count):
+                w = torch.randint(0, min(width, size) + 1, (n,), generator=generator)
+                start = (torch.rand(n, generator=generator) * (size - w + 1)).long()
+                span = (pos >= start[:, None]) & (pos < (start + w)[:, None])   # (n, size)
+                masked |= span[:, None, :] if axis == 2 else span[:, :, None]
+        fill = mel.clamp(min=1e-10).log().mean(dim=(1, 2)).exp()
+        return torch.where(masked, fill[:, None, None], mel)
 
     @staticmethod
     def _resample_axis(mel, axis, factor, centre):

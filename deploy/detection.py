@@ -81,8 +81,8 @@ class KeywordClassifier:
                             f"{self.model.fc4.out_features} outputs; is it a checkpoint of train.py?")
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, quantization=None, pruning=None):
-        model, ckpt = restore_model(checkpoint, quantization, pruning)
+    def from_checkpoint(cls, checkpoint, quantization=None, pruning=None, use_stored=True):
+        model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
         return cls(model, ckpt)
 
     @property
@@ -207,9 +207,10 @@ def format_result(path, result, class_names, settings):
     return "\n".join([head] + rows)
 
 
-def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, settings=DetectorSettings()):
+def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, settings=DetectorSettings(),
+                  use_stored=True):
     """(path, result) for every file; all files are read (and checked) before any is classified."""
-    classifier = KeywordClassifier.from_checkpoint(checkpoint, quantization, pruning)
+    classifier = KeywordClassifier.from_checkpoint(checkpoint, quantization, pruning, use_stored)
     settings.validate(1000.0 * classifier.clip_samples / classifier.sample_rate)
     waves = [(path, load_audio(path, classifier.sample_rate)) for path in audio_paths]
     return classifier, [(path, classify(classifier, wave, settings)) for path, wave in waves]

@@ -30,12 +30,13 @@ from deploy.c_export import c_model_memory, export_c
 from deploy.compact import compact_model
 from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx, export_onnx
-from model.metric import top1
+from model.metric import balanced_accuracy, confusion_matrix, top1
 from optimization.profiling import profile_model
+from optimization.solutions import solution_text
 from utils.atomic import read_yaml, write_text, write_yaml
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from utils.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
 COMPACT = "model_compact.pth"
 ONNX = "model.onnx"
@@ -59,8 +60,11 @@ class ExportSummary:
     compact_max_diff: float    # max |log-prob| difference masked vs compact float model
     onnx_max_diff: float       # max |log-prob| difference onnxruntime vs compact float model
     top1_float: float
+    balanced_float: float
     top1_fixed_point: float = None
+    balanced_fixed_point: float = None
     top1_integer: float = None
+    balanced_integer: float = None
     integer_mismatches: int = None   # clips whose integer scores != simulated logits * 2^fl
     flash_bytes: int = None
     ram_bytes: int = None
@@ -78,10 +82,11 @@ def compact_checkpoint(ckpt, compact, source):
                 log=ckpt.get("log"), compacted_from=str(source))
 
 
-def _top1(scores, labels):
-    """Top-1 as test.py counts it (model.metric.top1: a tie with the true class is a miss)."""
+def _scores(scores, labels):
+    """(top-1, balanced accuracy) as test.py counts them: argmax, ties to the lowest class."""
     scores = torch.as_tensor(np.asarray(scores, dtype=np.float64))
-    return top1(scores, torch.as_tensor(labels)) / len(labels)
+    cm = confusion_matrix(scores, torch.as_tensor(labels))
+    return top1(cm), balanced_accuracy(cm)
 
 
 def _lines(rows):
@@ -103,14 +108,17 @@ def _previous_files(outdir):
     return [str(name) for name in files] if isinstance(files, list) else []
 
 
-def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True):
+def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True, use_stored=True):
     """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
-    solutions, full quantization of every layer) is validated before anything is written."""
+    solutions, full quantization of every layer) is validated before anything is written. The
+    solutions a finetuned checkpoint carries are used where no file is given (``use_stored``)."""
     outdir = _check_outdir(outdir)
-    masked, ckpt = restore_model(checkpoint, None, pruning)
+    quantization, pruning = effective_solutions(load_checkpoint(checkpoint), quantization, pruning,
+                                                use_stored, str(checkpoint))
+    masked, ckpt = restore_model(checkpoint, None, pruning, use_stored=False)
     engine = None
     if quantization:
-        masked_q, _ = restore_model(checkpoint, quantization, pruning)
+        masked_q, _ = restore_model(checkpoint, quantization, pruning, use_stored=False)
         engine = IntegerModel.from_model(masked_q)   # raises for a layer left in float
     data = data_for_checkpoint(ckpt, progress=progress)
     mean, std = normalization_of(ckpt)
@@ -121,7 +129,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
 
     compact = compact_model(masked)
     save_checkpoint(outdir / COMPACT, **compact_checkpoint(ckpt, compact, checkpoint))
-    compact, _ = restore_model(outdir / COMPACT)   # what users of the bundle get
+    compact, _ = restore_model(outdir / COMPACT, use_stored=False)   # what users of the bundle get
     written = [COMPACT]
     with torch.no_grad():
         log_probs = compact(inputs)
@@ -135,7 +143,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     summary = ExportSummary(
         outdir=str(outdir), files=written, clips=len(labels), widths=list(compact.widths),
         macs=profile.macs, parameters=profile.parameters, compact_max_diff=compact_diff,
-        onnx_max_diff=onnx_diff, top1_float=_top1(log_probs.numpy(), labels))
+        onnx_max_diff=onnx_diff, **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
     summary.files.append(SUMMARY)
@@ -149,8 +157,8 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
 def _export_integer(summary, quantization, engine, inputs, labels, outdir):
     """Integer engine and C code: scores checked against the simulated fixed-point model (the
     compact checkpoint with the same quantization.yml, loaded as a user would)."""
-    write_text(outdir / QUANTIZATION, Path(quantization).read_text(encoding="utf-8"))
-    simulated, _ = restore_model(outdir / COMPACT, outdir / QUANTIZATION)
+    write_text(outdir / QUANTIZATION, solution_text(quantization))
+    simulated, _ = restore_model(outdir / COMPACT, outdir / QUANTIZATION, use_stored=False)
     with torch.no_grad():
         logits = simulated.logits(inputs).double().numpy()
     codes = engine.quantize_input(inputs)
@@ -160,8 +168,8 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir):
     write_text(outdir / SCORES, _lines(scores))
     write_text(outdir / LABELS, _lines(labels[:, None]))
     summary.files += list(INTEGER_FILES)
-    summary.top1_fixed_point = _top1(logits, labels)
-    summary.top1_integer = _top1(scores, labels)
+    summary.top1_fixed_point, summary.balanced_fixed_point = _scores(logits, labels)
+    summary.top1_integer, summary.balanced_integer = _scores(scores, labels)
     summary.integer_mismatches = int((scores != logits * 2.0 ** engine.output_fl).any(axis=1).sum())
     summary.flash_bytes, summary.ram_bytes = c_model_memory(engine)
 
@@ -175,11 +183,15 @@ def format_summary(summary):
              f"on {summary.clips} test clips"]
     if summary.top1_integer is None:
         lines.append(f"Test top-1 ({summary.clips} clips): float {summary.top1_float:.4f}")
+        lines.append(f"Test balanced accuracy: float {summary.balanced_float:.4f}")
         lines.append("Integer inference and C code skipped: they need a quantization solution (-q)")
     else:
         lines.append(f"Test top-1 ({summary.clips} clips): float {summary.top1_float:.4f} | "
                      f"fixed point {summary.top1_fixed_point:.4f} | "
                      f"integer {summary.top1_integer:.4f}")
+        lines.append(f"Test balanced accuracy: float {summary.balanced_float:.4f} | "
+                     f"fixed point {summary.balanced_fixed_point:.4f} | "
+                     f"integer {summary.balanced_integer:.4f}")
         lines.append(f"Integer scores vs simulated logits: {summary.integer_mismatches} of "
                      f"{summary.clips} clips differ")
         lines.append(f"C model: flash {summary.flash_bytes:,} bytes (weights and biases), "

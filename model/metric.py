@@ -1,19 +1,105 @@
-"""Metrics as counts over a batch, so the trainer can average them per sample, not per batch."""
+"""Metrics of a keyword spotter, all computed from one confusion matrix.
+
+A split that is 80% background lets top-1 stay high while a keyword is missed three times in
+four, so decisions (model selection, early stopping, the compression searches) use a metric the
+majority class cannot game: balanced accuracy, the mean recall over the classes present. Top-1 is
+kept beside it (the lab reports it), and the false-alarm rate says how often background fires.
+
+Every metric takes the confusion matrix ``cm`` (rows true class, columns predicted class), so
+batches and distributed ranks are combined by adding matrices, and every number printed is a
+function of the matrix printed. Predictions are the argmax of the scores with ties going to the
+lowest class index: the rule of ``torch.argmax`` and of the deployed C model's ``kws_infer``.
+"""
 import torch
 
+BACKGROUND = 0  # class 0: any other word or background noise
 
-def top1(output, target):
-    """Number of samples whose true class scores highest. When k classes tie for the top score
-    (common with coarse fixed-point logits) and the true class is among them, the sample counts
-    1/k: the expected hit of a fair tie-break. Counting every tie as class 0, as argmax does,
-    would favour the dominant class."""
+
+def predictions(output):
+    """Predicted class per row of scores: argmax, ties to the lowest index (as the C model)."""
+    return output.argmax(dim=1)
+
+
+def confusion_matrix(output, target, num_classes=None):
+    """(num_classes x num_classes) int64 counts of (true, predicted) for a batch of scores."""
+    num_classes = num_classes or output.shape[1]
     with torch.no_grad():
-        tied = output == output.max(dim=1, keepdim=True).values
-        hit = tied.gather(1, target[:, None])[:, 0]
-        return float((hit / tied.sum(dim=1)).sum())
+        pred = predictions(output).to(target.device)
+        flat = target.long() * num_classes + pred
+        return torch.bincount(flat, minlength=num_classes ** 2).view(num_classes, num_classes).cpu()
 
 
 def ties(output):
-    """Number of samples whose top score is shared by two or more classes."""
+    """Number of samples whose top score is shared by two or more classes (coarse fixed-point
+    logits tie often; the tie goes to the lowest class, so they are worth reporting)."""
     with torch.no_grad():
         return int(((output == output.max(dim=1, keepdim=True).values).sum(dim=1) > 1).sum())
+
+
+def _cm(cm):
+    return torch.as_tensor(cm, dtype=torch.float64)
+
+
+def top1(cm):
+    """Fraction of samples on the diagonal."""
+    cm = _cm(cm)
+    return float(cm.diagonal().sum() / cm.sum().clamp(min=1))
+
+
+def recalls(cm):
+    """Recall per class (NaN for a class with no samples)."""
+    cm = _cm(cm)
+    support = cm.sum(dim=1)
+    return torch.where(support > 0, cm.diagonal() / support.clamp(min=1), torch.full_like(support, float("nan")))
+
+
+def precisions(cm):
+    """Precision per class (0 for a class never predicted)."""
+    cm = _cm(cm)
+    predicted = cm.sum(dim=0)
+    return torch.where(predicted > 0, cm.diagonal() / predicted.clamp(min=1), torch.zeros_like(predicted))
+
+
+def balanced_accuracy(cm):
+    """Mean recall over the classes that have samples."""
+    r = recalls(cm)
+    present = ~torch.isnan(r)
+    return float(r[present].mean()) if bool(present.any()) else 0.0
+
+
+def false_alarm_rate(cm):
+    """Background clips (class 0) classified as any keyword, as a fraction of background clips."""
+    cm = _cm(cm)
+    background = cm[BACKGROUND].sum()
+    return float((background - cm[BACKGROUND, BACKGROUND]) / background) if background > 0 else 0.0
+
+
+def keyword_recalls(cm):
+    """Recall of every keyword class (1..n-1)."""
+    return [float(r) for r in recalls(cm)[1:]]
+
+
+def min_keyword_recall(cm):
+    """The worst keyword's recall: the number a keyword spotter is judged by."""
+    r = [v for v in keyword_recalls(cm) if v == v]
+    return min(r) if r else 0.0
+
+
+METRICS = {"top1": top1, "balanced_accuracy": balanced_accuracy, "false_alarm_rate": false_alarm_rate,
+           "min_keyword_recall": min_keyword_recall}
+# Metrics where a larger value is better (the searches' floors and model selection need to know).
+HIGHER_IS_BETTER = {"top1": True, "balanced_accuracy": True, "false_alarm_rate": False,
+                    "min_keyword_recall": True}
+DECISION_METRICS = ("balanced_accuracy", "top1")  # what the compression searches can hold a margin on
+
+
+def all_metrics(cm):
+    """Every metric of ``cm`` by name."""
+    return {name: fn(cm) for name, fn in METRICS.items()}
+
+
+def metric_by_name(name, what="metric"):
+    from utils.errors import UserError
+    if name not in METRICS:
+        raise UserError(f"{what} '{name}' is not known; choose one of {', '.join(METRICS)}")
+    return METRICS[name]

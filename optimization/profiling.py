@@ -134,7 +134,8 @@ def _kilobytes(bits):
 
 
 def format_profile(profile, accuracy=None):
-    """The lab's profile lines in correct units (kB = 1000 bytes); ``accuracy`` is a fraction."""
+    """The lab's profile lines in correct units (kB = 1000 bytes); ``accuracy`` is a top-1
+    fraction or a dict of test metrics (top1, balanced_accuracy, false_alarm_rate)."""
     lines = [
         f"MACs/classification: {profile.macs}",
         f"Number of Parameters: {profile.parameters}",
@@ -142,6 +143,10 @@ def format_profile(profile, accuracy=None):
         f"  - Weights: {_kilobytes(profile.weight_bits)}",
         f"  - Activations: {_kilobytes(profile.activation_bits)}",
     ]
-    if accuracy is not None:
+    if isinstance(accuracy, dict):
+        lines.append(f"Accuracy: {100 * accuracy['top1']:.2f}%")
+        lines.append(f"Balanced accuracy: {100 * accuracy['balanced_accuracy']:.2f}%")
+        lines.append(f"False alarms: {100 * accuracy['false_alarm_rate']:.2f}% of background clips")
+    elif accuracy is not None:
         lines.append(f"Accuracy: {100 * accuracy:.2f}%")
     return "\n".join(lines)

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from optimization.layers import FixedPointConv2d, fixed_point_layers
 from optimization.plots import plot_pruning
+from optimization.scores import format_scores
 from utils.atomic import write_yaml
 from utils.errors import UserError
+from utils.progress import progress_bar
 
-DEFAULTS = {"error_margin": 3.0, "max_steps": None}
+DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "balanced_accuracy"}
+METRICS = ("balanced_accuracy", "top1")
 TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
 RULE = "-" * 45
 MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
@@ -31,9 +33,10 @@ class PruningConfig:
     """The ``optimization.pruning`` section of the config, validated."""
     error_margin: float = DEFAULTS["error_margin"]
     max_steps: int = DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
+    metric: str = DEFAULTS["metric"]        # the decision metric the margin is counted in
 
     def to_dict(self):
-        return {"error_margin": self.error_margin, "max_steps": self.max_steps}
+        return {"error_margin": self.error_margin, "max_steps": self.max_steps, "metric": self.metric}
 
 
 def parse_pruning_config(section):
@@ -52,7 +55,9 @@ def parse_pruning_config(section):
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
         raise UserError(f"pruning max_steps must be a non-negative integer or null, "
                         f"found {steps!r}")
-    return PruningConfig(float(margin), steps)
+    if values["metric"] not in METRICS:
+        raise UserError(f"pruning metric '{values['metric']}' is not known; choose one of {', '.join(METRICS)}")
+    return PruningConfig(float(margin), steps, values["metric"])
 
 
 @dataclass
@@ -81,8 +86,11 @@ class PruningResult:
     steps: list               # PruningStep per evaluation after the baseline
     pruned: dict              # layer -> sorted pruned kernel indices (every layer listed)
     layers: dict              # layer -> LayerPruning
-    accuracy: float           # top-1 of the solution (measured at its step; baseline if none)
+    accuracy: float           # decision metric of the solution (at its step; baseline if none)
     rate: float               # pruned kernels' own parameters / all model parameters
+    metric: str = "top1"
+    scores: dict = None       # every metric of the baseline and the solution, when reported
+    notes: list = None        # back-off steps of the combined check
 
 
 def _passes(accuracy, floor):
@@ -109,12 +117,22 @@ def kernel_ranking(model):
     return sorted(ranking, key=lambda c: (c[2], order[c[0]], c[1]))
 
 
-def search_pruning(model, evaluate, config):
+def search_pruning(model, evaluate, config, combined_floor=None):
     """Greedy minimum-weight kernel pruning within the error margin; ``evaluate(model)`` returns
-    validation top-1 and is called once for the baseline and once per step. On return the model
-    carries the solution (masks set, pruned weights and biases zeroed); on an exception its
-    original masks are restored. Kernels pruned before the call stay pruned and are counted."""
+    the validation decision metric (or a dict of metrics) and is called once for the baseline and
+    once per step. ``combined_floor``: a second floor the solution must also meet (the
+    quantization's floor when the model searched is quantized); the last pruned kernels are
+    restored, one per evaluation, until it does. On return the model carries the solution (masks
+    set, pruned weights and biases zeroed); on an exception its original masks are restored.
+    Kernels pruned before the call stay pruned and are counted."""
     cfg = parse_pruning_config(config)
+    details = {}
+
+    def score(m):
+        scores = evaluate(m)
+        value = float(scores[cfg.metric]) if isinstance(scores, dict) else float(scores)
+        details["last"] = scores
+        return value
     layers = fixed_point_layers(model)
     total_parameters = sum(p.numel() for p in model.parameters())
     original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
@@ -125,10 +143,11 @@ def search_pruning(model, evaluate, config):
     budget = sum(remaining[name] - 1 for name in list(layers)[:-1] if remaining[name] > 1)
     if cfg.max_steps is not None:
         budget = min(budget, cfg.max_steps)
-    bar = tqdm(total=budget, desc="pruning", unit="step")
-    steps = []
+    bar = progress_bar(total=budget, desc="pruning", unit="step")
+    steps, notes = [], []
     try:
-        baseline = accuracy = float(evaluate(model))
+        baseline = accuracy = score(model)
+        details["baseline"] = details["solution"] = details["last"]
         floor = baseline - cfg.error_margin / 100
         for name, kernel, _ in ranking:
             if len(steps) == budget:
@@ -137,17 +156,30 @@ def search_pruning(model, evaluate, config):
             if remaining[name] == 1:
                 continue
             layer.kernel_mask[kernel] = 0.0
-            top1 = float(evaluate(model))
+            top1 = score(model)
             rate = (pruned_parameters + kernel_parameters(layer)) / total_parameters
             steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
             bar.update()
             if not steps[-1].accepted:
                 layer.kernel_mask[kernel] = 1.0
-                tqdm.write(MARGIN_EXCEEDED)
+                print(MARGIN_EXCEEDED)
                 break
             remaining[name] -= 1
             pruned_parameters += kernel_parameters(layer)
             accuracy = top1
+            details["solution"] = details["last"]
+        accepted = [s for s in steps if s.accepted]
+        while combined_floor is not None and not _passes(accuracy, combined_floor) and accepted:
+            last = accepted.pop()
+            layers[last.layer].kernel_mask[last.kernel] = 1.0
+            pruned_parameters -= kernel_parameters(layers[last.layer])
+            before, accuracy = accuracy, score(model)
+            details["solution"] = details["last"]
+            notes.append(f"Back-off: combined {cfg.metric} {before:.5f} < floor {combined_floor:.5f}; "
+                         f"restored {last.layer} kernel {last.kernel} -> {accuracy:.5f}")
+        if combined_floor is not None and not _passes(accuracy, combined_floor):
+            notes.append(f"Combined {cfg.metric} {accuracy:.5f} is below the floor {combined_floor:.5f} "
+                         f"without any pruning: the quantization alone misses it")
         for layer in layers.values():
             layer.prune_kernels(layer.pruned_kernels)
     except BaseException:
@@ -164,19 +196,24 @@ def search_pruning(model, evaluate, config):
                for name, layer in layers.items()}
     pruned = {name: layer.pruned_kernels for name, layer in layers.items()}
     return PruningResult(baseline, floor, steps, pruned, summary, accuracy,
-                         pruned_parameters / total_parameters)
+                         pruned_parameters / total_parameters, cfg.metric,
+                         {"baseline": details["baseline"], "solution": details["solution"]}, notes)
 
 
 def format_report(result):
     """The lab's pruning report."""
-    lines = [RULE, "Network pruning results.", f"Baseline float32: {result.baseline:.5f}",
-             "Kernel pruning results:"]
+    scores = result.scores or {}
+    base = format_scores(scores.get("baseline", result.baseline), result.metric, False)
+    lines = [RULE, "Network pruning results.", f"Baseline float32: {base}", "Kernel pruning results:"]
     for name, s in result.layers.items():
         kernels = f"{s.pruned}/{s.kernels} kernels pruned"
         lines.append(f"Layer {name:<8} | {s.kind:<8} | {kernels:<20} | "
                      f"{100 * s.pruned_parameters / s.parameters:.2f}% parameters pruned")
-    lines += [f"Total pruning rate: {100 * result.rate:.2f}%", f"Accuracy: {result.accuracy:.5f}",
-              RULE]
+    solution = format_scores(scores.get("solution", result.accuracy), result.metric, False)
+    lines += [f"Total pruning rate: {100 * result.rate:.2f}%", f"Accuracy: {solution}",
+              f"Decision metric: {result.metric}, floor {result.floor:.5f} (baseline {result.baseline:.5f})"]
+    lines += list(result.notes or [])
+    lines.append(RULE)
     return "\n".join(lines)
 
 
@@ -187,7 +224,10 @@ def save_pruning(path, result, config):
     results = {"baseline": result.baseline, "floor": result.floor,
                "steps": [{"layer": s.layer, "kernel": s.kernel, "accuracy": s.accuracy,
                           "rate": s.rate, "accepted": s.accepted} for s in result.steps],
-               "accuracy": result.accuracy, "rate": result.rate}
+               "accuracy": result.accuracy, "rate": result.rate, "metric": result.metric,
+               "notes": list(result.notes or [])}
+    if result.scores:
+        results["scores"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.scores.items()}
     write_yaml(path, {"config": parse_pruning_config(config).to_dict(), "results": results,
                       "pruned_filters": {name: list(k) for name, k in result.pruned.items()}})
     figure = path.with_suffix(".png")

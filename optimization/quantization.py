@@ -6,21 +6,26 @@ layer). Each group walks down the bitwidth schedule until validation top-1 falls
 and keeps the lowest bitwidth that stayed at or above it. Integer lengths come from range
 analysis. The combined solution is then checked against the floor and backed off if needed.
 
-``error_margin`` is in percentage points of top-1: the floor is ``baseline - error_margin / 100``
-(a float baseline of 0.90 and a margin of 3 give a floor of 0.87).
+``error_margin`` is in percentage points of the decision ``metric`` (``balanced_accuracy`` by
+default, or the lab's ``top1``): the floor is ``baseline - error_margin / 100`` (a float baseline
+of 0.90 and a margin of 3 give a floor of 0.87). On a split that is mostly background, a top-1
+margin lets the search take a model most of the way to "always background"; a margin on the mean
+per-class recall cannot be spent on the keywords alone. ``evaluate`` may return the decision
+metric alone or a dict of metrics; with a dict, top-1 is reported beside the decision metric.
 """
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
-from tqdm import tqdm
 
 from optimization.fixed_point import integer_length
 from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
 from optimization.range_analysis import collect_ranges
+from optimization.scores import decision_value, format_scores
 from optimization.solutions import apply_quantization
 from utils.atomic import write_yaml
 from utils.errors import UserError
+from utils.progress import progress_bar
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
 GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
@@ -28,7 +33,8 @@ GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
 SWEEP_TITLES = {"conv_weights": "Conv layer weights:", "fc_weights": "FC layer weights:",
                 "activations": "Conv/FC inputs/activations:"}
 DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
-            "bits_accumulator": 32}
+            "bits_accumulator": 32, "metric": "balanced_accuracy"}
+METRICS = ("balanced_accuracy", "top1")
 MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
 MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
 TOLERANCE = 1e-9        # accuracies are ratios of counts; absorb float error at the floor
@@ -55,6 +61,7 @@ class QuantizationConfig:
     start_bitwidth: int = DEFAULTS["start_bitwidth"]
     min_bitwidth: int = DEFAULTS["min_bitwidth"]
     bits_accumulator: int = DEFAULTS["bits_accumulator"]
+    metric: str = DEFAULTS["metric"]
 
     @property
     def bitwidths(self):
@@ -71,7 +78,7 @@ class QuantizationConfig:
         return {"error_margin": self.error_margin,
                 "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
                 "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
-                "bits_accumulator": self.bits_accumulator}
+                "bits_accumulator": self.bits_accumulator, "metric": self.metric}
 
 
 def parse_quantization_config(section):
@@ -114,7 +121,10 @@ def parse_quantization_config(section):
     else:
         raise UserError(f"quantization schedule must be 'halve' or a non-empty list of bitwidths, "
                         f"found {schedule!r}")
-    return QuantizationConfig(float(margin), schedule, start, low, accumulator)
+    metric = values["metric"]
+    if metric not in METRICS:
+        raise UserError(f"quantization metric '{metric}' is not known; choose one of {', '.join(METRICS)}")
+    return QuantizationConfig(float(margin), schedule, start, low, accumulator, metric)
 
 
 @dataclass
@@ -144,6 +154,8 @@ class QuantizationResult:
     layers: dict                                   # layer -> LayerQuantization
     notes: list = field(default_factory=list)      # floats kept and back-off steps
     per_layer: PerLayerResult = None
+    metric: str = "top1"                           # the decision metric of sweeps/accuracy/floor
+    details: dict = field(default_factory=dict)    # group -> {bitwidth: {metric: value}}; "combined"
 
     @property
     def final_accuracy(self):
@@ -180,28 +192,35 @@ def _solution(layers, ranges, weight_bits, activation_bits, bits_accumulator):
 
 class _Evaluations:
     """Applies solutions and evaluates them once each (a solution seen before is not re-run),
-    counting evaluations on a tqdm bar."""
+    counting evaluations on a progress bar. Returns the decision metric; ``details`` keeps every
+    metric the evaluation reported."""
 
-    def __init__(self, model, evaluate, total, desc):
-        self.model, self.evaluate = model, evaluate
-        self.cache = {}
-        self.bar = tqdm(total=total, desc=desc, unit="eval")
+    def __init__(self, model, evaluate, total, desc, metric="top1"):
+        self.model, self.evaluate, self.metric = model, evaluate, metric
+        self.cache, self.details = {}, {}
+        self.bar = progress_bar(total=total, desc=desc, unit="eval")
 
     @staticmethod
     def _key(solution):
         return tuple((name, astuple(q)) for name, q in solution.items())
 
-    def remember(self, solution, accuracy):
-        """Record a top-1 measured earlier so the solution is not evaluated again."""
+    def remember(self, solution, accuracy, details=None):
+        """Record a score measured earlier so the solution is not evaluated again."""
         self.cache[self._key(solution)] = accuracy
+        self.details[self._key(solution)] = details if details is not None else accuracy
 
     def __call__(self, solution):
         key = self._key(solution)
         if key not in self.cache:
             apply_quantization(self.model, solution)
-            self.cache[key] = float(self.evaluate(self.model))
+            scores = self.evaluate(self.model)
+            self.details[key] = dict(scores) if isinstance(scores, dict) else float(scores)
+            self.cache[key] = decision_value(scores, self.metric)
             self.bar.update()
         return self.cache[key]
+
+    def scores(self, solution):
+        return self.details[self._key(solution)]
 
     def close(self):
         self.bar.total = self.bar.n
@@ -212,11 +231,13 @@ def _weight_group(layer):
     return "conv_weights" if isinstance(layer, FixedPointConv2d) else "fc_weights"
 
 
-def search_quantization(model, evaluate, inputs, config):
+def search_quantization(model, evaluate, inputs, config, baseline_override=None):
     """Run range analysis on ``inputs`` and the three group searches, check the combined solution
     against the floor (backing off if needed) and return a QuantizationResult. ``evaluate(model)``
-    returns validation top-1. On return the model carries the final solution; on an exception its
-    original formats are restored."""
+    returns the validation decision metric or a dict of metrics. ``baseline_override``: the
+    baseline the margin counts from when it is not the model's own float score (the unpruned
+    float model's, when the model searched is pruned). On return the model carries the final
+    solution; on an exception its original formats are restored."""
     cfg = parse_quantization_config(config)
     layers = fixed_point_layers(model)
     original = {name: layer.quantization for name, layer in layers.items()}
@@ -227,34 +248,43 @@ def search_quantization(model, evaluate, inputs, config):
         weights = {name: bits[_weight_group(layer)] for name, layer in layers.items()}
         return _solution(layers, ranges, weights, bits["activations"], cfg.bits_accumulator)
 
-    run = _Evaluations(model, evaluate, 2 + len(GROUPS) * len(schedule), "quantization")
+    run = _Evaluations(model, evaluate, 2 + len(GROUPS) * len(schedule), "quantization", cfg.metric)
     try:
         float_bits = dict.fromkeys(GROUPS, 0)
         baseline = run(solution(float_bits))
+        if baseline_override is not None:
+            baseline = float(baseline_override)
         floor = baseline - cfg.error_margin / 100
-        sweeps, chosen, notes = {}, {}, []
+        sweeps, chosen, notes, details = {}, {}, [], {"baseline": run.scores(solution(float_bits))}
         for group in GROUPS:
-            sweeps[group], chosen[group] = {}, 0
+            sweeps[group], chosen[group], details[group] = {}, 0, {}
             for bw in schedule:
                 sweeps[group][bw] = run(solution({**float_bits, group: bw}))
+                details[group][bw] = run.scores(solution({**float_bits, group: bw}))
                 if not _passes(sweeps[group][bw], floor):
                     break
                 chosen[group] = bw
             if not chosen[group]:
-                notes.append(f"{GROUP_NAMES[group]} stay float32: {schedule[0]} bits gave top1 "
+                notes.append(f"{GROUP_NAMES[group]} stay float32: {schedule[0]} bits gave {cfg.metric} "
                              f"{sweeps[group][schedule[0]]:.5f} < floor {floor:.5f}")
         accuracy = run(solution(chosen))
         while not _passes(accuracy, floor):
-            # Ties go to the earlier stage (min keeps the first). Some group is still quantized:
-            # the all-float solution is the baseline, which passes.
+            # Ties go to the earlier stage (min keeps the first). When every group is float again
+            # the model is the float one; it can miss only a baseline given from outside (a
+            # pruned model measured against the unpruned float model), and nothing is left to raise.
+            if not any(chosen.values()):
+                notes.append(f"The float model itself scores {accuracy:.5f} < floor {floor:.5f}; "
+                             f"every group stays float32 (prune less to quantize it)")
+                break
             group = min((g for g in GROUPS if chosen[g]), key=lambda g: sweeps[g][chosen[g]])
             step = schedule.index(chosen[group])
             raised = schedule[step - 1] if step else 0
-            notes.append(f"Back-off: combined top1 {accuracy:.5f} < floor {floor:.5f}; "
+            notes.append(f"Back-off: combined {cfg.metric} {accuracy:.5f} < floor {floor:.5f}; "
                          f"{GROUP_NAMES[group]} {_bits(chosen[group])} -> {_bits(raised)}")
             chosen[group] = raised
             accuracy = run(solution(chosen))
         final = solution(chosen)
+        details["combined"] = run.scores(final)
         apply_quantization(model, final)
     except BaseException:
         apply_quantization(model, original)
@@ -262,7 +292,7 @@ def search_quantization(model, evaluate, inputs, config):
     finally:
         run.close()
     return QuantizationResult(baseline, floor, schedule, cfg.bits_accumulator, ranges, sweeps,
-                              chosen, accuracy, final, notes)
+                              chosen, accuracy, final, notes, metric=cfg.metric, details=details)
 
 
 def _weight_memory(layers, weight_bits):
@@ -291,8 +321,8 @@ def search_per_layer_weights(model, evaluate, result):
     def solution(weight_bits):
         return _solution(layers, result.ranges, weight_bits, activations, result.bits_accumulator)
 
-    run = _Evaluations(model, evaluate, len(layers) * (len(schedule) + 1), "per-layer weights")
-    run.remember(solution(bits), result.accuracy)
+    run = _Evaluations(model, evaluate, len(layers) * (len(schedule) + 1), "per-layer weights", result.metric)
+    run.remember(solution(bits), result.accuracy, result.details.get("combined"))
     try:
         lowerable = [name for name in layers if lower(bits[name]) is not None]
         tolerance = {name: run(solution({**bits, name: lower(bits[name])})) for name in lowerable}
@@ -319,14 +349,17 @@ def search_per_layer_weights(model, evaluate, result):
 
 def format_report(result):
     """The lab's quantization report; notes and per-layer results follow the Accuracy line."""
-    lines = [RULE, "Network quantization results.", f"Baseline float32: {result.baseline:.5f}"]
+    details, metric = result.details, result.metric
+    base = details.get("baseline", result.baseline)
+    lines = [RULE, "Network quantization results.", f"Baseline float32: {format_scores(base, metric, False)}"]
     for group in GROUPS:
         lines.append(SWEEP_TITLES[group])
-        lines += [f"    bitwidth: {bw:>2} => top1: {acc:.5f}"
+        lines += [f"    bitwidth: {bw:>2} => {format_scores(details.get(group, {}).get(bw, acc), metric)}"
                   for bw, acc in result.sweeps[group].items()]
     lines.append("Dynamic fixed point net:")
     lines += [f"{GROUP_NAMES[g]} bitwidth: {_label(result.bitwidths[g])}" for g in GROUPS]
-    lines.append(f"Accuracy: {result.accuracy:.5f}")
+    lines.append(f"Accuracy: {format_scores(details.get('combined', result.accuracy), metric, False)}")
+    lines.append(f"Decision metric: {metric}, floor {result.floor:.5f} (baseline {result.baseline:.5f})")
     lines += result.notes
     p = result.per_layer
     if p:
@@ -350,7 +383,9 @@ def save_quantization(path, result, config):
                "schedule": list(result.schedule),
                "sweeps": {g: dict(result.sweeps[g]) for g in GROUPS},
                "bitwidths": dict(result.bitwidths), "accuracy": result.accuracy,
-               "notes": list(result.notes)}
+               "metric": result.metric, "notes": list(result.notes)}
+    if result.details:
+        results["scores"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.details.items()}
     p = result.per_layer
     if p:
         results["per_layer"] = {"order": list(p.order), "tolerance": dict(p.tolerance),

@@ -7,6 +7,8 @@ file, the layer and what to change.
 from dataclasses import fields, replace
 from pathlib import Path
 
+import yaml
+
 from optimization.layers import LayerQuantization, fixed_point_layers
 from utils.atomic import read_yaml
 from utils.errors import UserError
@@ -30,7 +32,7 @@ def _check_names(label, names, model):
 
 
 def _section(path, key, what):
-    data = read_yaml(path, what)
+    data = dict(path) if isinstance(path, dict) else read_yaml(path, what)  # a file or stored content
     if key not in data:
         raise UserError(f"{path} has no '{key}' section; is it a {what} written by this tool?")
     section = data[key]
@@ -65,7 +67,7 @@ def _layer_quantization(path, name, entry):
 
 def load_quantization(path, model):
     """Layer name -> LayerQuantization from a quantization.yml, validated against ``model``."""
-    path = Path(path)
+    path = path if isinstance(path, dict) else Path(path)
     section = _section(path, "layers", "quantization solution")
     _check_names(str(path), list(section), model)
     return {name: _layer_quantization(path, name, entry) for name, entry in section.items()}
@@ -74,7 +76,7 @@ def load_quantization(path, model):
 def load_pruning(path, model):
     """Layer name -> sorted pruned kernel indices from a pruning.yml, validated against
     ``model``."""
-    path = Path(path)
+    path = path if isinstance(path, dict) else Path(path)
     section = _section(path, "pruned_filters", "pruning solution")
     layers = _check_names(str(path), list(section), model)
     pruned = {}
@@ -94,6 +96,18 @@ def load_pruning(path, model):
                             f"{name}, which would cut the network; keep at least one")
         pruned[name] = indices
     return pruned
+
+
+def solution_text(source):
+    """The YAML text of a solution given as a path or as stored content (a mapping)."""
+    if source is None:
+        return None
+    if isinstance(source, dict):
+        return yaml.safe_dump(dict(source), sort_keys=False)
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"solution file not found: {path} (check the path)")
+    return path.read_text(encoding="utf-8")
 
 
 def apply_quantization(model, solution):

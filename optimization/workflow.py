@@ -2,30 +2,43 @@
 
 Each search evaluates the model many times; the validation split is converted to normalised
 MFCCs once and stays in memory, so one evaluation is one forward pass over a tensor.
+
+A combined solution is checked as one. ``quantize.py -p pruning.yml`` searches bitwidths on the
+pruned model with the floor counted from the *unpruned* float model, so the quantized, pruned
+model it saves meets the quantization margin (the back-off raises quantization groups).
+``prune.py -q quantization.yml`` prunes the quantized model within the pruning margin of the
+quantized model, and then restores the last pruned kernels until the combination also meets the
+quantization margin counted from the float model.
 """
 import time
 from pathlib import Path
 
 from model.loss import nll_loss
 from optimization.profiling import format_profile, profile_model
-from optimization.pruning import format_report as pruning_report, save_pruning, search_pruning
-from optimization.quantization import (format_report as quantization_report, save_quantization,
-                                       search_per_layer_weights, search_quantization)
+from optimization.pruning import (format_report as pruning_report, parse_pruning_config, save_pruning,
+                                  search_pruning)
+from optimization.quantization import (format_report as quantization_report, parse_quantization_config,
+                                       save_quantization, search_per_layer_weights, search_quantization)
 from trainer.evaluation import evaluate
 from utils.atomic import read_yaml
 from utils.restore import data_for_checkpoint, normalization_of, restore_model
 
 
-def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None):
-    """(model, checkpoint dict, evaluate(model) -> validation top-1, validation inputs)."""
-    model, ckpt = restore_model(checkpoint, quantization, pruning)
+SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
+
+
+def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None, use_stored=True):
+    """(model, checkpoint dict, evaluate(model) -> dict of validation metrics, validation inputs)."""
+    model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     data = data_for_checkpoint(ckpt, data_dir)
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
+    num_classes = 1 + len(ckpt.get("keywords") or data.keywords)
 
-    def top1(m):
-        return evaluate(m, loader, nll_loss)["top1"]
-    return model, ckpt, top1, loader.inputs
+    def scores(m):
+        result = evaluate(m, loader, nll_loss, num_classes=num_classes)
+        return {k: result[k] for k in SCORES}
+    return model, ckpt, scores, loader.inputs
 
 
 def optimization_section(ckpt, name, config_path=None):
@@ -53,28 +66,46 @@ def _save_solution(save, result, settings, checkpoint, output, name):
     return path
 
 
+def _float_baseline(checkpoint, metric, evaluate_scores):
+    """The decision metric of the checkpoint's float, unpruned model on validation."""
+    float_model, _ = restore_model(checkpoint, use_stored=False, announce=None)
+    return float(evaluate_scores(float_model)[metric])
+
+
 def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
-    model, ckpt, top1, inputs = validation_setup(checkpoint, pruning=pruning)
+    model, ckpt, scores, inputs = validation_setup(checkpoint, pruning=pruning, use_stored=False)
     settings = optimization_section(ckpt, "quantization", config_path)
-    result = search_quantization(model, top1, inputs, settings)
+    baseline = None
+    if pruning:  # the margin counts from the float model before pruning: the combination is checked
+        baseline = _float_baseline(checkpoint, parse_quantization_config(settings).metric, scores)
+    result = search_quantization(model, scores, inputs, settings, baseline_override=baseline)
     if per_layer:
-        result = search_per_layer_weights(model, top1, result)
+        result = search_per_layer_weights(model, scores, result)
     print(quantization_report(result))
     return result, _save_solution(save_quantization, result, settings, checkpoint, output, "quantization.yml")
 
 
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
-    model, ckpt, top1, _ = validation_setup(checkpoint, quantization=quantization)
+    model, ckpt, scores, _ = validation_setup(checkpoint, quantization=quantization, use_stored=False)
     settings = optimization_section(ckpt, "pruning", config_path)
-    result = search_pruning(model, top1, settings)
+    combined_floor = None
+    if quantization:  # the combination must also meet the quantization's margin from the float model
+        q_settings = parse_quantization_config(optimization_section(ckpt, "quantization", config_path))
+        metric = parse_pruning_config(settings).metric
+        combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
+    result = search_pruning(model, scores, settings, combined_floor=combined_floor)
     print(pruning_report(result))
     return result, _save_solution(save_pruning, result, settings, checkpoint, output, "pruning.yml")
 
 
-def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True):
-    """Cost of the (quantized, pruned) model and its test-split top-1."""
+def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True, use_stored=True):
+    """Cost of the (quantized, pruned) model and its test-split top-1 and balanced accuracy."""
     from trainer.testing import run_test
-    model, _ = restore_model(checkpoint, quantization, pruning)
+    model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     profile = profile_model(model)
-    accuracy = run_test(checkpoint, quantization, pruning)["top1"] if with_accuracy else None
-    return profile, format_profile(profile, accuracy)
+    scores = None
+    if with_accuracy:
+        applied = ckpt["applied"]
+        result = run_test(checkpoint, applied["quantization"], applied["pruning"], use_stored=False)
+        scores = {k: result[k] for k in ("top1", "balanced_accuracy", "false_alarm_rate")}
+    return profile, format_profile(profile, scores)

@@ -86,7 +86,7 @@ def test_finetuning_keeps_pruned_kernels_zero_and_reproduces(solutions, e2e_conf
             assert best["state_dict"][f"{layer}.bias"][k] == 0
     # the saved checkpoint with the same -q -p gives exactly the accuracy training logged
     model, _, top1, _ = validation_setup(run_dir / "model_best.pth", qyml, pyml)
-    assert top1(model) == best["log"]["val_top1"]
+    assert top1(model)["top1"] == best["log"]["val_top1"]
     run("test.py", "-r", run_dir / "model_best.pth", "-q", qyml, "-p", pyml)
 
 

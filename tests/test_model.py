@@ -1,6 +1,7 @@
 import torch
 
-from model.metric import ties, top1
+from model.metric import (all_metrics, balanced_accuracy, confusion_matrix, false_alarm_rate,
+                          min_keyword_recall, ties, top1)
 from model.model import KeywordLeNet5Clone
 from trainer.evaluation import evaluate
 
@@ -30,13 +31,28 @@ def test_macs_per_clip_by_hooks():
     assert macs == [77616, 81216, 11776, 256] and sum(macs) == 170864
 
 
-def test_top1_counts_a_tie_as_a_fair_share_not_as_class_0():
+def test_metrics_come_from_one_confusion_matrix_with_ties_to_the_lowest_class():
     out = torch.tensor([[0.0, 0.0, -1.0, -1.0], [-2.0, -0.1, -3.0, -3.0], [-0.1, -2.0, -3.0, -3.0],
-                        [0.0, 0.0, 0.0, 0.0]])
-    assert top1(out, torch.tensor([0, 1, 0, 3])) == 0.5 + 1 + 1 + 0.25
-    assert top1(out, torch.tensor([1, 1, 1, 2])) == 0.5 + 1 + 0 + 0.25
-    assert top1(out, torch.tensor([2, 0, 1, 0])) == 0 + 0 + 0 + 0.25
+                        [0.0, 0.0, 0.0, 0.0], [-3.0, -3.0, -0.1, -3.0], [-3.0, -3.0, -3.0, -0.1]])
+    target = torch.tensor([1, 1, 0, 3, 2, 0])
+    cm = confusion_matrix(out, target)
+    # ties (rows 0 and 3) go to the lowest tied class, as torch.argmax and the C model's kws_infer
+    assert cm.tolist() == [[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]]
     assert ties(out) == 2
+    assert top1(cm) == 3 / 6
+    assert balanced_accuracy(cm) == (1 / 2 + 1 / 2 + 1 + 0) / 4
+    assert false_alarm_rate(cm) == 1 / 2            # one of two class-0 clips fired as "three"
+    assert min_keyword_recall(cm) == 0.0
+    assert all_metrics(cm)["top1"] == top1(cm)
+
+
+def test_balanced_accuracy_ignores_absent_classes_and_cannot_be_gamed_by_the_majority():
+    always_background = torch.tensor([[80, 0, 0, 0], [7, 0, 0, 0], [7, 0, 0, 0], [6, 0, 0, 0]])
+    assert top1(always_background) == 0.8
+    assert balanced_accuracy(always_background) == 0.25
+    assert false_alarm_rate(always_background) == 0.0
+    no_threes = torch.tensor([[9, 1, 0, 0], [0, 5, 0, 0], [0, 1, 4, 0], [0, 0, 0, 0]])
+    assert balanced_accuracy(no_threes) == (0.9 + 1.0 + 0.8) / 3
 
 
 def test_evaluate_averages_per_sample_not_per_batch():
@@ -49,7 +65,8 @@ def test_evaluate_averages_per_sample_not_per_batch():
     with torch.no_grad():
         out = m(x)
     torch.testing.assert_close(torch.tensor(res["loss"]), torch.nn.functional.nll_loss(out, y), rtol=1e-5, atol=1e-6)
-    assert res["top1"] == top1(out, y) / 7
+    assert res["top1"] == float((out.argmax(1) == y).sum()) / 7
+    assert res["confusion"].sum() == 7 and res["top1"] == top1(res["confusion"])
 
 
 def test_weighted_loss_does_not_depend_on_batching():

@@ -185,6 +185,7 @@ def test_report_layout():
         "Layer fc4      | Linear   | 0/4 kernels pruned   | 0.00% parameters pruned",
         "Total pruning rate: 46.95%",  # (73 + 32 * 185) / 12764; the lab printed 47.00%
         "Accuracy: 0.87220",
+        "Decision metric: balanced_accuracy, floor 0.86844 (baseline 0.89844)",
         "---------------------------------------------",
     ])
 
@@ -235,7 +236,7 @@ def test_real_search_costs_one_pass_per_step_and_round_trips(toy, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = yaml.safe_load((tmp_path / "pruning.yml").read_text())
     assert list(saved) == ["config", "results", "pruned_filters"]
-    assert saved["config"] == {"error_margin": 3.0, "max_steps": None}
+    assert saved["config"] == {"error_margin": 3.0, "max_steps": None, "metric": "balanced_accuracy"}
     assert saved["results"]["accuracy"] == result.accuracy
     assert saved["results"]["rate"] == result.rate
     assert [s["accuracy"] for s in saved["results"]["steps"]] == [s.accuracy for s in result.steps]

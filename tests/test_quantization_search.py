@@ -196,7 +196,7 @@ def test_first_bitwidth_failing_keeps_the_group_float():
     assert result.layers["fc3"].bits_accumulator == 32
     report = format_report(result)
     assert "Conv weights bitwidth: float32\n" in report
-    assert "Conv weights stay float32: 16 bits gave top1 0.85000 < floor 0.87000" in report
+    assert "Conv weights stay float32: 16 bits gave balanced_accuracy 0.85000 < floor 0.87000" in report
 
 
 def test_a_failing_middle_bitwidth_keeps_the_last_passing_one():
@@ -255,7 +255,7 @@ def test_back_off_can_return_a_group_to_float():
 def test_report_layout():
     model = seeded_model()
     fake = Scripted(by_group(BACKOFF["conv"], BACKOFF["fc"], BACKOFF["act"]))
-    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3})
+    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3, "metric": "top1"})
     assert format_report(result) == "\n".join([
         "---------------------------------------------",
         "Network quantization results.",
@@ -280,6 +280,7 @@ def test_report_layout():
         "FC weights bitwidth: 8",
         "Activations bitwidth: 8",
         "Accuracy: 0.87500",
+        "Decision metric: top1, floor 0.87000 (baseline 0.90000)",
         "Back-off: combined top1 0.82600 < floor 0.87000; Activations 4 bits -> 8 bits",
         "Back-off: combined top1 0.84500 < floor 0.87000; FC weights 2 bits -> 4 bits",
         "Back-off: combined top1 0.85500 < floor 0.87000; Conv weights 4 bits -> 8 bits",
@@ -354,6 +355,7 @@ def test_per_layer_lowers_the_most_tolerant_layers_first_within_the_floor():
     report = format_report(result)
     assert report.endswith("\n".join([
         "Accuracy: 0.89000",
+        "Decision metric: balanced_accuracy, floor 0.87000 (baseline 0.90000)",
         "Per-layer weights (most tolerant first):",
         "    conv2: 4 bits -> 2 bits",
         "    fc3: 4 bits -> 2 bits",

@@ -1,17 +1,21 @@
-"""Evaluation over an in-memory split: loss and top-1 averaged per sample, plus predictions."""
+"""Evaluation over an in-memory split: the loss averaged per sample, the confusion matrix and
+every metric computed from it (model.metric), plus predictions."""
 import torch
 
+from model.metric import all_metrics, confusion_matrix, predictions, ties
 
-def evaluate(model, loader, criterion, device="cpu", metrics=()):
-    """Returns {'loss', 'top1', <metric names>, 'n', 'loss_weight', 'predictions', 'targets'}:
-    sums over every sample divided by the number of samples (not a mean of batch means). With a
-    class-weighted criterion the loss is sum(w * nll) / sum(w) over the whole split, whatever the
-    batching; 'loss_weight' is that denominator, for summing over distributed ranks."""
-    from model.metric import ties, top1
+
+def evaluate(model, loader, criterion, device="cpu", metrics=(), num_classes=None):
+    """Returns {'loss', 'top1', 'balanced_accuracy', 'false_alarm_rate', 'min_keyword_recall',
+    'confusion', 'n', 'loss_weight', 'ties', 'predictions', 'targets'}. The loss is the sum over
+    every sample divided by the number of samples (not a mean of batch means); with a
+    class-weighted criterion it is sum(w * nll) / sum(w) over the whole split, whatever the
+    batching; 'loss_weight' is that denominator, for summing over distributed ranks. ``metrics``
+    is accepted for pytorch-template compatibility: every metric is always computed."""
     model.eval()
-    loss_sum, weight_sum, correct, n, tied = 0.0, 0.0, 0.0, 0, 0
+    loss_sum, weight_sum, n, tied = 0.0, 0.0, 0, 0
     weight = getattr(criterion, "keywords", {}).get("weight")
-    extra = {m.__name__: 0 for m in metrics if m.__name__ != "top1"}
+    cm = None
     preds, targets = [], []
     with torch.no_grad():
         for x, y in loader:
@@ -19,17 +23,18 @@ def evaluate(model, loader, criterion, device="cpu", metrics=()):
             out = model(x)
             loss_sum += float(criterion(out, y, reduction="sum"))
             weight_sum += float(weight.to(y.device)[y].sum()) if weight is not None else len(y)
-            correct += top1(out, y)
+            batch_cm = confusion_matrix(out, y, num_classes or out.shape[1])
+            cm = batch_cm if cm is None else cm + batch_cm
             tied += ties(out)
-            for m in metrics:
-                if m.__name__ in extra:
-                    extra[m.__name__] += m(out, y)
             n += len(y)
-            preds.append(out.argmax(1).cpu())
+            preds.append(predictions(out).cpu())
             targets.append(y.cpu())
-    result = {"loss": loss_sum / max(weight_sum, 1e-12), "top1": correct / max(n, 1), "n": n,
-              "loss_weight": weight_sum, "ties": tied}
-    result.update({k: v / max(n, 1) for k, v in extra.items()})
+    if cm is None:
+        k = num_classes or 1
+        cm = torch.zeros(k, k, dtype=torch.int64)
+    result = {"loss": loss_sum / max(weight_sum, 1e-12), "n": n, "loss_weight": weight_sum, "ties": tied,
+              "confusion": cm}
+    result.update(all_metrics(cm))
     result["predictions"] = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     result["targets"] = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
     return result

@@ -8,6 +8,7 @@ import torch
 import model.loss as module_loss
 from data_loader.dataset import SplitData
 from data_loader.data_loaders import InMemoryLoader
+from model.metric import precisions, recalls
 from trainer.evaluation import evaluate
 from utils import atomic
 from utils.restore import data_for_checkpoint, normalization_of, restore_model
@@ -22,8 +23,9 @@ def evaluation_split(data, everything=False):
                      sum((p.names for p in parts), []), sum((p.skipped for p in parts), []))
 
 
-def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everything=False, progress=True):
-    model, ckpt = restore_model(checkpoint, quantization, pruning)
+def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everything=False, progress=True,
+             use_stored=True):
+    model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     data = data_for_checkpoint(ckpt, data_dir, progress=progress)
     if data_dir is not None:
         data.noise_clips = {s: 0 for s in data.noise_clips}  # another corpus: its listed clips only
@@ -31,8 +33,10 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     mean, std = normalization_of(ckpt)
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size)
     criterion = getattr(module_loss, ckpt["config"].get("loss", "nll_loss"))
-    result = evaluate(model, loader, criterion)
-    result["class_names"] = ("unknown",) + tuple(ckpt.get("keywords") or data.keywords)
+    class_names = ("unknown",) + tuple(ckpt.get("keywords") or data.keywords)
+    result = evaluate(model, loader, criterion, num_classes=len(class_names))
+    result["class_names"] = class_names
+    result["applied"] = ckpt.get("applied") or {}
     return result
 
 
@@ -44,30 +48,32 @@ def confusion_table(targets, predictions, n_classes):
     return pd.crosstab(true, pred, margins=True, dropna=False)
 
 
-def class_scores(targets, predictions, n_classes):
-    """Per-class recall and precision plus their macro averages (a class never predicted has
-    precision 0, a class absent from the data is left out of the averages)."""
-    rows = []
-    for c in range(n_classes):
-        tp = int(((predictions == c) & (targets == c)).sum())
-        support = int((targets == c).sum())
-        predicted = int((predictions == c).sum())
-        rows.append({"class": c, "support": support,
-                     "recall": tp / support if support else float("nan"),
-                     "precision": tp / predicted if predicted else 0.0})
-    table = pd.DataFrame(rows).set_index("class")
+def class_scores(cm):
+    """Per-class recall and precision from the confusion matrix, plus their macro averages (a
+    class never predicted has precision 0, a class absent from the data is left out of the
+    averages; the macro recall is the balanced accuracy)."""
+    cm = torch.as_tensor(cm)
+    table = pd.DataFrame({"class": range(len(cm)), "support": cm.sum(dim=1).tolist(),
+                          "recall": recalls(cm).tolist(), "precision": precisions(cm).tolist()})
+    table = table.set_index("class")
     present = table[table["support"] > 0]
     return table, float(present["recall"].mean()), float(present["precision"].mean())
 
 
 def format_report(result):
     n = len(result["class_names"])
+    cm = result["confusion"]
     lines = [str(confusion_table(result["targets"], result["predictions"], n))]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
+    background = int(cm[0].sum())
+    alarms = background - int(cm[0, 0])
+    lines.append(f"Balanced accuracy: {result['balanced_accuracy']:.4f}  False alarms: "
+                 f"{100 * result['false_alarm_rate']:.2f}% ({alarms} of {background} background clips "
+                 f"classified as a keyword)")
     if result.get("ties"):
-        lines.append(f"Tied top scores: {result['ties']} clips (top1 counts each as 1/k of a hit; "
-                     f"the matrix shows the lowest tied class)")
-    table, macro_recall, macro_precision = class_scores(result["targets"], result["predictions"], n)
+        lines.append(f"Tied top scores: {result['ties']} clips (each counted as the lowest tied class, "
+                     f"as the deployed model's argmax does)")
+    table, macro_recall, macro_precision = class_scores(cm)
     lines.append("Per class:")
     for c, row in table.iterrows():
         lines.append(f"  {c} {result['class_names'][c]:<8} recall {row['recall']:.4f}  "
@@ -78,13 +84,18 @@ def format_report(result):
 
 def save_report(result, checkpoint, quantization=None, pruning=None):
     """test-<variant>.yml and a confusion-matrix PNG beside it, next to the checkpoint."""
+    applied = result.get("applied") or {}
+    quantization = applied.get("quantization", quantization)
+    pruning = applied.get("pruning", pruning)
     variant = "-".join(v for v, on in (("quantized", quantization), ("pruned", pruning)) if on) or "float"
     stem = Path(checkpoint).with_name(f"{Path(checkpoint).stem}-test-{variant}")
     n = len(result["class_names"])
-    table, macro_recall, macro_precision = class_scores(result["targets"], result["predictions"], n)
+    table, macro_recall, macro_precision = class_scores(result["confusion"])
     atomic.write_yaml(stem.with_suffix(".yml"), {
         "checkpoint": str(checkpoint), "quantization": quantization and str(quantization),
         "pruning": pruning and str(pruning), "loss": float(result["loss"]), "top1": float(result["top1"]),
+        "balanced_accuracy": float(result["balanced_accuracy"]),
+        "false_alarm_rate": float(result["false_alarm_rate"]), "ties": int(result.get("ties", 0)),
         "samples": int(result["n"]),
         "recall": {result["class_names"][c]: float(r) for c, r in table["recall"].items()},
         "precision": {result["class_names"][c]: float(p) for c, p in table["precision"].items()},

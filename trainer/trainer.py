@@ -1,21 +1,62 @@
-"""Training of a keyword-spotting model over in-memory batches."""
+"""Training of a keyword-spotting model over in-memory batches.
+
+Two options make the result depend less on the seed:
+- ``ema``: an exponential moving average of the weights is what is validated and saved (the
+  raw weights are kept for resuming); it smooths the last noisy steps of every epoch, so the
+  epoch chosen by a noisy validation metric is less of a lottery.
+- ``distillation``: the loss mixes the hard labels with the soft targets of a teacher model
+  (Hinton et al. 2015), used to win back a compressed model's keywords from its float model.
+"""
 import time
 
 import torch
-from tqdm import tqdm
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
-from model.metric import top1
+from model.metric import confusion_matrix, top1
 from optimization.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
+from utils.progress import progress_bar
+
+VALIDATION_KEYS = ("loss", "top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
+
+
+class Distillation:
+    """Loss = (1 - alpha) * hard-label loss + alpha * T^2 * KL(teacher_T || student_T).
+
+    Both models output log-probabilities; log_softmax(log_p / T) equals log_softmax(logits / T),
+    so the softened distributions come straight from them. The KL term of each clip is weighted
+    by its class weight, as the hard-label loss is, so rare keywords keep their emphasis."""
+
+    def __init__(self, teacher, temperature, alpha, class_weights=None):
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.class_weights = class_weights
+
+    def __call__(self, student_out, target, inputs, hard_loss):
+        t = self.temperature
+        with torch.no_grad():
+            teacher_out = self.teacher(inputs)
+        kl = F.kl_div(F.log_softmax(student_out / t, dim=1), F.log_softmax(teacher_out / t, dim=1),
+                      reduction="none", log_target=True).sum(dim=1)
+        if self.class_weights is not None:
+            w = self.class_weights.to(target.device)[target]
+            soft = (kl * w).sum() / w.sum()
+        else:
+            soft = kl.mean()
+        return (1.0 - self.alpha) * hard_loss + self.alpha * t * t * soft
 
 
 class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
                  valid_data_loader=None, lr_scheduler=None, checkpoint_extra=None, progress=True,
-                 distributed=None):
+                 distributed=None, ema_decay=None, distillation=None, num_classes=None):
         super().__init__(model, criterion, metric_ftns, optimizer, config, checkpoint_extra or {})
         self.device = device
         self.data_loader = data_loader
@@ -23,12 +64,23 @@ class Trainer(BaseTrainer):
         self.lr_scheduler = lr_scheduler
         self.progress = progress
         self.distributed = distributed  # trainer.distributed.DistributedContext or None
+        self.distillation = distillation
+        self.num_classes = num_classes
         if distributed is not None:
             self.is_writer = distributed.is_main
         self.writer = TensorboardWriter(config.log_dir, enabled=self.is_writer and
                                         bool(config["trainer"].get("tensorboard", True)))
         self._pruned = {name: layer for name, layer in fixed_point_layers(self.core_model).items()
                         if layer.pruned_kernels}
+        self.ema = None
+        if ema_decay:
+            self.ema = AveragedModel(self.core_model, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)),
+                                     use_buffers=True)
+
+    @property
+    def eval_model(self):
+        """What is validated and saved: the weight average when EMA is on, else the model."""
+        return self.ema.module if self.ema is not None else self.core_model
 
     def _keep_pruned_zero(self):
         for layer in self._pruned.values():
@@ -37,29 +89,36 @@ class Trainer(BaseTrainer):
     def _train_epoch(self, epoch):
         self.model.train()
         self.data_loader.set_epoch(epoch)
-        loss_sum, correct, n = 0.0, 0, 0
+        loss_sum, n = 0.0, 0
+        cm = None
         start = time.perf_counter()
         batches = self.data_loader if self.distributed is None else EvenBatches(self.data_loader)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", leave=False,
-                   disable=not (self.progress and self.is_writer), unit="batch")
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+                           enabled=self.progress and self.is_writer, unit="batch")
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(x)
             loss = self.criterion(out, y)
+            if self.distillation is not None:
+                loss = self.distillation(out, y, x, loss)
             loss.backward()
             self.optimizer.step()
             if self._pruned:
                 self._keep_pruned_zero()
+            if self.ema is not None:
+                self.ema.update_parameters(self.core_model)
             loss_sum += float(loss.detach()) * len(y)
-            correct += top1(out.detach(), y)
+            batch_cm = confusion_matrix(out.detach(), y, self.num_classes or out.shape[1])
+            cm = batch_cm if cm is None else cm + batch_cm
             n += len(y)
         elapsed = time.perf_counter() - start
-        sums = torch.tensor([loss_sum, correct, n], dtype=torch.float64)
+        sums = torch.tensor([loss_sum, n], dtype=torch.float64)
         if self.distributed is not None:
             sums = self.distributed.all_reduce_sum(sums)
-        log = {"loss": float(sums[0] / sums[2]), "top1": float(sums[1] / sums[2]),
-               "samples_per_s": float(sums[2]) / elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
+            cm = self.distributed.all_reduce_sum(cm)
+        log = {"loss": float(sums[0] / sums[1]), "top1": top1(cm),
+               "samples_per_s": float(sums[1]) / elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.valid_data_loader is not None:
             log.update(self._valid_epoch())
         if self.lr_scheduler is not None:
@@ -68,19 +127,43 @@ class Trainer(BaseTrainer):
             self.writer.add_scalars(epoch, {k: v for k, v in log.items() if k != "samples_per_s"})
             msg = (f"epoch {epoch:3d} | loss {log['loss']:.4f} top1 {log['top1']:.4f}")
             if "val_loss" in log:
-                msg += f" | val_loss {log['val_loss']:.4f} val_top1 {log['val_top1']:.4f}"
+                msg += (f" | val_loss {log['val_loss']:.4f} val_top1 {log['val_top1']:.4f} "
+                        f"val_bal {log['val_balanced_accuracy']:.4f} "
+                        f"val_fa {log['val_false_alarm_rate']:.4f}")
             msg += f" | {log['samples_per_s']:,.0f} samples/s | lr {log['lr']:.2e}"
             self.logger.info(msg)
         return log
 
     def _valid_epoch(self):
-        result = evaluate(self.core_model, self.valid_data_loader, self.criterion, self.device)
+        from model.metric import all_metrics
+        result = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.device,
+                          num_classes=self.num_classes)
         if self.distributed is not None:
-            sums = torch.tensor([result["loss"] * result["loss_weight"], result["loss_weight"],
-                                 result["top1"] * result["n"], result["n"]], dtype=torch.float64)
+            sums = torch.tensor([result["loss"] * result["loss_weight"], result["loss_weight"]],
+                                dtype=torch.float64)
             sums = self.distributed.all_reduce_sum(sums)
-            return {"val_loss": float(sums[0] / sums[1]), "val_top1": float(sums[2] / sums[3])}
-        return {"val_loss": result["loss"], "val_top1": result["top1"]}
+            cm = self.distributed.all_reduce_sum(result["confusion"])
+            result = {"loss": float(sums[0] / sums[1]), **all_metrics(cm)}
+        return {f"val_{k}": result[k] for k in VALIDATION_KEYS}
+
+    def _state(self, epoch):
+        state = super()._state(epoch)
+        if self.ema is not None:
+            state["state_dict"] = self.ema.module.state_dict()       # what later scripts use
+            state["train_state_dict"] = self.core_model.state_dict()  # what resuming continues
+            state["ema_updates"] = int(self.ema.n_averaged)
+        return state
+
+    def resume_checkpoint(self, path):
+        ckpt = super().resume_checkpoint(path)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["state_dict"])
+            self.ema.n_averaged.fill_(int(ckpt.get("ema_updates", 1)))
+            if ckpt.get("train_state_dict") is not None:
+                self.core_model.load_state_dict(ckpt["train_state_dict"])
+        elif ckpt.get("train_state_dict") is not None:
+            self.core_model.load_state_dict(ckpt["train_state_dict"])
+        return ckpt
 
     def train(self):
         try:

@@ -1,9 +1,8 @@
 """What train.py does: build everything from the config, then train, resume or finetune.
 
-Finetuning (``-r CKPT -q ... -p ...``) starts a new run from the checkpoint's weights with a fresh
-optimizer at ``lr * optimization.finetuning.lr_factor`` for ``optimization.finetuning.epochs``
-epochs (the lab reloaded the old optimizer state, which restored the old rate, and its epoch
-budget depended on the epoch the checkpoint was saved at).
+Finetuning (``-r CKPT -q ... -p ...``, see trainer/finetuning.py) starts a new run from the
+checkpoint's weights with a fresh optimizer; train.py builds its config with
+``finetune_config`` before the run folder is written, so the run's config.yml says what ran.
 """
 import functools
 
@@ -14,24 +13,33 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from trainer.distributed import per_rank_batch_size
-from trainer.trainer import Trainer
+from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
+                                finetuning_settings, float_run_rate)
+from trainer.trainer import Distillation, Trainer
 from utils.checkpoint import build_model
 from utils.errors import UserError
-from utils.restore import apply_solutions, normalization_of
+from utils.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
 
 
-def finetuning_settings(config):
-    ft = dict((config.get("optimization") or {}).get("finetuning") or {})
-    return int(ft.get("epochs", 20)), float(ft.get("lr_factor", 0.1))
+def _ema_decay(config):
+    decay = config["trainer"].get("ema")
+    if decay is None or decay is False:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise UserError(f"trainer.ema must be null or a decay between 0 and 1 (e.g. 0.995), found {decay!r}")
+    return float(decay)
 
 
 def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
     """Train from scratch (no checkpoint), resume (checkpoint only) or finetune (checkpoint with a
-    quantization and/or pruning solution). Returns the last epoch's log."""
+    quantization and/or pruning solution). A resumed finetuning run applies the solutions its
+    checkpoint carries. Returns the last epoch's log."""
     finetune = checkpoint is not None and bool(quantization or pruning)
     if (quantization or pruning) and checkpoint is None:
         raise UserError("-q/-p finetune a trained model: give its checkpoint with -r as well")
+    if checkpoint is not None and not finetune:  # resuming: the solutions it was trained under
+        quantization, pruning = stored_solutions(checkpoint)
     seed = int(config.get("seed", 0))
     rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
     # Each rank draws its own dropout masks; DDP copies rank 0's initial weights to the others.
@@ -50,6 +58,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
     else:
         model = config.init_obj("arch", module_arch)
         mean, std = data.normalization()
+    num_classes = int((config["arch"].get("args") or {}).get("num_classes", 4))
     apply_solutions(model, quantization, pruning)
     logger.info(model)
 
@@ -70,25 +79,14 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
     if criterion is None:
         raise UserError(f"config loss '{loss_name}' is not defined in model/loss.py")
     weights = module_loss.class_weights(config["trainer"].get("class_weights"), data.split("train").labels,
-                                        int((config["arch"].get("args") or {}).get("num_classes", 4)))
+                                        num_classes)
     if weights is not None:
         criterion = functools.partial(criterion, weight=weights.to(device))
         criterion.__name__ = loss_name
         logger.info(f"class weights: {[round(float(w), 3) for w in weights]}")
-    metrics = []
-    for name in config["metrics"]:
-        fn = getattr(module_metric, name, None)
-        if fn is None:
-            raise UserError(f"config metric '{name}' is not defined in model/metric.py")
-        metrics.append(fn)
+    metrics = [module_metric.metric_by_name(name, "config metric") for name in config["metrics"]]
 
     params = [p for p in model.parameters() if p.requires_grad]
-    if finetune:
-        epochs, lr_factor = finetuning_settings(config)
-        config.config["trainer"]["epochs"] = epochs
-        config.config["optimizer"].setdefault("args", {})
-        config.config["optimizer"]["args"]["lr"] = float(config["optimizer"]["args"].get("lr", 1e-3)) * lr_factor
-        config.config.pop("lr_scheduler", None)
     optimizer = config.init_obj("optimizer", torch.optim, params)
     lr_scheduler = None
     if config.get("lr_scheduler"):
@@ -96,9 +94,28 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
 
     extra = {"features": data.features.to_dict(), "normalization": {"mean": mean, "std": std},
              "keywords": list(data.keywords)}
+    distillation = None
+    if finetune or (checkpoint is not None and checkpoint.get("finetuned_from")):
+        origin = checkpoint.get("finetuned_from") or {}
+        if finetune:
+            note = explain(checkpoint)
+            if note:
+                logger.info(note)
+            extra.update(finetune_record(checkpoint, config.resume, float_run_rate(checkpoint),
+                                         quantization, pruning))
+        else:  # resuming a finetuning run: carry its record on
+            extra.update({"finetuned_from": origin, "solutions": checkpoint.get("solutions")})
+        _, _, distill = finetuning_settings(config)
+        if distill["enabled"]:
+            teacher = build_teacher(checkpoint, distill, data.keywords, data.features.to_dict()).to(device)
+            check_teacher_outputs(teacher, num_classes)
+            distillation = Distillation(teacher, distill["temperature"], distill["alpha"], weights)
+            logger.info(f"distillation: temperature {distill['temperature']}, alpha {distill['alpha']}, "
+                        f"teacher {distill['teacher'] or 'the float model of the checkpoint'}")
     trainer = Trainer(model, criterion, metrics, optimizer, config=config, device=device,
                       data_loader=train_loader, valid_data_loader=valid_loader, lr_scheduler=lr_scheduler,
-                      checkpoint_extra=extra, progress=progress, distributed=distributed)
+                      checkpoint_extra=extra, progress=progress, distributed=distributed,
+                      ema_decay=_ema_decay(config), distillation=distillation, num_classes=num_classes)
     if checkpoint is not None and not finetune:
         trainer.resume_checkpoint(config.resume)
     return trainer.train()

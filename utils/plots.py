@@ -20,6 +20,6 @@ def confusion_figure(result, n_classes):
     for i in range(n_classes):
         for j in range(n_classes):
             ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=9)
-    ax.set_title(f"top-1 {result['top1']:.4f}")
+    ax.set_title(f"top-1 {result['top1']:.4f}, balanced {result['balanced_accuracy']:.4f}")
     plt.close(fig)
     return fig

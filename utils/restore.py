@@ -1,18 +1,81 @@
 """Rebuilding what a checkpoint describes: the model (with optional quantization and pruning
 solutions applied) and the data it was trained on, with the checkpoint's feature parameters and
-normalisation statistics (never recomputed on the data being evaluated)."""
+normalisation statistics (never recomputed on the data being evaluated).
+
+A finetuned checkpoint carries the YAML text of the solutions it was trained under: its weights
+only make sense in that fixed-point, pruned form, so they are applied unless the caller gives
+other solution files or asks for the checkpoint alone (``use_stored=False``)."""
 import copy
+
+import yaml
 
 import data_loader.data_loaders as module_data
 from utils.checkpoint import build_model, load_checkpoint
 from utils.errors import UserError
 
 
-def restore_model(checkpoint_path, quantization=None, pruning=None):
-    """(model in eval mode, checkpoint dict). ``quantization`` / ``pruning`` are yml paths."""
+class StoredSolution(dict):
+    """A solution's YAML content kept in a checkpoint; ``str()`` says where it came from."""
+
+    def __init__(self, data, label):
+        super().__init__(data)
+        self.label = label
+
+    def __str__(self):
+        return self.label
+
+
+def stored_solutions(ckpt, source="the checkpoint"):
+    """(quantization, pruning) solutions stored in a finetuned checkpoint (None where absent)."""
+    stored = ckpt.get("solutions") or {}
+    out = []
+    for kind in ("quantization", "pruning"):
+        text = stored.get(kind)
+        if not text:
+            out.append(None)
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"the {kind} solution stored in {source} is not valid YAML; give -q/-p "
+                            f"files or --no-stored") from None
+        if not isinstance(data, dict):
+            raise UserError(f"the {kind} solution stored in {source} is not a mapping; give -q/-p files "
+                            f"or --no-stored")
+        out.append(StoredSolution(data, f"the {kind} solution stored in {source}"))
+    return tuple(out)
+
+
+def effective_solutions(ckpt, quantization=None, pruning=None, use_stored=True, source="the checkpoint",
+                        announce=print):
+    """The solutions to apply: the files given, else (with ``use_stored``) those the checkpoint
+    carries, announced in one line so the user knows the fixed-point path is the one measured."""
+    if not use_stored:
+        return quantization, pruning
+    stored_q, stored_p = stored_solutions(ckpt, source)
+    used = []
+    if quantization is None and stored_q is not None:
+        quantization = stored_q
+        used.append("quantization")
+    if pruning is None and stored_p is not None:
+        pruning = stored_p
+        used.append("pruning")
+    if used and announce is not None:
+        announce(f"Applying the {' and '.join(used)} solution(s) stored in {source} (the model was "
+                 f"finetuned under them); --no-stored evaluates the weights alone")
+    return quantization, pruning
+
+
+def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=True, announce=print):
+    """(model in eval mode, checkpoint dict). ``quantization`` / ``pruning`` are yml paths or
+    stored solutions; a finetuned checkpoint's stored solutions fill in those not given. The
+    solutions applied are recorded in ``ckpt['applied']``."""
     ckpt = load_checkpoint(checkpoint_path)
     model = build_model(ckpt, source=str(checkpoint_path))
+    quantization, pruning = effective_solutions(ckpt, quantization, pruning, use_stored, str(checkpoint_path),
+                                                announce)
     apply_solutions(model, quantization, pruning)
+    ckpt["applied"] = {"quantization": quantization, "pruning": pruning}
     model.eval()
     return model, ckpt
 

@@ -1,0 +1,26 @@
+"""Scores of the compression searches: an evaluation returns the decision metric alone or a
+dict of metrics (top1, balanced_accuracy, ...); reports print the lab's top-1 first and the
+decision metric beside it."""
+from utils.errors import UserError
+
+
+def decision_value(scores, metric):
+    """The decision metric of an evaluation that returned a number or a dict of metrics."""
+    if isinstance(scores, dict):
+        if metric not in scores:
+            raise UserError(f"the evaluation reports {sorted(scores)}, not the search metric '{metric}'")
+        return float(scores[metric])
+    return float(scores)
+
+
+def format_scores(scores, metric, label=True):
+    """``top1: X`` (the lab's words) then the decision metric when it is another one; a bare
+    number is the decision metric. ``label=False`` leaves the first name out (the lab's
+    ``Baseline float32: X`` and ``Accuracy: X`` lines)."""
+    if not isinstance(scores, dict):
+        return f"{metric}: {scores:.5f}" if label else f"{scores:.5f}"
+    names = ["top1", metric] if metric != "top1" and "top1" in scores else [metric]
+    parts = [f"{name}: {scores[name]:.5f}" for name in names]
+    if not label:
+        parts[0] = f"{scores[names[0]]:.5f}"
+    return " | ".join(parts)

@@ -1,0 +1,148 @@
+"""Finetuning a compressed model: ``train.py -r CKPT -q quantization.yml -p pruning.yml``.
+
+A finetuning run is a new run that starts from the checkpoint's weights with a fresh optimizer at
+``lr_factor`` times the rate the float model was trained with, for ``epochs`` epochs, without the
+float run's schedule. Everything it does is written down:
+- its ``config.yml`` holds the finetuning recipe that ran (epochs, rate, no scheduler), with
+  ``--epochs`` / ``--lr`` applied on top;
+- its checkpoints carry the YAML text of the solutions they were trained under, and the float
+  weights the finetuning started from, so test.py, profile.py, export.py and predict.py apply the
+  solutions without ``-q``/``-p``, and finetuning a finetuned model starts again from the original
+  rate and the original float teacher instead of compounding.
+
+Knowledge distillation (on by default): the float model the solutions were made for is the
+teacher of its own compressed copy; its soft targets carry how confusable the classes are, which
+a model that lost most of its bits needs more than the hard labels.
+"""
+import copy
+
+import torch
+
+from optimization.solutions import solution_text
+from utils.checkpoint import build_model
+from utils.errors import UserError
+
+FINETUNE_SUFFIX = "_finetune"
+DEFAULTS = {"epochs": 20, "lr_factor": 0.1}
+DISTILLATION_DEFAULTS = {"enabled": False, "temperature": 4.0, "alpha": 0.5, "teacher": None}
+
+
+def _number(value, key, low=None, low_open=False, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise UserError(f"optimization.finetuning.{key} must be a number, found {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise UserError(f"optimization.finetuning.{key} must be {'>' if low_open else '>='} {low}, "
+                        f"found {value!r}")
+    if high is not None and value > high:
+        raise UserError(f"optimization.finetuning.{key} must be <= {high}, found {value!r}")
+    return value
+
+
+def finetuning_settings(config):
+    """(epochs, lr_factor, distillation dict) from ``optimization.finetuning``, validated."""
+    section = dict(((config.get("optimization") or {}).get("finetuning")) or {})
+    epochs = section.get("epochs", DEFAULTS["epochs"])
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"optimization.finetuning.epochs must be an integer >= 1, found {epochs!r}")
+    factor = _number(section.get("lr_factor", DEFAULTS["lr_factor"]), "lr_factor", 0, low_open=True)
+    distill = section.get("distillation") or {}
+    if not isinstance(distill, dict):
+        raise UserError("optimization.finetuning.distillation must be a mapping "
+                        "(enabled, temperature, alpha, teacher)")
+    unknown = set(distill) - set(DISTILLATION_DEFAULTS)
+    if unknown:
+        raise UserError(f"unknown optimization.finetuning.distillation keys {sorted(unknown)}; "
+                        f"allowed: {', '.join(DISTILLATION_DEFAULTS)}")
+    distill = {**DISTILLATION_DEFAULTS, **distill}
+    _number(distill["temperature"], "distillation.temperature", 0, low_open=True)
+    _number(distill["alpha"], "distillation.alpha", 0, high=1)
+    if not isinstance(distill["enabled"], bool):
+        raise UserError(f"optimization.finetuning.distillation.enabled must be true or false, "
+                        f"found {distill['enabled']!r}")
+    if distill["teacher"] is not None and not isinstance(distill["teacher"], str):
+        raise UserError("optimization.finetuning.distillation.teacher must be a checkpoint path or null")
+    return epochs, float(factor), distill
+
+
+def finetune_config(config, checkpoint):
+    """The config of a finetuning run (a modified copy): its name gets ``_finetune`` once, epochs
+    and rate are the finetuning ones, no scheduler. The rate is ``lr_factor`` times the rate of the
+    float training run, also when the checkpoint is itself finetuned."""
+    config = copy.deepcopy(config)
+    epochs, factor, _ = finetuning_settings(config)
+    base_lr = float_run_rate(checkpoint, config)
+    name = str(config.get("name", "run"))
+    if not name.endswith(FINETUNE_SUFFIX):
+        config["name"] = name + FINETUNE_SUFFIX
+    config.setdefault("trainer", {})["epochs"] = epochs
+    config.setdefault("optimizer", {}).setdefault("args", {})
+    config["optimizer"]["args"]["lr"] = base_lr * factor
+    config.pop("lr_scheduler", None)
+    return config, base_lr
+
+
+def float_run_rate(checkpoint, config=None):
+    """The learning rate the float model of ``checkpoint`` was trained with."""
+    origin = checkpoint.get("finetuned_from") or {}
+    if origin.get("base_lr") is not None:
+        return float(origin["base_lr"])
+    for cfg in (checkpoint.get("config") or {}, config or {}):
+        lr = ((cfg.get("optimizer") or {}).get("args") or {}).get("lr")
+        if lr is not None:
+            return float(lr)
+    return 1e-3
+
+
+def explain(checkpoint):
+    """A line for the log when a finetuned model is finetuned again (nothing compounds)."""
+    origin = checkpoint.get("finetuned_from")
+    if not origin:
+        return None
+    return (f"this checkpoint is already finetuned (from {origin.get('checkpoint')}); finetuning "
+            f"starts again at lr_factor x the float run's rate ({origin.get('base_lr')}) with the "
+            f"original float model as teacher")
+
+
+def float_state_dict(checkpoint):
+    """The float weights the finetuning of ``checkpoint`` starts from: the checkpoint's own, or,
+    for a finetuned checkpoint, the float model its first finetuning started from."""
+    origin = checkpoint.get("finetuned_from") or {}
+    return origin.get("float_state_dict") or checkpoint["state_dict"]
+
+
+def finetune_record(checkpoint, source, base_lr, quantization, pruning):
+    """What every checkpoint of a finetuning run carries about its origin and its solutions."""
+    origin = checkpoint.get("finetuned_from") or {}
+    return {"finetuned_from": {"checkpoint": origin.get("checkpoint") or str(source), "base_lr": base_lr,
+                               "float_state_dict": float_state_dict(checkpoint)},
+            "solutions": {"quantization": solution_text(quantization), "pruning": solution_text(pruning)}}
+
+
+def build_teacher(checkpoint, distill, keywords, features):
+    """The teacher of a distillation: ``distill['teacher']`` (a checkpoint of the same
+    architecture, keywords and features) or, by default, the float model of ``checkpoint``."""
+    from utils.checkpoint import load_checkpoint
+    if distill.get("teacher"):
+        path = distill["teacher"]
+        teacher_ckpt = load_checkpoint(path)
+        if teacher_ckpt["arch"] != checkpoint["arch"]:
+            raise UserError(f"distillation teacher {path} is a {teacher_ckpt['arch']}, the student a "
+                            f"{checkpoint['arch']}; give a teacher checkpoint of the same architecture")
+        if list(teacher_ckpt.get("keywords") or []) != list(keywords):
+            raise UserError(f"distillation teacher {path} spots {teacher_ckpt.get('keywords')}, the student "
+                            f"{list(keywords)}; give a teacher trained on the same keywords")
+        if dict(teacher_ckpt["features"]) != dict(features):
+            raise UserError(f"distillation teacher {path} was trained on other features; give a teacher "
+                            f"trained with the same feature settings")
+        return build_model(teacher_ckpt, source=str(path))
+    ckpt = dict(checkpoint)
+    ckpt["state_dict"] = float_state_dict(checkpoint)
+    # pruning zeroes weights in place, so the teacher is built from the stored float weights
+    return build_model(ckpt, source="the checkpoint's float model")
+
+
+def check_teacher_outputs(teacher, num_classes):
+    out = teacher.eval()(torch.zeros((1,) + tuple(getattr(teacher, "input_shape", (1, 100, 13)))))
+    if out.shape[1] != num_classes:
+        raise UserError(f"distillation teacher has {out.shape[1]} outputs, the student {num_classes}; "
+                        f"give a teacher trained on the same keywords")
