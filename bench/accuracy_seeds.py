@@ -58,8 +58,9 @@ def weight_bits(profile_text):
     return int(re.search(r"Weights: [\d.]+ kB \((\d+) bits\)", profile_text).group(1))
 
 
-def one_seed(config, seed, data_dir, save_dir, log_path):
-    """Train and compress one seed; returns {'float': row, 'compressed': row}."""
+def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False):
+    """Train and compress one seed; returns {'float': row, 'compressed': row} (no 'compressed'
+    with ``float_only``)."""
     cfg = yaml.safe_load(Path(config).read_text())
     name = f"{cfg['name']}_seed{seed}"
     cfg.update(name=name, seed=seed)
@@ -78,6 +79,8 @@ def one_seed(config, seed, data_dir, save_dir, log_path):
         run(["test.py", "-r", best], log)
         float_row = scores_of(run_dir / "model_best-test-float.yml", keywords)
         float_row["weight_bits"] = weight_bits(run(["profile.py", "-r", best], log))
+        if float_only:
+            return {"float": float_row}
         q, p = run_dir / "quantization.yml", run_dir / "pruning.yml"
         run(["quantize.py", "-r", best], log)
         run(["prune.py", "-r", best, "-q", q], log)
@@ -108,7 +111,8 @@ def format_table(results, keywords):
     def line(label, model, row, bits=""):
         cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
         return f"{label:<6}{model:<12}{cells}{int(round(row['weight_bits'])):>10}{bits:>12}"
-    for kind, title in (("float", "float"), ("compressed", "q+p+ft")):
+    kinds = [k for k in (("float", "float"), ("compressed", "q+p+ft")) if all(k[0] in r for r in results.values())]
+    for kind, title in kinds:
         rows = [r[kind] for r in results.values()]
         for seed, r in results.items():
             lines.append(line(str(seed), title, r[kind], r[kind].get("bits", "")))
@@ -117,6 +121,9 @@ def format_table(results, keywords):
         lines.append(line("mean", title, mean))
         lines.append("")
     f_worst = summarise([r["float"] for r in results.values()], keywords)[0]
+    if len(kinds) == 1:
+        lines.append(f"worst float keyword recall {100 * min(f_worst[k] for k in keywords):.1f}%")
+        return "\n".join(lines)
     gaps = [r["float"]["balanced"] - r["compressed"]["balanced"] for r in results.values()]
     ratio = max(r["compressed"]["weight_bits"] / r["float"]["weight_bits"] for r in results.values())
     lines.append(f"worst float keyword recall {100 * min(f_worst[k] for k in keywords):.1f}%; "
@@ -132,6 +139,9 @@ def plot(results, keywords, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     cols = ["balanced"] + keywords
     for ax, kind, title in zip(axes, ("float", "compressed"), ("float", "quantized + pruned + finetuned")):
+        if not all(kind in r for r in results.values()):
+            ax.set_visible(False)
+            continue
         width = 0.8 / max(len(results), 1)
         for i, (seed, r) in enumerate(results.items()):
             ax.bar([j + i * width for j in range(len(cols))], [r[kind][c] for c in cols], width,
@@ -153,6 +163,7 @@ def main():
     parser.add_argument("--data-dir", default=None, help="corpus (default: the config's data_dir)")
     parser.add_argument("--save-dir", default=None, help="where runs go (default: a temporary folder)")
     parser.add_argument("--out", default=None, help="YAML of the table (a PNG is written beside it)")
+    parser.add_argument("--float-only", action="store_true", help="train and test only (no compression)")
     args = parser.parse_args()
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="accuracy_seeds_"))
     keywords = list(yaml.safe_load(Path(args.config).read_text())["data_loader"]["args"]
@@ -162,7 +173,7 @@ def main():
     for seed in args.seeds:
         log = save_dir / f"seed{seed}.log"
         print(f"seed {seed}: training and compressing (log: {log}) ...", flush=True)
-        results[seed] = one_seed(args.config, seed, args.data_dir, save_dir, log)
+        results[seed] = one_seed(args.config, seed, args.data_dir, save_dir, log, args.float_only)
     print()
     print(format_table(results, keywords))
     print(f"\n{len(args.seeds)} seeds in {time.perf_counter() - start:.0f} s; runs under {save_dir}")

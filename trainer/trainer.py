@@ -15,7 +15,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
-from model.metric import confusion_matrix, top1
+from model.metric import all_metrics, confusion_matrix, top1
 from optimization.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
@@ -135,7 +135,6 @@ class Trainer(BaseTrainer):
         return log
 
     def _valid_epoch(self):
-        from model.metric import all_metrics
         result = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.device,
                           num_classes=self.num_classes)
         if self.distributed is not None:

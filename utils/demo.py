@@ -36,16 +36,19 @@ def parse_profile(text):
     def grab(pattern, cast=float):
         m = re.search(pattern, text, re.M)
         return cast(m.group(1)) if m else None
-    return {"accuracy": grab(r"^Accuracy: ([\d.]+)%"), "macs": grab(r"^MACs/classification: (\d+)", int),
+    return {"accuracy": grab(r"^Accuracy: ([\d.]+)%"), "balanced": grab(r"^Balanced accuracy: ([\d.]+)%"),
+            "false_alarms": grab(r"^False alarms: ([\d.]+)%"), "macs": grab(r"^MACs/classification: (\d+)", int),
             "params": grab(r"^Number of Parameters: (\d+)", int),
             "weights": grab(r"Weights: ([\d.]+) kB"), "activations": grab(r"Activations: ([\d.]+) kB")}
 
 
 def summary(rows):
-    head = f"{'model':<22}{'test top-1':>11}{'MACs':>10}{'params':>9}{'weights':>11}{'activations':>13}"
+    head = (f"{'model':<22}{'test top-1':>11}{'balanced':>10}{'false al.':>10}{'MACs':>10}{'params':>9}"
+            f"{'weights':>11}{'activations':>13}")
     lines = [head, "-" * len(head)]
     for label, p in rows:
-        lines.append(f"{label:<22}{p['accuracy']:>10.2f}%{p['macs']:>10}{p['params']:>9}"
+        lines.append(f"{label:<22}{p['accuracy']:>10.2f}%{p['balanced']:>9.2f}%{p['false_alarms']:>9.2f}%"
+                     f"{p['macs']:>10}{p['params']:>9}"
                      f"{p['weights']:>8.1f} kB{p['activations']:>10.1f} kB")
     return "\n".join(lines)
 
@@ -60,13 +63,13 @@ def main():
     step("test", "test.py", "-r", best)
     float_profile = parse_profile(step("profile", "profile.py", "-r", best))
     step("quantize", "quantize.py", "-r", best)
-    step("prune", "prune.py", "-r", best)
+    step("prune", "prune.py", "-r", best, "-q", q)
     step("test -q -p", "test.py", "-r", best, "-q", q, "-p", p)
     compressed = parse_profile(step("profile -q -p", "profile.py", "-r", best, "-q", q, "-p", p))
     step("finetune", "train.py", "-r", best, "-q", q, "-p", p)
     tuned = newest_run(NAME + "_finetune") / "model_best.pth"
-    step("test finetuned", "test.py", "-r", tuned, "-q", q, "-p", p)
-    finetuned = parse_profile(step("profile finetuned", "profile.py", "-r", tuned, "-q", q, "-p", p))
+    step("test finetuned", "test.py", "-r", tuned)   # applies the solutions the checkpoint carries
+    finetuned = parse_profile(step("profile finetuned", "profile.py", "-r", tuned))
     print("\nSummary (synthetic corpus; test split; kB = 1000 bytes)")
     print(summary([("float32", float_profile), ("quantized + pruned", compressed),
                    ("finetuned", finetuned)]))
