@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowin
 import argparse
 
 from optimization.workflow import run_profile
+from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 
 
@@ -12,7 +13,9 @@ def main():
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
+    add_device_option(parser, "; this step runs on the CPU")
     args = parser.parse_args()
+    use_devices(args)
     print(f"Loading checkpoint: {args.resume} ...")
     _, text = run_profile(args.resume, args.quantization, args.pruning)
     print(text)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from optimization.layers import FixedPointConv2d, fixed_point_layers
 from optimization.plots import plot_pruning
 from utils.atomic import write_yaml
 from utils.errors import UserError
+from utils.progress import progress_bar, write_line
 
 DEFAULTS = {"error_margin": 3.0, "max_steps": None}
 TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
@@ -70,8 +70,8 @@ class LayerPruning:
     kind: str                 # "Conv" or "Linear"
     kernels: int
     pruned: int
-    parameters: int
-    pruned_parameters: int    # the pruned kernels' own weights and biases
+    parameters: int           # the layer's weights (biases are not counted, as in the lab)
+    pruned_parameters: int    # the pruned kernels' own weights
 
 
 @dataclass
@@ -82,16 +82,17 @@ class PruningResult:
     pruned: dict              # layer -> sorted pruned kernel indices (every layer listed)
     layers: dict              # layer -> LayerPruning
     accuracy: float           # top-1 of the solution (measured at its step; baseline if none)
-    rate: float               # pruned kernels' own parameters / all model parameters
+    rate: float               # pruned kernels' weights / all conv and linear weights (the lab's rate)
 
 
 def _passes(accuracy, floor):
     return accuracy >= floor - TOLERANCE
 
 
-def kernel_parameters(layer):
-    """Weights and bias of one output kernel of ``layer``."""
-    return layer.weight[0].numel() + (1 if layer.bias is not None else 0)
+def kernel_weights(layer):
+    """Weights of one output kernel of ``layer``. The pruning rate counts weights only, as the lab
+    did (of 12,680 in the default model): biases are not part of the rate."""
+    return layer.weight[0].numel()
 
 
 def kernel_ranking(model):
@@ -116,16 +117,15 @@ def search_pruning(model, evaluate, config):
     original masks are restored. Kernels pruned before the call stay pruned and are counted."""
     cfg = parse_pruning_config(config)
     layers = fixed_point_layers(model)
-    total_parameters = sum(p.numel() for p in model.parameters())
+    total_weights = sum(layer.weight.numel() for layer in layers.values())
     original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
     remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in layers.items()}
-    pruned_parameters = sum(len(layer.pruned_kernels) * kernel_parameters(layer)
-                            for layer in layers.values())
+    pruned_weights = sum(len(layer.pruned_kernels) * kernel_weights(layer) for layer in layers.values())
     ranking = kernel_ranking(model)
     budget = sum(remaining[name] - 1 for name in list(layers)[:-1] if remaining[name] > 1)
     if cfg.max_steps is not None:
         budget = min(budget, cfg.max_steps)
-    bar = tqdm(total=budget, desc="pruning", unit="step")
+    bar = progress_bar(total=budget, desc="pruning", unit="step")
     steps = []
     try:
         baseline = accuracy = float(evaluate(model))
@@ -138,15 +138,15 @@ def search_pruning(model, evaluate, config):
                 continue
             layer.kernel_mask[kernel] = 0.0
             top1 = float(evaluate(model))
-            rate = (pruned_parameters + kernel_parameters(layer)) / total_parameters
+            rate = (pruned_weights + kernel_weights(layer)) / total_weights
             steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
             bar.update()
             if not steps[-1].accepted:
                 layer.kernel_mask[kernel] = 1.0
-                tqdm.write(MARGIN_EXCEEDED)
+                write_line(MARGIN_EXCEEDED)
                 break
             remaining[name] -= 1
-            pruned_parameters += kernel_parameters(layer)
+            pruned_weights += kernel_weights(layer)
             accuracy = top1
         for layer in layers.values():
             layer.prune_kernels(layer.pruned_kernels)
@@ -159,12 +159,11 @@ def search_pruning(model, evaluate, config):
         bar.close()
     summary = {name: LayerPruning("Conv" if isinstance(layer, FixedPointConv2d) else "Linear",
                                   layer.out_channels_or_features, len(layer.pruned_kernels),
-                                  sum(p.numel() for p in layer.parameters()),
-                                  len(layer.pruned_kernels) * kernel_parameters(layer))
+                                  layer.weight.numel(),
+                                  len(layer.pruned_kernels) * kernel_weights(layer))
                for name, layer in layers.items()}
     pruned = {name: layer.pruned_kernels for name, layer in layers.items()}
-    return PruningResult(baseline, floor, steps, pruned, summary, accuracy,
-                         pruned_parameters / total_parameters)
+    return PruningResult(baseline, floor, steps, pruned, summary, accuracy, pruned_weights / total_weights)
 
 
 def format_report(result):

@@ -12,7 +12,6 @@ analysis. The combined solution is then checked against the floor and backed off
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
-from tqdm import tqdm
 
 from optimization.fixed_point import integer_length
 from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
@@ -21,6 +20,7 @@ from optimization.range_analysis import collect_ranges
 from optimization.solutions import apply_quantization
 from utils.atomic import write_yaml
 from utils.errors import UserError
+from utils.progress import progress_bar
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
 GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
@@ -185,7 +185,7 @@ class _Evaluations:
     def __init__(self, model, evaluate, total, desc):
         self.model, self.evaluate = model, evaluate
         self.cache = {}
-        self.bar = tqdm(total=total, desc=desc, unit="eval")
+        self.bar = progress_bar(total=total, desc=desc, unit="eval")
 
     @staticmethod
     def _key(solution):

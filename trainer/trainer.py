@@ -2,7 +2,7 @@
 import time
 
 import torch
-from tqdm import tqdm
+from utils.progress import progress_bar
 
 from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
@@ -40,8 +40,8 @@ class Trainer(BaseTrainer):
         loss_sum, correct, n = 0.0, 0, 0
         start = time.perf_counter()
         batches = self.data_loader if self.distributed is None else EvenBatches(self.data_loader)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", leave=False,
-                   disable=not (self.progress and self.is_writer), unit="batch")
+        bar = progress_bar(batches, enabled=self.progress and self.is_writer, desc=f"epoch {epoch}/{self.epochs}",
+                           leave=False, unit="batch")
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
