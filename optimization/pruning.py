@@ -14,45 +14,18 @@ from pathlib import Path
 
 import torch
 
+from configuration import schema
 from optimization.layers import FixedPointConv2d, fixed_point_layers
 from optimization.plots import plot_pruning
 from utils.atomic import write_yaml
-from utils.errors import UserError
 from utils.progress import progress_bar, write_line
 
-DEFAULTS = {"error_margin": 3.0, "max_steps": None}
 TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
 RULE = "-" * 45
 MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
-
-
-@dataclass(frozen=True)
-class PruningConfig:
-    """The ``optimization.pruning`` section of the config, validated."""
-    error_margin: float = DEFAULTS["error_margin"]
-    max_steps: int = DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
-
-    def to_dict(self):
-        return {"error_margin": self.error_margin, "max_steps": self.max_steps}
-
-
-def parse_pruning_config(section):
-    """Validate a config mapping (None = all defaults) into a PruningConfig."""
-    section = {} if section is None else section
-    if not isinstance(section, dict):
-        raise UserError(f"optimization.pruning must be a mapping, found {type(section).__name__}")
-    unknown = [k for k in section if k not in DEFAULTS]
-    if unknown:
-        raise UserError(f"unknown pruning keys {unknown}; allowed: {', '.join(DEFAULTS)}")
-    values = {**DEFAULTS, **section}
-    margin, steps = values["error_margin"], values["max_steps"]
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
-        raise UserError(f"pruning error_margin is in percentage points (e.g. 3), from 0 up to 100; "
-                        f"found {margin!r}")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
-        raise UserError(f"pruning max_steps must be a non-negative integer or null, "
-                        f"found {steps!r}")
-    return PruningConfig(float(margin), steps)
+# The section is read by the config schema: one reading for train.py's config and prune.py -c.
+PruningConfig = schema.PruningConfig
+parse_pruning_config = schema.parse_pruning_config
 
 
 @dataclass

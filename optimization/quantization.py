@@ -13,13 +13,13 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 
+from configuration import schema
 from optimization.fixed_point import integer_length
 from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
 from optimization.range_analysis import collect_ranges
 from optimization.solutions import apply_quantization
 from utils.atomic import write_yaml
-from utils.errors import UserError
 from utils.progress import progress_bar
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
@@ -27,94 +27,13 @@ GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
                "activations": "Activations"}
 SWEEP_TITLES = {"conv_weights": "Conv layer weights:", "fc_weights": "FC layer weights:",
                 "activations": "Conv/FC inputs/activations:"}
-DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
-            "bits_accumulator": 32}
-MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
-MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
+MAX_ACCUMULATOR = schema.MAX_ACCUMULATOR
 TOLERANCE = 1e-9        # accuracies are ratios of counts; absorb float error at the floor
 FLOAT_BITS = 32         # a float weight costs 32 bits in the weight-memory count
 RULE = "-" * 45
-LAMBDA_MESSAGE = "lambda strings are not evaluated; use schedule: halve or a list of bitwidths"
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _bitwidth(key, value, high=MAX_BITWIDTH):
-    if not _is_int(value) or not 2 <= value <= high:
-        raise UserError(f"quantization {key} must be an integer from 2 to {high}, found {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class QuantizationConfig:
-    """The ``optimization.quantization`` section of the config, validated."""
-    error_margin: float = DEFAULTS["error_margin"]
-    schedule: object = DEFAULTS["schedule"]  # "halve" or a descending tuple of bitwidths
-    start_bitwidth: int = DEFAULTS["start_bitwidth"]
-    min_bitwidth: int = DEFAULTS["min_bitwidth"]
-    bits_accumulator: int = DEFAULTS["bits_accumulator"]
-
-    @property
-    def bitwidths(self):
-        """The schedule as a descending list of bitwidths."""
-        if self.schedule != "halve":
-            return list(self.schedule)
-        bits, bw = [], self.start_bitwidth
-        while bw >= self.min_bitwidth:
-            bits.append(bw)
-            bw //= 2
-        return bits
-
-    def to_dict(self):
-        return {"error_margin": self.error_margin,
-                "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
-                "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
-                "bits_accumulator": self.bits_accumulator}
-
-
-def parse_quantization_config(section):
-    """Validate a config mapping (None = all defaults) into a QuantizationConfig."""
-    section = {} if section is None else section
-    if not isinstance(section, dict):
-        raise UserError(f"optimization.quantization must be a mapping, "
-                        f"found {type(section).__name__}")
-    if "decrement" in section:
-        raise UserError(f"quantization 'decrement' is not supported: {LAMBDA_MESSAGE}")
-    unknown = [k for k in section if k not in DEFAULTS]
-    if unknown:
-        raise UserError(f"unknown quantization keys {unknown}; allowed: {', '.join(DEFAULTS)}")
-    values = {**DEFAULTS, **section}
-    margin = values["error_margin"]
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
-        raise UserError(f"quantization error_margin is in percentage points (e.g. 3), "
-                        f"from 0 up to 100; found {margin!r}")
-    start = _bitwidth("start_bitwidth", values["start_bitwidth"])
-    low = _bitwidth("min_bitwidth", values["min_bitwidth"])
-    accumulator = _bitwidth("bits_accumulator", values["bits_accumulator"], MAX_ACCUMULATOR)
-    schedule = values["schedule"]
-    if isinstance(schedule, str):
-        if "lambda" in schedule:
-            raise UserError(f"quantization schedule {schedule!r}: {LAMBDA_MESSAGE}")
-        if schedule != "halve":
-            raise UserError(f"quantization schedule must be 'halve' or a list of bitwidths "
-                            f"such as [16, 8, 6, 4], found {schedule!r}")
-        if low > start:
-            raise UserError(f"quantization min_bitwidth {low} is above start_bitwidth {start}")
-    elif isinstance(schedule, list) and schedule:
-        schedule = tuple(_bitwidth("schedule entry", b) for b in schedule)
-        if any(a <= b for a, b in zip(schedule, schedule[1:])):
-            raise UserError(f"quantization schedule {list(schedule)} must be strictly descending")
-        for key, end in (("start_bitwidth", schedule[0]), ("min_bitwidth", schedule[-1])):
-            if key in section and section[key] != end:
-                raise UserError(f"quantization {key} {section[key]} disagrees with schedule "
-                                f"{list(schedule)}; drop {key} or make them agree")
-        start, low = schedule[0], schedule[-1]
-    else:
-        raise UserError(f"quantization schedule must be 'halve' or a non-empty list of bitwidths, "
-                        f"found {schedule!r}")
-    return QuantizationConfig(float(margin), schedule, start, low, accumulator)
+# The section is read by the config schema: one reading for train.py's config and quantize.py -c.
+QuantizationConfig = schema.QuantizationConfig
+parse_quantization_config = schema.parse_quantization_config
 
 
 @dataclass
@@ -221,11 +140,12 @@ def search_quantization(model, evaluate, inputs, config):
     layers = fixed_point_layers(model)
     original = {name: layer.quantization for name, layer in layers.items()}
     schedule = cfg.bitwidths
+    accumulator = 32 if cfg.bits_accumulator == "auto" else cfg.bits_accumulator
     ranges = collect_ranges(model, inputs)
 
     def solution(bits):
         weights = {name: bits[_weight_group(layer)] for name, layer in layers.items()}
-        return _solution(layers, ranges, weights, bits["activations"], cfg.bits_accumulator)
+        return _solution(layers, ranges, weights, bits["activations"], accumulator)
 
     run = _Evaluations(model, evaluate, 2 + len(GROUPS) * len(schedule), "quantization")
     try:
@@ -261,7 +181,7 @@ def search_quantization(model, evaluate, inputs, config):
         raise
     finally:
         run.close()
-    return QuantizationResult(baseline, floor, schedule, cfg.bits_accumulator, ranges, sweeps,
+    return QuantizationResult(baseline, floor, schedule, accumulator, ranges, sweeps,
                               chosen, accuracy, final, notes)
 
 

@@ -190,7 +190,9 @@ def test_report_layout():
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"margin": 3}, "unknown pruning keys ['margin']; allowed: error_margin, max_steps"),
+    ({"margin": 3}, "config key optimization.pruning.margin is not known; did you mean "
+                    "optimization.pruning.error_margin?"),
+    ({"max_step": 3}, "did you mean optimization.pruning.max_steps?"),
     ({"error_margin": "3%"}, "percentage points"),
     ({"error_margin": -0.5}, "percentage points"),
     ({"max_steps": -1}, "max_steps must be a non-negative integer or null"),
@@ -235,7 +237,7 @@ def test_real_search_costs_one_pass_per_step_and_round_trips(toy, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = yaml.safe_load((tmp_path / "pruning.yml").read_text())
     assert list(saved) == ["config", "results", "pruned_filters"]
-    assert saved["config"] == {"error_margin": 3.0, "max_steps": None}
+    assert saved["config"] == {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
     assert saved["results"]["accuracy"] == result.accuracy
     assert saved["results"]["rate"] == result.rate
     assert [s["accuracy"] for s in saved["results"]["steps"]] == [s.accuracy for s in result.steps]
