@@ -278,8 +278,11 @@ def save_quantization(path, result, config):
                                 "bitwidths": dict(p.bitwidths), "accuracy": p.accuracy,
                                 "group_weight_bits": p.group_weight_bits,
                                 "weight_bits": p.weight_bits}
+    layers = {name: q.to_dict() for name, q in result.layers.items()}
+    # ``solutions`` repeats the formats under the lab's name, where its loader reads them
+    # (seven keys per layer), so the lab's test.py, profile.py and train.py accept our file too.
     write_yaml(path, {"config": parse_quantization_config(config).to_dict(), "results": results,
-                      "layers": {name: q.to_dict() for name, q in result.layers.items()}})
+                      "layers": layers, "solutions": {name: dict(q) for name, q in layers.items()}})
     figure = path.with_suffix(".png")
     plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
                       result.floor, figure)

@@ -410,7 +410,7 @@ def test_real_search_respects_the_floor_and_round_trips(toy, tmp_path):
     assert figure == tmp_path / "quantization.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = yaml.safe_load((tmp_path / "quantization.yml").read_text())
-    assert list(saved) == ["config", "results", "layers"]
+    assert list(saved) == ["config", "results", "layers", "solutions"]
     assert saved["config"] == parse_quantization_config(config).to_dict()
     assert saved["results"]["sweeps"] == result.sweeps
     assert saved["results"]["bitwidths"] == result.bitwidths
