@@ -9,12 +9,15 @@ analysis. The combined solution is then checked against the floor and backed off
 ``error_margin`` is in percentage points of top-1: the floor is ``baseline - error_margin / 100``
 (a float baseline of 0.90 and a margin of 3 give a floor of 0.87).
 """
+import math
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 
 from configuration import schema
-from optimization.fixed_point import integer_length
+from optimization.fixed_point import fractional_length, integer_length, quantize, round_half_away
 from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
 from optimization.range_analysis import collect_ranges
@@ -63,6 +66,8 @@ class QuantizationResult:
     layers: dict                                   # layer -> LayerQuantization
     notes: list = field(default_factory=list)      # floats kept and back-off steps
     per_layer: PerLayerResult = None
+    accumulators: dict = field(default_factory=dict)  # layer -> widths, when sized per layer ('auto')
+    inputs: object = None                          # validation inputs (to size accumulators again)
 
     @property
     def final_accuracy(self):
@@ -140,7 +145,10 @@ def search_quantization(model, evaluate, inputs, config):
     layers = fixed_point_layers(model)
     original = {name: layer.quantization for name, layer in layers.items()}
     schedule = cfg.bitwidths
-    accumulator = 32 if cfg.bits_accumulator == "auto" else cfg.bits_accumulator
+    auto = cfg.bits_accumulator == "auto"
+    # 'auto' searches with registers too wide to wrap, then sizes each layer's register so that no
+    # validation clip overflows it: the measured accuracies stay exact.
+    accumulator = MAX_ACCUMULATOR if auto else cfg.bits_accumulator
     ranges = collect_ranges(model, inputs)
 
     def solution(bits):
@@ -176,13 +184,16 @@ def search_quantization(model, evaluate, inputs, config):
             accuracy = run(solution(chosen))
         final = solution(chosen)
         apply_quantization(model, final)
+        sizes = {}
+        if auto:
+            final, sizes = size_accumulators(model, final, inputs)
     except BaseException:
         apply_quantization(model, original)
         raise
     finally:
         run.close()
     return QuantizationResult(baseline, floor, schedule, accumulator, ranges, sweeps,
-                              chosen, accuracy, final, notes)
+                              chosen, accuracy, final, notes, accumulators=sizes, inputs=inputs)
 
 
 def _weight_memory(layers, weight_bits):
@@ -227,6 +238,9 @@ def search_per_layer_weights(model, evaluate, result):
                 bits[name], accuracy = bw, sweeps[name][bw]
         final = solution(bits)
         apply_quantization(model, final)
+        sizes = {}
+        if result.accumulators:
+            final, sizes = size_accumulators(model, final, result.inputs)
     except BaseException:
         apply_quantization(model, original)
         raise
@@ -234,7 +248,84 @@ def search_per_layer_weights(model, evaluate, result):
         run.close()
     per_layer = PerLayerResult(order, tolerance, sweeps, group_bits, bits, accuracy,
                                _weight_memory(layers, group_bits), _weight_memory(layers, bits))
-    return replace(result, layers=final, per_layer=per_layer)
+    return replace(result, layers=final, per_layer=per_layer, accumulators=sizes or result.accumulators)
+
+
+def _register_bits(low, high):
+    """The smallest two's-complement width that holds every integer in [low, high]."""
+    bits = 2
+    while low < -(1 << (bits - 1)) or high > (1 << (bits - 1)) - 1:
+        bits += 1
+    return bits
+
+
+def lab_accumulator_rule(layer, q):
+    """The lab's width: data bits + weight bits - 1 + floor(log2(kernel size)), the kernel size
+    counting the products of one output plus its bias."""
+    kernel = layer.weight[0].numel() + (1 if layer.bias is not None else 0)
+    return q.bits_inputs + q.bits_weights - 1 + int(math.floor(math.log2(kernel)))
+
+
+def _bias_codes(layer, q):
+    if layer.bias is None:
+        return torch.zeros(layer.out_channels_or_features, dtype=torch.float64)
+    return round_half_away(layer.bias.detach().double() * layer.kernel_mask.double() * 2.0 ** q.fl_accumulator)
+
+
+def worst_case_accumulator(layer, q):
+    """Width no input can overflow: for every output, the sum of |weight codes| times the largest
+    input code magnitude 2^(bits_inputs-1), plus |bias code|; the widest output decides."""
+    with torch.no_grad():
+        w = layer.weight.detach().double() * layer.kernel_mask.double().view((-1,) + (1,) * (layer.weight.dim() - 1))
+        codes = quantize(w, q.bits_weights, q.il_weights) * 2.0 ** fractional_length(q.bits_weights, q.il_weights)
+        bound = codes.abs().flatten(1).sum(1) * 2.0 ** (q.bits_inputs - 1) + _bias_codes(layer, q).abs()
+    top = int(bound.max())
+    return _register_bits(-top, top)
+
+
+def size_accumulators(model, solution, inputs, batch_size=1024):
+    """Each integer accumulator gets the smallest width that no clip of ``inputs`` overflows, but
+    at least the lab's rule (capped at MAX_ACCUMULATOR). Returns (solution with those widths,
+    layer -> {bits, lab_rule, validation, worst_case, max_abs}); the model carries the solution.
+    The accumulators are measured with the same formats in registers too wide to wrap, so the
+    outputs on ``inputs`` are unchanged by the sizing."""
+    layers = fixed_point_layers(model)
+    wide = {name: replace(q, bits_accumulator=MAX_ACCUMULATOR) if q.integer_accumulator else q
+            for name, q in solution.items()}
+    apply_quantization(model, wide)
+    extremes = {name: [0.0, 0.0] for name, q in wide.items() if q.integer_accumulator}
+
+    def probe(name):
+        def record(acc):
+            extremes[name][0] = min(extremes[name][0], float(acc.min()))
+            extremes[name][1] = max(extremes[name][1], float(acc.max()))
+        return record
+
+    training = model.training
+    model.eval()
+    try:
+        for name in extremes:
+            layers[name].accumulator_probe = probe(name)
+        with torch.no_grad():
+            for i in range(0, len(inputs), batch_size):
+                model(inputs[i:i + batch_size])
+    finally:
+        for layer in layers.values():
+            layer.accumulator_probe = None
+        model.train(training)
+    sized, info = dict(solution), {}
+    for name, (low, high) in extremes.items():
+        layer, q = layers[name], wide[name]
+        bias = _bias_codes(layer, q)
+        low, high = min(low, float(bias.min())), max(high, float(bias.max()))
+        measured = _register_bits(int(low), int(high))
+        rule = lab_accumulator_rule(layer, q)
+        bits = min(max(rule, measured), MAX_ACCUMULATOR)
+        sized[name] = replace(q, bits_accumulator=bits)
+        info[name] = {"bits": bits, "lab_rule": rule, "validation": measured,
+                      "worst_case": worst_case_accumulator(layer, q), "max_abs": int(max(-low, high))}
+    apply_quantization(model, sized)
+    return sized, info
 
 
 def format_report(result):
@@ -258,6 +349,10 @@ def format_report(result):
         lines.append(f"Per-layer accuracy: {p.accuracy:.5f}")
         lines.append(f"Weight memory: {p.group_weight_bits} -> {p.weight_bits} bits "
                      f"(saved {saved} bits, {100 * saved / p.group_weight_bits:.2f}%)")
+    if result.accumulators:
+        lines.append("Accumulator bits (chosen: lab rule / no validation overflow / worst case):")
+        lines += [f"    {name}: {a['bits']} ({a['lab_rule']} / {a['validation']} / {a['worst_case']})"
+                  for name, a in result.accumulators.items()]
     lines.append(RULE)
     return "\n".join(lines)
 
@@ -271,6 +366,8 @@ def save_quantization(path, result, config):
                "sweeps": {g: dict(result.sweeps[g]) for g in GROUPS},
                "bitwidths": dict(result.bitwidths), "accuracy": result.accuracy,
                "notes": list(result.notes)}
+    if result.accumulators:
+        results["accumulators"] = {name: dict(a) for name, a in result.accumulators.items()}
     p = result.per_layer
     if p:
         results["per_layer"] = {"order": list(p.order), "tolerance": dict(p.tolerance),

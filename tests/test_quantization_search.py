@@ -175,7 +175,7 @@ def test_all_pass_keeps_the_lowest_bitwidth():
 
 def test_first_bitwidth_failing_keeps_the_group_float():
     model, fake = seeded_model(), Scripted(by_group({16: 0.05}, FREE, FREE))
-    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3})
+    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3, "bits_accumulator": 32})
     assert result.bitwidths == {"conv_weights": 0, "fc_weights": 2, "activations": 2}
     assert result.sweeps["conv_weights"] == {16: pytest.approx(0.85)}
     for name in ("conv1", "conv2"):
@@ -244,7 +244,7 @@ def test_back_off_can_return_a_group_to_float():
 def test_report_layout():
     model = seeded_model()
     fake = Scripted(by_group(BACKOFF["conv"], BACKOFF["fc"], BACKOFF["act"]))
-    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3})
+    result = search_quantization(model, fake, random_inputs(), {"error_margin": 3, "bits_accumulator": 32})
     assert format_report(result) == "\n".join([
         "---------------------------------------------",
         "Network quantization results.",
@@ -279,7 +279,7 @@ def test_report_layout():
 
 def test_integer_lengths_come_from_range_analysis():
     model, x = seeded_model(), random_inputs()
-    result = search_quantization(model, Scripted(by_group(FREE, FREE, FREE)), x, {})
+    result = search_quantization(model, Scripted(by_group(FREE, FREE, FREE)), x, {"bits_accumulator": 32})
     ranges = collect_ranges(model, x)
     for name, q in result.layers.items():
         assert q == LayerQuantization(
@@ -323,7 +323,7 @@ def by_layer(penalties, act={8: 0.001, 4: 0.05, 2: 0.5}, base=0.9):
 
 def test_per_layer_lowers_the_most_tolerant_layers_first_within_the_floor():
     model, fake = seeded_model(), Scripted(by_layer(PER_LAYER))
-    groups = search_quantization(model, fake, random_inputs(), {"error_margin": 3})
+    groups = search_quantization(model, fake, random_inputs(), {"error_margin": 3, "bits_accumulator": 32})
     assert groups.bitwidths == {"conv_weights": 4, "fc_weights": 4, "activations": 8}
     assert groups.accuracy == pytest.approx(0.89)
     calls = len(fake.calls)
@@ -368,7 +368,7 @@ def test_per_layer_has_nothing_to_do_when_every_layer_is_at_the_lowest_bitwidth(
 def test_per_layer_can_quantize_a_layer_whose_group_stayed_float():
     penalties = {"conv1": {16: 0.05}, "conv2": {}, "fc3": {}, "fc4": {}}
     model, fake = seeded_model(), Scripted(by_layer(penalties, act={8: 0, 4: 0, 2: 0}))
-    groups = search_quantization(model, fake, random_inputs(), {"error_margin": 3})
+    groups = search_quantization(model, fake, random_inputs(), {"error_margin": 3, "bits_accumulator": 32})
     assert groups.bitwidths["conv_weights"] == 0
     result = search_per_layer_weights(model, fake, groups)
     assert result.per_layer.bitwidths == {"conv1": 0, "conv2": 2, "fc3": 2, "fc4": 2}
