@@ -51,8 +51,8 @@ SYNTHETIC_COMMAND = "python3 -m data_loader.synthetic --out data/synthetic_kws"
 
 
 def _alternatives():
-    return (f"to use a corpus you already have pass --data-dir PATH, or make the offline synthetic "
-            f"corpus with: {SYNTHETIC_COMMAND}")
+    return (f"to use a corpus you already have pass --data-dir PATH; offline, run the whole chain on a "
+            f"synthetic corpus with `make demo`, or make that corpus with: {SYNTHETIC_COMMAND}")
 
 
 def _one_line(text):

@@ -32,6 +32,11 @@ def test_the_shipped_config_is_valid_and_unchanged_by_validation():
     assert validate_config(cfg) == cfg
 
 
+def test_the_default_data_is_speech_commands_downloaded_under_data():
+    args = default_config()["data_loader"]["args"]
+    assert args["data_dir"] == "data/speech_commands_v0.02" and args["download"] == "v0.02"
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c["trainer"].update(epochz=50), "config key trainer.epochz is not known; did you mean trainer.epochs?"),
     (lambda c: c.update(bogus=1), "config key bogus is not known (known: name, n_gpu, seed"),
@@ -157,7 +162,7 @@ def _bad(section, key, value):
 ])
 def test_train_refuses_a_bad_config_before_writing_anything(tmp_path, corpus_dir, flags, mutate, expected):
     cfg = default_config()
-    cfg["data_loader"]["args"]["data_dir"] = str(corpus_dir)
+    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), download=None)
     cfg["trainer"]["save_dir"] = str(tmp_path / "saved")
     if mutate is not None:
         mutate(cfg)
