@@ -148,14 +148,14 @@ def _metrics(path, value):
 
 
 def _torch_type(kind):
-    """The name of a class in torch.optim (kind 'optimizer') or torch.optim.lr_scheduler."""
+    """The name of a class in torch.optim (an optimizer) or torch.optim.lr_scheduler."""
     def check(path, value):
         import torch
-        module = torch.optim if kind == "optimizer" else torch.optim.lr_scheduler
+        module = torch.optim if kind == "torch optimizer" else torch.optim.lr_scheduler
         names = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
         if not isinstance(value, str) or value not in names:
             hint = _did_you_mean(str(value), names)
-            raise UserError(f"config {path} '{value}' is not a {kind} of {module.__name__}{hint}")
+            raise UserError(f"config {path} '{value}' is not a {kind} class in {module.__name__}{hint}")
         return value
     return check
 
@@ -192,7 +192,7 @@ class Section:
             out[name] = self.keys[name](where if name == key else f"{path}.{name}" if path else name, item)
         missing = [k for k in self.required if k not in out]
         if missing:
-            raise UserError(f"config {path or 'file'} lacks the key(s) {missing}; start from "
+            raise UserError(f"config {path + ' ' if path else ''}lacks the key(s) {missing}; start from "
                             f"config_lenet5_keywords.yml")
         return out
 
@@ -474,7 +474,7 @@ OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruni
 CONFIG = Section({
     "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
-    "optimizer": Section({"type": _torch_type("optimizer"), "args": _optimizer_args}, required=("type",)),
+    "optimizer": Section({"type": _torch_type("torch optimizer"), "args": _optimizer_args}, required=("type",)),
     "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
     "optimization": OPTIMIZATION,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))

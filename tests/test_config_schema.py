@@ -54,7 +54,7 @@ def test_the_default_data_is_speech_commands_downloaded_under_data():
     (lambda c: c["data_loader"]["args"].update(batch_size=0),
      "config data_loader.args.batch_size must be an integer >= 1, found 0"),
     (lambda c: c["optimizer"]["args"].update(lr=0), "config optimizer.args.lr must be a number in (0, inf], found 0"),
-    (lambda c: c["optimizer"].update(type="Adamm"), "config optimizer.type 'Adamm' is not a optimizer of torch.optim; "
+    (lambda c: c["optimizer"].update(type="Adamm"), "config optimizer.type 'Adamm' is not a torch optimizer class in torch.optim; "
                                                     "did you mean Adam?"),
     (lambda c: c["trainer"].update(class_weights=[1, 2]), "config trainer.class_weights has 2 entries for 4 classes"),
     (lambda c: c["trainer"].update(ema=1.0), "config trainer.ema must be a number in (0, 1), found 1.0"),
