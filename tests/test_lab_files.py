@@ -231,3 +231,19 @@ def test_a_lab_quantization_yml_applies_to_our_model(lab_chain, tmp_path):
     from_ours = run_script("test.py", "-r", best, "-q", run / "quantization.yml")
     report = lambda out: out[out.index("Predicted"):]  # noqa: E731
     assert report(from_lab.stdout) == report(from_ours.stdout)
+
+
+def test_a_file_written_by_the_labs_quantizer_applies(lab_chain):
+    """tests/data/lab_quantization.yml was written by the lab's own quantize.py."""
+    from model.model import KeywordLeNet5Clone
+    from optimization.layers import LayerQuantization
+    from optimization.solutions import load_quantization
+    path = ROOT / "tests" / "data" / "lab_quantization.yml"
+    data = yaml.safe_load(path.read_text())
+    assert "layers" not in data and list(data["solutions"]) == LAYERS
+    solution = load_quantization(path, KeywordLeNet5Clone())
+    assert solution == {name: LayerQuantization(**data["solutions"][name]) for name in LAYERS}
+    assert solution["conv1"].bits_accumulator == 2 + 4 - 1 + 3  # the lab's rule for its 2/4-bit conv1
+    _, run, _, _, _ = lab_chain
+    proc = run_script("test.py", "-r", run / "model_best.pth", "-q", path)
+    assert re.search(r"^All\s+.*\s806$", proc.stdout, re.M)
