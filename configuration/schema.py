@@ -181,8 +181,9 @@ class Section:
             name = self.aliases.get(key, key)
             where = f"{path}.{key}" if path else str(key)
             if name in out:
-                raise UserError(f"config {where} repeats {path + '.' if path else ''}{name} under the lab's "
-                                f"name; keep one of them")
+                lab = next(k for k in (key, *self.aliases) if self.aliases.get(k) == name and k in value)
+                raise UserError(f"config {path + '.' if path else ''}{lab} is the lab's name of "
+                                f"{path + '.' if path else ''}{name}, and both are given; keep one of them")
             if name not in self.keys:
                 if self.open_keys:
                     out[name] = item
@@ -199,7 +200,7 @@ class Section:
 
 def _did_you_mean(key, known, path=""):
     known = [str(k) for k in known]
-    close = [k for k in known if key and (key in k or k in key)][:1]  # 'margin' -> error_margin
+    close = [k for k in known if len(key) >= 4 and (key in k or k in key)][:1]  # 'margin' -> error_margin
     close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     prefix = f"{path}." if path else ""
     if close:
@@ -441,10 +442,9 @@ ARCH = Section({"type": _choice("KeywordLeNet5Clone"),
                required=("type",))
 
 
-def _optimizer_args(path, value):
-    args = Section({"lr": _number(0, low_open=True), "weight_decay": _number(0)}, open_keys=True,
-                   nullable=True)(path, value)
-    return args
+# lr and weight_decay are checked here; other arguments go to the torch class, which checks them
+OPTIMIZER_ARGS = Section({"lr": _number(0, low_open=True), "weight_decay": _number(0)}, open_keys=True,
+                         nullable=True)
 
 
 def _scheduler(path, value):
@@ -474,7 +474,7 @@ OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruni
 CONFIG = Section({
     "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
-    "optimizer": Section({"type": _torch_type("torch optimizer"), "args": _optimizer_args}, required=("type",)),
+    "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
     "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
     "optimization": OPTIMIZATION,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))

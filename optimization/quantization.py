@@ -6,6 +6,10 @@ layer). Each group walks down the bitwidth schedule until validation top-1 falls
 and keeps the lowest bitwidth that stayed at or above it. Integer lengths come from range
 analysis. The combined solution is then checked against the floor and backed off if needed.
 
+With ``bits_accumulator: auto`` the search runs with registers too wide to wrap; the final
+solution then gets per-layer accumulator widths (``size_accumulators``): at least the lab's rule,
+and wide enough that no validation clip overflows, so the measured accuracies still hold.
+
 ``error_margin`` is in percentage points of top-1: the floor is ``baseline - error_margin / 100``
 (a float baseline of 0.90 and a margin of 3 give a floor of 0.87).
 """
@@ -14,7 +18,6 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 import torch
-
 
 from configuration import schema
 from optimization.fixed_point import fractional_length, integer_length, quantize, round_half_away

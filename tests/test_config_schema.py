@@ -72,7 +72,7 @@ def test_the_default_data_is_speech_commands_downloaded_under_data():
     (lambda c: c["optimization"]["pruning"].update(metric="f1"),
      "pruning metric must be one of top1, balanced_accuracy, found 'f1'"),
     (lambda c: c["optimization"].update(quantizer={}),
-     "config optimization.quantizer repeats optimization.quantization under the lab's name"),
+     "config optimization.quantizer is the lab's name of optimization.quantization, and both are given"),
     (lambda c: c["data_loader"].update(type="MnistDataLoader"),
      "config data_loader.type must be one of SpeechCommandsDataLoader, KeywordDataLoader"),
 ])
