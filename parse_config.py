@@ -13,20 +13,17 @@ from functools import reduce
 from operator import getitem
 from pathlib import Path
 
+from configuration.schema import validate_config
 from logger import setup_logging
 from utils import atomic
 from utils.errors import UserError
 
-REQUIRED_KEYS = ("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer")
-
 
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None):
-        self._config = _update_config(config, modification)
+        # Checked before anything is written: a bad config creates no run folder.
+        self._config = validate_config(_update_config(config, modification))
         self.resume = resume
-        missing = [k for k in REQUIRED_KEYS if k not in self._config]
-        if missing:
-            raise UserError(f"config lacks the key(s) {missing}; start from config_lenet5_keywords.yml")
         save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
         name = self._config["name"]
         if run_id is None:
@@ -139,7 +136,14 @@ def _get_opt_name(flags):
 
 def _set_by_path(tree, keys, value):
     keys = keys.split(";")
-    _get_by_path(tree, keys[:-1])[keys[-1]] = value
+    try:
+        parent = _get_by_path(tree, keys[:-1])
+    except (KeyError, TypeError):
+        parent = None
+    if not isinstance(parent, dict):
+        raise UserError(f"config lacks the section {'.'.join(keys[:-1])} that a command-line option sets; "
+                        f"start from config_lenet5_keywords.yml")
+    parent[keys[-1]] = value
 
 
 def _get_by_path(tree, keys):

@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowin
 import argparse
 
 from optimization.workflow import run_profile
+from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 
 
@@ -14,7 +15,9 @@ def main():
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
     parser.add_argument("--no-stored", action="store_true",
                         help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
+    add_device_option(parser, "; this step runs on the CPU")
     args = parser.parse_args()
+    use_devices(args)
     print(f"Loading checkpoint: {args.resume} ...")
     _, text = run_profile(args.resume, args.quantization, args.pruning, use_stored=not args.no_stored)
     print(text)

@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from optimization.workflow import run_pruning
+from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 
 
@@ -13,9 +14,11 @@ def main():
     parser.add_argument("-c", "--config", default=None, help="config whose optimization.pruning to use "
                                                              "(default: the checkpoint's)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: prune the quantized model")
+    add_device_option(parser, "; this step runs on the CPU")
     parser.add_argument("-o", "--output", default=None, help="where to write (default: pruning.yml "
                                                              "next to the checkpoint)")
     args = parser.parse_args()
+    use_devices(args)
     print(f"Loading checkpoint: {args.resume} ...")
     run_pruning(args.resume, args.quantization, args.config, args.output)
 

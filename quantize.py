@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from optimization.workflow import run_quantization
+from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 
 
@@ -15,8 +16,10 @@ def main():
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: quantize the pruned model")
     parser.add_argument("-o", "--output", default=None, help="where to write (default: quantization.yml "
                                                              "next to the checkpoint)")
+    add_device_option(parser, "; this step runs on the CPU")
     parser.add_argument("--per-layer", action="store_true", help="then lower each layer's weights separately")
     args = parser.parse_args()
+    use_devices(args)
     print(f"Loading checkpoint: {args.resume} ...")
     run_quantization(args.resume, args.per_layer, args.pruning, args.config, args.output)
 

@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from trainer.testing import format_report, run_test, save_report
+from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 
 
@@ -14,10 +15,11 @@ def main():
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
     parser.add_argument("--no-stored", action="store_true",
                         help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
-    parser.add_argument("-d", "--device", default=None, help="ignored: testing runs on the CPU")
+    add_device_option(parser, "; this step runs on the CPU")
     parser.add_argument("--data-dir", default=None, help="evaluate another corpus (its testing_list.txt)")
     parser.add_argument("--all", action="store_true", help="with --data-dir: every clip of the corpus")
     args = parser.parse_args()
+    use_devices(args)
     print(f"Loading checkpoint: {args.resume} ...")
     result = run_test(args.resume, args.quantization, args.pruning, args.data_dir, args.all,
                       use_stored=not args.no_stored)

@@ -50,6 +50,8 @@ def samples_per_second(label, command, config, epochs, threads, workdir):
 def main():
     parser = argparse.ArgumentParser(description="samples/s of 1 process and of N processes under torchrun")
     parser.add_argument("-c", "--config", default=str(ROOT / "config_lenet5_keywords.yml"))
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "kws_corpus"),
+                        help="corpus (default: the shared real corpus beside the project)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the configurations")
     parser.add_argument("--nproc", type=int, default=2, help="processes of the distributed run")
@@ -58,6 +60,7 @@ def main():
         raise UserError("--epochs must be at least 2 (the first is warm-up), --repeats at least 1 and "
                         "--nproc at least 2")
     config = atomic.read_yaml(Path(args.config).resolve(), "config file")
+    config["data_loader"]["args"].update(data_dir=str(Path(args.data_dir).resolve()), download=None)
     cores = len(os.sched_getaffinity(0))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
     runs = [(f"1 process, {cores} threads", "single", [sys.executable], cores),

@@ -14,6 +14,7 @@ import utils.stdlib_profile  # noqa: E402,F401
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -42,12 +43,12 @@ def interleaved_best(variants, epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config_lenet5_keywords.yml")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "kws_corpus"),
+                        help="corpus (default: the shared real corpus beside the project)")
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     cfg = yaml.safe_load(open(args.config))["data_loader"]["args"]
-    if args.data_dir:
-        cfg["data_dir"] = args.data_dir
+    cfg.update(data_dir=args.data_dir, download=None)
     SpeechCommandsDataLoader(**cfg).split("train")  # build the cache if needed
     data = SpeechCommandsDataLoader(**cfg)
     start = time.perf_counter()

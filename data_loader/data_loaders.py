@@ -1,4 +1,5 @@
-"""The data loader named in the config: a Speech Commands-layout corpus as in-memory batches.
+"""The data loaders named in the config: a Speech Commands-layout corpus (SpeechCommandsDataLoader)
+or the lab's IA_DATASET pickle of MFCCs (KeywordDataLoader), as in-memory batches.
 
 Every split lives in memory as one tensor; a batch is an index slice of it. Evaluation splits are
 converted to normalised MFCCs once; the training split is augmented and converted per batch.
@@ -10,8 +11,9 @@ import torch.nn as nn
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.corpus import scan_corpus
-from data_loader.dataset import load_split
+from data_loader.dataset import SplitData, load_split
 from data_loader.features import FeatureParams, MfccFromMel
+from data_loader.ia_dataset import FILE_NAME as IA_FILE, load_ia_splits
 from utils.errors import UserError
 
 
@@ -122,6 +124,7 @@ class SpeechCommandsDataLoader:
         self.cache_dir = cache_dir
         self.seed = seed
         self.progress = progress
+        self.shuffle = True  # the lab's KeywordDataLoader may turn it off
         self._corpus = None
         self._splits = {}
         self._noise_bank = None
@@ -154,10 +157,103 @@ class SpeechCommandsDataLoader:
         data = self.split("train")
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
         augmenter = MelAugmenter(self.augment, self._noise_bank, hop_ms) if self.augment.enabled else None
-        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size, shuffle=True,
-                              augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
+        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
+                              shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
 
     def eval_loader(self, split, mean, std, rank=0, world_size=1):
         data = self.split(split)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
                               rank=rank, world_size=world_size)
+
+
+class Normalize(nn.Module):
+    """Precomputed MFCC -> normalised per coefficient with the training split's statistics."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class PrecomputedFeatures:
+    """Stands for FeatureParams when the features came precomputed from an IA_DATASET pickle; the
+    checkpoint records it, so later scripts read the same file and never compute MFCCs from audio."""
+
+    def __init__(self, frames=100, n_mfcc=13):
+        self.frames, self.n_mfcc = int(frames), int(n_mfcc)
+
+    def to_dict(self):
+        return {"precomputed": IA_FILE, "frames": self.frames, "n_mfcc": self.n_mfcc}
+
+
+class PrecomputedDataLoader:
+    """The splits of an IA_DATASET pickle (MFCCs already computed) as in-memory batches. There are
+    no mel spectra to augment, so training is not augmented."""
+
+    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
+                 shuffle=True, validation_split=None, seed=0, frames=100, n_mfcc=13, progress=True):
+        self.data_dir = Path(data_dir)
+        self.keywords = tuple(keywords)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.shuffle, self.seed, self.progress = shuffle, seed, progress
+        self.features = PrecomputedFeatures(frames, n_mfcc)
+        self.noise_clips = {"train": 0, "validation": 0, "test": 0}
+        splits = load_ia_splits(self.data_dir / IA_FILE, len(self.keywords) + 1, frames, n_mfcc, validation_split)
+        self._splits = {name: SplitData(x, y, [f"{IA_FILE}:{name}[{i}]" for i in range(len(y))], [])
+                        for name, (x, y) in splits.items()}
+
+    def split(self, name):
+        return self._splits[name]
+
+    def normalization(self):
+        """(mean, std) per MFCC coefficient over the training split."""
+        flat = self.split("train").mel.reshape(-1, self.features.n_mfcc).double()
+        return flat.mean(0).float(), flat.std(0).clamp(min=1e-6).float()
+
+    def transform(self, mean, std):
+        return Normalize(mean, std)
+
+    def train_loader(self, mean, std, rank=0, world_size=1):
+        data = self.split("train")
+        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size, shuffle=self.shuffle,
+                              seed=self.seed, rank=rank, world_size=world_size)
+
+    def eval_loader(self, split, mean, std, rank=0, world_size=1):
+        data = self.split(split)
+        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
+                              rank=rank, world_size=world_size)
+
+
+def KeywordDataLoader(data_dir, batch_size=512, shuffle=True, validation_split=None, num_workers=None,
+                      features=None, seed=0, progress=True, **options):
+    """The lab's loader name and keys. ``data_dir`` holding the lab's ``IA_DATASET`` pickle gives its
+    precomputed MFCCs; a Speech Commands folder gives SpeechCommandsDataLoader (``options`` are its
+    keys). ``shuffle``: reshuffle the training set every epoch. ``validation_split``: used only when
+    the pickle has no validation set. ``num_workers`` has no effect: batches are slices of
+    in-memory tensors, there are no loader processes."""
+    data_dir = Path(data_dir)
+    precomputed = bool(features) and "precomputed" in features
+    if (data_dir / IA_FILE).is_file():
+        if features and not precomputed:
+            raise UserError(f"{data_dir} holds an {IA_FILE} pickle, but the checkpoint was trained on features "
+                            f"computed from audio; give the corpus it was trained on")
+        augment = options.get("augment") or {}
+        if augment.get("enabled"):
+            print(f"note: {IA_FILE} holds MFCCs, not mel spectra: training is not augmented")
+        shape = features or {}
+        return PrecomputedDataLoader(data_dir, options.get("keywords", ("one", "two", "three")), batch_size,
+                                     options.get("eval_batch_size", 1024), shuffle, validation_split, seed,
+                                     shape.get("frames", 100), shape.get("n_mfcc", 13), progress)
+    if precomputed:
+        raise UserError(f"the checkpoint was trained on the precomputed MFCCs of an {IA_FILE} pickle, and "
+                        f"{data_dir} holds none; give the folder that holds it (--data-dir)")
+    if not data_dir.is_dir() and not options.get("download"):
+        raise UserError(f"{data_dir} holds neither the lab's {IA_FILE} nor a Speech Commands corpus; "
+                        f"set data_loader.args.data_dir (or --data-dir)")
+    loader = SpeechCommandsDataLoader(data_dir, batch_size=batch_size, features=features, seed=seed,
+                                      progress=progress, **options)
+    loader.shuffle = bool(shuffle)
+    return loader

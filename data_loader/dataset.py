@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from utils.progress import progress_bar
 
 from data_loader.audio import AudioError, fit_length, read_wave
 from data_loader.features import FeatureParams, MelPower
@@ -64,7 +64,7 @@ def _read_clips(root, rels, params, desc, progress):
         except AudioError as e:
             return e
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(tqdm(pool.map(load, rels), total=len(rels), desc=desc, disable=not progress,
+        return list(progress_bar(pool.map(load, rels), enabled=progress, total=len(rels), desc=desc,
                          unit="clip", leave=False))
 
 

@@ -51,8 +51,8 @@ SYNTHETIC_COMMAND = "python3 -m data_loader.synthetic --out data/synthetic_kws"
 
 
 def _alternatives():
-    return (f"to use a corpus you already have pass --data-dir PATH, or make the offline synthetic "
-            f"corpus with: {SYNTHETIC_COMMAND}")
+    return (f"to use a corpus you already have pass --data-dir PATH; offline, run the whole chain on a "
+            f"synthetic corpus with `make demo`, or make that corpus with: {SYNTHETIC_COMMAND}")
 
 
 def _one_line(text):
@@ -116,7 +116,7 @@ def _content_range(value):
 def _fetch(url, partial, size, timeout, progress, fail):
     """Download ``url`` into ``partial``, resuming from its current length when the server
     honours Range; restarts from zero when it does not. Raises _Interrupted on a cut."""
-    from tqdm import tqdm
+    from utils.progress import progress_bar
 
     for _attempt in range(3):
         have = partial.stat().st_size if partial.exists() else 0
@@ -157,9 +157,9 @@ def _fetch(url, partial, size, timeout, progress, fail):
                 partial.unlink(missing_ok=True)
                 raise fail(f"the server's file is {total} bytes, not the expected {size}")
             expected = total if total is not None else size
-            with open(partial, mode) as f, tqdm(total=expected, initial=have, unit="B", unit_scale=True,
-                                                unit_divisor=1024, desc=partial.name[:-len(".partial")],
-                                                disable=not progress) as bar:
+            with open(partial, mode) as f, progress_bar(enabled=progress, total=expected, initial=have,
+                                                        unit="B", unit_scale=True, unit_divisor=1024,
+                                                        desc=partial.name[:-len(".partial")]) as bar:
                 while True:
                     try:
                         chunk = response.read(CHUNK)
@@ -181,11 +181,11 @@ def _fetch(url, partial, size, timeout, progress, fail):
 
 
 def _sha256(path, progress):
-    from tqdm import tqdm
+    from utils.progress import progress_bar
 
     digest = hashlib.sha256()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-                                      desc="verifying", disable=not progress) as bar:
+    with open(path, "rb") as f, progress_bar(enabled=progress, total=path.stat().st_size, unit="B",
+                                              unit_scale=True, unit_divisor=1024, desc="verifying") as bar:
         for block in iter(lambda: f.read(4 * CHUNK), b""):
             digest.update(block)
             bar.update(len(block))
@@ -219,7 +219,7 @@ def safe_extract(archive, dest, progress=True):
     """Unpack ``archive`` into the existing folder ``dest``, regular files and folders only.
     An unsafe member raises UserError naming it; what was unpacked before stays in ``dest``
     (callers unpack into a temporary folder and delete it)."""
-    from tqdm import tqdm
+    from utils.progress import progress_bar
 
     dest = Path(dest).resolve()
     try:
@@ -227,7 +227,7 @@ def safe_extract(archive, dest, progress=True):
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{archive} is not a readable tar archive ({_one_line(e)}); delete it and "
                         f"download again, or {_alternatives()}")
-    with tar, tqdm(unit=" files", desc="unpacking", disable=not progress) as bar:
+    with tar, progress_bar(enabled=progress, unit=" files", desc="unpacking") as bar:
         try:
             for member in tar:
                 rel, why = _member_path(member)

@@ -31,10 +31,13 @@ class FeatureParams:
 
     @classmethod
     def from_dict(cls, values):
+        from utils.errors import UserError
+        if values and "precomputed" in values:
+            raise UserError(f"this model was trained on precomputed MFCCs ({values['precomputed']} pickle): "
+                            f"it has no recipe to compute features from audio; use test.py on that file")
         known = set(cls.__dataclass_fields__)
         unknown = set(values or {}) - known
         if unknown:
-            from utils.errors import UserError
             raise UserError(f"unknown feature parameters {sorted(unknown)}; allowed: {sorted(known)}")
         return cls(**(values or {}))
 

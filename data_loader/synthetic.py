@@ -636,7 +636,7 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
     ``workers``: processes to use (default: 2, or 1 for small corpora); the output does not
     depend on it.
     """
-    from tqdm import tqdm
+    from utils.progress import progress_bar
 
     _check_args(n_clips, seed, sample_rate, keyword_fraction)
     root = Path(root)
@@ -660,7 +660,7 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the corpus should not be
     tasks = [(i, word, rel, speaker, seed) for i, word, rel, speaker, _, _ in plan]
     workers = workers or (1 if n_clips < 600 else 2)
-    bar = tqdm(total=len(NOISE_FILES) + len(tasks), unit="file", desc="synthesising", disable=not progress)
+    bar = progress_bar(enabled=progress, total=len(NOISE_FILES) + len(tasks), unit="file", desc="synthesising")
     try:
         with bar:
             noise_dir = tmp / NOISE_FOLDER

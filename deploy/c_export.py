@@ -5,8 +5,10 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
 
 * Weights are stored at their bitwidth: 4 bits or less packed two per byte (low nibble first,
   unpacked with sign extension where they are used), up to 8 bits as int8_t, else int16_t.
-  Biases are int32_t (int64_t when bits_accumulator > 32), already at the accumulator scale.
-* The accumulator is a uint32_t register (uint64_t above 32 bits): unsigned arithmetic wraps
+  Biases are stored in the narrowest of int16_t, int32_t, int64_t that holds bits_accumulator,
+  already at the accumulator scale.
+* The accumulator is a uint16_t, uint32_t or uint64_t register, the narrowest that holds
+  bits_accumulator (the quantizer sizes it per layer): unsigned arithmetic wraps
   without undefined behaviour, then the low bits_accumulator bits are sign-extended, which is the
   two's-complement wrap of the simulation. Rescaling is a rounding shift (half away from zero)
   with saturation; every shift is a compile-time constant.
@@ -43,8 +45,13 @@ def _weight_bytes(layer):
     return n * _data_bytes(layer.bits_weights)
 
 
+def _accumulator_bits(bits):
+    """Width of the narrowest C integer type that holds a ``bits``-wide accumulator."""
+    return 16 if bits <= 16 else 32 if bits <= 32 else 64
+
+
 def _bias_bytes(layer):
-    return layer.bias.size * (4 if layer.bits_accumulator <= 32 else 8)
+    return layer.bias.size * _accumulator_bits(layer.bits_accumulator) // 8
 
 
 def _buffers(int_model):
@@ -92,7 +99,7 @@ def _weights_c(layer):
     else:
         text = _array(_data_ctype(layer.bits_weights), f"{name}_w", codes, fmt)
         text += f"#define {macro}_W(i) ((int32_t){name}_w[i])\n"
-    bias_type = "int32_t" if layer.bits_accumulator <= 32 else "int64_t"
+    bias_type = f"int{_accumulator_bits(layer.bits_accumulator)}_t"
     text += _array(bias_type, f"{name}_b", layer.bias,
                    f"bias codes at the accumulator scale, fl = {layer.fl_inputs + layer.fl_weights}")
     return text
@@ -101,7 +108,7 @@ def _weights_c(layer):
 def _register(layer):
     """C type of the accumulator register and the wrap arguments (mask, half) as literals."""
     bits = layer.bits_accumulator
-    reg = "uint32_t" if bits <= 32 else "uint64_t"
+    reg = f"uint{_accumulator_bits(bits)}_t"
     return reg, f"UINT64_C({hex((1 << bits) - 1)})", f"INT64_C({1 << (bits - 1)})"
 
 

@@ -15,7 +15,7 @@ Data path of one layer, with codes ``x`` at scale 2^-fl_in and weight codes at 2
 Rounding is half away from zero (as ``optimization.fixed_point.round_half_away``), the
 accumulator wraps in two's complement like a register of ``bits_accumulator`` bits. The only
 float step is ``quantize_input``. Data are int8/int16 (bits <= 8 / <= 16), accumulators int64
-(the C export uses 32-bit registers when bits_accumulator <= 32).
+(the C export uses the narrowest 16-, 32- or 64-bit register that holds bits_accumulator).
 """
 from dataclasses import dataclass
 

@@ -61,6 +61,7 @@ class _FixedPointMixin:
         self.quantization = LayerQuantization()
         # 1 = kernel kept, 0 = pruned. Not persistent: pruning lives in pruning.yml.
         self.register_buffer("kernel_mask", torch.ones(self.out_channels_or_features), persistent=False)
+        self.accumulator_probe = None  # called with the integer accumulator before it wraps (sizing)
 
     @property
     def out_channels_or_features(self):
@@ -112,6 +113,8 @@ class _FixedPointMixin:
             y = self._op(x, w, b)
             if q.bits_accumulator:
                 acc = torch.round(y.detach() * scale)  # already integer-valued; round removes fp dust
+                if self.accumulator_probe is not None:
+                    self.accumulator_probe(acc)
                 y = y + (wrap(acc, q.bits_accumulator) / scale - y).detach()
         else:
             y = self._op(x, w, b)

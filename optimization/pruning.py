@@ -14,50 +14,19 @@ from pathlib import Path
 
 import torch
 
+from configuration import schema
 from optimization.layers import FixedPointConv2d, fixed_point_layers
 from optimization.plots import plot_pruning
 from optimization.scores import format_scores
 from utils.atomic import write_yaml
-from utils.errors import UserError
-from utils.progress import progress_bar
+from utils.progress import progress_bar, write_line
 
-DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "balanced_accuracy"}
-METRICS = ("balanced_accuracy", "top1")
 TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
 RULE = "-" * 45
 MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
-
-
-@dataclass(frozen=True)
-class PruningConfig:
-    """The ``optimization.pruning`` section of the config, validated."""
-    error_margin: float = DEFAULTS["error_margin"]
-    max_steps: int = DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
-    metric: str = DEFAULTS["metric"]        # the decision metric the margin is counted in
-
-    def to_dict(self):
-        return {"error_margin": self.error_margin, "max_steps": self.max_steps, "metric": self.metric}
-
-
-def parse_pruning_config(section):
-    """Validate a config mapping (None = all defaults) into a PruningConfig."""
-    section = {} if section is None else section
-    if not isinstance(section, dict):
-        raise UserError(f"optimization.pruning must be a mapping, found {type(section).__name__}")
-    unknown = [k for k in section if k not in DEFAULTS]
-    if unknown:
-        raise UserError(f"unknown pruning keys {unknown}; allowed: {', '.join(DEFAULTS)}")
-    values = {**DEFAULTS, **section}
-    margin, steps = values["error_margin"], values["max_steps"]
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
-        raise UserError(f"pruning error_margin is in percentage points (e.g. 3), from 0 up to 100; "
-                        f"found {margin!r}")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
-        raise UserError(f"pruning max_steps must be a non-negative integer or null, "
-                        f"found {steps!r}")
-    if values["metric"] not in METRICS:
-        raise UserError(f"pruning metric '{values['metric']}' is not known; choose one of {', '.join(METRICS)}")
-    return PruningConfig(float(margin), steps, values["metric"])
+# The section is read by the config schema: one reading for train.py's config and prune.py -c.
+PruningConfig = schema.PruningConfig
+parse_pruning_config = schema.parse_pruning_config
 
 
 @dataclass
@@ -75,8 +44,8 @@ class LayerPruning:
     kind: str                 # "Conv" or "Linear"
     kernels: int
     pruned: int
-    parameters: int
-    pruned_parameters: int    # the pruned kernels' own weights and biases
+    parameters: int           # the layer's weights (biases are not counted, as in the lab)
+    pruned_parameters: int    # the pruned kernels' own weights
 
 
 @dataclass
@@ -87,7 +56,7 @@ class PruningResult:
     pruned: dict              # layer -> sorted pruned kernel indices (every layer listed)
     layers: dict              # layer -> LayerPruning
     accuracy: float           # decision metric of the solution (at its step; baseline if none)
-    rate: float               # pruned kernels' own parameters / all model parameters
+    rate: float               # pruned kernels' weights / all conv and linear weights (the lab's rate)
     metric: str = "top1"
     scores: dict = None       # every metric of the baseline and the solution, when reported
     notes: list = None        # back-off steps of the combined check
@@ -97,9 +66,10 @@ def _passes(accuracy, floor):
     return accuracy >= floor - TOLERANCE
 
 
-def kernel_parameters(layer):
-    """Weights and bias of one output kernel of ``layer``."""
-    return layer.weight[0].numel() + (1 if layer.bias is not None else 0)
+def kernel_weights(layer):
+    """Weights of one output kernel of ``layer``. The pruning rate counts weights only, as the lab
+    did (of 12,680 in the default model): biases are not part of the rate."""
+    return layer.weight[0].numel()
 
 
 def kernel_ranking(model):
@@ -134,11 +104,10 @@ def search_pruning(model, evaluate, config, combined_floor=None):
         details["last"] = scores
         return value
     layers = fixed_point_layers(model)
-    total_parameters = sum(p.numel() for p in model.parameters())
+    total_weights = sum(layer.weight.numel() for layer in layers.values())
     original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
     remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in layers.items()}
-    pruned_parameters = sum(len(layer.pruned_kernels) * kernel_parameters(layer)
-                            for layer in layers.values())
+    pruned_weights = sum(len(layer.pruned_kernels) * kernel_weights(layer) for layer in layers.values())
     ranking = kernel_ranking(model)
     budget = sum(remaining[name] - 1 for name in list(layers)[:-1] if remaining[name] > 1)
     if cfg.max_steps is not None:
@@ -157,22 +126,22 @@ def search_pruning(model, evaluate, config, combined_floor=None):
                 continue
             layer.kernel_mask[kernel] = 0.0
             top1 = score(model)
-            rate = (pruned_parameters + kernel_parameters(layer)) / total_parameters
+            rate = (pruned_weights + kernel_weights(layer)) / total_weights
             steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
             bar.update()
             if not steps[-1].accepted:
                 layer.kernel_mask[kernel] = 1.0
-                print(MARGIN_EXCEEDED)
+                write_line(MARGIN_EXCEEDED)
                 break
             remaining[name] -= 1
-            pruned_parameters += kernel_parameters(layer)
+            pruned_weights += kernel_weights(layer)
             accuracy = top1
             details["solution"] = details["last"]
         accepted = [s for s in steps if s.accepted]
         while combined_floor is not None and not _passes(accuracy, combined_floor) and accepted:
             last = accepted.pop()
             layers[last.layer].kernel_mask[last.kernel] = 1.0
-            pruned_parameters -= kernel_parameters(layers[last.layer])
+            pruned_weights -= kernel_weights(layers[last.layer])
             before, accuracy = accuracy, score(model)
             details["solution"] = details["last"]
             notes.append(f"Back-off: combined {cfg.metric} {before:.5f} < floor {combined_floor:.5f}; "
@@ -191,13 +160,12 @@ def search_pruning(model, evaluate, config, combined_floor=None):
         bar.close()
     summary = {name: LayerPruning("Conv" if isinstance(layer, FixedPointConv2d) else "Linear",
                                   layer.out_channels_or_features, len(layer.pruned_kernels),
-                                  sum(p.numel() for p in layer.parameters()),
-                                  len(layer.pruned_kernels) * kernel_parameters(layer))
+                                  layer.weight.numel(),
+                                  len(layer.pruned_kernels) * kernel_weights(layer))
                for name, layer in layers.items()}
     pruned = {name: layer.pruned_kernels for name, layer in layers.items()}
-    return PruningResult(baseline, floor, steps, pruned, summary, accuracy,
-                         pruned_parameters / total_parameters, cfg.metric,
-                         {"baseline": details["baseline"], "solution": details["solution"]}, notes)
+    return PruningResult(baseline, floor, steps, pruned, summary, accuracy, pruned_weights / total_weights,
+                         cfg.metric, {"baseline": details["baseline"], "solution": details["solution"]}, notes)
 
 
 def format_report(result):

@@ -6,18 +6,25 @@ layer). Each group walks down the bitwidth schedule until validation top-1 falls
 and keeps the lowest bitwidth that stayed at or above it. Integer lengths come from range
 analysis. The combined solution is then checked against the floor and backed off if needed.
 
-``error_margin`` is in percentage points of the decision ``metric`` (``balanced_accuracy`` by
-default, or the lab's ``top1``): the floor is ``baseline - error_margin / 100`` (a float baseline
+``error_margin`` is in percentage points of the decision ``metric`` (the lab's ``top1`` when the
+config names none; our config chooses ``balanced_accuracy``): the floor is ``baseline - error_margin / 100`` (a float baseline
 of 0.90 and a margin of 3 give a floor of 0.87). On a split that is mostly background, a top-1
 margin lets the search take a model most of the way to "always background"; a margin on the mean
 per-class recall cannot be spent on the keywords alone. ``evaluate`` may return the decision
 metric alone or a dict of metrics; with a dict, top-1 is reported beside the decision metric.
+
+With ``bits_accumulator: auto`` the search runs with registers too wide to wrap; the final
+solution then gets per-layer accumulator widths (``size_accumulators``): at least the lab's rule,
+and wide enough that no validation clip overflows, so the measured accuracies still hold.
 """
+import math
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
+import torch
 
-from optimization.fixed_point import integer_length
+from configuration import schema
+from optimization.fixed_point import fractional_length, integer_length, quantize, round_half_away
 from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
 from optimization.range_analysis import collect_ranges
@@ -32,99 +39,13 @@ GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
                "activations": "Activations"}
 SWEEP_TITLES = {"conv_weights": "Conv layer weights:", "fc_weights": "FC layer weights:",
                 "activations": "Conv/FC inputs/activations:"}
-DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
-            "bits_accumulator": 32, "metric": "balanced_accuracy"}
-METRICS = ("balanced_accuracy", "top1")
-MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
-MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
+MAX_ACCUMULATOR = schema.MAX_ACCUMULATOR
 TOLERANCE = 1e-9        # accuracies are ratios of counts; absorb float error at the floor
 FLOAT_BITS = 32         # a float weight costs 32 bits in the weight-memory count
 RULE = "-" * 45
-LAMBDA_MESSAGE = "lambda strings are not evaluated; use schedule: halve or a list of bitwidths"
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _bitwidth(key, value, high=MAX_BITWIDTH):
-    if not _is_int(value) or not 2 <= value <= high:
-        raise UserError(f"quantization {key} must be an integer from 2 to {high}, found {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class QuantizationConfig:
-    """The ``optimization.quantization`` section of the config, validated."""
-    error_margin: float = DEFAULTS["error_margin"]
-    schedule: object = DEFAULTS["schedule"]  # "halve" or a descending tuple of bitwidths
-    start_bitwidth: int = DEFAULTS["start_bitwidth"]
-    min_bitwidth: int = DEFAULTS["min_bitwidth"]
-    bits_accumulator: int = DEFAULTS["bits_accumulator"]
-    metric: str = DEFAULTS["metric"]
-
-    @property
-    def bitwidths(self):
-        """The schedule as a descending list of bitwidths."""
-        if self.schedule != "halve":
-            return list(self.schedule)
-        bits, bw = [], self.start_bitwidth
-        while bw >= self.min_bitwidth:
-            bits.append(bw)
-            bw //= 2
-        return bits
-
-    def to_dict(self):
-        return {"error_margin": self.error_margin,
-                "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
-                "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
-                "bits_accumulator": self.bits_accumulator, "metric": self.metric}
-
-
-def parse_quantization_config(section):
-    """Validate a config mapping (None = all defaults) into a QuantizationConfig."""
-    section = {} if section is None else section
-    if not isinstance(section, dict):
-        raise UserError(f"optimization.quantization must be a mapping, "
-                        f"found {type(section).__name__}")
-    if "decrement" in section:
-        raise UserError(f"quantization 'decrement' is not supported: {LAMBDA_MESSAGE}")
-    unknown = [k for k in section if k not in DEFAULTS]
-    if unknown:
-        raise UserError(f"unknown quantization keys {unknown}; allowed: {', '.join(DEFAULTS)}")
-    values = {**DEFAULTS, **section}
-    margin = values["error_margin"]
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 100:
-        raise UserError(f"quantization error_margin is in percentage points (e.g. 3), "
-                        f"from 0 up to 100; found {margin!r}")
-    start = _bitwidth("start_bitwidth", values["start_bitwidth"])
-    low = _bitwidth("min_bitwidth", values["min_bitwidth"])
-    accumulator = _bitwidth("bits_accumulator", values["bits_accumulator"], MAX_ACCUMULATOR)
-    schedule = values["schedule"]
-    if isinstance(schedule, str):
-        if "lambda" in schedule:
-            raise UserError(f"quantization schedule {schedule!r}: {LAMBDA_MESSAGE}")
-        if schedule != "halve":
-            raise UserError(f"quantization schedule must be 'halve' or a list of bitwidths "
-                            f"such as [16, 8, 6, 4], found {schedule!r}")
-        if low > start:
-            raise UserError(f"quantization min_bitwidth {low} is above start_bitwidth {start}")
-    elif isinstance(schedule, list) and schedule:
-        schedule = tuple(_bitwidth("schedule entry", b) for b in schedule)
-        if any(a <= b for a, b in zip(schedule, schedule[1:])):
-            raise UserError(f"quantization schedule {list(schedule)} must be strictly descending")
-        for key, end in (("start_bitwidth", schedule[0]), ("min_bitwidth", schedule[-1])):
-            if key in section and section[key] != end:
-                raise UserError(f"quantization {key} {section[key]} disagrees with schedule "
-                                f"{list(schedule)}; drop {key} or make them agree")
-        start, low = schedule[0], schedule[-1]
-    else:
-        raise UserError(f"quantization schedule must be 'halve' or a non-empty list of bitwidths, "
-                        f"found {schedule!r}")
-    metric = values["metric"]
-    if metric not in METRICS:
-        raise UserError(f"quantization metric '{metric}' is not known; choose one of {', '.join(METRICS)}")
-    return QuantizationConfig(float(margin), schedule, start, low, accumulator, metric)
+# The section is read by the config schema: one reading for train.py's config and quantize.py -c.
+QuantizationConfig = schema.QuantizationConfig
+parse_quantization_config = schema.parse_quantization_config
 
 
 @dataclass
@@ -156,6 +77,8 @@ class QuantizationResult:
     per_layer: PerLayerResult = None
     metric: str = "top1"                           # the decision metric of sweeps/accuracy/floor
     details: dict = field(default_factory=dict)    # group -> {bitwidth: {metric: value}}; "combined"
+    accumulators: dict = field(default_factory=dict)  # layer -> widths, when sized per layer ('auto')
+    inputs: object = None                          # validation inputs (to size accumulators again)
 
     @property
     def final_accuracy(self):
@@ -242,11 +165,15 @@ def search_quantization(model, evaluate, inputs, config, baseline_override=None)
     layers = fixed_point_layers(model)
     original = {name: layer.quantization for name, layer in layers.items()}
     schedule = cfg.bitwidths
+    auto = cfg.bits_accumulator == "auto"
+    # 'auto' searches with registers too wide to wrap, then sizes each layer's register so that no
+    # validation clip overflows it: the measured accuracies stay exact.
+    accumulator = MAX_ACCUMULATOR if auto else cfg.bits_accumulator
     ranges = collect_ranges(model, inputs)
 
     def solution(bits):
         weights = {name: bits[_weight_group(layer)] for name, layer in layers.items()}
-        return _solution(layers, ranges, weights, bits["activations"], cfg.bits_accumulator)
+        return _solution(layers, ranges, weights, bits["activations"], accumulator)
 
     run = _Evaluations(model, evaluate, 2 + len(GROUPS) * len(schedule), "quantization", cfg.metric)
     try:
@@ -286,13 +213,17 @@ def search_quantization(model, evaluate, inputs, config, baseline_override=None)
         final = solution(chosen)
         details["combined"] = run.scores(final)
         apply_quantization(model, final)
+        sizes = {}
+        if auto:
+            final, sizes = size_accumulators(model, final, inputs)
     except BaseException:
         apply_quantization(model, original)
         raise
     finally:
         run.close()
-    return QuantizationResult(baseline, floor, schedule, cfg.bits_accumulator, ranges, sweeps,
-                              chosen, accuracy, final, notes, metric=cfg.metric, details=details)
+    return QuantizationResult(baseline, floor, schedule, accumulator, ranges, sweeps,
+                              chosen, accuracy, final, notes, metric=cfg.metric, details=details,
+                              accumulators=sizes, inputs=inputs)
 
 
 def _weight_memory(layers, weight_bits):
@@ -337,6 +268,9 @@ def search_per_layer_weights(model, evaluate, result):
                 bits[name], accuracy = bw, sweeps[name][bw]
         final = solution(bits)
         apply_quantization(model, final)
+        sizes = {}
+        if result.accumulators:
+            final, sizes = size_accumulators(model, final, result.inputs)
     except BaseException:
         apply_quantization(model, original)
         raise
@@ -344,7 +278,84 @@ def search_per_layer_weights(model, evaluate, result):
         run.close()
     per_layer = PerLayerResult(order, tolerance, sweeps, group_bits, bits, accuracy,
                                _weight_memory(layers, group_bits), _weight_memory(layers, bits))
-    return replace(result, layers=final, per_layer=per_layer)
+    return replace(result, layers=final, per_layer=per_layer, accumulators=sizes or result.accumulators)
+
+
+def _register_bits(low, high):
+    """The smallest two's-complement width that holds every integer in [low, high]."""
+    bits = 2
+    while low < -(1 << (bits - 1)) or high > (1 << (bits - 1)) - 1:
+        bits += 1
+    return bits
+
+
+def lab_accumulator_rule(layer, q):
+    """The lab's width: data bits + weight bits - 1 + floor(log2(kernel size)), the kernel size
+    counting the products of one output plus its bias."""
+    kernel = layer.weight[0].numel() + (1 if layer.bias is not None else 0)
+    return q.bits_inputs + q.bits_weights - 1 + int(math.floor(math.log2(kernel)))
+
+
+def _bias_codes(layer, q):
+    if layer.bias is None:
+        return torch.zeros(layer.out_channels_or_features, dtype=torch.float64)
+    return round_half_away(layer.bias.detach().double() * layer.kernel_mask.double() * 2.0 ** q.fl_accumulator)
+
+
+def worst_case_accumulator(layer, q):
+    """Width no input can overflow: for every output, the sum of |weight codes| times the largest
+    input code magnitude 2^(bits_inputs-1), plus |bias code|; the widest output decides."""
+    with torch.no_grad():
+        w = layer.weight.detach().double() * layer.kernel_mask.double().view((-1,) + (1,) * (layer.weight.dim() - 1))
+        codes = quantize(w, q.bits_weights, q.il_weights) * 2.0 ** fractional_length(q.bits_weights, q.il_weights)
+        bound = codes.abs().flatten(1).sum(1) * 2.0 ** (q.bits_inputs - 1) + _bias_codes(layer, q).abs()
+    top = int(bound.max())
+    return _register_bits(-top, top)
+
+
+def size_accumulators(model, solution, inputs, batch_size=1024):
+    """Each integer accumulator gets the smallest width that no clip of ``inputs`` overflows, but
+    at least the lab's rule (capped at MAX_ACCUMULATOR). Returns (solution with those widths,
+    layer -> {bits, lab_rule, validation, worst_case, max_abs}); the model carries the solution.
+    The accumulators are measured with the same formats in registers too wide to wrap, so the
+    outputs on ``inputs`` are unchanged by the sizing."""
+    layers = fixed_point_layers(model)
+    wide = {name: replace(q, bits_accumulator=MAX_ACCUMULATOR) if q.integer_accumulator else q
+            for name, q in solution.items()}
+    apply_quantization(model, wide)
+    extremes = {name: [0.0, 0.0] for name, q in wide.items() if q.integer_accumulator}
+
+    def probe(name):
+        def record(acc):
+            extremes[name][0] = min(extremes[name][0], float(acc.min()))
+            extremes[name][1] = max(extremes[name][1], float(acc.max()))
+        return record
+
+    training = model.training
+    model.eval()
+    try:
+        for name in extremes:
+            layers[name].accumulator_probe = probe(name)
+        with torch.no_grad():
+            for i in range(0, len(inputs), batch_size):
+                model(inputs[i:i + batch_size])
+    finally:
+        for layer in layers.values():
+            layer.accumulator_probe = None
+        model.train(training)
+    sized, info = dict(solution), {}
+    for name, (low, high) in extremes.items():
+        layer, q = layers[name], wide[name]
+        bias = _bias_codes(layer, q)
+        low, high = min(low, float(bias.min())), max(high, float(bias.max()))
+        measured = _register_bits(int(low), int(high))
+        rule = lab_accumulator_rule(layer, q)
+        bits = min(max(rule, measured), MAX_ACCUMULATOR)
+        sized[name] = replace(q, bits_accumulator=bits)
+        info[name] = {"bits": bits, "lab_rule": rule, "validation": measured,
+                      "worst_case": worst_case_accumulator(layer, q), "max_abs": int(max(-low, high))}
+    apply_quantization(model, sized)
+    return sized, info
 
 
 def format_report(result):
@@ -371,6 +382,10 @@ def format_report(result):
         lines.append(f"Per-layer accuracy: {p.accuracy:.5f}")
         lines.append(f"Weight memory: {p.group_weight_bits} -> {p.weight_bits} bits "
                      f"(saved {saved} bits, {100 * saved / p.group_weight_bits:.2f}%)")
+    if result.accumulators:
+        lines.append("Accumulator bits (chosen: lab rule / no validation overflow / worst case):")
+        lines += [f"    {name}: {a['bits']} ({a['lab_rule']} / {a['validation']} / {a['worst_case']})"
+                  for name, a in result.accumulators.items()]
     lines.append(RULE)
     return "\n".join(lines)
 
@@ -386,6 +401,8 @@ def save_quantization(path, result, config):
                "metric": result.metric, "notes": list(result.notes)}
     if result.details:
         results["scores"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.details.items()}
+    if result.accumulators:
+        results["accumulators"] = {name: dict(a) for name, a in result.accumulators.items()}
     p = result.per_layer
     if p:
         results["per_layer"] = {"order": list(p.order), "tolerance": dict(p.tolerance),
@@ -393,8 +410,11 @@ def save_quantization(path, result, config):
                                 "bitwidths": dict(p.bitwidths), "accuracy": p.accuracy,
                                 "group_weight_bits": p.group_weight_bits,
                                 "weight_bits": p.weight_bits}
+    layers = {name: q.to_dict() for name, q in result.layers.items()}
+    # ``solutions`` repeats the formats under the lab's name, where its loader reads them
+    # (seven keys per layer), so the lab's test.py, profile.py and train.py accept our file too.
     write_yaml(path, {"config": parse_quantization_config(config).to_dict(), "results": results,
-                      "layers": {name: q.to_dict() for name, q in result.layers.items()}})
+                      "layers": layers, "solutions": {name: dict(q) for name, q in layers.items()}})
     figure = path.with_suffix(".png")
     plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
                       result.floor, figure)

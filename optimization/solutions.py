@@ -31,10 +31,12 @@ def _check_names(label, names, model):
     return layers
 
 
-def _section(path, key, what):
-    data = dict(path) if isinstance(path, dict) else read_yaml(path, what)  # a file or stored content
-    if key not in data:
-        raise UserError(f"{path} has no '{key}' section; is it a {what} written by this tool?")
+def _section(path, key, what, data=None):
+    if data is None:  # a file, or a solution's content stored in a finetuned checkpoint
+        data = dict(path) if isinstance(path, dict) else read_yaml(path, what)
+    if not isinstance(data, dict) or key not in data:
+        lab = " (or the lab's 'solutions')" if key == "layers" else ""
+        raise UserError(f"{path} has no '{key}' section{lab}; is it a {what} written by this tool?")
     section = data[key]
     if section is None:
         return {}
@@ -66,9 +68,12 @@ def _layer_quantization(path, name, entry):
 
 
 def load_quantization(path, model):
-    """Layer name -> LayerQuantization from a quantization.yml, validated against ``model``."""
+    """Layer name -> LayerQuantization from a quantization.yml, validated against ``model``: ours
+    (``layers``) or the lab's (``solutions``, the same seven keys per layer)."""
     path = path if isinstance(path, dict) else Path(path)
-    section = _section(path, "layers", "quantization solution")
+    data = dict(path) if isinstance(path, dict) else read_yaml(path, "quantization solution")
+    key = "layers" if "layers" in data or "solutions" not in data else "solutions"
+    section = _section(path, key, "quantization solution", data)
     _check_names(str(path), list(section), model)
     return {name: _layer_quantization(path, name, entry) for name, entry in section.items()}
 

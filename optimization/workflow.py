@@ -13,6 +13,7 @@ quantization margin counted from the float model.
 import time
 from pathlib import Path
 
+from configuration.schema import validate_config
 from model.loss import nll_loss
 from optimization.profiling import format_profile, profile_model
 from optimization.pruning import (format_report as pruning_report, parse_pruning_config, save_pruning,
@@ -43,7 +44,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
 
 def optimization_section(ckpt, name, config_path=None):
     """The ``optimization.<name>`` settings: from ``-c`` when given, else the checkpoint's config."""
-    config = read_yaml(config_path, "config file") if config_path else ckpt["config"]
+    config = validate_config(read_yaml(config_path, "config file")) if config_path else ckpt["config"]
     return (config.get("optimization") or {}).get(name)
 
 

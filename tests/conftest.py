@@ -44,7 +44,7 @@ def e2e_config(tmp_path_factory, corpus_dir, cache_dir):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
     cfg["name"] = "e2e"
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir))
+    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
     cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=E2E_EPOCHS, save_period=2)
     cfg["optimization"]["finetuning"]["epochs"] = 2
     path = tmp / "config.yml"
@@ -102,7 +102,7 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
     cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
     cfg.update(name=name, seed=seed)
     cfg["arch"]["args"]["dropout"] = 0.5
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), batch_size=32,
+    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None, batch_size=32,
                                       augment={"enabled": True, "time_shift_ms": 100, "noise_prob": 0.5,
                                                "snr_db": [10, 30]})
     cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}

@@ -27,7 +27,8 @@ def test_quantize_prints_the_lab_report_and_writes_yml_and_png(solutions):
     assert re.search(r"^Conv weights bitwidth: (\d+|float32)$", out, re.M)
     assert f"Saving config: {qyml}" in out
     data = yaml.safe_load(qyml.read_text())
-    assert set(data) == {"config", "results", "layers"}
+    assert set(data) == {"config", "results", "layers", "solutions"}
+    assert data["solutions"] == data["layers"]  # the lab's name, for its loader
     assert set(data["layers"]) == {"conv1", "conv2", "fc3", "fc4"}
     assert data["results"]["accuracy"] >= data["results"]["floor"] - 1e-9
     assert qyml.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
@@ -107,11 +108,15 @@ def test_solutions_for_another_model_are_one_line_errors(solutions, tmp_path):
 
 
 def test_lambda_schedule_is_rejected_not_evaluated(solutions, tmp_path, e2e_config):
+    """Only the lab's two decrement forms are accepted (parsed, not evaluated); anything else is refused."""
     ckpt = solutions[0]
+    marker = tmp_path / "evaluated"
     cfg = yaml.safe_load(e2e_config.read_text())
-    cfg["optimization"]["quantization"] = {"error_margin": 15, "decrement": "lambda bw: bw//2"}
+    cfg["optimization"]["quantization"] = {
+        "error_margin": 15, "decrement": f"lambda bw: __import__('os').system('touch {marker}') or bw // 2"}
     path = tmp_path / "lambda.yml"
     path.write_text(yaml.safe_dump(cfg))
     proc = run("quantize.py", "-r", ckpt, "-c", path, "-o", tmp_path / "q.yml", check=False)
-    assert proc.returncode == 1 and "lambda strings are not evaluated" in proc.stderr
+    assert proc.returncode == 1 and "is not accepted: only 'lambda bw: bw // K'" in proc.stderr
+    assert not marker.exists()
     assert not (tmp_path / "q.yml").exists()

@@ -77,6 +77,7 @@ CASES = {
     "w2_a8": dict(prune=False, bits=(8, (2, 2, 2, 2), 32, 8)),
     "w16_a16_acc48": dict(prune=True, bits=(16, (16, 16, 16, 16), 48, 16)),
     "w8_a8_acc12_wraps": dict(prune=False, bits=(8, (8, 8, 8, 8), 12, 8)),
+    "w4_a8_acc16_int16_register": dict(prune=True, bits=(8, (4, 4, 4, 4), 16, 8)),
     "conv4_fc8_out16_in8": dict(prune=True, bits=(8, (4, 4, 8, 8), 32, 16)),
 }
 

@@ -55,7 +55,7 @@ def write_config(tmp, corpus_dir, cache_dir, name, **trainer):
     cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
     cfg["name"] = name
     cfg["arch"]["args"]["dropout"] = 0.0
-    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir))
+    cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
     cfg["data_loader"]["args"]["augment"]["enabled"] = False
     cfg["trainer"]["class_weights"] = None
     cfg["trainer"].update({"save_dir": str(tmp / "saved"), "epochs": EPOCHS, "save_period": 1, **trainer})

@@ -249,7 +249,7 @@ def test_unreachable_url_fails_fast_with_one_line(tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert url in message and str(root) in message
-    assert "--data-dir PATH" in message
+    assert "--data-dir PATH" in message and "`make demo`" in message
     assert "python3 -m data_loader.synthetic --out data/synthetic_kws" in message
     assert not root.exists() and _leftovers(tmp_path) == []
 

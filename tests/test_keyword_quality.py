@@ -87,7 +87,8 @@ class Scripted:
 def test_pruning_searches_the_decision_metric_and_reports_top1_beside_it():
     torch.manual_seed(0)
     model = KeywordLeNet5Clone().eval()
-    result = search_pruning(model, Scripted(lambda n: 0.90 - 0.01 * n), {"error_margin": 3.5})
+    result = search_pruning(model, Scripted(lambda n: 0.90 - 0.01 * n),
+                            {"error_margin": 3.5, "metric": "balanced_accuracy"})
     assert sum(len(k) for k in result.pruned.values()) == 3   # 0.87 passes, 0.86 does not
     report = format_report(result)
     assert "Baseline float32: 0.95000 | balanced_accuracy: 0.90000" in report
@@ -97,7 +98,8 @@ def test_pruning_searches_the_decision_metric_and_reports_top1_beside_it():
 def test_a_combined_floor_restores_the_last_pruned_kernels_until_it_passes():
     torch.manual_seed(0)
     model = KeywordLeNet5Clone().eval()
-    result = search_pruning(model, Scripted(lambda n: 0.90 - 0.01 * n), {"error_margin": 5},
+    result = search_pruning(model, Scripted(lambda n: 0.90 - 0.01 * n),
+                            {"error_margin": 5, "metric": "balanced_accuracy"},
                             combined_floor=0.875)
     # the pruning margin alone allowed 5 kernels (0.85); the combined floor keeps 2 (0.88)
     assert sum(len(k) for k in result.pruned.values()) == 2

@@ -17,8 +17,8 @@ from optimization.pruning import (MARGIN_EXCEEDED, format_report, kernel_ranking
 from optimization.solutions import apply_pruning, load_pruning
 from utils.errors import UserError
 
-TOTAL = 12764  # parameters of the default KeywordLeNet5Clone
-CONV1, CONV2, FC3 = 9 + 1, 8 * 9 + 1, 184 + 1  # one kernel's weights and bias
+TOTAL = 12680  # weights of the default KeywordLeNet5Clone (the lab's pruning rate counts no biases)
+CONV1, CONV2, FC3 = 9, 8 * 9, 184  # one kernel's weights
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -183,15 +183,17 @@ def test_report_layout():
         "Layer conv2    | Conv     | 1/8 kernels pruned   | 12.50% parameters pruned",
         "Layer fc3      | Linear   | 32/64 kernels pruned | 50.00% parameters pruned",
         "Layer fc4      | Linear   | 0/4 kernels pruned   | 0.00% parameters pruned",
-        "Total pruning rate: 46.95%",  # (73 + 32 * 185) / 12764; the lab printed 47.00%
+        "Total pruning rate: 47.00%",  # (72 + 32 * 184) / 12680, the lab's figure
         "Accuracy: 0.87220",
-        "Decision metric: balanced_accuracy, floor 0.86844 (baseline 0.89844)",
+        "Decision metric: top1, floor 0.86844 (baseline 0.89844)",
         "---------------------------------------------",
     ])
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"margin": 3}, "unknown pruning keys ['margin']; allowed: error_margin, max_steps"),
+    ({"margin": 3}, "config key optimization.pruning.margin is not known; did you mean "
+                    "optimization.pruning.error_margin?"),
+    ({"max_step": 3}, "did you mean optimization.pruning.max_steps?"),
     ({"error_margin": "3%"}, "percentage points"),
     ({"error_margin": -0.5}, "percentage points"),
     ({"max_steps": -1}, "max_steps must be a non-negative integer or null"),
@@ -236,7 +238,7 @@ def test_real_search_costs_one_pass_per_step_and_round_trips(toy, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = yaml.safe_load((tmp_path / "pruning.yml").read_text())
     assert list(saved) == ["config", "results", "pruned_filters"]
-    assert saved["config"] == {"error_margin": 3.0, "max_steps": None, "metric": "balanced_accuracy"}
+    assert saved["config"] == {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
     assert saved["results"]["accuracy"] == result.accuracy
     assert saved["results"]["rate"] == result.rate
     assert [s["accuracy"] for s in saved["results"]["steps"]] == [s.accuracy for s in result.steps]

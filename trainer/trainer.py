@@ -93,8 +93,8 @@ class Trainer(BaseTrainer):
         cm = None
         start = time.perf_counter()
         batches = self.data_loader if self.distributed is None else EvenBatches(self.data_loader)
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{self.epochs}", leave=False,
-                           enabled=self.progress and self.is_writer, unit="batch")
+        bar = progress_bar(batches, enabled=self.progress and self.is_writer, desc=f"epoch {epoch}/{self.epochs}",
+                           leave=False, unit="batch")
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)

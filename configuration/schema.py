@@ -1,0 +1,509 @@
+"""The one schema of the config file: every section and key, its type, range and meaning.
+
+``validate_config(raw)`` checks a config mapping (as read with ``yaml.safe_load``) and returns a
+canonical copy: the lab's names become ours (``optimization.quantizer`` -> ``quantization``,
+``pruner`` -> ``pruning``, ``decrement`` -> ``schedule``), the lab's data-loader ``seed`` becomes
+the top-level ``seed``, and the lab's YAML string ``None`` becomes null. Unknown keys are refused
+with the nearest known name; every problem is one line (a UserError) naming the key.
+
+The quantization and pruning sections are parsed here too (``parse_quantization_config``,
+``parse_pruning_config``), so the config, ``quantize.py -c`` and the searches share one reading.
+A lab ``decrement`` string is parsed with ``ast``, never evaluated, and only two forms are
+accepted: ``lambda bw: bw // K`` and ``lambda bw: bw - K``.
+"""
+import ast
+import copy
+import difflib
+from dataclasses import dataclass
+
+from utils.errors import UserError
+
+# --- scalar checks -------------------------------------------------------------------------
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(low=None, high=None):
+    def check(path, value):
+        if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+            rng = (f" from {low} to {high}" if high is not None else f" >= {low}") if low is not None else ""
+            raise UserError(f"config {path} must be an integer{rng}, found {value!r}")
+        return value
+    return check
+
+
+def _number(low=None, high=None, low_open=False, high_open=False):
+    """A number in [low, high] (an end is excluded when ``*_open``)."""
+    def check(path, value):
+        ok = _is_number(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if not ok:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            rng = f"in {left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+            raise UserError(f"config {path} must be a number {rng}, found {value!r}")
+        return float(value) if isinstance(value, float) else value
+    return check
+
+
+def _bool(path, value):
+    if not isinstance(value, bool):
+        raise UserError(f"config {path} must be true or false, found {value!r}")
+    return value
+
+
+def _string(path, value):
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"config {path} must be a non-empty string, found {value!r}")
+    return value
+
+
+def _optional(check):
+    def optional(path, value):
+        return None if value is None else check(path, value)
+    return optional
+
+
+def _choice(*choices):
+    def check(path, value):
+        if value not in choices:
+            raise UserError(f"config {path} must be one of {', '.join(map(str, choices))}, found {value!r}")
+        return value
+    return check
+
+
+def _pair(low=None, high=None):
+    def check(path, value):
+        if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(_is_number, value))
+                or value[0] > value[1] or (low is not None and value[0] < low)
+                or (high is not None and value[1] > high)):
+            raise UserError(f"config {path} must be a pair [low, high] of numbers with low <= high, "
+                            f"found {value!r}")
+        return list(value)
+    return check
+
+
+def _keywords(path, value):
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(w, str) and w.strip() and w == w.strip() for w in value)):
+        raise UserError(f"config {path} must be a list of words such as [one, two, three], found {value!r}")
+    if len(set(value)) != len(value):
+        dup = sorted({w for w in value if value.count(w) > 1})
+        raise UserError(f"config {path} names {dup} more than once; each keyword is one class")
+    return value
+
+
+def _class_weights(path, value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(_is_number(w) and w > 0 for w in value):
+        raise UserError(f"config {path} must be null or a list of positive numbers (one per class), "
+                        f"found {value!r}")
+    return value
+
+
+def _lab_none(check):
+    """The lab wrote ``validation_split: None``, which YAML reads as the string 'None'."""
+    def lab(path, value):
+        return None if value is None or value == "None" else check(path, value)
+    return lab
+
+
+def _split_fraction(path, value):
+    if _is_int(value) and value >= 1:
+        return value
+    if _is_number(value) and 0 <= value < 1:
+        return value
+    raise UserError(f"config {path} must be a fraction in [0, 1) of the training set or a number of "
+                    f"clips, found {value!r}")
+
+
+MONITOR_METRICS = ("val_loss", "val_top1", "val_balanced_accuracy", "val_false_alarm_rate",
+                   "val_min_keyword_recall", "loss", "top1")
+# model/metric.py's METRICS: what `metrics:` may list (every one is computed and logged anyway)
+METRIC_NAMES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
+
+
+def _monitor(path, value):
+    if value == "off":
+        return value
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) != 2 or parts[0] not in ("min", "max") or parts[1] not in MONITOR_METRICS:
+        raise UserError(f"config {path} must be 'off' or 'min|max <metric>' with a metric of "
+                        f"{', '.join(MONITOR_METRICS)}, found {value!r}")
+    return value
+
+
+def _metrics(path, value):
+    if (not isinstance(value, list) or not value or not all(isinstance(m, str) and m for m in value)
+            or len(set(value)) != len(value)):
+        raise UserError(f"config {path} must be a list of distinct metric names such as [top1], found {value!r}")
+    unknown = [m for m in value if m not in METRIC_NAMES]
+    if unknown:
+        raise UserError(f"config {path} names {unknown[0]!r}, which is not a metric"
+                        f"{_did_you_mean(unknown[0], METRIC_NAMES)}; known: {', '.join(METRIC_NAMES)}")
+    return value
+
+
+def _torch_type(kind):
+    """The name of a class in torch.optim (an optimizer) or torch.optim.lr_scheduler."""
+    def check(path, value):
+        import torch
+        module = torch.optim if kind == "torch optimizer" else torch.optim.lr_scheduler
+        names = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
+        if not isinstance(value, str) or value not in names:
+            hint = _did_you_mean(str(value), names)
+            raise UserError(f"config {path} '{value}' is not a {kind} class in {module.__name__}{hint}")
+        return value
+    return check
+
+
+# --- structure -------------------------------------------------------------------------------
+
+class Section:
+    """A mapping with known keys. ``keys``: name -> check function or nested Section. ``aliases``:
+    the lab's name -> ours. ``open_keys``: a Section whose other keys are passed through unchecked
+    (the arguments of a torch class, which checks them itself)."""
+
+    def __init__(self, keys, required=(), aliases=None, open_keys=False, nullable=False):
+        self.keys, self.required, self.aliases = keys, tuple(required), dict(aliases or {})
+        self.open_keys, self.nullable = open_keys, nullable
+
+    def __call__(self, path, value):
+        if value is None and self.nullable:
+            return None
+        if not isinstance(value, dict):
+            raise UserError(f"config {path or 'file'} must be a mapping of keys, found {type(value).__name__}")
+        out = {}
+        for key, item in value.items():
+            name = self.aliases.get(key, key)
+            where = f"{path}.{key}" if path else str(key)
+            if name in out:
+                lab = next(k for k in (key, *self.aliases) if self.aliases.get(k) == name and k in value)
+                raise UserError(f"config {path + '.' if path else ''}{lab} is the lab's name of "
+                                f"{path + '.' if path else ''}{name}, and both are given; keep one of them")
+            if name not in self.keys:
+                if self.open_keys:
+                    out[name] = item
+                    continue
+                raise UserError(f"config key {where} is not known"
+                                f"{_did_you_mean(str(key), list(self.keys) + list(self.aliases), path)}")
+            out[name] = self.keys[name](where if name == key else f"{path}.{name}" if path else name, item)
+        missing = [k for k in self.required if k not in out]
+        if missing:
+            raise UserError(f"config {path + ' ' if path else ''}lacks the key(s) {missing}; start from "
+                            f"config_lenet5_keywords.yml")
+        return out
+
+
+def _did_you_mean(key, known, path=""):
+    known = [str(k) for k in known]
+    close = [k for k in known if len(key) >= 4 and (key in k or k in key)][:1]  # 'margin' -> error_margin
+    close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    prefix = f"{path}." if path else ""
+    if close:
+        return f"; did you mean {prefix}{close[0]}?"
+    return f" (known: {', '.join(map(str, known))})"
+
+
+# --- quantization and pruning settings ----------------------------------------------------------
+
+MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
+MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
+SEARCH_METRICS = ("top1", "balanced_accuracy")
+QUANTIZATION_DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
+                         "bits_accumulator": "auto", "metric": "top1"}
+PRUNING_DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
+DECREMENT_FORMS = "'lambda bw: bw // K' or 'lambda bw: bw - K' (K an integer)"
+
+
+def _bitwidth(key, value, high=MAX_BITWIDTH):
+    if not _is_int(value) or not 2 <= value <= high:
+        raise UserError(f"quantization {key} must be an integer from 2 to {high}, found {value!r}")
+    return value
+
+
+def _margin(section, value):
+    if not _is_number(value) or not 0 <= value < 100:
+        raise UserError(f"{section} error_margin is in percentage points (e.g. 3), from 0 up to 100; "
+                        f"found {value!r}")
+    return float(value)
+
+
+def _metric(section, value):
+    if value not in SEARCH_METRICS:
+        raise UserError(f"{section} metric must be one of {', '.join(SEARCH_METRICS)}, found {value!r}")
+    return value
+
+
+def parse_decrement(text):
+    """('div', K) for ``lambda bw: bw // K`` or ('sub', K) for ``lambda bw: bw - K``; anything
+    else is a UserError. The text is parsed, never evaluated."""
+    bad = UserError(f"quantization decrement {text!r} is not accepted: only {DECREMENT_FORMS} "
+                    f"(nothing read from a file is evaluated)")
+    if not isinstance(text, str):
+        raise bad
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise bad from None
+    fn = tree.body
+    if (not isinstance(fn, ast.Lambda) or len(fn.args.args) != 1 or fn.args.defaults or fn.args.vararg
+            or fn.args.kwarg or fn.args.kwonlyargs or fn.args.posonlyargs):
+        raise bad
+    arg, body = fn.args.args[0].arg, fn.body
+    if (not isinstance(body, ast.BinOp) or not isinstance(body.left, ast.Name) or body.left.id != arg
+            or not isinstance(body.right, ast.Constant) or not _is_int(body.right.value)):
+        raise bad
+    k = body.right.value
+    if isinstance(body.op, ast.FloorDiv) and k >= 2:
+        return ("div", k)
+    if isinstance(body.op, ast.Sub) and k >= 1:
+        return ("sub", k)
+    raise bad
+
+
+def decrement_schedule(decrement, start, low):
+    """The bitwidths the lab's loop tried with ``decrement``, from ``start`` down to ``low``."""
+    kind, k = decrement
+    bits, bw = [], start
+    while bw >= low:
+        bits.append(bw)
+        bw = bw // k if kind == "div" else bw - k
+    return bits
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """The ``optimization.quantization`` section, validated. ``bits_accumulator`` is 'auto' (sized
+    per layer by the search) or a fixed width for every layer."""
+    error_margin: float = QUANTIZATION_DEFAULTS["error_margin"]
+    schedule: object = QUANTIZATION_DEFAULTS["schedule"]  # "halve" or a descending tuple of bitwidths
+    start_bitwidth: int = QUANTIZATION_DEFAULTS["start_bitwidth"]
+    min_bitwidth: int = QUANTIZATION_DEFAULTS["min_bitwidth"]
+    bits_accumulator: object = QUANTIZATION_DEFAULTS["bits_accumulator"]
+    metric: str = QUANTIZATION_DEFAULTS["metric"]
+
+    @property
+    def bitwidths(self):
+        """The schedule as a descending list of bitwidths."""
+        if self.schedule != "halve":
+            return list(self.schedule)
+        return decrement_schedule(("div", 2), self.start_bitwidth, self.min_bitwidth)
+
+    def to_dict(self):
+        return {"error_margin": self.error_margin,
+                "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
+                "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
+                "bits_accumulator": self.bits_accumulator, "metric": self.metric}
+
+
+def parse_quantization_config(section):
+    """Validate an ``optimization.quantization`` mapping (None = all defaults; the lab's
+    ``decrement`` accepted) into a QuantizationConfig."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise UserError(f"optimization.quantization must be a mapping, found {type(section).__name__}")
+    known = list(QUANTIZATION_DEFAULTS) + ["decrement"]
+    for key in section:
+        if key not in known:
+            raise UserError(f"config key optimization.quantization.{key} is not known"
+                            f"{_did_you_mean(str(key), known, 'optimization.quantization')}")
+    if "decrement" in section and "schedule" in section:
+        raise UserError("quantization has both the lab's decrement and schedule; keep one of them")
+    values = {**QUANTIZATION_DEFAULTS, **section}
+    margin = _margin("quantization", values["error_margin"])
+    metric = _metric("quantization", values["metric"])
+    start = _bitwidth("start_bitwidth", values["start_bitwidth"])
+    low = _bitwidth("min_bitwidth", values["min_bitwidth"])
+    accumulator = values["bits_accumulator"]
+    if accumulator != "auto":
+        accumulator = _bitwidth("bits_accumulator", accumulator, MAX_ACCUMULATOR)
+    schedule = values["schedule"]
+    if "decrement" in section:
+        decrement = parse_decrement(section["decrement"])
+        if low > start:
+            raise UserError(f"quantization min_bitwidth {low} is above start_bitwidth {start}")
+        schedule = tuple(decrement_schedule(decrement, start, low))
+    elif isinstance(schedule, str):
+        if schedule != "halve":
+            raise UserError(f"quantization schedule must be 'halve' or a list of bitwidths "
+                            f"such as [16, 8, 6, 4], found {schedule!r}")
+        if low > start:
+            raise UserError(f"quantization min_bitwidth {low} is above start_bitwidth {start}")
+    elif isinstance(schedule, (list, tuple)) and schedule:
+        schedule = tuple(_bitwidth("schedule entry", b) for b in schedule)
+        if any(a <= b for a, b in zip(schedule, schedule[1:])):
+            raise UserError(f"quantization schedule {list(schedule)} must be strictly descending")
+        for key, end in (("start_bitwidth", schedule[0]), ("min_bitwidth", schedule[-1])):
+            if key in section and section[key] != end:
+                raise UserError(f"quantization {key} {section[key]} disagrees with schedule "
+                                f"{list(schedule)}; drop {key} or make them agree")
+        start, low = schedule[0], schedule[-1]
+    else:
+        raise UserError(f"quantization schedule must be 'halve' or a non-empty list of bitwidths, "
+                        f"found {schedule!r}")
+    return QuantizationConfig(margin, schedule, start, low, accumulator, metric)
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """The ``optimization.pruning`` section, validated."""
+    error_margin: float = PRUNING_DEFAULTS["error_margin"]
+    max_steps: int = PRUNING_DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
+    metric: str = PRUNING_DEFAULTS["metric"]
+
+    def to_dict(self):
+        return {"error_margin": self.error_margin, "max_steps": self.max_steps, "metric": self.metric}
+
+
+def parse_pruning_config(section):
+    """Validate an ``optimization.pruning`` mapping (None = all defaults) into a PruningConfig."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise UserError(f"optimization.pruning must be a mapping, found {type(section).__name__}")
+    for key in section:
+        if key not in PRUNING_DEFAULTS:
+            raise UserError(f"config key optimization.pruning.{key} is not known"
+                            f"{_did_you_mean(str(key), list(PRUNING_DEFAULTS), 'optimization.pruning')}")
+    values = {**PRUNING_DEFAULTS, **section}
+    steps = values["max_steps"]
+    if steps is not None and (not _is_int(steps) or steps < 0):
+        raise UserError(f"pruning max_steps must be a non-negative integer or null, found {steps!r}")
+    return PruningConfig(_margin("pruning", values["error_margin"]), steps,
+                         _metric("pruning", values["metric"]))
+
+
+def _quantization_section(path, value):
+    parse_quantization_config(value)
+    return value
+
+
+def _pruning_section(path, value):
+    parse_pruning_config(value)
+    return value
+
+
+# --- the config file ----------------------------------------------------------------------------
+
+FEATURES = Section({
+    "sample_rate": _int(1000), "clip_samples": _int(1), "n_fft": _int(16), "win_length": _int(1),
+    "hop_length": _int(1), "n_mels": _int(1), "fmin": _number(0), "fmax": _number(0, low_open=True),
+    "n_mfcc": _int(1), "frames": _int(1), "top_db": _optional(_number(0, low_open=True)),
+})
+
+AUGMENT = Section({
+    "enabled": _bool, "time_shift_ms": _number(0), "noise_prob": _number(0, 1), "snr_db": _pair(),
+    "gain_db": _pair(), "warp": _number(0, 1, high_open=True), "stretch": _number(0, 1, high_open=True),
+    "spec_time_masks": _int(0), "spec_time_width": _int(0), "spec_freq_masks": _int(0),
+    "spec_freq_width": _int(0), "mixup": _number(0),
+}, nullable=True)
+
+BACKGROUND_NOISE = Section({"train": _int(0), "validation": _int(0), "test": _int(0), "seed": _int(0)},
+                           nullable=True)
+
+# Our loader's keys; KeywordDataLoader takes them too, plus the lab's.
+LOADER_ARGS = {
+    "data_dir": _string, "download": _optional(_choice("v0.01", "v0.02")), "keywords": _keywords,
+    "batch_size": _int(1), "eval_batch_size": _int(1), "background_noise": BACKGROUND_NOISE,
+    "augment": AUGMENT, "cache_dir": _string, "features": FEATURES,
+}
+LAB_LOADER_ARGS = {
+    "shuffle": _bool,                                   # reshuffle the training set every epoch
+    "seed": _int(0),                                    # the training shuffle seed (-> top-level seed)
+    "validation_split": _lab_none(_split_fraction),     # used when IA_DATASET has no x_val
+    "num_workers": _int(0),                             # accepted, no effect: batches are tensor slices
+}
+LOADERS = {"SpeechCommandsDataLoader": Section(LOADER_ARGS, required=("data_dir",)),
+           "KeywordDataLoader": Section({**LOADER_ARGS, **LAB_LOADER_ARGS}, required=("data_dir",))}
+
+
+def _data_loader(path, value):
+    if not isinstance(value, dict):
+        raise UserError(f"config {path} must be a mapping with type and args, found {type(value).__name__}")
+    kind = value.get("type")
+    if kind not in LOADERS:
+        raise UserError(f"config {path}.type must be one of {', '.join(LOADERS)}, found {kind!r}"
+                        f"{_did_you_mean(str(kind), list(LOADERS)) if isinstance(kind, str) else ''}")
+    return Section({"type": lambda p, v: v, "args": LOADERS[kind]}, required=("type", "args"))(path, value)
+
+
+def _widths(path, value):
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_int(w) and w >= 1 for w in value):
+        raise UserError(f"config {path} must be three positive integers (conv1, conv2, fc3), found {value!r}")
+    return list(value)
+
+
+ARCH = Section({"type": _choice("KeywordLeNet5Clone"),
+                "args": Section({"num_classes": _int(2), "dropout": _number(0, 1, high_open=True),
+                                 "widths": _widths}, nullable=True)},
+               required=("type",))
+
+
+# lr and weight_decay are checked here; other arguments go to the torch class, which checks them
+OPTIMIZER_ARGS = Section({"lr": _number(0, low_open=True), "weight_decay": _number(0)}, open_keys=True,
+                         nullable=True)
+
+
+def _scheduler(path, value):
+    if value is None:
+        return None
+    section = Section({"type": _torch_type("learning-rate scheduler"),
+                       "args": Section({"step_size": _int(1), "gamma": _number(0, low_open=True),
+                                        "T_max": _int(1)}, open_keys=True, nullable=True)},
+                      required=("type",))
+    return section(path, value)
+
+
+TRAINER = Section({
+    "epochs": _int(1), "save_dir": _string, "save_period": _int(1), "verbosity": _int(0, 2),
+    "monitor": _monitor, "early_stop": _optional(_int(0)), "class_weights": _class_weights,
+    "tensorboard": _bool, "ema": _optional(_number(0, 1, low_open=True, high_open=True)),
+}, required=("epochs",))
+
+DISTILLATION = Section({"enabled": _bool, "temperature": _number(0, low_open=True), "alpha": _number(0, 1),
+                        "teacher": _optional(_string)}, nullable=True)
+FINETUNING = Section({"epochs": _int(1), "lr_factor": _number(0, low_open=True), "distillation": DISTILLATION},
+                     nullable=True)
+OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruning_section,
+                        "finetuning": FINETUNING},
+                       aliases={"quantizer": "quantization", "pruner": "pruning"}, nullable=True)
+
+CONFIG = Section({
+    "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
+    "arch": ARCH, "data_loader": _data_loader,
+    "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
+    "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
+    "optimization": OPTIMIZATION,
+}, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
+
+
+def validate_config(raw):
+    """A checked, canonical copy of a config mapping (see the module docstring); the input is not
+    modified."""
+    config = CONFIG("", copy.deepcopy(raw))
+    args = config["data_loader"]["args"]
+    if "seed" in args:  # the lab's shuffle seed seeds everything here, unless a top-level seed is given
+        lab_seed = args.pop("seed")
+        config.setdefault("seed", lab_seed)
+    if args.get("validation_split", 0) is None:
+        args.pop("validation_split")
+    arch_args = config["arch"].get("args") or {}
+    keywords = args.get("keywords", ["one", "two", "three"])
+    classes = arch_args.get("num_classes", 4)
+    if classes != len(keywords) + 1:
+        raise UserError(f"config arch.args.num_classes is {classes} but {len(keywords)} keywords give "
+                        f"{len(keywords) + 1} classes (class 0 is every other word)")
+    weights = config["trainer"].get("class_weights")
+    if weights is not None and len(weights) != classes:
+        raise UserError(f"config trainer.class_weights has {len(weights)} entries for {classes} classes")
+    return config
