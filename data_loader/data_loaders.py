@@ -12,7 +12,7 @@ import torch.nn as nn
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.corpus import scan_corpus
 from data_loader.dataset import SplitData, load_split
-from data_loader.features import FeatureParams, MfccFromMel
+from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
 from data_loader.ia_dataset import FILE_NAME as IA_FILE, load_ia_splits
 from utils.errors import UserError
 
@@ -156,7 +156,8 @@ class SpeechCommandsDataLoader:
     def train_loader(self, mean, std, rank=0, world_size=1):
         data = self.split("train")
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
-        augmenter = MelAugmenter(self.augment, self._noise_bank, hop_ms) if self.augment.enabled else None
+        augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
+                     if self.augment.enabled else None)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
                               shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
 
