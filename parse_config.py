@@ -5,9 +5,12 @@ named by ``config['arch']['type']`` with ``config['arch']['args']``; a run write
 ``saved/models/<name>/<MMDD_HHMMSS>/`` and its log and tensorboard events to
 ``saved/log/<name>/<MMDD_HHMMSS>/``. With ``-r`` the config comes from the checkpoint itself.
 """
+import itertools
 import logging
 import os
+import shutil
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from functools import reduce
 from operator import getitem
@@ -31,16 +34,16 @@ class ConfigParser:
         name = self._config["name"]
         if run_id is None:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")
-        if distributed is not None:  # all ranks use rank 0's run folder; only rank 0 writes to it
+        writer = make_dirs and (distributed is None or distributed.is_main)
+        if writer:  # claims a folder no other run has; only process 0 of torchrun writes files
+            run_id = create_run_dirs(save_dir, name, run_id)
+        if distributed is not None:  # all ranks use rank 0's run folder
             run_id = distributed.broadcast_from_main(run_id)
-            make_dirs = make_dirs and distributed.is_main
         self.run_id = run_id
         self._save_dir = save_dir / "models" / name / run_id
         self._log_dir = save_dir / "log" / name / run_id
-        self.make_dirs = make_dirs
-        if make_dirs:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.make_dirs = writer
+        if writer:
             atomic.write_yaml(self.save_dir / "config.yml", self._config)
             setup_logging(self.log_dir)
         elif distributed is not None:
@@ -95,6 +98,17 @@ class ConfigParser:
         logger.setLevel(self.log_levels.get(verbosity, logging.DEBUG))
         return logger
 
+    @contextmanager
+    def discard_on_failure(self):
+        """A run that fails before it saved anything (bad data, NaN loss, Ctrl-C) leaves no run
+        folder holding only config.yml, nor its log folder."""
+        try:
+            yield
+        except BaseException:
+            if self.make_dirs:
+                discard_empty_run(self.save_dir, self.log_dir)
+            raise
+
     @property
     def config(self):
         return self._config
@@ -106,6 +120,40 @@ class ConfigParser:
     @property
     def log_dir(self):
         return self._log_dir
+
+
+def create_run_dirs(save_dir, name, run_id):
+    """Create ``models/<name>/<run_id>`` and ``log/<name>/<run_id>`` exclusively (os.mkdir, never
+    exist_ok), so two runs started in the same second get two folders: the second becomes
+    ``<run_id>_2`` (then ``_3``, ...). Returns the run id that was claimed."""
+    models, logs = save_dir / "models" / name, save_dir / "log" / name
+    models.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = run_id if n == 1 else f"{run_id}_{n}"
+        try:
+            os.mkdir(models / candidate)
+        except FileExistsError:
+            continue
+        try:
+            os.mkdir(logs / candidate)
+        except FileExistsError:   # a log folder without its run folder: leave it, take the next name
+            os.rmdir(models / candidate)
+            continue
+        return candidate
+
+
+def discard_empty_run(save_dir, log_dir):
+    """Remove a run folder that holds nothing but config.yml, and its log folder."""
+    if not save_dir.is_dir() or any(p.name != "config.yml" for p in save_dir.iterdir()):
+        return
+    root = logging.getLogger()
+    for h in list(root.handlers):   # close the info.log handler before its folder goes
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == log_dir.resolve():
+            root.removeHandler(h)
+            h.close()
+    shutil.rmtree(save_dir, ignore_errors=True)
+    shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _log_warnings_only(rank):

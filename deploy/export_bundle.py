@@ -88,10 +88,28 @@ def _lines(rows):
     return "".join(" ".join(map(str, row)) + "\n" for row in rows)
 
 
-def _check_outdir(outdir):
+def _check_outdir(outdir, inputs):
+    """The bundle never writes over an input it was given (checkpoint, -q, -p), nor over a file
+    in ``outdir`` that an earlier export did not write (it may be the user's); checked before
+    anything is computed or written."""
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise UserError(f"output folder {outdir} is a file; give a folder with -o")
+    for path in (outdir, *outdir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"output folder {outdir}: {path} is a file; give a folder with -o")
+            break
+    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES
+    targets = {(outdir / name).resolve(): name for name in names}
+    for given in inputs:
+        if given and Path(given).resolve() in targets:
+            raise UserError(f"export into {outdir} would overwrite the input {given} "
+                            f"(the bundle writes {targets[Path(given).resolve()]}); choose another -o")
+    if outdir.is_dir():
+        ours = set(_previous_files(outdir))
+        foreign = sorted(name for name in names if (outdir / name).exists() and name not in ours)
+        if foreign:
+            raise UserError(f"{outdir} already holds {', '.join(foreign)}, not written by an earlier export; "
+                            f"export into a new or empty folder with -o")
     return outdir
 
 
@@ -106,7 +124,7 @@ def _previous_files(outdir):
 def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True):
     """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
     solutions, full quantization of every layer) is validated before anything is written."""
-    outdir = _check_outdir(outdir)
+    outdir = _check_outdir(outdir, (checkpoint, quantization, pruning))
     masked, ckpt = restore_model(checkpoint, None, pruning)
     engine = None
     if quantization:

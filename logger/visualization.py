@@ -1,4 +1,5 @@
-"""Tensorboard event files (tensorboardX): loss, top-1 and learning rate per epoch."""
+"""Tensorboard event files (tensorboardX): loss, top-1 and learning rate per epoch, flushed every
+epoch so a killed run keeps the epochs it finished."""
 from tensorboardX import SummaryWriter
 
 
@@ -11,6 +12,7 @@ class TensorboardWriter:
             return
         for k, v in values.items():
             self.writer.add_scalar(f"{prefix}{k}", v, step)
+        self.writer.flush()   # one epoch's values reach the disk even if the run is then killed
 
     def close(self):
         if self.writer is not None:
