@@ -88,10 +88,14 @@ def _lines(rows):
     return "".join(" ".join(map(str, row)) + "\n" for row in rows)
 
 
+def quantization_given(inputs):
+    return bool(inputs[1]) and Path(inputs[1]).is_file()
+
+
 def _check_outdir(outdir, inputs):
-    """The bundle never writes over an input it was given (checkpoint, -q, -p), nor over a file
-    in ``outdir`` that an earlier export did not write (it may be the user's); checked before
-    anything is computed or written."""
+    """``inputs`` = (checkpoint, quantization, pruning). The bundle never writes over an input it
+    was given, nor over a different quantization.yml in ``outdir`` that an earlier export did not
+    write (it may be the user's); checked before anything is computed or written."""
     outdir = Path(outdir)
     for path in (outdir, *outdir.parents):
         if path.exists():
@@ -104,12 +108,11 @@ def _check_outdir(outdir, inputs):
         if given and Path(given).resolve() in targets:
             raise UserError(f"export into {outdir} would overwrite the input {given} "
                             f"(the bundle writes {targets[Path(given).resolve()]}); choose another -o")
-    if outdir.is_dir():
-        ours = set(_previous_files(outdir))
-        foreign = sorted(name for name in names if (outdir / name).exists() and name not in ours)
-        if foreign:
-            raise UserError(f"{outdir} already holds {', '.join(foreign)}, not written by an earlier export; "
-                            f"export into a new or empty folder with -o")
+    mine = outdir / QUANTIZATION
+    if quantization_given(inputs) and mine.is_file() and QUANTIZATION not in _previous_files(outdir) \
+            and mine.read_bytes() != Path(inputs[1]).read_bytes():
+        raise UserError(f"{mine} exists, differs from {inputs[1]} and was not written by an earlier export "
+                        f"(it may be yours); export into another folder with -o")
     return outdir
 
 
