@@ -321,3 +321,217 @@ def test_bad_input_from_the_command_line(script, build, pattern, work, tmp_path)
     logs = work.tmp / "saved" / "log" / "tiny"
     assert sorted(p.name for p in logs.iterdir()) == [p.name for p in runs["tiny"]]
 
+
+
+# ---- what bad data must not stop, and the guarantees behind the table -----------------------------
+
+def test_run_folders_are_claimed_exclusively(tmp_path):
+    """Many claims of the same run id at once (threads racing on os.mkdir) all get their own."""
+    from concurrent.futures import ThreadPoolExecutor
+    from parse_config import create_run_dirs
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: create_run_dirs(tmp_path, "race", "1129_120000"), range(24)))
+    assert len(set(ids)) == 24 and "1129_120000" in ids and "1129_120000_24" in ids
+    assert sorted(p.name for p in (tmp_path / "log" / "race").iterdir()) == sorted(ids)
+
+
+def test_two_trainings_started_at_once_get_two_complete_run_folders(work, tmp_path):
+    """Both runs start together; the folders of the coming minute are taken already (empty), so
+    both must claim a suffixed name, and each ends with its own complete set of files."""
+    from datetime import datetime, timedelta
+    config = tiny_config(tmp_path, work.corpus, name="twin", epochs=1)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data_loader"]["args"]["cache_dir"] = str(work.tmp / "cache")
+    config.write_text(yaml.safe_dump(cfg))
+    taken = tmp_path / "saved" / "models" / "twin"
+    now = datetime.now()
+    for s in range(-2, 120):
+        (taken / (now + timedelta(seconds=s)).strftime(r"%m%d_%H%M%S")).mkdir(parents=True, exist_ok=True)
+    before = set(p.name for p in taken.iterdir())
+    procs = [subprocess.Popen([sys.executable, "train.py", "-c", str(config)], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    new = sorted(set(p.name for p in taken.iterdir()) - before)
+    assert len(new) == 2 and all("_" in name[len("MMDD_HHMMSS"):] for name in new), new
+    for name in new:
+        files = {p.name for p in (taken / name).iterdir()}
+        assert files == {"config.yml", "checkpoint-epoch1.pth", "model_best.pth"}, files
+        ckpt = torch.load(taken / name / "model_best.pth", weights_only=True)
+        assert ckpt["epoch"] == 1
+        logs = {p.name.split(".")[0] for p in (tmp_path / "saved" / "log" / "twin" / name).iterdir()}
+        assert logs == {"info", "events"}
+        assert f"/{name}/" in "".join(o for o, _ in outputs)   # each run reported its own folder
+    assert all(not any((taken / name).iterdir()) for name in before)   # taken folders untouched
+
+
+def test_nan_clip_and_corrupt_noise_file_are_skipped_with_a_warning(work, tmp_path):
+    def edit(root):
+        rel = sorted((root / "two").glob("*.wav"))[0]           # a training clip
+        samples = np.zeros(16000, dtype=np.float32)
+        samples[123] = np.nan
+        sf.write(str(rel), samples, 16000, subtype="FLOAT")
+        (root / "_background_noise_" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    corpus = corpus_copy(work, tmp_path, edit)
+    config = tiny_config(tmp_path, corpus, name="skip", epochs=1)
+    proc = run_script("train.py", "-c", config)
+    text = proc.stdout + proc.stderr
+    assert "1 unreadable audio file(s) skipped in the train split" in text
+    assert "holds NaN or infinite samples" in text and "broken.wav" in text
+    ckpt = torch.load(run_folders(tmp_path, "skip")[-1] / "model_best.pth", weights_only=True)
+    assert torch.isfinite(ckpt["normalization"]["mean"]).all() and torch.isfinite(ckpt["normalization"]["std"]).all()
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_list_lines_are_normalised_and_a_few_missing_ones_are_a_warning(work, tmp_path, caplog):
+    from data_loader.corpus import scan_corpus
+    reference = scan_corpus(work.corpus)
+
+    def edit(root):
+        lines = (root / "testing_list.txt").read_text().split()
+        odd = [f"./{line}" if i % 2 else line.replace("/", "//") for i, line in enumerate(lines)]
+        (root / "testing_list.txt").write_text("\n".join(odd + ["one/gone.wav"]) + "\n")
+    corpus = scan_corpus(corpus_copy(work, tmp_path, edit))
+    assert corpus.clips == reference.clips and len(corpus.clips["test"]) == 10
+    assert "names 1 clip(s) that do not exist (e.g. one/gone.wav)" in caplog.text
+
+
+def test_a_long_clip_is_cropped_centred_reading_only_the_frames_needed(tmp_path, monkeypatch):
+    import data_loader.audio as audio
+    ramp = (np.arange(30 * 8000) % 20000 - 10000).astype(np.float32) / 32768
+    path = wav(tmp_path, ramp, rate=8000, name="long.wav", subtype="FLOAT")
+    calls = []
+    real_read = audio.sf.read
+    monkeypatch.setattr(audio.sf, "read", lambda *a, **k: calls.append(k) or real_read(*a, **k))
+    wave = audio.read_wave(path, 8000, audio.MAX_CLIP_SECONDS)
+    assert calls == [dict(start=10 * 8000, frames=10 * 8000, dtype="float32", always_2d=True)]
+    np.testing.assert_array_equal(wave, ramp[10 * 8000:20 * 8000])
+
+
+def test_header_is_checked_before_any_sample_is_read(tmp_path, monkeypatch):
+    import data_loader.audio as audio
+    path = with_header_rate(tmp_path, 1, "one_hz.wav")
+    monkeypatch.setattr(audio.sf, "read", lambda *a, **k: pytest.fail("samples read before the header check"))
+    with pytest.raises(audio.AudioError, match="sample rate 1 Hz is outside the supported 4,000..192,000 Hz"):
+        audio.read_wave(path, 16000)
+
+
+class _StubClassifier:
+    sample_rate, clip_samples, class_names = 16000, 16000, ("unknown", "one", "two", "three")
+
+    def probabilities(self, views):
+        p = np.zeros((len(views), 4))
+        p[:, 0] = 1.0
+        return p
+
+
+def test_scanning_memory_does_not_grow_with_the_recording(monkeypatch):
+    """An hour of audio (230 MB as float32) passes through the scanner in blocks: its peak
+    allocation stays a small fraction of that (the posteriors themselves are 1.2 MB)."""
+    from deploy.detection import DetectorSettings, scan_stream
+    block = np.full(160000, 0.01, dtype=np.float32)
+
+    def blocks(n):
+        for _ in range(n):
+            yield block.copy()
+    tracemalloc.start()
+    try:
+        result = scan_stream(_StubClassifier(), blocks(360), DetectorSettings())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.duration_s == 3600.0 and len(result.starts_s) == 35991
+    assert peak < 16e6, peak
+
+
+def test_streamed_scan_equals_the_whole_file_scan(work, tmp_path):
+    from deploy.detection import DetectorSettings, KeywordClassifier, classify, classify_file, read_wave
+    classifier = KeywordClassifier.from_checkpoint(work.ckpt)
+    noise = np.random.default_rng(1).standard_normal(8000 * 41).astype(np.float32) * 0.05
+    for rate, samples in ((16000, np.tile(noise, 2)[:16000 * 33]), (8000, noise)):
+        path = wav(tmp_path, samples, rate=rate, name=f"rec{rate}.wav", subtype="PCM_16")
+        whole = classify(classifier, read_wave(path, 16000), DetectorSettings())
+        streamed = classify_file(classifier, path, DetectorSettings())
+        assert streamed.duration_s == whole.duration_s
+        assert np.array_equal(streamed.starts_s, whole.starts_s)
+        assert np.array_equal(streamed.posteriors, whole.posteriors)
+        assert streamed.detections == whole.detections
+
+
+def test_a_received_checkpoint_writes_only_under_this_project(work, tmp_path):
+    outside = tmp_path / "outside"
+    ckpt = torch.load(work.ckpt, weights_only=True)
+    ckpt["config"]["name"] = "../../escape"
+    ckpt["config"]["trainer"].update(save_dir=str(outside), epochs=3)
+    ckpt["config"]["data_loader"]["args"].update(cache_dir=str(outside / "cache"), download="v0.02")
+    (tmp_path / "inbox").mkdir()
+    torch.save(ckpt, tmp_path / "inbox" / "received.pth")
+    project = tmp_path / "project"
+    project.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-r", str(tmp_path / "inbox" / "received.pth")],
+                          cwd=project, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not outside.exists()
+    runs = list((project / "saved" / "models").iterdir())
+    assert [p.name for p in runs] == ["_.._escape"]
+    run = next(runs[0].iterdir())
+    assert (run / "checkpoint-epoch3.pth").is_file()
+    assert any((project / "data" / "cache").glob("train-*.pt"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox", "project"]
+
+
+def test_quantize_into_an_existing_folder_writes_inside_it_and_keeps_the_old_result(work, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    run_script("quantize.py", "-r", work.ckpt, "-o", folder)
+    first = (folder / "quantization.yml").read_bytes()
+    run_script("quantize.py", "-r", work.ckpt, "-o", folder)
+    assert folder.is_dir() and (folder / "notes.txt").read_text() == "mine"
+    backups = sorted(folder.glob("quantization.*.yml"))
+    assert len(backups) == 1 and backups[0].read_bytes() == first
+    assert len(sorted(folder.glob("quantization.*.png"))) == 1
+    assert "layers" in yaml.safe_load((folder / "quantization.yml").read_text())
+
+
+def test_keep_previous_never_leaves_a_moment_without_the_file(tmp_path):
+    from optimization.workflow import keep_previous
+    path = yml(tmp_path, "layers: {}\n", "quantization.yml")
+    keep_previous(path)
+    backups = list(tmp_path.glob("quantization.*.yml"))
+    assert path.read_text() == "layers: {}\n" and len(backups) == 1      # the old one is still in place
+    assert backups[0].read_text() == "layers: {}\n"
+    keep_previous(path)                                                   # same second: its own name
+    assert len(list(tmp_path.glob("quantization.*.yml"))) == 2
+
+
+def test_stale_temporary_files_of_killed_writers_are_removed(tmp_path):
+    from utils import atomic
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    names = {f".model_best.pth.{dead}.abcd1234.tmp": True,          # writer gone
+             f".config.yml.{os.getpid()}.abcd1234.tmp": False,      # writer alive (this process)
+             ".cache.pt.abcd1234.tmp": False,                       # old naming, recent
+             ".old.yml.abcd1234.tmp": True,                         # old naming, older than an hour
+             "notes.tmp": False, ".bashrc": False, "model.tmp.yml": False}
+    for name in names:
+        (tmp_path / name).write_text("x")
+    old = (tmp_path / ".old.yml.abcd1234.tmp").stat().st_mtime - 2 * atomic.STALE_SECONDS
+    os.utime(tmp_path / ".old.yml.abcd1234.tmp", (old, old))
+    (tmp_path / f".kws.{dead}.extract-abcd1234").mkdir()
+    (tmp_path / f".kws.{dead}.extract-abcd1234" / "one.wav").write_text("x")
+    atomic.write_text(tmp_path / "new.yml", "a: 1\n")                  # the first write there cleans up
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"new.yml"} | {name for name, stale in names.items() if not stale}
+
+
+def test_non_finite_normalisation_statistics_are_an_error(work, tmp_path):
+    from data_loader.data_loaders import SpeechCommandsDataLoader
+    from data_loader.dataset import SplitData
+    from utils.errors import UserError
+    loader = SpeechCommandsDataLoader(work.corpus, cache_dir=tmp_path, progress=False)
+    mel = torch.ones(4, 40, 100)
+    mel[2, 5, 7] = float("inf")
+    loader._splits["train"] = SplitData(mel, torch.zeros(4, dtype=torch.int64), ["a"] * 4, [])
+    with pytest.raises(UserError, match="normalisation statistics .* are not finite"):
+        loader.normalization()
