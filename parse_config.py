@@ -59,6 +59,8 @@ class ConfigParser:
         if getattr(args, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         resume = Path(args.resume) if getattr(args, "resume", None) else None
+        if resume is not None and make_dirs:   # temp files a killed run left beside its checkpoints
+            atomic.remove_stale(resume.parent)
         if getattr(args, "config", None):
             config = atomic.read_yaml(args.config, "config file")
         elif config_from_checkpoint is not None:
