@@ -68,15 +68,20 @@ def _read_clips(root, rels, params, desc, progress):
                          unit="clip", leave=False))
 
 
+_warned = set()
+
+
 def read_noise(root, noise_files, params):
     """{relative path: samples} of the readable background-noise recordings (the first
-    MAX_NOISE_SECONDS of each); an unreadable one is skipped with a warning, like a clip."""
+    MAX_NOISE_SECONDS of each); an unreadable one is skipped with a warning (once), like a clip."""
     waves = {}
     for rel in noise_files:
         try:
             waves[rel] = read_wave(root / rel, params.sample_rate, MAX_NOISE_SECONDS, centred=False)
         except AudioError as e:
-            log.warning("skipping unreadable audio file %s", e)
+            if str(root / rel) not in _warned:
+                _warned.add(str(root / rel))
+                log.warning("skipping unreadable audio file %s", e)
     return waves
 
 
