@@ -106,7 +106,8 @@ class BaseTrainer:
         ckpt = load_checkpoint(path)
         self.core_model.load_state_dict(ckpt["state_dict"])
         sched = getattr(self, "lr_scheduler", None)
-        saved = (ckpt["config"].get("optimizer") or {}).get("type") if isinstance(ckpt["config"].get("optimizer"), dict) else None
+        saved = ckpt["config"].get("optimizer")
+        saved = saved.get("type") if isinstance(saved, dict) else None
         if ckpt.get("optimizer") is not None and saved != type(self.optimizer).__name__:
             raise UserError(f"{path} holds the state of optimizer {saved}, but the config names "
                             f"{type(self.optimizer).__name__}; resume without -c or with the config the run "

@@ -5,14 +5,12 @@ subprocess costs a torch import per row); SUBPROCESS_CASES run the scripts as a 
 Below the table: what bad input must *not* stop (a NaN clip, a corrupt noise file, list
 prefixes), run folders, received checkpoints, backups, temp debris and bounded memory."""
 import logging
-import multiprocessing
 import os
 import re
 import runpy
 import subprocess
 import sys
 import tracemalloc
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -352,7 +350,7 @@ def test_two_trainings_started_at_once_get_two_complete_run_folders(work, tmp_pa
     config.write_text(yaml.safe_dump(cfg))
     taken = tmp_path / "saved" / "models" / "twin"
     now = datetime.now()
-    for s in range(-2, 120):
+    for s in range(-2, 600):
         (taken / (now + timedelta(seconds=s)).strftime(r"%m%d_%H%M%S")).mkdir(parents=True, exist_ok=True)
     before = set(p.name for p in taken.iterdir())
     procs = [subprocess.Popen([sys.executable, "train.py", "-c", str(config)], cwd=ROOT, text=True,

@@ -6,7 +6,6 @@ Kill points are deterministic: the script runs under a hook that sends SIGKILL t
 process just before or just after the rename (os.replace) of a given output, or just after
 the hard link that backs up an older result; one more kill lands asynchronously, from outside,
 while training runs."""
-import fnmatch
 import signal
 import subprocess
 import sys
