@@ -170,6 +170,8 @@ CKPT = [  # forged checkpoints, read by every script that takes -r
     C("ckpt-state_dict-list", "test.py", lambda w, t: ["-r", forged(w, t, setter("state_dict", value=[1, 2]))], "state_dict"),
     C("ckpt-config-list", "test.py", lambda w, t: ["-r", forged(w, t, setter("config", value=[1]))], "config must be a mapping"),
     C("ckpt-config-data_loader-string", "test.py", lambda w, t: ["-r", forged(w, t, setter("config", "data_loader", value="x"))], "config.data_loader"),
+    C("ckpt-config-without-data_loader", "test.py", lambda w, t: ["-r", forged(w, t, lambda c: c["config"].pop("data_loader"))], "no data_loader section"),
+    C("ckpt-config-without-trainer", "train.py", lambda w, t: ["-r", forged(w, t, lambda c: c["config"].pop("trainer"))], "'trainer'"),
     C("ckpt-epoch-negative", "train.py", lambda w, t: ["-r", forged(w, t, setter("epoch", value=-1))], "epoch must be an integer"),
     C("ckpt-epoch-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("epoch", value="two"))], "epoch must be an integer"),
     C("ckpt-monitor_best-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("monitor_best", value="best"))], "monitor_best"),

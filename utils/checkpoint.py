@@ -188,21 +188,22 @@ def confine_paths(config, path):
     kept; any other (received) checkpoint writes its runs under ``saved/`` and its feature cache
     under ``data/cache`` of the current project, downloads nothing, and its run name is reduced
     to one safe folder name. The user's own ``-c`` config is not affected."""
-    trainer = config.setdefault("trainer", {})
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     save_dir = trainer.get("save_dir", "saved")
     trusted = isinstance(save_dir, str) and _inside(path, Path(save_dir) / "models")
     if "name" in config:
         config["name"] = safe_name(config["name"])
     if trusted:
         return
-    trainer["save_dir"] = "saved"
-    args = config.setdefault("data_loader", {}).setdefault("args", {})
-    if args is None:
-        args = config["data_loader"]["args"] = {}
+    if "save_dir" in trainer:
+        trainer["save_dir"] = "saved"      # ConfigParser's default when absent
+    loader = config.get("data_loader") if isinstance(config.get("data_loader"), dict) else {}
+    args = loader.get("args") if isinstance(loader.get("args"), dict) else {}
     cache = args.get("cache_dir", "data/cache")
     if not (isinstance(cache, str) and _inside(cache, "data")):
         args["cache_dir"] = "data/cache"
-    args["download"] = None
+    if args.get("download"):
+        args["download"] = None
 
 
 def build_model(ckpt, source="checkpoint"):

@@ -27,6 +27,9 @@ def apply_solutions(model, quantization=None, pruning=None):
 
 def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     """The checkpoint's data loader (optionally on another corpus) with its feature parameters."""
+    if not isinstance(ckpt["config"].get("data_loader"), dict):
+        raise UserError("the checkpoint's config has no data_loader section, so its data cannot be found; "
+                        "give a checkpoint saved by train.py")
     cfg = copy.deepcopy(ckpt["config"]["data_loader"])
     args = dict(cfg.get("args") or {})
     args["features"] = ckpt["features"]
