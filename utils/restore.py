@@ -37,10 +37,18 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         args["data_dir"] = str(data_dir)
         args["download"] = None
     args["progress"] = progress
-    cls = getattr(module_data, cfg.get("type", "SpeechCommandsDataLoader"), None)
-    if cls is None:
+    cls = getattr(module_data, str(cfg.get("type", "SpeechCommandsDataLoader")), None)
+    if cls is not module_data.SpeechCommandsDataLoader:
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")
-    return cls(**args)
+    keywords = args.get("keywords", ("one", "two", "three"))
+    if ckpt.get("keywords") is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \
+            != list(ckpt["keywords"]):
+        raise UserError(f"the checkpoint's config names keywords {keywords!r} but its model was trained for "
+                        f"{list(ckpt['keywords'])}; give a checkpoint saved by train.py")
+    try:
+        return cls(**args)
+    except TypeError as e:
+        raise UserError(f"the checkpoint's data_loader.args do not fit {cls.__name__}: {e}") from None
 
 
 def normalization_of(ckpt):
