@@ -36,6 +36,7 @@ class ConfigParser:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")
         writer = make_dirs and (distributed is None or distributed.is_main)
         if writer:  # claims a folder no other run has; only process 0 of torchrun writes files
+            remove_killed_runs(save_dir, name)
             run_id = create_run_dirs(save_dir, name, run_id)
         if distributed is not None:  # all ranks use rank 0's run folder
             run_id = distributed.broadcast_from_main(run_id)
@@ -43,7 +44,9 @@ class ConfigParser:
         self._save_dir = save_dir / "models" / name / run_id
         self._log_dir = save_dir / "log" / name / run_id
         self.make_dirs = writer
+        self._marker = _marker(save_dir, name, run_id, os.getpid())
         if writer:
+            self._marker.touch()
             atomic.write_yaml(self.save_dir / "config.yml", self._config)
             setup_logging(self.log_dir)
         elif distributed is not None:
@@ -103,13 +106,17 @@ class ConfigParser:
     @contextmanager
     def discard_on_failure(self):
         """A run that fails before it saved anything (bad data, NaN loss, Ctrl-C) leaves no run
-        folder holding only config.yml, nor its log folder."""
+        folder holding only config.yml, nor its log folder. (One killed with SIGKILL leaves its
+        marker, and the next run of the same name removes it: remove_killed_runs.)"""
         try:
             yield
         except BaseException:
             if self.make_dirs:
                 discard_empty_run(self.save_dir, self.log_dir)
             raise
+        finally:
+            if self.make_dirs:
+                self._marker.unlink(missing_ok=True)
 
     @property
     def config(self):
@@ -143,6 +150,25 @@ def create_run_dirs(save_dir, name, run_id):
             os.rmdir(models / candidate)
             continue
         return candidate
+
+
+def _marker(save_dir, name, run_id, pid):
+    """``models/<name>/.<run_id>.<pid>.running``: exists while the run's process works."""
+    return save_dir / "models" / name / f".{run_id}.{pid}.running"
+
+
+def remove_killed_runs(save_dir, name):
+    """Runs of ``name`` whose process died without cleaning up (SIGKILL, power loss): their run
+    folder goes if it holds only config.yml (with its log folder), and their marker goes."""
+    folder = save_dir / "models" / name
+    if not folder.is_dir():
+        return
+    for marker in folder.glob(".*.running"):
+        run_id, _, pid = marker.name[1:-len(".running")].rpartition(".")
+        if not run_id or not pid.isdigit() or atomic.writer_alive(int(pid)):
+            continue
+        discard_empty_run(folder / run_id, save_dir / "log" / name / run_id)
+        marker.unlink(missing_ok=True)
 
 
 def discard_empty_run(save_dir, log_dir):

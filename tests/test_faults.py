@@ -137,8 +137,11 @@ def test_killed_training_keeps_complete_checkpoints_and_resumes(run, tmp_path):
     killed_at(("replace", "before", "train-*.pt"), "train.py", "-c", config)        # feature cache
     assert_complete(saved, tmp_path / "cache")
     assert temp_files(tmp_path / "cache")
+    [early] = run_folders(tmp_path, "killed")
+    assert [p.name for p in early.iterdir()] == ["config.yml"]       # killed before any checkpoint
     killed_at(("replace", "before", "checkpoint-epoch2.pth"), "train.py", "-c", config)
     assert not temp_files(tmp_path / "cache")      # the next run that wrote the cache removed it
+    assert not early.exists() and not (saved / "log" / "killed" / early.name).exists()   # and that folder
     killed_at(("replace", "after", "model_best.pth"), "train.py", "-c", config)
     assert_complete(saved, tmp_path / "cache")
     assert temp_files(saved)

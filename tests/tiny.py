@@ -54,7 +54,7 @@ def tiny_config(tmp, corpus, name="tiny", epochs=2, **trainer):
 
 def run_folders(tmp, name="tiny"):
     folder = Path(tmp) / "saved" / "models" / name
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def snapshot(*roots):

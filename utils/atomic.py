@@ -34,7 +34,8 @@ def temp_prefix(path):
     return f".{Path(path).name}.{os.getpid()}."
 
 
-def _writer_alive(pid):
+def writer_alive(pid):
+    """False only when no process ``pid`` exists (a pid of another user counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -65,7 +66,7 @@ def remove_stale(folder, now=None):
         except OSError:
             continue
         pid = m.group("pid")
-        if age < STALE_SECONDS and (pid is None or _writer_alive(int(pid))):
+        if age < STALE_SECONDS and (pid is None or writer_alive(int(pid))):
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
