@@ -51,6 +51,10 @@ class BaseTrainer:
         log = {}
         for epoch in range(self.start_epoch, self.epochs + 1):
             result = self._train_epoch(epoch)
+            bad = [k for k in ("loss", "val_loss") if k in result and not math.isfinite(result[k])]
+            if bad:
+                raise UserError(f"training diverged: epoch {epoch} has {bad[0]} {result[bad[0]]}; lower the "
+                                f"learning rate (--lr) or check the data; checkpoints saved so far are kept")
             log = {"epoch": epoch, **result}
             self.last_log = log
             best = False
@@ -101,11 +105,23 @@ class BaseTrainer:
         """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
         ckpt = load_checkpoint(path)
         self.core_model.load_state_dict(ckpt["state_dict"])
-        if ckpt.get("optimizer") is not None:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
         sched = getattr(self, "lr_scheduler", None)
-        if sched is not None and ckpt.get("lr_scheduler") is not None:
-            sched.load_state_dict(ckpt["lr_scheduler"])
+        saved = ckpt["config"].get("optimizer")
+        saved = saved.get("type") if isinstance(saved, dict) else None
+        if ckpt.get("optimizer") is not None and saved != type(self.optimizer).__name__:
+            raise UserError(f"{path} holds the state of optimizer {saved}, but the config names "
+                            f"{type(self.optimizer).__name__}; resume without -c or with the config the run "
+                            f"was started with")
+        try:
+            if ckpt.get("optimizer") is not None:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            if sched is not None and ckpt.get("lr_scheduler") is not None:
+                sched.load_state_dict(ckpt["lr_scheduler"])
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+            reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            raise UserError(f"{path} cannot be resumed with this config's optimizer "
+                            f"{type(self.optimizer).__name__} or scheduler ({reason}); resume without -c "
+                            f"or with the config the run was started with") from None
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.not_improved = int(ckpt.get("not_improved", 0))

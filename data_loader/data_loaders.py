@@ -147,8 +147,13 @@ class SpeechCommandsDataLoader:
         return self._splits[name]
 
     def normalization(self):
-        """(mean, std) per MFCC coefficient over the training split."""
-        return normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+        """(mean, std) per MFCC coefficient over the training split; non-finite statistics would
+        make every epoch NaN, so they are an error here."""
+        mean, std = normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise UserError(f"the MFCC normalisation statistics of the training split of {self.data_dir} "
+                            f"are not finite; check the training clips")
+        return mean, std
 
     def transform(self, mean, std):
         return FeatureTransform(self.features, mean, std)

@@ -93,10 +93,31 @@ def _lines(rows):
     return "".join(" ".join(map(str, row)) + "\n" for row in rows)
 
 
-def _check_outdir(outdir):
+def quantization_given(inputs):
+    return bool(inputs[1]) and Path(inputs[1]).is_file()
+
+
+def _check_outdir(outdir, inputs):
+    """``inputs`` = (checkpoint, quantization, pruning). The bundle never writes over an input it
+    was given, nor over a different quantization.yml in ``outdir`` that an earlier export did not
+    write (it may be the user's); checked before anything is computed or written."""
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise UserError(f"output folder {outdir} is a file; give a folder with -o")
+    for path in (outdir, *outdir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"output folder {outdir}: {path} is a file; give a folder with -o")
+            break
+    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES
+    targets = {(outdir / name).resolve(): name for name in names}
+    for given in inputs:
+        if given and Path(given).resolve() in targets:
+            raise UserError(f"export into {outdir} would overwrite the input {given} "
+                            f"(the bundle writes {targets[Path(given).resolve()]}); choose another -o")
+    mine = outdir / QUANTIZATION
+    if quantization_given(inputs) and mine.is_file() and QUANTIZATION not in _previous_files(outdir) \
+            and mine.read_bytes() != Path(inputs[1]).read_bytes():
+        raise UserError(f"{mine} exists, differs from {inputs[1]} and was not written by an earlier export "
+                        f"(it may be yours); export into another folder with -o")
     return outdir
 
 
@@ -112,7 +133,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
     solutions, full quantization of every layer) is validated before anything is written. The
     solutions a finetuned checkpoint carries are used where no file is given (``use_stored``)."""
-    outdir = _check_outdir(outdir)
+    outdir = _check_outdir(outdir, (checkpoint, quantization, pruning))
     quantization, pruning = effective_solutions(load_checkpoint(checkpoint), quantization, pruning,
                                                 use_stored, str(checkpoint))
     masked, ckpt = restore_model(checkpoint, None, pruning, use_stored=False)

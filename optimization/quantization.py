@@ -31,7 +31,6 @@ from optimization.range_analysis import collect_ranges
 from optimization.scores import decision_value, format_scores
 from optimization.solutions import apply_quantization
 from utils.atomic import write_yaml
-from utils.errors import UserError
 from utils.progress import progress_bar
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
