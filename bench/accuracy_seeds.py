@@ -58,9 +58,10 @@ def weight_bits(profile_text):
     return int(re.search(r"Weights: [\d.]+ kB \((\d+) bits\)", profile_text).group(1))
 
 
-def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False):
+def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse=False):
     """Train and compress one seed; returns {'float': row, 'compressed': row} (no 'compressed'
-    with ``float_only``)."""
+    with ``float_only``). ``reuse``: take the float model of an earlier run of this seed in
+    ``save_dir`` (same config name) and only redo the compression with the config's settings."""
     cfg = yaml.safe_load(Path(config).read_text())
     name = f"{cfg['name']}_seed{seed}"
     cfg.update(name=name, seed=seed)
@@ -72,8 +73,10 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False):
     keywords = list(cfg["data_loader"]["args"].get("keywords", ["one", "two", "three"]))
     seed_config = Path(save_dir) / f"{name}.yml"
     atomic.write_yaml(seed_config, cfg)
-    with open(log_path, "w", encoding="utf-8") as log:
-        run(["train.py", "-c", seed_config], log)
+    earlier = Path(save_dir) / "models" / name
+    with open(log_path, "a" if reuse else "w", encoding="utf-8") as log:
+        if not (reuse and earlier.is_dir()):
+            run(["train.py", "-c", seed_config], log)
         run_dir = newest_run(save_dir, name)
         best = run_dir / "model_best.pth"
         run(["test.py", "-r", best], log)
@@ -82,8 +85,9 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False):
         if float_only:
             return {"float": float_row}
         q, p = run_dir / "quantization.yml", run_dir / "pruning.yml"
-        run(["quantize.py", "-r", best], log)
-        run(["prune.py", "-r", best, "-q", q], log)
+        # -c: the config's search settings, also for a reused model trained under other ones
+        run(["quantize.py", "-r", best, "-c", seed_config], log)
+        run(["prune.py", "-r", best, "-q", q, "-c", seed_config], log)
         run(["train.py", "-r", best, "-q", q, "-p", p], log)
         tuned = newest_run(save_dir, name + "_finetune") / "model_best.pth"
         run(["test.py", "-r", tuned], log)
@@ -164,6 +168,8 @@ def main():
     parser.add_argument("--save-dir", default=None, help="where runs go (default: a temporary folder)")
     parser.add_argument("--out", default=None, help="YAML of the table (a PNG is written beside it)")
     parser.add_argument("--float-only", action="store_true", help="train and test only (no compression)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the float models of an earlier run in --save-dir; redo the compression")
     args = parser.parse_args()
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="accuracy_seeds_"))
     keywords = list(yaml.safe_load(Path(args.config).read_text())["data_loader"]["args"]
@@ -173,7 +179,7 @@ def main():
     for seed in args.seeds:
         log = save_dir / f"seed{seed}.log"
         print(f"seed {seed}: training and compressing (log: {log}) ...", flush=True)
-        results[seed] = one_seed(args.config, seed, args.data_dir, save_dir, log, args.float_only)
+        results[seed] = one_seed(args.config, seed, args.data_dir, save_dir, log, args.float_only, args.reuse)
     print()
     print(format_table(results, keywords))
     print(f"\n{len(args.seeds)} seeds in {time.perf_counter() - start:.0f} s; runs under {save_dir}")
