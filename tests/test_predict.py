@@ -16,7 +16,7 @@ from deploy.compact import compact_model
 from deploy.detection import (DetectorSettings, KeywordClassifier, find_detections, load_audio,
                               predict_files, smooth_posteriors, windows)
 from deploy.export_bundle import compact_checkpoint
-from optimization.fixed_point import integer_length
+from fixedpoint.fixed_point import integer_length
 from optimization.range_analysis import collect_ranges
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError

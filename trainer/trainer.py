@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
 from model.metric import all_metrics, confusion_matrix, top1
-from optimization.layers import fixed_point_layers
+from fixedpoint.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
 from utils.progress import progress_bar

@@ -11,12 +11,11 @@ import torch
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-import model.model as module_arch
+from model.registry import build_model, make_model
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
 from trainer.trainer import Distillation, Trainer
-from utils.checkpoint import build_model
 from utils.errors import UserError
 from utils.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
@@ -56,7 +55,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
         model = build_model(checkpoint, source=str(config.resume))
         mean, std = normalization_of(checkpoint)
     else:
-        model = config.init_obj("arch", module_arch)
+        model = make_model(config["arch"]["type"], config["arch"].get("args"), data.features.to_dict())
         mean, std = data.normalization()
     num_classes = int((config["arch"].get("args") or {}).get("num_classes", 4))
     apply_solutions(model, quantization, pruning)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-import model.model as module_arch
 from utils import atomic
 from utils.errors import UserError
 
@@ -35,20 +34,3 @@ def load_checkpoint(path):
         raise UserError(f"{path} is not a checkpoint of this project (it lacks arch, state_dict, features "
                         f"or normalization); give a .pth file saved by train.py")
     return ckpt
-
-
-def build_model(ckpt, source="checkpoint"):
-    """The model a checkpoint describes, with its weights loaded."""
-    arch = ckpt["arch"]
-    cls = getattr(module_arch, str(arch), None)
-    if cls is None or not isinstance(cls, type):
-        raise UserError(f"{source} holds a model of architecture '{arch}', which this project does not "
-                        f"build (known: KeywordLeNet5Clone)")
-    model = cls(**dict(ckpt.get("arch_args") or {}))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"{source} does not fit {arch}({dict(ckpt.get('arch_args') or {})}): {first}; "
-                        f"was it saved for another architecture?") from None
-    return model
