@@ -48,6 +48,7 @@ from scipy import signal
 
 from utils.atomic import write_text, write_yaml
 from utils.errors import UserError, exit_on_user_error
+from utils.progress import progress_bar
 
 GENERATOR_VERSION = 2
 MARKER = ".complete"
@@ -636,8 +637,6 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
     ``workers``: processes to use (default: 2, or 1 for small corpora); the output does not
     depend on it.
     """
-    from utils.progress import progress_bar
-
     _check_args(n_clips, seed, sample_rate, keyword_fraction)
     root = Path(root)
     params = {"generator_version": GENERATOR_VERSION, "n_clips": int(n_clips), "seed": int(seed),

@@ -12,13 +12,13 @@ import yaml
 from conftest import pinned_recipe_config, run_dirs
 from conftest import run_script as run
 from deploy.c_export import c_model_memory
-from deploy.export_bundle import export_bundle
+from app.export_bundle import export_bundle
 from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx
 from model.metric import balanced_accuracy, confusion_matrix
 from optimization.profiling import profile_model
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
 
 GCC = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 TEST_CLIPS = 806

@@ -13,14 +13,14 @@ from conftest import pinned_recipe_config, run_dirs
 from conftest import run_script as run
 from data_loader.audio import fit_length, read_wave
 from deploy.compact import compact_model
-from deploy.detection import (DetectorSettings, KeywordClassifier, find_detections, load_audio,
+from app.detection import (DetectorSettings, KeywordClassifier, find_detections, load_audio,
                               predict_files, smooth_posteriors, windows)
-from deploy.export_bundle import compact_checkpoint
+from app.export_bundle import compact_checkpoint
 from fixedpoint.fixed_point import integer_length
 from optimization.range_analysis import collect_ranges
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
 
 SR = 16000
 NAMES = ("unknown", "one", "two", "three")

@@ -17,7 +17,7 @@ from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, f
                                 finetuning_settings, float_run_rate)
 from trainer.trainer import Distillation, Trainer
 from utils.errors import UserError
-from utils.restore import apply_solutions, normalization_of, stored_solutions
+from app.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
 
 
@@ -74,9 +74,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
             model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     loss_name = config["loss"]
-    criterion = getattr(module_loss, loss_name, None)
-    if criterion is None:
-        raise UserError(f"config loss '{loss_name}' is not defined in model/loss.py")
+    criterion = module_loss.loss_by_name(loss_name)
     weights = module_loss.class_weights(config["trainer"].get("class_weights"), data.split("train").labels,
                                         num_classes)
     if weights is not None:

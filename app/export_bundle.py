@@ -36,7 +36,7 @@ from optimization.solutions import solution_text
 from utils.atomic import read_yaml, write_text, write_yaml
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
+from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
 COMPACT = "model_compact.pth"
 ONNX = "model.onnx"

@@ -30,7 +30,7 @@ from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
 from fixedpoint.graph import describe
 from utils.errors import UserError
-from utils.restore import normalization_of, restore_model
+from app.restore import normalization_of, restore_model
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
