@@ -5,9 +5,12 @@ named by ``config['arch']['type']`` with ``config['arch']['args']``; a run write
 ``saved/models/<name>/<MMDD_HHMMSS>/`` and its log and tensorboard events to
 ``saved/log/<name>/<MMDD_HHMMSS>/``. With ``-r`` the config comes from the checkpoint itself.
 """
+import itertools
 import logging
 import os
+import shutil
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from functools import reduce
 from operator import getitem
@@ -28,16 +31,19 @@ class ConfigParser:
         name = self._config["name"]
         if run_id is None:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")
-        if distributed is not None:  # all ranks use rank 0's run folder; only rank 0 writes to it
+        writer = make_dirs and (distributed is None or distributed.is_main)
+        if writer:  # claims a folder no other run has; only process 0 of torchrun writes files
+            remove_killed_runs(save_dir, name)
+            run_id = create_run_dirs(save_dir, name, run_id)
+        if distributed is not None:  # all ranks use rank 0's run folder
             run_id = distributed.broadcast_from_main(run_id)
-            make_dirs = make_dirs and distributed.is_main
         self.run_id = run_id
         self._save_dir = save_dir / "models" / name / run_id
         self._log_dir = save_dir / "log" / name / run_id
-        self.make_dirs = make_dirs
-        if make_dirs:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.make_dirs = writer
+        self._marker = _marker(save_dir, name, run_id, os.getpid())
+        if writer:
+            self._marker.touch()
             atomic.write_yaml(self.save_dir / "config.yml", self._config)
             setup_logging(self.log_dir)
         elif distributed is not None:
@@ -55,6 +61,8 @@ class ConfigParser:
         if getattr(args, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         resume = Path(args.resume) if getattr(args, "resume", None) else None
+        if resume is not None and make_dirs:   # temp files a killed run left beside its checkpoints
+            atomic.remove_stale(resume.parent)
         if getattr(args, "config", None):
             config = atomic.read_yaml(args.config, "config file")
         elif config_from_checkpoint is not None:
@@ -96,6 +104,21 @@ class ConfigParser:
         logger.setLevel(self.log_levels.get(verbosity, logging.DEBUG))
         return logger
 
+    @contextmanager
+    def discard_on_failure(self):
+        """A run that fails before it saved anything (bad data, NaN loss, Ctrl-C) leaves no run
+        folder holding only config.yml, nor its log folder. (One killed with SIGKILL leaves its
+        marker, and the next run of the same name removes it: remove_killed_runs.)"""
+        try:
+            yield
+        except BaseException:
+            if self.make_dirs:
+                discard_empty_run(self.save_dir, self.log_dir)
+            raise
+        finally:
+            if self.make_dirs:
+                self._marker.unlink(missing_ok=True)
+
     @property
     def config(self):
         return self._config
@@ -107,6 +130,59 @@ class ConfigParser:
     @property
     def log_dir(self):
         return self._log_dir
+
+
+def create_run_dirs(save_dir, name, run_id):
+    """Create ``models/<name>/<run_id>`` and ``log/<name>/<run_id>`` exclusively (os.mkdir, never
+    exist_ok), so two runs started in the same second get two folders: the second becomes
+    ``<run_id>_2`` (then ``_3``, ...). Returns the run id that was claimed."""
+    models, logs = save_dir / "models" / name, save_dir / "log" / name
+    models.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = run_id if n == 1 else f"{run_id}_{n}"
+        try:
+            os.mkdir(models / candidate)
+        except FileExistsError:
+            continue
+        try:
+            os.mkdir(logs / candidate)
+        except FileExistsError:   # a log folder without its run folder: leave it, take the next name
+            os.rmdir(models / candidate)
+            continue
+        return candidate
+
+
+def _marker(save_dir, name, run_id, pid):
+    """``models/<name>/.<run_id>.<pid>.running``: exists while the run's process works."""
+    return save_dir / "models" / name / f".{run_id}.{pid}.running"
+
+
+def remove_killed_runs(save_dir, name):
+    """Runs of ``name`` whose process died without cleaning up (SIGKILL, power loss): their run
+    folder goes if it holds only config.yml (with its log folder), and their marker goes."""
+    folder = save_dir / "models" / name
+    if not folder.is_dir():
+        return
+    for marker in folder.glob(".*.running"):
+        run_id, _, pid = marker.name[1:-len(".running")].rpartition(".")
+        if not run_id or not pid.isdigit() or atomic.writer_alive(int(pid)):
+            continue
+        discard_empty_run(folder / run_id, save_dir / "log" / name / run_id)
+        marker.unlink(missing_ok=True)
+
+
+def discard_empty_run(save_dir, log_dir):
+    """Remove a run folder that holds nothing but config.yml, and its log folder."""
+    if not save_dir.is_dir() or any(p.name != "config.yml" for p in save_dir.iterdir()):
+        return
+    root = logging.getLogger()
+    for h in list(root.handlers):   # close the info.log handler before its folder goes
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == log_dir.resolve():
+            root.removeHandler(h)
+            h.close()
+    shutil.rmtree(save_dir, ignore_errors=True)
+    shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _log_warnings_only(rank):

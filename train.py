@@ -41,7 +41,8 @@ def main():
     with distributed or contextlib.nullcontext():
         config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"],
                                         distributed=distributed, transform=transform)
-        run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
+        with config.discard_on_failure():
+            run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ least ``threshold`` gives one candidate at its peak; candidates closer than ``re
 suppressed in favour of the strongest (one word, one detection, even when neighbouring windows
 prefer another keyword). A detection's time is the start of its peak window: the one-clip
 stretch that best contains the word.
+
+A recording longer than WHOLE_READ_CLIPS clip lengths is never held in memory: it is read,
+resampled and scanned block by block (data_loader.audio.stream_wave), in batches of exactly
+WINDOW_BATCH windows as the whole-file scan makes them, so its posteriors are the same numbers and
+memory does not grow with its length (only the posteriors, 8 bytes per class and window, do).
 """
 import math
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_loader.audio import AudioError, fit_length, read_wave
+from data_loader.audio import AudioError, audio_info, fit_length, read_wave, stream_wave
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
 from fixedpoint.graph import describe
@@ -34,6 +39,7 @@ from app.restore import normalization_of, restore_model
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
+WHOLE_READ_CLIPS = 2.0  # recordings up to 2 clip lengths are read whole, longer ones streamed
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class DetectorSettings:
     refractory_ms: float = 1000.0
 
     def validate(self, clip_ms):
+        for flag, value in (("--hop-ms", self.hop_ms), ("--smooth-ms", self.smooth_ms),
+                            ("--threshold", self.threshold), ("--refractory-ms", self.refractory_ms)):
+            if not math.isfinite(value):
+                raise UserError(f"{flag} must be a finite number, got {value:g}")
         if not 0 < self.hop_ms <= clip_ms:
             raise UserError(f"--hop-ms must be above 0 and at most the window length "
                             f"({clip_ms:g} ms), got {self.hop_ms:g}")
@@ -111,15 +121,28 @@ class KeywordClassifier:
         return torch.cat(out).double().numpy()
 
 
-def load_audio(path, sample_rate):
-    """Mono samples at ``sample_rate``; a missing or unreadable file is a UserError."""
+def _user_error(e):
+    return UserError(f"cannot read audio file {e}; give a WAV file (any sample rate)")
+
+
+def check_audio(path):
+    """The header of ``path`` (exists, readable, plausible rate); a UserError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"audio file not found: {path}")
     try:
+        return audio_info(path)
+    except AudioError as e:
+        raise _user_error(e) from None
+
+
+def load_audio(path, sample_rate):
+    """Mono samples at ``sample_rate``; a missing or unreadable file is a UserError."""
+    check_audio(path)
+    try:
         return read_wave(path, sample_rate)
     except AudioError as e:
-        raise UserError(f"cannot read audio file {e}; give a WAV file (any sample rate)") from None
+        raise _user_error(e) from None
 
 
 def is_single_clip(n_samples, clip_samples):
@@ -209,10 +232,66 @@ def format_result(path, result, class_names, settings):
     return "\n".join([head] + rows)
 
 
+def _window_batches(blocks, clip_samples, hop):
+    """(starts, windows) batches of WINDOW_BATCH windows (the last one shorter) over a recording
+    given as sample blocks: the same windows, in the same batches, as windows() of the whole
+    recording, holding at most about one batch of samples at a time. Returns the total sample
+    count when exhausted (StopIteration.value)."""
+    span = (WINDOW_BATCH - 1) * hop + clip_samples
+    pending, first, total = np.zeros(0, dtype=np.float32), 0, 0
+    for block in blocks:
+        total += len(block)
+        pending = np.concatenate([pending, block])
+        while len(pending) >= span:
+            yield first + np.arange(WINDOW_BATCH) * hop, \
+                np.lib.stride_tricks.sliding_window_view(pending[:span], clip_samples)[::hop]
+            pending = pending[WINDOW_BATCH * hop:]
+            first += WINDOW_BATCH * hop
+    n_windows = 1 + max(0, -(-(total - clip_samples) // hop))
+    remaining = n_windows - first // hop
+    if remaining > 0:
+        padded = np.zeros((remaining - 1) * hop + clip_samples, dtype=np.float32)
+        padded[:len(pending)] = pending[:len(padded)]
+        yield first + np.arange(remaining) * hop, np.lib.stride_tricks.sliding_window_view(padded, clip_samples)[::hop]
+    return total
+
+
+def scan_stream(classifier, blocks, settings):
+    """A ScanResult for a recording given as blocks of samples at the classifier's rate."""
+    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
+    batches = _window_batches(blocks, classifier.clip_samples, hop)
+    starts, posteriors = [], []
+    while True:
+        try:
+            batch_starts, views = next(batches)
+        except StopIteration as done:
+            total = done.value
+            break
+        starts.append(batch_starts)
+        posteriors.append(classifier.probabilities(views))
+    starts_s = np.concatenate(starts) / classifier.sample_rate
+    posteriors = np.concatenate(posteriors)
+    return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
+                      find_detections(posteriors, starts_s, settings, classifier.class_names))
+
+
+def classify_file(classifier, path, settings):
+    """classify() of a file: short ones are read whole, long ones streamed in blocks."""
+    info = check_audio(path)
+    if info.frames <= WHOLE_READ_CLIPS * classifier.clip_samples * info.samplerate / classifier.sample_rate:
+        return classify(classifier, load_audio(path, classifier.sample_rate), settings)
+    try:
+        return scan_stream(classifier, stream_wave(path, classifier.sample_rate), settings)
+    except AudioError as e:
+        raise _user_error(e) from None
+
+
 def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, settings=DetectorSettings(),
                   use_stored=True):
-    """(path, result) for every file; all files are read (and checked) before any is classified."""
+    """(path, result) for every file; every file's header is checked before any is classified,
+    and nothing is printed before all are (a bad block late in a recording is still an error)."""
     classifier = KeywordClassifier.from_checkpoint(checkpoint, quantization, pruning, use_stored)
     settings.validate(1000.0 * classifier.clip_samples / classifier.sample_rate)
-    waves = [(path, load_audio(path, classifier.sample_rate)) for path in audio_paths]
-    return classifier, [(path, classify(classifier, wave, settings)) for path, wave in waves]
+    for path in audio_paths:
+        check_audio(path)
+    return classifier, [(path, classify_file(classifier, path, settings)) for path in audio_paths]

@@ -97,6 +97,9 @@ def apply_solutions(model, quantization=None, pruning=None):
 
 def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     """The checkpoint's data loader (optionally on another corpus) with its feature parameters."""
+    if not isinstance(ckpt["config"].get("data_loader"), dict):
+        raise UserError("the checkpoint's config has no data_loader section, so its data cannot be found; "
+                        "give a checkpoint saved by train.py")
     cfg = copy.deepcopy(ckpt["config"]["data_loader"])
     args = dict(cfg.get("args") or {})
     args["features"] = ckpt["features"]
@@ -104,10 +107,18 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         args["data_dir"] = str(data_dir)
         args["download"] = None
     args["progress"] = progress
-    cls = getattr(module_data, cfg.get("type", "SpeechCommandsDataLoader"), None)
-    if cls is None:
+    cls = getattr(module_data, str(cfg.get("type", "SpeechCommandsDataLoader")), None)
+    if cls not in (module_data.SpeechCommandsDataLoader, module_data.KeywordDataLoader):
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")
-    return cls(**args)
+    keywords = args.get("keywords", ("one", "two", "three"))
+    if ckpt.get("keywords") is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \
+            != list(ckpt["keywords"]):
+        raise UserError(f"the checkpoint's config names keywords {keywords!r} but its model was trained for "
+                        f"{list(ckpt['keywords'])}; give a checkpoint saved by train.py")
+    try:
+        return cls(**args)
+    except TypeError as e:
+        raise UserError(f"the checkpoint's data_loader.args do not fit {cls.__name__}: {e}") from None
 
 
 def normalization_of(ckpt):

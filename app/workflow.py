@@ -10,6 +10,8 @@ model it saves meets the quantization margin (the back-off raises quantization g
 quantized model, and then restores the last pruned kernels until the combination also meets the
 quantization margin counted from the float model.
 """
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from optimization.quantization import (format_report as quantization_report, par
                                        save_quantization, search_per_layer_weights, search_quantization)
 from trainer.evaluation import evaluate
 from utils.atomic import read_yaml
+from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 from app.testing import run_test
 
@@ -51,18 +54,53 @@ def optimization_section(ckpt, name, config_path=None):
 
 
 def keep_previous(path):
-    """An existing result is renamed (``name.<timestamp>.yml`` and its PNG), never overwritten."""
+    """An existing result stays available under ``name.<timestamp>.yml`` (and its PNG): it is
+    hard-linked (or copied) to that name and the new file then replaces ``path`` atomically, so a
+    complete ``path`` exists at every instant, even if the process is killed in between."""
     path = Path(path)
     if path.exists():
         stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(path.stat().st_mtime))
         for old in (path, path.with_suffix(".png")):
-            if old.exists():
-                old.rename(old.with_name(f"{old.stem}.{stamp}{old.suffix}"))
+            if old.is_file():
+                _backup(old, stamp)
 
 
-def _save_solution(save, result, settings, checkpoint, output, name):
-    """Write a search result to ``output`` or ``name`` next to the checkpoint, keeping an older one."""
+def _backup(old, stamp):
+    for n in range(1, 1000):
+        backup = old.with_name(f"{old.stem}.{stamp}{'' if n == 1 else f'_{n}'}{old.suffix}")
+        if backup.exists():
+            continue
+        try:
+            os.link(old, backup)
+        except FileExistsError:
+            continue
+        except OSError:   # a file system without hard links
+            shutil.copy2(old, backup)
+        return backup
+    raise UserError(f"too many backups of {old}; remove some")
+
+
+def output_path(checkpoint, output, name, inputs=()):
+    """Where a search result goes: ``-o`` as given (a file path, or an existing folder to write
+    ``name`` into), else ``name`` next to the checkpoint. Checked before the search runs: never a
+    path under a file, never one of the inputs (checkpoint, solution files, config)."""
     path = Path(output) if output else Path(checkpoint).with_name(name)
+    if path.is_dir():
+        path = path / name
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
+    for given in (checkpoint, *inputs):
+        if given and Path(given).resolve() in (path.resolve(), path.with_suffix(".png").resolve()):
+            raise UserError(f"output {path} would overwrite the input {given}; choose another -o")
+    return path
+
+
+def _save_solution(save, result, settings, path):
+    """Write a search result to ``path`` (see output_path), keeping an older one."""
+    path = Path(path)
     keep_previous(path)
     print(f"Saving config: {path} ...")
     save(path, result, settings)
@@ -76,6 +114,7 @@ def _float_baseline(checkpoint, metric, evaluate_scores):
 
 
 def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
+    output = output_path(checkpoint, output, "quantization.yml", (pruning, config_path))
     model, ckpt, scores, inputs = validation_setup(checkpoint, pruning=pruning, use_stored=False)
     settings = optimization_section(ckpt, "quantization", config_path)
     baseline = None
@@ -85,10 +124,11 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
     if per_layer:
         result = search_per_layer_weights(model, scores, result)
     print(quantization_report(result))
-    return result, _save_solution(save_quantization, result, settings, checkpoint, output, "quantization.yml")
+    return result, _save_solution(save_quantization, result, settings, output)
 
 
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
+    output = output_path(checkpoint, output, "pruning.yml", (quantization, config_path))
     model, ckpt, scores, _ = validation_setup(checkpoint, quantization=quantization, use_stored=False)
     settings = optimization_section(ckpt, "pruning", config_path)
     combined_floor = None
@@ -98,7 +138,7 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
         combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
     result = search_pruning(model, scores, settings, combined_floor=combined_floor)
     print(pruning_report(result))
-    return result, _save_solution(save_pruning, result, settings, checkpoint, output, "pruning.yml")
+    return result, _save_solution(save_pruning, result, settings, output)
 
 
 def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True, use_stored=True):

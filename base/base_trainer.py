@@ -5,7 +5,7 @@ from abc import abstractmethod
 
 import torch
 
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 
@@ -51,6 +51,10 @@ class BaseTrainer:
         log = {}
         for epoch in range(self.start_epoch, self.epochs + 1):
             result = self._train_epoch(epoch)
+            bad = [k for k in ("loss", "val_loss") if k in result and not math.isfinite(result[k])]
+            if bad:
+                raise UserError(f"training diverged: epoch {epoch} has {bad[0]} {result[bad[0]]}; lower the "
+                                f"learning rate (--lr) or check the data; checkpoints saved so far are kept")
             log = {"epoch": epoch, **result}
             self.last_log = log
             best = False
@@ -77,35 +81,47 @@ class BaseTrainer:
 
     def _state(self, epoch):
         sched = getattr(self, "lr_scheduler", None)
-        return dict(arch=type(self.core_model).__name__, arch_args=self.config["arch"].get("args") or {},
-                    epoch=epoch, state_dict=self.core_model.state_dict(), optimizer=self.optimizer.state_dict(),
-                    lr_scheduler=sched.state_dict() if sched is not None else None,
-                    monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
-                    rng_state=torch.get_rng_state(), log=dict(self.last_log),
-                    **self.checkpoint_extra)
+        return Checkpoint(arch=type(self.core_model).__name__, arch_args=self.config["arch"].get("args") or {},
+                          epoch=epoch, state_dict=self.core_model.state_dict(), optimizer=self.optimizer.state_dict(),
+                          lr_scheduler=sched.state_dict() if sched is not None else None,
+                          monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
+                          rng_state=torch.get_rng_state(), log=dict(self.last_log),
+                          **self.checkpoint_extra)
 
     def _save_checkpoint(self, epoch, save_best=False):
         state = self._state(epoch)
         path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
-        save_checkpoint(path, **state)
+        save_checkpoint(path, state)
         self.logger.info(f"Saving checkpoint: {path} ...")
         if save_best:
-            save_checkpoint(self.checkpoint_dir / "model_best.pth", **state)
+            save_checkpoint(self.checkpoint_dir / "model_best.pth", state)
             self.logger.info("Saving current best: model_best.pth ...")
 
     def _save_best(self, epoch):
-        save_checkpoint(self.checkpoint_dir / "model_best.pth", **self._state(epoch))
+        save_checkpoint(self.checkpoint_dir / "model_best.pth", self._state(epoch))
         self.logger.info("Saving current best: model_best.pth ...")
 
     def resume_checkpoint(self, path):
         """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
         ckpt = load_checkpoint(path)
         self.core_model.load_state_dict(ckpt["state_dict"])
-        if ckpt.get("optimizer") is not None:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
         sched = getattr(self, "lr_scheduler", None)
-        if sched is not None and ckpt.get("lr_scheduler") is not None:
-            sched.load_state_dict(ckpt["lr_scheduler"])
+        saved = ckpt["config"].get("optimizer")
+        saved = saved.get("type") if isinstance(saved, dict) else None
+        if ckpt.get("optimizer") is not None and saved != type(self.optimizer).__name__:
+            raise UserError(f"{path} holds the state of optimizer {saved}, but the config names "
+                            f"{type(self.optimizer).__name__}; resume without -c or with the config the run "
+                            f"was started with")
+        try:
+            if ckpt.get("optimizer") is not None:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            if sched is not None and ckpt.get("lr_scheduler") is not None:
+                sched.load_state_dict(ckpt["lr_scheduler"])
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+            reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            raise UserError(f"{path} cannot be resumed with this config's optimizer "
+                            f"{type(self.optimizer).__name__} or scheduler ({reason}); resume without -c "
+                            f"or with the config the run was started with") from None
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.not_improved = int(ckpt.get("not_improved", 0))

@@ -406,7 +406,7 @@ AUGMENT = Section({
     "enabled": _bool, "time_shift_ms": _number(0), "noise_prob": _number(0, 1), "snr_db": _pair(),
     "gain_db": _pair(), "warp": _number(0, 1, high_open=True), "stretch": _number(0, 1, high_open=True),
     "spec_time_masks": _int(0), "spec_time_width": _int(0), "spec_freq_masks": _int(0),
-    "spec_freq_width": _int(0), "mixup": _number(0),
+    "spec_freq_width": _int(0), "bandlimit_prob": _number(0, 1), "bandlimit_hz": _number(0, low_open=True),
 }, nullable=True)
 
 BACKGROUND_NOISE = Section({"train": _int(0), "validation": _int(0), "test": _int(0), "seed": _int(0)},

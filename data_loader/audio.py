@@ -1,25 +1,102 @@
-"""Reading WAV files as 1-second 16 kHz float clips."""
+"""Reading WAV files as 1-second 16 kHz float clips, with every check on audio in one place.
+
+A WAV header is trusted for nothing: its sample rate must lie in MIN_SAMPLE_RATE..MAX_SAMPLE_RATE
+(a header claiming 1 Hz would otherwise turn a few KB into hours of resampled audio), it may hold
+at most MAX_CHANNELS channels, and only finite samples are accepted (one NaN would make the
+normalisation statistics NaN). The header is checked with ``soundfile.info`` before any sample is
+read, and a training clip longer than MAX_CLIP_SECONDS is cropped, centred, by reading only the
+frames needed, so memory stays bounded whatever a file claims. Background-noise recordings are
+read up to MAX_NOISE_SECONDS (from their start). Long recordings for ``predict.py`` are streamed
+with :func:`stream_wave` in blocks of BLOCK_SECONDS.
+"""
 import numpy as np
 import soundfile as sf
 import soxr
 
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 16
+MAX_CLIP_SECONDS = 10.0     # training/evaluation clips: longer ones are cropped, centred
+MAX_NOISE_SECONDS = 600.0   # background-noise recordings: read from the start up to this
+BLOCK_SECONDS = 10.0        # block size when streaming a long recording
+
 
 class AudioError(Exception):
-    """A file that cannot be read as audio (corrupt, truncated, not a WAV)."""
+    """A file that cannot be read as audio (corrupt, truncated, not a WAV, implausible header,
+    NaN or infinite samples)."""
 
 
-def read_wave(path, sample_rate):
-    """Mono float32 samples of ``path`` at ``sample_rate`` (any source rate is resampled with soxr)."""
+def _reason(e):
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def audio_info(path):
+    """soundfile's header of ``path`` after checking rate and channels (no sample is read)."""
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        info = sf.info(str(path))
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError
-        raise AudioError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise AudioError(f"{path}: {_reason(e)}") from None
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: sample rate {info.samplerate} Hz is outside the supported "
+                         f"{MIN_SAMPLE_RATE:,}..{MAX_SAMPLE_RATE:,} Hz")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: {info.channels} channels (at most {MAX_CHANNELS} are read)")
+    return info
+
+
+def _check_finite(path, data):
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: holds NaN or infinite samples")
+
+
+def read_wave(path, sample_rate, max_seconds=None, centred=True):
+    """Mono float32 samples of ``path`` at ``sample_rate`` (any source rate is resampled with
+    soxr). With ``max_seconds``, at most that much of the source is read: its centre
+    (``centred``) or its start; callers reading files of any length pass a cap."""
+    info = audio_info(path)
+    start, frames = 0, info.frames
+    if max_seconds is not None and info.frames > max_seconds * info.samplerate:
+        frames = int(max_seconds * info.samplerate)
+        start = (info.frames - frames) // 2 if centred else 0
+    try:
+        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{path}: {_reason(e)}") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no samples")
+    _check_finite(path, data)
     wave = data.mean(axis=1)
     if sr != sample_rate:
         wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32)
     return wave
+
+
+def stream_wave(path, sample_rate, block_seconds=BLOCK_SECONDS):
+    """Yield the mono samples of ``path`` at ``sample_rate`` in blocks, reading (and resampling,
+    with soxr's streaming resampler, whose output equals the one-shot resampling) one block of the
+    file at a time, so memory does not grow with the file's length."""
+    info = audio_info(path)
+    block = max(1, int(block_seconds * info.samplerate))
+    stream = None
+    if info.samplerate != sample_rate:
+        stream = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                last = data.shape[0] < block or f.tell() >= info.frames
+                _check_finite(path, data)
+                wave = data.mean(axis=1)
+                if stream is not None:
+                    wave = stream.resample_chunk(wave, last=last).astype(np.float32)
+                if len(wave):
+                    yield wave
+                if last:
+                    return
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"{path}: {_reason(e)}") from None
 
 
 def fit_length(wave, length):

@@ -28,6 +28,8 @@ class AugmentParams:
     spec_time_width: int = 0         # ... each up to this many frames
     spec_freq_masks: int = 0         # masked mel-band spans per clip ...
     spec_freq_width: int = 0         # ... each up to this many bands
+    bandlimit_prob: float = 0.0      # chance that a clip loses everything above bandlimit_hz ...
+    bandlimit_hz: float = 4000.0     # ... as a clip recorded at 8 kHz (a phone, a cheap microphone) does
 
     @classmethod
     def from_dict(cls, values):
@@ -47,10 +49,14 @@ class AugmentParams:
 
 
 class MelAugmenter:
-    def __init__(self, params: AugmentParams, noise_bank, hop_ms):
+    def __init__(self, params: AugmentParams, noise_bank, hop_ms, band_hz=None):
+        """``band_hz``: centre frequency of every mel band (needed for band limiting)."""
         self.params = params
         self.noise_bank = noise_bank  # (M, n_mels, frames) mel power, or None
         self.max_shift = int(round(params.time_shift_ms / hop_ms))
+        self.above_cutoff = None
+        if band_hz is not None:
+            self.above_cutoff = torch.as_tensor(band_hz) > params.bandlimit_hz
 
     def __call__(self, mel, generator):
         p = self.params
@@ -83,6 +89,12 @@ class MelAugmenter:
         if p.stretch > 0:
             factor = 1.0 + p.stretch * (2 * torch.rand(n, generator=generator) - 1)
             mel = self._resample_axis(mel, 2, factor, centre=(frames - 1) / 2)
+        if p.bandlimit_prob > 0 and self.above_cutoff is not None:
+            # Bands above the cutoff drop to (almost) nothing, as in a clip resampled from 8 kHz:
+            # the model must not take the recording's bandwidth for a property of the word.
+            use = torch.rand(n, generator=generator) < p.bandlimit_prob
+            cut = (use[:, None] & self.above_cutoff[None, :]).to(mel.dtype)
+            mel = mel * (1.0 - cut * (1.0 - 1e-10))[:, :, None]
         if (p.spec_time_masks and p.spec_time_width) or (p.spec_freq_masks and p.spec_freq_width):
             mel = self._spec_masks(mel, generator)
         return mel

@@ -12,8 +12,8 @@ import torch.nn as nn
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.corpus import scan_corpus
 from data_loader.dataset import SplitData, load_split
-from data_loader.features import FeatureParams, MfccFromMel
 from data_loader.download import ensure_speech_commands
+from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
 from data_loader.ia_dataset import FILE_NAME as IA_FILE, load_ia_splits
 from utils.errors import UserError
 
@@ -147,8 +147,13 @@ class SpeechCommandsDataLoader:
         return self._splits[name]
 
     def normalization(self):
-        """(mean, std) per MFCC coefficient over the training split."""
-        return normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+        """(mean, std) per MFCC coefficient over the training split; non-finite statistics would
+        make every epoch NaN, so they are an error here."""
+        mean, std = normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise UserError(f"the MFCC normalisation statistics of the training split of {self.data_dir} "
+                            f"are not finite; check the training clips")
+        return mean, std
 
     def transform(self, mean, std):
         return FeatureTransform(self.features, mean, std)
@@ -156,7 +161,8 @@ class SpeechCommandsDataLoader:
     def train_loader(self, mean, std, rank=0, world_size=1):
         data = self.split("train")
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
-        augmenter = MelAugmenter(self.augment, self._noise_bank, hop_ms) if self.augment.enabled else None
+        augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
+                     if self.augment.enabled else None)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
                               shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
 

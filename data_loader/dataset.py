@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from utils.progress import progress_bar
 
-from data_loader.audio import AudioError, fit_length, read_wave
+from data_loader.audio import MAX_CLIP_SECONDS, MAX_NOISE_SECONDS, AudioError, fit_length, read_wave
 from data_loader.features import FeatureParams, MelPower
 from utils import atomic
 from utils.errors import UserError
@@ -60,7 +60,7 @@ def _read_clips(root, rels, params, desc, progress):
     """Read and fit every clip (two threads: libsndfile and soxr release the GIL)."""
     def load(rel):
         try:
-            return fit_length(read_wave(root / rel, params.sample_rate), params.clip_samples)
+            return fit_length(read_wave(root / rel, params.sample_rate, MAX_CLIP_SECONDS), params.clip_samples)
         except AudioError as e:
             return e
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -68,12 +68,32 @@ def _read_clips(root, rels, params, desc, progress):
                          unit="clip", leave=False))
 
 
+_warned = set()
+
+
+def read_noise(root, noise_files, params):
+    """{relative path: samples} of the readable background-noise recordings (the first
+    MAX_NOISE_SECONDS of each); an unreadable one is skipped with a warning (once), like a clip."""
+    waves = {}
+    for rel in noise_files:
+        try:
+            waves[rel] = read_wave(root / rel, params.sample_rate, MAX_NOISE_SECONDS, centred=False)
+        except AudioError as e:
+            if str(root / rel) not in _warned:
+                _warned.add(str(root / rel))
+                log.warning("skipping unreadable audio file %s", e)
+    return waves
+
+
 def _noise_segments(root, noise_files, params, split, count, seed):
     """``count`` one-second noise clips spread evenly over the split's region of the recordings,
     at a deterministic random level (log-uniform 0.05 .. 1), as class-0 examples."""
     if count <= 0 or not noise_files:
         return [], []
-    waves = [read_wave(root / rel, params.sample_rate) for rel in noise_files]
+    readable = read_noise(root, noise_files, params)
+    noise_files, waves = list(readable), list(readable.values())
+    if not waves:
+        return [], []
     lo, hi = NOISE_REGIONS[split]
     rng = np.random.default_rng([seed, SPLITS_INDEX[split]])
     clips, names = [], []
@@ -95,8 +115,7 @@ def noise_bank_waves(root, noise_files, params):
     """One-second segments (hop 0.5 s) of the training region of every noise recording, mixed
     into training clips by augmentation."""
     segments = []
-    for rel in noise_files:
-        wave = read_wave(root / rel, params.sample_rate)
+    for wave in read_noise(root, noise_files, params).values():
         lo, hi = NOISE_REGIONS["train"]
         start, stop = int(lo * len(wave)), int(hi * len(wave)) - params.clip_samples
         hop = int(NOISE_BANK_HOP * params.sample_rate)

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from utils.atomic import write_yaml
+from utils.atomic import remove_stale, write_yaml
 from utils.errors import UserError, exit_on_user_error
 from utils.progress import progress_bar
 
@@ -312,7 +312,8 @@ def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress
                         f"or not the official archive and was deleted; run again to download it anew, "
                         f"or {_alternatives()}")
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.extract-", dir=root.parent))
+    remove_stale(root.parent)   # extraction folders of killed runs
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}.extract-", dir=root.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the corpus should not be
     try:
         try:

@@ -74,6 +74,12 @@ def mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
     return weights.astype(np.float32)
 
 
+def mel_band_centres(params):
+    """Centre frequency (Hz) of every mel band of ``params`` (the peak of its triangle)."""
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(params.fmin), _hz_to_mel(params.fmax), params.n_mels + 2))
+    return mel_f[1:params.n_mels + 1].astype(np.float32)
+
+
 def dct_matrix(n_mels, n_mfcc):
     """Orthonormal DCT-II as a (n_mels, n_mfcc) matrix (scipy.fft.dct(type=2, norm='ortho'))."""
     n = np.arange(n_mels)

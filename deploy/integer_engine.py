@@ -28,7 +28,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from deploy.compact import compact_model
-from fixedpoint.fixed_point import fractional_length, round_half_away, to_integer
+from fixedpoint.fixed_point import code_limits, to_integer
 from fixedpoint.graph import describe, round_div
 from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
@@ -55,7 +55,7 @@ def wrap(acc, bits):
 def requantize(values, shift, bits):
     """Integer codes ``values`` (int64) divided by 2^shift, rounded half away from zero, saturated
     to ``bits`` bits. A negative shift multiplies (after saturating, so it cannot overflow)."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = code_limits(bits)
     if shift > 0:
         half = np.int64(1 << (shift - 1))
         values = np.sign(values) * ((np.abs(values) + half) >> np.int64(shift))
@@ -189,13 +189,11 @@ class IntegerModel:
         for block in compact.blocks:
             name, layer = block.name, block.layer
             q = layer.quantization
-            fl_in = fractional_length(q.bits_inputs, q.il_inputs)
-            fl_w = fractional_length(q.bits_weights, q.il_weights)
+            fl_in, fl_w = q.inputs.fl, q.weights.fl
             with torch.no_grad():
                 w, b = layer._masked_params()  # the simulation's own masking: same codes
-                w_codes = to_integer(w.double(), q.bits_weights, fl_w)
-                lim = 2.0 ** (q.bits_accumulator - 1)
-                b_codes = torch.clamp(round_half_away(b.double() * 2.0 ** (fl_in + fl_w)), -lim, lim - 1)
+                w_codes = q.weights.codes(w.double())
+                b_codes = q.bias_codes(b.double())
             kind = block.kind
             if kind == "linear":
                 shape = (int(np.prod(shape)),)
@@ -209,7 +207,7 @@ class IntegerModel:
                 bits_weights=q.bits_weights, fl_weights=fl_w,
                 bits_accumulator=q.bits_accumulator,
                 bits_outputs=q.bits_outputs,
-                fl_outputs=fractional_length(q.bits_outputs, q.il_outputs))
+                fl_outputs=q.outputs.fl)
             layers.append(integer_layer)
             shape = integer_layer.output_shape
         _check_shifts(layers)
@@ -243,7 +241,7 @@ class IntegerModel:
                             f"{', '.join(map(str, self.input_shape))})")
         if not np.isfinite(x).all():
             raise UserError("features contain NaN or infinite values; check the feature extraction")
-        codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)
+        codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)  # as the simulation
         return codes.numpy().astype(data_dtype(self.input_bits))
 
     def logits_int(self, codes):
@@ -255,10 +253,10 @@ class IntegerModel:
         if codes.ndim != 4 or codes.shape[1:] != self.input_shape:
             raise UserError(f"feature codes have shape {codes.shape}; expected (N, "
                             f"{', '.join(map(str, self.input_shape))})")
-        lim = 1 << (self.input_bits - 1)
-        if codes.size and (codes.min() < -lim or codes.max() >= lim):
+        lo, hi = code_limits(self.input_bits)
+        if codes.size and (codes.min() < lo or codes.max() > hi):
             raise UserError(f"feature codes outside the {self.input_bits}-bit range "
-                            f"[{-lim}, {lim - 1}]; produce them with quantize_input")
+                            f"[{lo}, {hi}]; produce them with quantize_input")
         x = codes.astype(data_dtype(self.input_bits))
         for layer, following in zip(self.layers, self.layers[1:] + (None,)):
             if layer.kind == "linear" and x.ndim > 2:

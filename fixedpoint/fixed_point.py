@@ -9,6 +9,7 @@ because it is what an integer shift-and-round implements symmetrically for both 
 the simulation bit-exact with the deployed integer code.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -32,9 +33,14 @@ def round_half_away(x):
     return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
 
 
+def code_limits(bits):
+    """(lowest, highest) two's-complement code of ``bits`` bits."""
+    return -(1 << (int(bits) - 1)), (1 << (int(bits) - 1)) - 1
+
+
 def to_integer(x, bits, fl):
     """Integer codes of ``x`` in the format (bits, fl): rounded and saturated, same dtype as x."""
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    lo, hi = code_limits(bits)
     return torch.clamp(round_half_away(x * (2.0 ** fl)), lo, hi)
 
 
@@ -71,3 +77,25 @@ def quantize(x, bits, il):
     if not bits:
         return x
     return _QuantizeSTE.apply(x, int(bits), fractional_length(bits, il))
+
+
+@dataclass(frozen=True)
+class Format:
+    """One number format: ``bits`` (0 = float) and integer length ``il``; the fractional length,
+    code limits, simulated quantization and integer codes all follow from these two."""
+    bits: int
+    il: int = 0
+
+    @property
+    def fl(self):
+        return fractional_length(self.bits, self.il)
+
+    @property
+    def limits(self):
+        return code_limits(self.bits)
+
+    def quantize(self, x):
+        return quantize(x, self.bits, self.il)
+
+    def codes(self, x):
+        return to_integer(x, self.bits, self.fl)

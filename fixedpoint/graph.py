@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fixedpoint.fixed_point import fractional_length
 from fixedpoint.layers import FIXED_POINT_LAYERS
 from utils.errors import UserError
 
@@ -100,10 +99,9 @@ def round_div(total, n):
 def global_average(x, quantization):
     """Global average pooling (N, C, H, W) -> (N, C, 1, 1); in fixed point on the output codes."""
     mean = x.mean(dim=(2, 3), keepdim=True)
-    bits, il = quantization.bits_outputs, quantization.il_outputs
-    if not bits:
+    if not quantization.bits_outputs:
         return mean
-    scale = 2.0 ** fractional_length(bits, il)
+    scale = 2.0 ** quantization.outputs.fl
     codes = torch.round(x.detach().double() * scale).sum(dim=(2, 3), keepdim=True)
     exact = (round_div(codes, x.shape[2] * x.shape[3]) / scale).to(x.dtype)
     return mean + (exact - mean).detach()  # straight-through in training

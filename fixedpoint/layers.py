@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fixedpoint.fixed_point import fractional_length, quantize, round_half_away, wrap
+from fixedpoint.fixed_point import Format, code_limits, round_half_away, wrap
 
 
 @dataclass
@@ -49,9 +49,29 @@ class LayerQuantization:
         return bool(self.bits_inputs and self.bits_weights)
 
     @property
+    def inputs(self):
+        return Format(self.bits_inputs, self.il_inputs)
+
+    @property
+    def weights(self):
+        return Format(self.bits_weights, self.il_weights)
+
+    @property
+    def outputs(self):
+        return Format(self.bits_outputs, self.il_outputs)
+
+    @property
     def fl_accumulator(self):
-        return (fractional_length(self.bits_inputs, self.il_inputs)
-                + fractional_length(self.bits_weights, self.il_weights))
+        return self.inputs.fl + self.weights.fl
+
+    def bias_codes(self, bias):
+        """The bias as integer codes at the accumulator scale 2^-fl_accumulator, saturated to
+        bits_accumulator (the simulation and the integer engine use these same codes)."""
+        codes = round_half_away(bias * 2.0 ** self.fl_accumulator)
+        if self.bits_accumulator:
+            lo, hi = code_limits(self.bits_accumulator)
+            codes = torch.clamp(codes, lo, hi)
+        return codes
 
 
 class _FixedPointMixin:
@@ -98,18 +118,14 @@ class _FixedPointMixin:
             return self._op(x, w, b)
         exact = not self.training
         dtype = torch.float64 if exact else x.dtype
-        x = quantize(x.to(dtype), q.bits_inputs, q.il_inputs)
-        w = quantize(w.to(dtype), q.bits_weights, q.il_weights)
+        x = q.inputs.quantize(x.to(dtype))
+        w = q.weights.quantize(w.to(dtype))
         if b is not None:
             b = b.to(dtype)
         if q.integer_accumulator:
             scale = 2.0 ** q.fl_accumulator
             if b is not None:
-                b_int = round_half_away(b.detach() * scale)
-                if q.bits_accumulator:
-                    lim = 2.0 ** (q.bits_accumulator - 1)
-                    b_int = torch.clamp(b_int, -lim, lim - 1)
-                b = b + (b_int / scale - b).detach()  # straight-through
+                b = b + (q.bias_codes(b.detach()) / scale - b).detach()  # straight-through
             y = self._op(x, w, b)
             if q.bits_accumulator:
                 acc = torch.round(y.detach() * scale)  # already integer-valued; round removes fp dust
@@ -118,7 +134,7 @@ class _FixedPointMixin:
                 y = y + (wrap(acc, q.bits_accumulator) / scale - y).detach()
         else:
             y = self._op(x, w, b)
-        y = quantize(y, q.bits_outputs, q.il_outputs)
+        y = q.outputs.quantize(y)
         return y.to(torch.float32)
 
 

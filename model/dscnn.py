@@ -15,6 +15,9 @@ import torch.nn as nn
 from fixedpoint.graph import Block, Graph
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, FoldableBatchNorm2d
 from model.registry import KeywordModel, register
+from utils.checkpoint import MAX_WIDTH
+
+MAX_BLOCKS = 64
 
 
 @register
@@ -41,10 +44,10 @@ class DSCNN(KeywordModel):
 
     @classmethod
     def check_args(cls, args):
-        for key in ("channels", "blocks"):
+        for key, high in (("channels", MAX_WIDTH), ("blocks", MAX_BLOCKS)):
             value = args.get(key, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, found {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+                raise ValueError(f"{key} must be an integer in 1..{high}, found {value!r}")
         widths = args.get("widths")
         n = args.get("blocks", 4) + 1
         if widths is not None and (not isinstance(widths, (list, tuple)) or len(widths) != n or not all(

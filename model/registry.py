@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from base import BaseModel
 from fixedpoint.graph import run
+from utils.checkpoint import MAX_CLASSES, MAX_WIDTH
 from utils.errors import UserError
 
 ARCHITECTURES = {}
@@ -45,9 +46,41 @@ def input_shape_of(features):
     return (1, int(features.get("frames", 100)), int(features.get("n_mfcc", 13)))
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_arch_args(cls, args, where):
+    """Arguments of ``cls`` from a config or a (possibly forged) checkpoint, checked before any
+    tensor is allocated: known names, class count, dropout, widths within limits, then the
+    architecture's own ``check_args``."""
+    if not isinstance(args, dict):
+        raise UserError(f"{where}: arch_args must be a mapping, found {type(args).__name__}")
+    allowed = arch_arg_names(cls)
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise UserError(f"{where}: unknown arch_args {unknown}; allowed: {', '.join(allowed)}")
+    classes = args.get("num_classes", 4)
+    if not _is_int(classes) or not 2 <= classes <= MAX_CLASSES:
+        raise UserError(f"{where}: arch_args.num_classes must be an integer in 2..{MAX_CLASSES}, found {classes!r}")
+    dropout = args.get("dropout", 0.5)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise UserError(f"{where}: arch_args.dropout must be a number in [0, 1), found {dropout!r}")
+    widths = args.get("widths")
+    if widths is not None and (not isinstance(widths, (list, tuple))
+                               or not all(_is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)):
+        raise UserError(f"{where}: arch_args.widths must be integers in 1..{MAX_WIDTH}, found {widths!r}")
+    try:
+        getattr(cls, "check_args", lambda a: None)(dict(args))
+    except ValueError as e:
+        raise UserError(f"{where}: arch_args.{e}") from None
+
+
 def make_model(arch, arch_args, features, source="config"):
     cls = architecture(arch, f"{source} arch.type" if source == "config" else source)
-    args = dict(arch_args or {})
+    args = arch_args if arch_args is not None else {}
+    check_arch_args(cls, args, source)
+    args = dict(args)
     try:
         return cls(**args, input_shape=input_shape_of(features))
     except (TypeError, ValueError) as e:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from configuration import schema
-from fixedpoint.fixed_point import fractional_length, integer_length, quantize, round_half_away
+from fixedpoint.fixed_point import integer_length, round_half_away
 from fixedpoint.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
 from optimization.profiling import weight_memory_bits
@@ -32,7 +32,6 @@ from optimization.range_analysis import collect_ranges
 from optimization.scores import decision_value, format_scores
 from optimization.solutions import apply_quantization
 from utils.atomic import write_yaml
-from utils.errors import UserError
 from utils.progress import progress_bar
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
@@ -307,7 +306,7 @@ def worst_case_accumulator(layer, q):
     input code magnitude 2^(bits_inputs-1), plus |bias code|; the widest output decides."""
     with torch.no_grad():
         w = layer.weight.detach().double() * layer.kernel_mask.double().view((-1,) + (1,) * (layer.weight.dim() - 1))
-        codes = quantize(w, q.bits_weights, q.il_weights) * 2.0 ** fractional_length(q.bits_weights, q.il_weights)
+        codes = q.weights.codes(w)
         bound = codes.abs().flatten(1).sum(1) * 2.0 ** (q.bits_inputs - 1) + _bias_codes(layer, q).abs()
     top = int(bound.max())
     return _register_bits(-top, top)

@@ -16,6 +16,12 @@ from utils.errors import UserError
 
 QUANTIZATION_KEYS = tuple(f.name for f in fields(LayerQuantization))
 BIT_KEYS = tuple(k for k in QUANTIZATION_KEYS if k.startswith("bits_"))
+# What the integer engine and the C code can hold: data codes in at most 32-bit integers, the
+# accumulator in a register the float64 simulation wraps exactly (below 2^53). A wider format
+# (e.g. 64 bits) would silently give a constant output; it is refused.
+MAX_DATA_BITS = 32
+MAX_ACCUMULATOR_BITS = 53
+MAX_INTEGER_LENGTH = 128   # |il|: 2^(bits - il - 1) must stay a finite float
 
 
 def _is_int(value):
@@ -58,9 +64,14 @@ def _layer_quantization(path, name, entry):
     for key, value in entry.items():
         if not _is_int(value):
             raise UserError(f"{name}.{key} in {path} must be an integer, found {value!r}")
-        if key in BIT_KEYS and value < 0:
-            raise UserError(f"{name}.{key} in {path} is {value}; "
-                            f"bitwidths must be >= 0 (0 = float)")
+        if key in BIT_KEYS:
+            high = MAX_ACCUMULATOR_BITS if key == "bits_accumulator" else MAX_DATA_BITS
+            if not 0 <= value <= high:
+                raise UserError(f"{name}.{key} in {path} is {value}; bitwidths must be >= 0 (0 = float) "
+                                f"and at most {high} (the widest the integer code holds)")
+        elif abs(value) > MAX_INTEGER_LENGTH:
+            raise UserError(f"{name}.{key} in {path} is {value}; integer lengths must lie within "
+                            f"-{MAX_INTEGER_LENGTH}..{MAX_INTEGER_LENGTH}")
     for group in ("inputs", "weights", "outputs"):
         if entry.get(f"bits_{group}") and f"il_{group}" not in entry:
             raise UserError(f"{name} in {path} sets bits_{group} but not il_{group}; "

@@ -113,3 +113,22 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
     path = tmp / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+GCC = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+def run_c_model(folder, feature_lines, build_dir):
+    """Compile the exported ``folder``/model.c and main.c with gcc (warnings are errors), run it
+    on ``feature_lines`` (integer codes, one clip a line) and return its scores as a numpy array."""
+    import shutil
+    import numpy as np
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    exe = build_dir / "kws"
+    build = subprocess.run(GCC + [str(folder / "model.c"), str(folder / "main.c"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    result = subprocess.run([str(exe)], input=feature_lines, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return np.array([[int(v) for v in line.split()] for line in result.stdout.splitlines()])

@@ -2,15 +2,12 @@
 depthwise convs, stride, padding, global average pooling) and a model defined in this file
 (registered with ``model.registry.register``), both pruned, quantized, compacted and run by the
 integer engine and the generated C code, bit for bit equal to the fixed-point simulation."""
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from conftest import train_toy_model
+from conftest import run_c_model, train_toy_model
 from configuration.schema import validate_config
 from deploy.c_export import export_c
 from deploy.compact import compact_model
@@ -26,9 +23,6 @@ from optimization.pruning import kernel_ranking, search_pruning
 from optimization.quantization import search_quantization
 from optimization.solutions import apply_pruning, load_quantization
 from utils.errors import UserError
-
-GCC = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(single_thread):
@@ -95,17 +89,8 @@ def _small_dscnn(seed=0):
 
 
 def _c_scores(engine, codes, tmp_path):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed")
     export_c(engine, tmp_path)
-    exe = tmp_path / "kws"
-    build = subprocess.run(GCC + [str(tmp_path / "model.c"), str(tmp_path / "main.c"), "-o", str(exe)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    lines = "".join(" ".join(map(str, clip.reshape(-1))) + "\n" for clip in codes)
-    run = subprocess.run([str(exe)], input=lines, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    return np.array([[int(v) for v in line.split()] for line in run.stdout.splitlines()])
+    return run_c_model(tmp_path, "".join(" ".join(map(str, clip.reshape(-1))) + "\n" for clip in codes), tmp_path)
 
 
 def _assert_bit_exact(model, x, tmp_path):

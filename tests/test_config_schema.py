@@ -59,8 +59,8 @@ def test_the_default_data_is_speech_commands_downloaded_under_data():
     (lambda c: c["trainer"].update(class_weights=[1, 2]), "config trainer.class_weights has 2 entries for 4 classes"),
     (lambda c: c["trainer"].update(ema=1.0), "config trainer.ema must be a number in (0, 1), found 1.0"),
     (lambda c: c["trainer"].update(monitor="max val_top5"), "config trainer.monitor must be 'off' or 'min|max <metric>'"),
-    (lambda c: c["data_loader"]["args"]["augment"].update(mixup=-0.1),
-     "config data_loader.args.augment.mixup must be a number in [0, inf], found -0.1"),
+    (lambda c: c["data_loader"]["args"]["augment"].update(bandlimit_prob=1.5),
+     "config data_loader.args.augment.bandlimit_prob must be a number in [0, 1], found 1.5"),
     (lambda c: c["data_loader"]["args"]["augment"].update(spec_time_masks=1.5),
      "config data_loader.args.augment.spec_time_masks must be an integer >= 0, found 1.5"),
     (lambda c: c["optimization"]["finetuning"].update(distillation={"temperature": 0}),
@@ -84,7 +84,7 @@ def test_keys_the_lead_uses_are_accepted():
     cfg = default_config()
     cfg["trainer"].update(monitor="max val_balanced_accuracy", ema=0.999)
     cfg["data_loader"]["args"]["augment"].update(spec_time_masks=2, spec_time_width=10, spec_freq_masks=1,
-                                                 spec_freq_width=3, mixup=0.2)
+                                                 spec_freq_width=3, bandlimit_prob=0.2)
     cfg["optimization"]["quantization"]["metric"] = "balanced_accuracy"
     cfg["optimization"]["pruning"]["metric"] = "top1"
     cfg["optimization"]["finetuning"].update(distillation={"enabled": True, "temperature": 4.0, "alpha": 0.5,

@@ -2,20 +2,15 @@
 from config_dscnn_keywords.yml: train -> quantize -> prune -q -> test -q -p -> profile ->
 finetune -> export, the C code compiled by gcc: integer Python == C == simulation bit for bit."""
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT, run_dirs, run_script as run
+from conftest import ROOT, run_c_model, run_dirs, run_script as run
 from deploy.integer_engine import IntegerModel
 from app.restore import data_for_checkpoint, normalization_of, restore_model
-
-GCC = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-
 
 def _ints(path):
     return np.array([[int(v) for v in line.split()] for line in path.read_text().splitlines()])
@@ -80,16 +75,5 @@ def test_dscnn_finetuned_export_is_bit_exact_in_python_and_c(chain, tmp_path):
     assert np.array_equal(scores, engine.logits_int(engine.quantize_input(loader.inputs)))
     assert np.array_equal(scores, logits * 2.0 ** engine.output_fl)
     assert len(np.unique(scores, axis=0)) >= 20, "degenerate model: scores barely vary"
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed")
-    exe = tmp_path / "kws"
-    build = subprocess.run(GCC + [str(bundle / "model.c"), str(bundle / "main.c"), "-o", str(exe)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    result = subprocess.run([str(exe), str(bundle / "test_vectors.txt")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert np.array_equal(_ints_text(result.stdout), scores)
-
-
-def _ints_text(text):
-    return np.array([[int(v) for v in line.split()] for line in text.splitlines()])
+    c_scores = run_c_model(bundle, (bundle / "test_vectors.txt").read_text(), tmp_path)
+    assert np.array_equal(c_scores, scores)

@@ -1,6 +1,5 @@
 """Decisions that look at the keywords: balanced accuracy in the searches, the combined check,
 distillation, weight averaging, SpecAugment, and finetuning runs that record what they did."""
-import functools
 import math
 
 import pytest

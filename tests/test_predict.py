@@ -224,7 +224,7 @@ def test_compact_and_quantized_models_detect_identically(trained_ckpt, test_clip
                      "il_outputs": integer_length(row.outputs_absmax)} for name, row in ranges.iterrows()}
     (tmp_path / "quantization.yml").write_text(yaml.safe_dump({"layers": layers}))
     compact = compact_model(masked)
-    save_checkpoint(tmp_path / "compact.pth", **compact_checkpoint(ckpt, compact, trained_ckpt))
+    save_checkpoint(tmp_path / "compact.pth", compact_checkpoint(ckpt, compact, trained_ckpt))
     files = [path, test_clips[0][0]]
     _, reference = predict_files(trained_ckpt, files, tmp_path / "quantization.yml", tmp_path / "pruning.yml")
     _, from_compact = predict_files(tmp_path / "compact.pth", files, tmp_path / "quantization.yml")

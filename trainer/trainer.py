@@ -148,9 +148,9 @@ class Trainer(BaseTrainer):
     def _state(self, epoch):
         state = super()._state(epoch)
         if self.ema is not None:
-            state["state_dict"] = self.ema.module.state_dict()       # what later scripts use
-            state["train_state_dict"] = self.core_model.state_dict()  # what resuming continues
-            state["ema_updates"] = int(self.ema.n_averaged)
+            state.state_dict = self.ema.module.state_dict()       # what later scripts use
+            state.train_state_dict = self.core_model.state_dict()  # what resuming continues
+            state.ema_updates = int(self.ema.n_averaged)
         return state
 
     def resume_checkpoint(self, path):

@@ -1,8 +1,18 @@
 """Atomic file writes: write a temporary file in the target folder, then rename it over the
-target, so a crash or Ctrl-C never leaves a half-written file that a later run trusts."""
+target, so a crash or Ctrl-C never leaves a half-written file that a later run trusts.
+
+A temporary file is named ``.<name>.<pid>.<random>.tmp``. A process killed with SIGKILL cannot
+remove its own, so every write first removes stale ones in its folder (once per folder and
+process): ours by name, whose writer process is gone or which are older than STALE_SECONDS.
+Folders matching ``.<name>.<pid>.<kind>-<random>`` (e.g. the download's extraction folder) are
+treated the same way by :func:`remove_stale`.
+"""
 import io
 import os
+import re
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,13 +24,78 @@ from utils.errors import UserError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+STALE_SECONDS = 3600
+# .<name>.<pid>.<8 random>.tmp (files) and .<name>.<pid>.<kind>-<8 random> (folders); the older
+# .<name>.<8 random>.tmp without a pid is recognised too and removed by age only
+_TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?(?:[a-z0-9_]{8}\.tmp|[a-z]+-[a-z0-9_]{8})$")
+_cleaned = set()
+
+
+def temp_prefix(path):
+    """The name prefix of our temporary siblings of ``path`` (carries this process's id)."""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def writer_alive(pid):
+    """False only when no process ``pid`` exists (a pid of another user counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def remove_stale(folder, now=None):
+    """Remove our temporary files and folders in ``folder`` left by killed writers: those whose
+    pid is not running, or older than STALE_SECONDS. Returns the names removed."""
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if not m:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        pid = m.group("pid")
+        if age < STALE_SECONDS and (pid is None or writer_alive(int(pid))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            pass
+    return removed
+
+
+def clean_once(folder):
+    """remove_stale(folder) the first time this process writes there."""
+    key = os.path.abspath(folder)
+    if key not in _cleaned:
+        _cleaned.add(key)
+        remove_stale(folder)
+
 
 @contextmanager
 def atomic_open(path, mode="w", **kwargs):
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_once(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
