@@ -95,6 +95,9 @@ def apply_solutions(model, quantization=None, pruning=None):
         apply_quantization(model, load_quantization(quantization, model))
 
 
+DATA_LOADERS = ("SpeechCommandsDataLoader", "KeywordDataLoader")  # what a checkpoint's config may name
+
+
 def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     """The checkpoint's data loader (optionally on another corpus) with its feature parameters."""
     if not isinstance(ckpt["config"].get("data_loader"), dict):
@@ -107,8 +110,9 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         args["data_dir"] = str(data_dir)
         args["download"] = None
     args["progress"] = progress
-    cls = getattr(module_data, str(cfg.get("type", "SpeechCommandsDataLoader")), None)
-    if cls not in (module_data.SpeechCommandsDataLoader, module_data.KeywordDataLoader):
+    name = str(cfg.get("type", "SpeechCommandsDataLoader"))
+    cls = getattr(module_data, name, None) if name in DATA_LOADERS else None
+    if cls is None:
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")
     keywords = args.get("keywords", ("one", "two", "three"))
     if ckpt.get("keywords") is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \

@@ -68,6 +68,10 @@ class BaseTrainer:
                     self.mnt_best, self.not_improved, best = value, 0, True
                 else:
                     self.not_improved += 1
+                    # A tie keeps the later epoch as the best model (it has seen more data; a
+                    # count-based metric such as balanced accuracy ties often early on) but is no
+                    # improvement for early stopping.
+                    best = value == self.mnt_best
             if self.is_writer:
                 if epoch % self.save_period == 0:
                     self._save_checkpoint(epoch, save_best=best)

@@ -19,8 +19,8 @@ def test_train_writes_the_run_layout(trained, e2e_config):
     assert any(p.name.startswith("events.out.tfevents") for p in log_dir.iterdir())
     lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch ")]
     assert len(lines) == EPOCHS
-    assert re.search(r"loss [\d.]+ top1 [\d.]+ \| val_loss [\d.]+ val_top1 [\d.]+( val_\w+ [\d.]+)* \| [\d,]+ samples/s",
-                     lines[0])
+    assert re.search(r"loss [\d.]+ top1 [\d.]+ \| val_loss [\d.]+ val_top1 [\d.]+ val_bal [\d.]+ val_fa [\d.]+ \| "
+                     r"[\d,]+ samples/s", lines[0])
     ckpt = torch.load(run_dir / "checkpoint-epoch4.pth", weights_only=True)
     assert ckpt["arch"] == "KeywordLeNet5Clone" and ckpt["epoch"] == 4
     assert ckpt["normalization"]["mean"].shape == (13,)

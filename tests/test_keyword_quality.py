@@ -226,3 +226,28 @@ def test_weight_averaging_saves_the_average_and_resumes_exactly(e2e_config, tmp_
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), (key, name)
     assert any(not torch.equal(a["state_dict"][n], a["train_state_dict"][n]) for n in a["state_dict"])
+
+
+def test_restarts_keep_the_initialisation_with_the_best_validation_score(e2e_config, tmp_path):
+    cfg = yaml.safe_load(e2e_config.read_text())
+    cfg.update(name="e2e_restarts")
+    cfg["trainer"].update(restarts=2, epochs=2, save_period=100)
+    path = tmp_path / "restarts.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = run("train.py", "-c", path).stdout
+    run_dir = run_dirs(e2e_config, "e2e_restarts")[-1]
+    bests = [torch.load(run_dir / f"restart{k}" / "model_best.pth", weights_only=True) for k in range(2)]
+    scores = [b["monitor_best"] for b in bests]
+    won = scores.index(max(scores))                       # monitor: max val_balanced_accuracy
+    chosen = torch.load(run_dir / "model_best.pth", weights_only=True)
+    for name, tensor in bests[won]["state_dict"].items():
+        assert torch.equal(chosen["state_dict"][name], tensor)
+    assert f"restart {won} (seed {1000 * won}) is the run's model_best.pth" in out
+    # restart 0 is the run a single training with the same seed would have made
+    cfg["trainer"]["restarts"] = 1
+    cfg["name"] = "e2e_single"
+    path.write_text(yaml.safe_dump(cfg))
+    run("train.py", "-c", path)
+    single = torch.load(run_dirs(e2e_config, "e2e_single")[-1] / "model_best.pth", weights_only=True)
+    for name, tensor in single["state_dict"].items():
+        assert torch.equal(bests[0]["state_dict"][name], tensor)

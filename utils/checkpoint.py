@@ -107,10 +107,10 @@ def _check_arch_args(args, where):
 def _check_features(features, where):
     if not isinstance(features, dict):
         raise UserError(f"{where}: features must be a mapping, found {type(features).__name__}")
-    if "precomputed" in features:   # MFCCs read from the lab's IA_DATASET pickle: frames and n_mfcc only
-        if not isinstance(features["precomputed"], str):
-            raise UserError(f"{where}: features.precomputed must name the feature file")
-        features = {k: v for k, v in features.items() if k != "precomputed"}
+    if "precomputed" in features:  # MFCCs read from an IA_DATASET pickle: only their shape is known
+        if features["precomputed"] != "IA_DATASET" or set(features) != {"precomputed", "frames", "n_mfcc"}:
+            raise UserError(f"{where}: precomputed features must be {{precomputed: IA_DATASET, frames, n_mfcc}}")
+        features = {k: features[k] for k in ("frames", "n_mfcc")}
     unknown = sorted(set(features) - set(FEATURE_RANGES))
     if unknown:
         raise UserError(f"{where}: unknown feature parameters {unknown}")
