@@ -50,7 +50,7 @@ def main():
     cfg = yaml.safe_load(open(os.path.join(ROOT, "config_lenet5_keywords.yml")))
     cfg["name"] = "bench_chain"
     cfg["data_loader"]["args"].update(data_dir=str(corpus), batch_size=args.bs, download=None)
-    cfg["trainer"].update(epochs=15, save_dir=str(Path(args.out) / "saved"))
+    cfg["trainer"].update(epochs=15, save_dir=str(Path(args.out) / "saved"), distillation=None)
     cfg["lr_scheduler"]["args"]["T_max"] = 15
     cfg["optimization"]["finetuning"]["epochs"] = 10  # the lab's budget for this benchmark
     config = Path(ROOT) / args.out / "config.yml"

@@ -483,7 +483,8 @@ TRAINER = Section({
     "epochs": _int(1), "save_dir": _string, "save_period": _int(1), "verbosity": _int(0, 2),
     "monitor": _monitor, "early_stop": _optional(_int(0)), "class_weights": _class_weights,
     "tensorboard": _bool, "ema": _optional(_number(0, 1, low_open=True, high_open=True)),
-    "restarts": _int(1),
+    "distillation": Section({"teachers": _int(0), "temperature": _number(0, low_open=True),
+                             "alpha": _number(0, 1)}, nullable=True),
 }, required=("epochs",))
 
 DISTILLATION = Section({"enabled": _bool, "temperature": _number(0, low_open=True), "alpha": _number(0, 1),

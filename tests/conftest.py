@@ -45,7 +45,7 @@ def e2e_config(tmp_path_factory, corpus_dir, cache_dir):
     cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
     cfg["name"] = "e2e"
     cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=E2E_EPOCHS, save_period=2)
+    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=E2E_EPOCHS, save_period=2, distillation=None)
     cfg["optimization"]["finetuning"]["epochs"] = 2
     path = tmp / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
@@ -112,7 +112,7 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
     cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}
     cfg["lr_scheduler"] = {"type": "CosineAnnealingLR", "args": {"T_max": epochs}}
     cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=100, tensorboard=False,
-                          class_weights=[1, 4, 4, 4], monitor="min val_loss", restarts=1, ema=None)
+                          class_weights=[1, 4, 4, 4], monitor="min val_loss", distillation=None, ema=None)
     cfg["optimization"]["quantization"].update(metric="balanced_accuracy", schedule=[16, 8])
     cfg["optimization"]["pruning"]["metric"] = "balanced_accuracy"
     path = tmp / "config.yml"

@@ -58,6 +58,7 @@ def write_config(tmp, corpus_dir, cache_dir, name, **trainer):
     cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
     cfg["data_loader"]["args"]["augment"]["enabled"] = False
     cfg["trainer"]["class_weights"] = None
+    cfg["trainer"]["distillation"] = None
     cfg["trainer"].update({"save_dir": str(tmp / "saved"), "epochs": EPOCHS, "save_period": 1, **trainer})
     cfg["optimization"]["finetuning"]["epochs"] = 1
     path = tmp / f"{name}.yml"

@@ -26,7 +26,8 @@ def chain(tmp_path_factory, corpus_dir, cache_dir):
     cfg["arch"]["args"].update(channels=24, blocks=2)   # small and quick; the default is 48 x 4
     cfg["optimizer"]["args"]["lr"] = 0.01
     cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=6, save_period=6, tensorboard=False)
+    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=6, save_period=6, tensorboard=False, distillation=None,
+                          ema=None)
     cfg["optimization"]["pruning"]["max_steps"] = 12
     cfg["optimization"]["finetuning"]["epochs"] = 1
     (tmp / "config.yml").write_text(yaml.safe_dump(cfg))

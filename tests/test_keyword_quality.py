@@ -14,7 +14,7 @@ from model.model import KeywordLeNet5Clone
 from fixedpoint.layers import fixed_point_layers
 from optimization.pruning import format_report, search_pruning
 from optimization.quantization import search_quantization
-from trainer.trainer import Distillation
+from trainer.trainer import Distillation, Ensemble
 
 
 # --- units ------------------------------------------------------------------------------------
@@ -228,26 +228,34 @@ def test_weight_averaging_saves_the_average_and_resumes_exactly(e2e_config, tmp_
     assert any(not torch.equal(a["state_dict"][n], a["train_state_dict"][n]) for n in a["state_dict"])
 
 
-def test_restarts_keep_the_initialisation_with_the_best_validation_score(e2e_config, tmp_path):
+def test_an_ensemble_of_teachers_trains_first_and_the_student_learns_from_their_average(e2e_config, tmp_path):
     cfg = yaml.safe_load(e2e_config.read_text())
-    cfg.update(name="e2e_restarts")
-    cfg["trainer"].update(restarts=2, epochs=2, save_period=100)
-    path = tmp_path / "restarts.yml"
+    cfg.update(name="e2e_teachers")
+    cfg["trainer"].update(distillation={"teachers": 2, "temperature": 2.0, "alpha": 0.8}, epochs=2,
+                          save_period=100)
+    path = tmp_path / "teachers.yml"
     path.write_text(yaml.safe_dump(cfg))
     out = run("train.py", "-c", path).stdout
-    run_dir = run_dirs(e2e_config, "e2e_restarts")[-1]
-    bests = [torch.load(run_dir / f"restart{k}" / "model_best.pth", weights_only=True) for k in range(2)]
-    scores = [b["monitor_best"] for b in bests]
-    won = scores.index(max(scores))                       # monitor: max val_balanced_accuracy
-    chosen = torch.load(run_dir / "model_best.pth", weights_only=True)
-    for name, tensor in bests[won]["state_dict"].items():
-        assert torch.equal(chosen["state_dict"][name], tensor)
-    assert f"restart {won} (seed {1000 * won}) is the run's model_best.pth" in out
-    # restart 0 is the run a single training with the same seed would have made
-    cfg["trainer"]["restarts"] = 1
-    cfg["name"] = "e2e_single"
+    run_dir = run_dirs(e2e_config, "e2e_teachers")[-1]
+    assert "student: seed 0, distilled from 2 teachers (temperature 2.0, alpha 0.8)" in out
+    student = torch.load(run_dir / "model_best.pth", weights_only=True)
+    assert student["teachers"] == [str(run_dir / f"teacher{k}" / "model_best.pth") for k in (1, 2)]
+    # teacher 1 is the model a plain training with seed 1000 makes
+    cfg["trainer"]["distillation"] = None
+    cfg.update(name="e2e_seed1000", seed=1000)
     path.write_text(yaml.safe_dump(cfg))
     run("train.py", "-c", path)
-    single = torch.load(run_dirs(e2e_config, "e2e_single")[-1] / "model_best.pth", weights_only=True)
+    single = torch.load(run_dirs(e2e_config, "e2e_seed1000")[-1] / "model_best.pth", weights_only=True)
+    teacher = torch.load(run_dir / "teacher1" / "model_best.pth", weights_only=True)
     for name, tensor in single["state_dict"].items():
-        assert torch.equal(bests[0]["state_dict"][name], tensor)
+        assert torch.equal(teacher["state_dict"][name], tensor)
+
+
+def test_the_ensemble_averages_softened_teacher_distributions():
+    torch.manual_seed(0)
+    members = [KeywordLeNet5Clone(dropout=0.0).eval() for _ in range(3)]
+    x = torch.randn(5, 1, 100, 13)
+    ensemble = Ensemble(members, 3.0)
+    with torch.no_grad():
+        expected = torch.stack([F.softmax(m(x) / 3.0, dim=1) for m in members]).mean(0)
+        torch.testing.assert_close(F.softmax(ensemble(x) / 3.0, dim=1), expected)

@@ -45,7 +45,7 @@ def tiny_config(tmp, corpus, name="tiny", epochs=2, **trainer):
     cfg["data_loader"]["args"].update(data_dir=str(corpus), cache_dir=str(tmp / "cache"), batch_size=8,
                                       background_noise={"train": 8, "validation": 0, "test": 0})
     cfg["lr_scheduler"]["args"]["T_max"] = epochs
-    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=1, **trainer)
+    cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=1, distillation=None, **trainer)
     cfg["optimization"]["finetuning"]["epochs"] = 1
     path = tmp / f"{name}.yml"
     path.write_text(yaml.safe_dump(cfg))

@@ -53,6 +53,22 @@ class Distillation:
         return (1.0 - self.alpha) * hard_loss + self.alpha * t * t * soft
 
 
+class Ensemble(torch.nn.Module):
+    """Teachers whose softened outputs are averaged: ``forward`` returns
+    ``T * log(mean_k softmax(out_k / T))``, so that Distillation's ``log_softmax(out / T)`` of it
+    is the log of the averaged distribution at temperature ``T``."""
+
+    def __init__(self, members, temperature):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.temperature = float(temperature)
+
+    def forward(self, x):
+        t = self.temperature
+        probs = torch.stack([F.softmax(m(x) / t, dim=1) for m in self.members]).mean(dim=0)
+        return t * probs.clamp(min=1e-12).log()
+
+
 class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
                  valid_data_loader=None, lr_scheduler=None, checkpoint_extra=None, progress=True,

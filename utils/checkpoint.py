@@ -55,6 +55,7 @@ class Checkpoint:
     compacted_from: str = None    # a compact model (export.py): the checkpoint it was made from
     train_state_dict: dict = None  # with EMA: the trained weights resuming continues from
     ema_updates: int = None        # with EMA: updates averaged so far
+    teachers: list = None          # ensemble distillation: the teachers' checkpoints
 
     def to_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)
