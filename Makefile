@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m utils.demo
+	$(PY) -m app.demo
 
 clean:
 	rm -rf .venv data/cache

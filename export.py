@@ -2,7 +2,7 @@
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 
-from deploy.export_bundle import export_bundle, format_summary
+from app.export_bundle import export_bundle, format_summary
 from utils.errors import exit_on_user_error
 
 

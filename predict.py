@@ -2,7 +2,7 @@
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 
-from deploy.detection import DetectorSettings, format_result, predict_files
+from app.detection import DetectorSettings, format_result, predict_files
 from utils.errors import exit_on_user_error
 
 

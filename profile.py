@@ -2,7 +2,7 @@
 import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
 import argparse
 
-from optimization.workflow import run_profile
+from app.workflow import run_profile
 from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 

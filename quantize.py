@@ -2,7 +2,7 @@
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 
-from optimization.workflow import run_quantization
+from app.workflow import run_quantization
 from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 

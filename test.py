@@ -2,7 +2,7 @@
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 
-from trainer.testing import format_report, run_test, save_report
+from app.testing import format_report, run_test, save_report
 from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
 

@@ -8,7 +8,7 @@ import contextlib
 from parse_config import ConfigParser
 from trainer.distributed import DistributedContext
 from trainer.finetuning import finetune_config
-from trainer.training import run_training
+from app.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.errors import exit_on_user_error
 

@@ -5,7 +5,7 @@ from abc import abstractmethod
 
 import torch
 
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 
@@ -85,24 +85,24 @@ class BaseTrainer:
 
     def _state(self, epoch):
         sched = getattr(self, "lr_scheduler", None)
-        return dict(arch=type(self.core_model).__name__, arch_args=self.config["arch"].get("args") or {},
-                    epoch=epoch, state_dict=self.core_model.state_dict(), optimizer=self.optimizer.state_dict(),
-                    lr_scheduler=sched.state_dict() if sched is not None else None,
-                    monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
-                    rng_state=torch.get_rng_state(), log=dict(self.last_log),
-                    **self.checkpoint_extra)
+        return Checkpoint(arch=type(self.core_model).__name__, arch_args=self.config["arch"].get("args") or {},
+                          epoch=epoch, state_dict=self.core_model.state_dict(), optimizer=self.optimizer.state_dict(),
+                          lr_scheduler=sched.state_dict() if sched is not None else None,
+                          monitor_best=self.mnt_best, not_improved=self.not_improved, config=self.config.config,
+                          rng_state=torch.get_rng_state(), log=dict(self.last_log),
+                          **self.checkpoint_extra)
 
     def _save_checkpoint(self, epoch, save_best=False):
         state = self._state(epoch)
         path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
-        save_checkpoint(path, **state)
+        save_checkpoint(path, state)
         self.logger.info(f"Saving checkpoint: {path} ...")
         if save_best:
-            save_checkpoint(self.checkpoint_dir / "model_best.pth", **state)
+            save_checkpoint(self.checkpoint_dir / "model_best.pth", state)
             self.logger.info("Saving current best: model_best.pth ...")
 
     def _save_best(self, epoch):
-        save_checkpoint(self.checkpoint_dir / "model_best.pth", **self._state(epoch))
+        save_checkpoint(self.checkpoint_dir / "model_best.pth", self._state(epoch))
         self.logger.info("Saving current best: model_best.pth ...")
 
     def resume_checkpoint(self, path):

@@ -19,7 +19,7 @@ from deploy.compact import compact_model
 from model.model import INPUT_SHAPE, KeywordLeNet5Clone
 from optimization.profiling import profile_model
 from utils.errors import UserError, exit_on_user_error
-from utils.restore import restore_model
+from app.restore import restore_model
 
 
 def median_latencies(models, batch, seconds, generator):

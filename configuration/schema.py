@@ -16,6 +16,7 @@ import copy
 import difflib
 from dataclasses import dataclass
 
+from model import registry
 from utils.errors import UserError
 
 # --- scalar checks -------------------------------------------------------------------------
@@ -437,16 +438,30 @@ def _data_loader(path, value):
     return Section({"type": lambda p, v: v, "args": LOADERS[kind]}, required=("type", "args"))(path, value)
 
 
-def _widths(path, value):
-    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_int(w) and w >= 1 for w in value):
-        raise UserError(f"config {path} must be three positive integers (conv1, conv2, fc3), found {value!r}")
-    return list(value)
+COMMON_ARCH_ARGS = {"num_classes": _int(2), "dropout": _number(0, 1, high_open=True)}
 
 
-ARCH = Section({"type": _choice("KeywordLeNet5Clone"),
-                "args": Section({"num_classes": _int(2), "dropout": _number(0, 1, high_open=True),
-                                 "widths": _widths}, nullable=True)},
-               required=("type",))
+def _arch(path, value):
+    """``arch.type`` names a registered architecture (model/registry.py); ``arch.args`` are the
+    parameters of its constructor (but input_shape, which the features give), each checked by the
+    common checks here and by the architecture's own ``check_args``."""
+    section = Section({"type": _string, "args": Section({}, open_keys=True, nullable=True)}, required=("type",))
+    value = section(path, value)
+    cls = registry.ARCHITECTURES.get(value["type"])
+    if cls is None:
+        known = sorted(registry.ARCHITECTURES)
+        raise UserError(f"config {path}.type '{value['type']}' is not an architecture"
+                        f"{_did_you_mean(str(value['type']), known)}")
+    args = Section({name: COMMON_ARCH_ARGS.get(name, lambda p, v: v) for name in registry.arch_arg_names(cls)},
+                   nullable=True)(f"{path}.args", value.get("args"))
+    try:
+        getattr(cls, "check_args", lambda a: None)(dict(args or {}))
+    except ValueError as e:
+        raise UserError(f"config {path}.args of {value['type']}: {e}") from None
+    return value if args is None else {**value, "args": args}
+
+
+ARCH = _arch
 
 
 # lr and weight_decay are checked here; other arguments go to the torch class, which checks them

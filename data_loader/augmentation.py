@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.errors import UserError
+
 
 @dataclass
 class AugmentParams:
@@ -31,7 +33,6 @@ class AugmentParams:
 
     @classmethod
     def from_dict(cls, values):
-        from utils.errors import UserError
         values = dict(values or {})
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:

@@ -12,6 +12,7 @@ import torch.nn as nn
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.corpus import scan_corpus
 from data_loader.dataset import SplitData, load_split
+from data_loader.download import ensure_speech_commands
 from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
 from data_loader.ia_dataset import FILE_NAME as IA_FILE, load_ia_splits
 from utils.errors import UserError
@@ -108,7 +109,6 @@ class SpeechCommandsDataLoader:
                  download=None, seed=0, progress=True):
         self.data_dir = Path(data_dir)
         if download and not self.data_dir.is_dir():
-            from data_loader.download import ensure_speech_commands
             ensure_speech_commands(self.data_dir, download, progress=progress)
         self.keywords = tuple(keywords)
         self.batch_size = batch_size

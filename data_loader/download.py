@@ -25,6 +25,7 @@ from pathlib import Path
 
 from utils.atomic import remove_stale, write_yaml
 from utils.errors import UserError, exit_on_user_error
+from utils.progress import progress_bar
 
 # URLs: the dataset paper (arXiv:1804.03209). SHA-256 of both archives: torchaudio's
 # torchaudio/datasets/speechcommands.py (_CHECKSUMS). Size and SHA-256 of v0.02: tensorflow_datasets'
@@ -116,8 +117,6 @@ def _content_range(value):
 def _fetch(url, partial, size, timeout, progress, fail):
     """Download ``url`` into ``partial``, resuming from its current length when the server
     honours Range; restarts from zero when it does not. Raises _Interrupted on a cut."""
-    from utils.progress import progress_bar
-
     for _attempt in range(3):
         have = partial.stat().st_size if partial.exists() else 0
         if size is not None and have > size:  # not a prefix of the expected file
@@ -181,8 +180,6 @@ def _fetch(url, partial, size, timeout, progress, fail):
 
 
 def _sha256(path, progress):
-    from utils.progress import progress_bar
-
     digest = hashlib.sha256()
     with open(path, "rb") as f, progress_bar(enabled=progress, total=path.stat().st_size, unit="B",
                                               unit_scale=True, unit_divisor=1024, desc="verifying") as bar:
@@ -219,8 +216,6 @@ def safe_extract(archive, dest, progress=True):
     """Unpack ``archive`` into the existing folder ``dest``, regular files and folders only.
     An unsafe member raises UserError naming it; what was unpacked before stays in ``dest``
     (callers unpack into a temporary folder and delete it)."""
-    from utils.progress import progress_bar
-
     dest = Path(dest).resolve()
     try:
         tar = tarfile.open(archive, "r:*")

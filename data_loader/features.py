@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from utils.errors import UserError
+
 
 @dataclass(frozen=True)
 class FeatureParams:
@@ -31,7 +33,6 @@ class FeatureParams:
 
     @classmethod
     def from_dict(cls, values):
-        from utils.errors import UserError
         if values and "precomputed" in values:
             raise UserError(f"this model was trained on precomputed MFCCs ({values['precomputed']} pickle): "
                             f"it has no recipe to compute features from audio; use test.py on that file")

@@ -48,6 +48,7 @@ from scipy import signal
 
 from utils.atomic import write_text, write_yaml
 from utils.errors import UserError, exit_on_user_error
+from utils.progress import progress_bar
 
 GENERATOR_VERSION = 2
 MARKER = ".complete"
@@ -187,12 +188,6 @@ def _antiresonate(x, freq, bw, sr):
     return (x - b1 * x1 - c * x2) / (1 - b1 - c)
 
 
-try:  # scipy's compiled kernel: sosfilt() validates its arguments on each of ~100 calls a clip
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - other scipy layout
-    _sosfilt_kernel = None
-
-
 def _filter_blocks(sos, x, block):
     """Filter ``x`` with coefficients ``sos[b]`` (sections, 6) for its b-th block of ``block``
     samples, carrying the filter state across blocks (a time-varying cascade)."""
@@ -201,11 +196,7 @@ def _filter_blocks(sos, x, block):
     zi = np.zeros((1, sos.shape[1], 2))
     for b in range(sos.shape[0]):
         s0, s1 = b * block, min((b + 1) * block, len(out))
-        if _sosfilt_kernel is not None:
-            _sosfilt_kernel(sos[b], out[None, s0:s1], zi)  # in place
-        else:
-            out[s0:s1], z = signal.sosfilt(sos[b], out[s0:s1], zi=zi[0])
-            zi[0] = z
+        out[s0:s1], zi[0] = signal.sosfilt(sos[b], out[s0:s1], zi=zi[0])  # scipy's public API only
     return out
 
 
@@ -636,8 +627,6 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
     ``workers``: processes to use (default: 2, or 1 for small corpora); the output does not
     depend on it.
     """
-    from utils.progress import progress_bar
-
     _check_args(n_clips, seed, sample_rate, keyword_fraction)
     root = Path(root)
     params = {"generator_version": GENERATOR_VERSION, "n_clips": int(n_clips), "seed": int(seed),

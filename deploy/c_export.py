@@ -12,18 +12,21 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
   without undefined behaviour, then the low bits_accumulator bits are sign-extended, which is the
   two's-complement wrap of the simulation. Rescaling is a rounding shift (half away from zero)
   with saturation; every shift is a compile-time constant.
-* Each conv computes only the outputs its 2x2 max pool reads and writes pooled, relu'd codes
-  already in the next layer's input format, so no full-resolution map is ever stored.
+* Each conv (stride, zero padding, depthwise or not) computes only the outputs its max pool
+  reads, or sums them for a global average pool (rounded half away from zero, as the simulation
+  does), and writes pooled, relu'd codes already in the next layer's input format, so no
+  full-resolution map is ever stored. The blocks come from the model's description.
 * Activations live in one static arena: layer outputs alternate between its two ends, so it only
   needs the largest input+output pair. No malloc, no float.
 
-``kws_infer`` takes int8_t features when conv1's bits_inputs <= 8, else int16_t (typedef
+``kws_infer`` takes int8_t features when the first layer's bits_inputs <= 8, else int16_t (typedef
 ``kws_input_t``), writes the scores (logits * 2^KWS_SCORE_FL) and returns the argmax class.
 """
 from pathlib import Path
 
 import numpy as np
 
+from fixedpoint.fixed_point import code_limits
 from utils.atomic import write_text
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -112,15 +115,11 @@ def _register(layer):
     return reg, f"UINT64_C({hex((1 << bits) - 1)})", f"INT64_C({1 << (bits - 1)})"
 
 
-def _limits(bits):
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
 def _store(layer, following, var, dest):
     """C statement that writes ``var`` (relu'd output codes) to ``dest`` in the next format."""
     if following is None:
         return f"{dest} = {var};"
-    lo, hi = _limits(following.bits_inputs)
+    lo, hi = code_limits(following.bits_inputs)
     shift = layer.fl_outputs - following.fl_inputs
     return (f"{dest} = ({_data_ctype(following.bits_inputs)})"
             f"kws_requant({var}, {shift}, {lo}, {hi});")
@@ -131,38 +130,58 @@ def _out_ctype(following):
 
 
 def _conv_c(layer, following):
+    """A conv (or depthwise conv) with stride and zero padding, relu, and its pooling fused: each
+    output of the max pool (or the one of the global average pool) is computed from the conv
+    outputs it reads, so no full-resolution map is ever stored."""
     c_in, h, w = layer.input_shape
-    c_out, ph, pw = layer.output_shape
+    c_out, ch, cw = layer.conv_shape
+    _, oh, ow = layer.output_shape
     kh, kw = layer.weight.shape[2:]
+    (sh, sw), (pad_h, pad_w) = layer.stride, layer.padding
     reg, mask, half = _register(layer)
-    lo, hi = _limits(layer.bits_outputs)
-    store = _store(layer, following, "best", "y[(o * %d + py) * %d + px]" % (ph, pw))
+    lo, hi = code_limits(layer.bits_outputs)
+    win_h, win_w = (ch, cw) if layer.avgpool else (layer.maxpool or 1,) * 2
+    depthwise = layer.kind == "depthwise"
+    channels = "c = o; c <= o; c++" if depthwise else f"c = 0; c < {c_in}; c++"
+    w_in = 1 if depthwise else c_in
+    w_channel = "0" if depthwise else "c"
+    bounds = (f"\n                                    if (iy < 0 || iy >= {h} || ix < 0 || ix >= {w})"
+              f"\n                                        continue;") if pad_h or pad_w else ""
+    relu = "\n                        if (v < 0)\n                            v = 0;" if layer.relu else ""
+    if layer.avgpool:
+        init, combine = "0", "pool += v;"
+        finish = f"\n                pool = kws_round_div(pool, {ch * cw});"
+        what = f"global average pool -> {c_out}x1x1"
+    else:
+        init, combine = f"{lo}", "if (v > pool)\n                            pool = v;"
+        finish = ""
+        what = f"max pool {win_h}x{win_w} -> {c_out}x{oh}x{ow}" if layer.maxpool else f"-> {c_out}x{oh}x{ow}"
+    store = _store(layer, following, "pool", "y[(o * %d + py) * %d + px]" % (oh, ow))
     return f"""
-/* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, relu, max pool 2x2 -> {c_out}x{ph}x{pw}.
-   Only the conv outputs the pool reads are computed; relu after the max is the same as before. */
+/* {layer.name}: {c_out} {"depthwise " if depthwise else ""}filters {w_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}, padding {pad_h}x{pad_w}{", relu" if layer.relu else ""}, {what}. */
 static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
 {{
-    int o, py, px, dy, dx, c, ky, kx;
+    int o, py, px, dy, dx, c, ky, kx, iy, ix;
     for (o = 0; o < {c_out}; o++) {{
-        for (py = 0; py < {ph}; py++) {{
-            for (px = 0; px < {pw}; px++) {{
-                int32_t best = {lo};
-                for (dy = 0; dy < 2; dy++) {{
-                    for (dx = 0; dx < 2; dx++) {{
+        for (py = 0; py < {oh}; py++) {{
+            for (px = 0; px < {ow}; px++) {{
+                int64_t pool = {init};
+                for (dy = 0; dy < {win_h}; dy++) {{
+                    for (dx = 0; dx < {win_w}; dx++) {{
                         {reg} acc = ({reg}){layer.name}_b[o];
-                        int32_t v;
-                        for (c = 0; c < {c_in}; c++)
+                        int64_t v;
+                        for ({channels})
                             for (ky = 0; ky < {kh}; ky++)
-                                for (kx = 0; kx < {kw}; kx++)
-                                    acc += ({reg})((int32_t)x[(c * {h} + 2 * py + dy + ky) * {w} + 2 * px + dx + kx]
-                                                   * {layer.name.upper()}_W(((o * {c_in} + c) * {kh} + ky) * {kw} + kx));
-                        v = kws_requant(kws_wrap(acc, {mask}, {half}), {layer.output_shift}, {lo}, {hi});
-                        if (v > best)
-                            best = v;
+                                for (kx = 0; kx < {kw}; kx++) {{
+                                    iy = (py * {win_h} + dy) * {sh} + ky - {pad_h};
+                                    ix = (px * {win_w} + dx) * {sw} + kx - {pad_w};{bounds}
+                                    acc += ({reg})((int32_t)x[(c * {h} + iy) * {w} + ix]
+                                                   * {layer.name.upper()}_W(((o * {w_in} + {w_channel}) * {kh} + ky) * {kw} + kx));
+                                }}
+                        v = kws_requant(kws_wrap(acc, {mask}, {half}), {layer.output_shift}, {lo}, {hi});{relu}
+                        {combine}
                     }}
-                }}
-                if (best < 0)
-                    best = 0;
+                }}{finish}
                 {store}
             }}
         }}
@@ -174,7 +193,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 def _linear_c(layer, following):
     n_out, n_in = layer.weight.shape
     reg, mask, half = _register(layer)
-    lo, hi = _limits(layer.bits_outputs)
+    lo, hi = code_limits(layer.bits_outputs)
     relu = "\n        if (v < 0)\n            v = 0;" if layer.relu else ""
     return f"""
 /* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} */
@@ -192,6 +211,14 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 }}
 """
 
+
+_ROUND_DIV = """
+/* v / n rounded half away from zero (global average pooling of output codes). */
+static int64_t kws_round_div(int64_t v, int64_t n)
+{
+    return v >= 0 ? (2 * v + n) / (2 * n) : -((-2 * v + n) / (2 * n));
+}
+"""
 
 _HELPERS = """
 /* Two's-complement value of the low bits of an accumulator register (mask = 2^bits - 1,
@@ -220,7 +247,7 @@ static int32_t kws_requant(int64_t v, int shift, int32_t lo, int32_t hi)
 def _header(int_model):
     first, last = int_model.layers[0], int_model.layers[-1]
     c, h, w = first.input_shape
-    lo, hi = _limits(first.bits_inputs)
+    lo, hi = code_limits(first.bits_inputs)
     return f"""/* Generated by deploy/c_export.py: integer-only keyword spotting. Do not edit.
  *
  * Input: one clip of {c}x{h}x{w} MFCC features, row-major (channel, frame, coefficient), as
@@ -263,9 +290,9 @@ def _source(int_model):
     parts += [_weights_c(layer) for layer in layers]
     parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
                  f"static int16_t kws_arena[{arena // 2}];\n")
-    parts.append(_HELPERS)
+    parts.append(_HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
     for layer, following in zip(layers, layers[1:] + (None,)):
-        parts.append(_conv_c(layer, following) if layer.kind == "conv" else _linear_c(layer, following))
+        parts.append(_linear_c(layer, following) if layer.kind == "linear" else _conv_c(layer, following))
     calls = []
     src = "features"
     for i, (layer, following) in enumerate(zip(layers, layers[1:] + (None,))):

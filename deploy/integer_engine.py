@@ -1,4 +1,4 @@
-"""Integer-only inference of a fully quantized KeywordLeNet5Clone, in numpy.
+"""Integer-only inference of a fully quantized model (any model that describes its blocks), in numpy.
 
 This is the reference the C export is checked against, and it is checked itself against the
 fixed-point simulation of ``optimization/layers.py``: for every clip
@@ -9,10 +9,14 @@ Data path of one layer, with codes ``x`` at scale 2^-fl_in and weight codes at 2
 
     acc = wrap(sum x * w + bias, bits_accumulator)     bias pre-rounded to scale 2^-(fl_in+fl_w)
     y   = requantize(acc, fl_in + fl_w -> fl_out)       rounding shift, saturated to bits_outputs
-    conv: relu, maxpool 2x2 (floor mode); hidden linear: relu; last linear: nothing
+    then what the block states (fixedpoint/graph.py): relu, max pool k x k (floor mode) or global
+    average pool (sum of codes / positions, rounded half away from zero, ``round_div``)
     next layer's input = requantize(y, fl_out -> fl_in of the next layer)
 
-Rounding is half away from zero (as ``optimization.fixed_point.round_half_away``), the
+Convolutions may have stride and zero padding (code 0 is the value 0) and be depthwise (kernel k
+reads channel k only).
+
+Rounding is half away from zero (as ``fixedpoint.fixed_point.round_half_away``), the
 accumulator wraps in two's complement like a register of ``bits_accumulator`` bits. The only
 float step is ``quantize_input``. Data are int8/int16 (bits <= 8 / <= 16), accumulators int64
 (the C export uses the narrowest 16-, 32- or 64-bit register that holds bits_accumulator).
@@ -24,9 +28,9 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from deploy.compact import compact_model
-from model.model import INPUT_SHAPE
-from optimization.fixed_point import fractional_length, round_half_away, to_integer
-from optimization.layers import fixed_point_layers
+from fixedpoint.fixed_point import code_limits, to_integer
+from fixedpoint.graph import describe, round_div
+from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
 
 MAX_DATA_BITS = 16          # inputs, weights and outputs are stored as int8 or int16
@@ -51,7 +55,7 @@ def wrap(acc, bits):
 def requantize(values, shift, bits):
     """Integer codes ``values`` (int64) divided by 2^shift, rounded half away from zero, saturated
     to ``bits`` bits. A negative shift multiplies (after saturating, so it cannot overflow)."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = code_limits(bits)
     if shift > 0:
         half = np.int64(1 << (shift - 1))
         values = np.sign(values) * ((np.abs(values) + half) >> np.int64(shift))
@@ -62,12 +66,12 @@ def requantize(values, shift, bits):
 
 @dataclass(frozen=True)
 class IntegerLayer:
-    """One layer as integer codes and fixed-point formats (fl = fractional length)."""
+    """One block as integer codes and fixed-point formats (fl = fractional length)."""
     name: str
-    kind: str                 # "conv" (then relu + maxpool 2x2) or "linear"
-    relu: bool                # a hidden linear layer has relu, the last one not
+    kind: str                 # "conv", "depthwise" or "linear"
+    relu: bool
     input_shape: tuple        # (C, H, W) for conv, (F,) for linear
-    weight: np.ndarray        # int8/int16 codes: (out, in, kh, kw) or (out, in)
+    weight: np.ndarray        # int8/int16 codes: (out, in, kh, kw), (C, 1, kh, kw) or (out, in)
     bias: np.ndarray          # int64 codes at scale 2^-(fl_inputs + fl_weights)
     bits_inputs: int
     fl_inputs: int
@@ -76,6 +80,10 @@ class IntegerLayer:
     bits_accumulator: int
     bits_outputs: int
     fl_outputs: int
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    maxpool: int = 0          # k x k max pooling after the relu
+    avgpool: bool = False     # global average pooling after the relu
 
     @property
     def output_shift(self):
@@ -83,30 +91,49 @@ class IntegerLayer:
         return self.fl_inputs + self.fl_weights - self.fl_outputs
 
     @property
+    def conv_shape(self):
+        """(out channels, H, W) of the convolution before pooling."""
+        _, h, w = self.input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.weight.shape[2:], self.stride, self.padding
+        return (self.weight.shape[0], (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+    @property
     def output_shape(self):
         """Shape after the layer's relu and pooling (what the next layer reads)."""
         if self.kind == "linear":
             return (self.weight.shape[0],)
-        _, h, w = self.input_shape
-        kh, kw = self.weight.shape[2:]
-        return (self.weight.shape[0], (h - kh + 1) // 2, (w - kw + 1) // 2)
+        c, h, w = self.conv_shape
+        if self.avgpool:
+            return (c, 1, 1)
+        k = self.maxpool or 1
+        return (c, h // k, w // k)
+
+    def _accumulate(self, x):
+        if self.kind == "linear":
+            return x @ self.weight.T.astype(np.int64) + self.bias
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        windows = sliding_window_view(x, self.weight.shape[2:], axis=(2, 3))[:, :, ::sh, ::sw]
+        w = self.weight.astype(np.int64)
+        if self.kind == "depthwise":
+            acc = np.einsum("nchwij,cij->nchw", windows, w[:, 0])
+        else:
+            acc = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+        return acc + self.bias[None, :, None, None]
 
     def forward(self, x):
         """int8/int16 codes in this layer's input format -> int64 codes in its output format
         (after relu and pooling)."""
-        x = x.astype(np.int64)
-        if self.kind == "conv":
-            windows = sliding_window_view(x, self.weight.shape[2:], axis=(2, 3))
-            acc = np.tensordot(windows, self.weight.astype(np.int64), axes=([1, 4, 5], [1, 2, 3]))
-            acc = (acc + self.bias).transpose(0, 3, 1, 2)
-        else:
-            acc = x @ self.weight.T.astype(np.int64) + self.bias
+        acc = self._accumulate(x.astype(np.int64))
         y = requantize(wrap(acc, self.bits_accumulator), self.output_shift, self.bits_outputs)
         if self.relu:
             y = np.maximum(y, 0)
-        if self.kind == "conv":
+        if self.maxpool:
             n, c, h, w = y.shape
-            y = y[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+            k = self.maxpool
+            y = y[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
+        if self.avgpool:
+            y = round_div(y.sum(axis=(2, 3), keepdims=True), y.shape[2] * y.shape[3])
         return y
 
 
@@ -139,42 +166,48 @@ def _check_shifts(layers):
 
 
 class IntegerModel:
-    """A fully quantized KeywordLeNet5Clone as integer layers (pruned kernels removed)."""
+    """A fully quantized model as integer layers (pruned kernels removed)."""
 
     def __init__(self, layers):
         self.layers = tuple(layers)
 
     @classmethod
-    def from_model(cls, model, input_shape=INPUT_SHAPE):
+    def from_model(cls, model, input_shape=None):
         """Convert the model's weights to codes and its biases to accumulator-scale codes, rounded
-        exactly as the simulation rounds them. Every layer must be fully quantized."""
+        exactly as the simulation rounds them. Every layer must be fully quantized and every batch
+        norm folded into its conv."""
         for name, layer in fixed_point_layers(model).items():
             _check_quantized(name, layer.quantization)
-        compact = compact_model(model)
-        named = list(fixed_point_layers(compact).items())
-        shape = tuple(input_shape)
+        graph = describe(model)
+        unfolded = [b.name for b in graph.blocks if b.batchnorm is not None and not bool(b.batchnorm.folded)]
+        if unfolded:
+            raise UserError(f"the batch norm of {', '.join(unfolded)} is not folded into its conv; "
+                            f"fold it (fixedpoint.graph.fold_batchnorm) before quantizing")
+        compact = describe(compact_model(model))
+        shape = tuple(input_shape or graph.input_shape)
         layers = []
-        for i, (name, layer) in enumerate(named):
+        for block in compact.blocks:
+            name, layer = block.name, block.layer
             q = layer.quantization
-            fl_in = fractional_length(q.bits_inputs, q.il_inputs)
-            fl_w = fractional_length(q.bits_weights, q.il_weights)
+            fl_in, fl_w = q.inputs.fl, q.weights.fl
             with torch.no_grad():
                 w, b = layer._masked_params()  # the simulation's own masking: same codes
-                w_codes = to_integer(w.double(), q.bits_weights, fl_w)
-                lim = 2.0 ** (q.bits_accumulator - 1)
-                b_codes = torch.clamp(round_half_away(b.double() * 2.0 ** (fl_in + fl_w)), -lim, lim - 1)
-            kind = "conv" if w.dim() == 4 else "linear"
+                w_codes = q.weights.codes(w.double())
+                b_codes = q.bias_codes(b.double())
+            kind = block.kind
             if kind == "linear":
                 shape = (int(np.prod(shape)),)
+            conv = {} if kind == "linear" else dict(stride=tuple(layer.stride), padding=tuple(layer.padding))
             integer_layer = IntegerLayer(
-                name=name, kind=kind, relu=i < len(named) - 1, input_shape=shape,
+                name=name, kind=kind, relu=block.relu, maxpool=block.maxpool, avgpool=block.avgpool,
+                input_shape=shape, **conv,
                 weight=w_codes.numpy().astype(data_dtype(q.bits_weights)),
                 bias=b_codes.numpy().astype(np.int64),
                 bits_inputs=q.bits_inputs, fl_inputs=fl_in,
                 bits_weights=q.bits_weights, fl_weights=fl_w,
                 bits_accumulator=q.bits_accumulator,
                 bits_outputs=q.bits_outputs,
-                fl_outputs=fractional_length(q.bits_outputs, q.il_outputs))
+                fl_outputs=q.outputs.fl)
             layers.append(integer_layer)
             shape = integer_layer.output_shape
         _check_shifts(layers)
@@ -208,7 +241,7 @@ class IntegerModel:
                             f"{', '.join(map(str, self.input_shape))})")
         if not np.isfinite(x).all():
             raise UserError("features contain NaN or infinite values; check the feature extraction")
-        codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)
+        codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)  # as the simulation
         return codes.numpy().astype(data_dtype(self.input_bits))
 
     def logits_int(self, codes):
@@ -220,10 +253,10 @@ class IntegerModel:
         if codes.ndim != 4 or codes.shape[1:] != self.input_shape:
             raise UserError(f"feature codes have shape {codes.shape}; expected (N, "
                             f"{', '.join(map(str, self.input_shape))})")
-        lim = 1 << (self.input_bits - 1)
-        if codes.size and (codes.min() < -lim or codes.max() >= lim):
+        lo, hi = code_limits(self.input_bits)
+        if codes.size and (codes.min() < lo or codes.max() > hi):
             raise UserError(f"feature codes outside the {self.input_bits}-bit range "
-                            f"[{-lim}, {lim - 1}]; produce them with quantize_input")
+                            f"[{lo}, {hi}]; produce them with quantize_input")
         x = codes.astype(data_dtype(self.input_bits))
         for layer, following in zip(self.layers, self.layers[1:] + (None,)):
             if layer.kind == "linear" and x.ndim > 2:

@@ -2,7 +2,7 @@
 
 Uses the TorchScript exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``, which
 the project does not depend on. Opset 17, a dynamic batch axis, input ``features``
-(N x 1 x 100 x 13), output ``log_probs`` (N x classes). Fixed-point simulation is not exported
+(N x the model's input shape), output ``log_probs`` (N x classes). Fixed-point simulation is not exported
 (ONNX has no matching rounding/wrap semantics); use the integer engine or the C export for that.
 """
 import io
@@ -12,15 +12,14 @@ import numpy as np
 import onnxruntime
 import torch
 
-from model.model import INPUT_SHAPE
-from optimization.layers import fixed_point_layers
+from fixedpoint.layers import fixed_point_layers
 from utils.atomic import write_bytes
 from utils.errors import UserError
 
 OPSET = 17
 
 
-def export_onnx(model, path, input_shape=INPUT_SHAPE):
+def export_onnx(model, path, input_shape=None):
     """Write the eval-mode float ``model`` (masked or compact) as ONNX to ``path``, atomically."""
     quantized = [name for name, layer in fixed_point_layers(model).items() if layer.quantization.enabled]
     if quantized:
@@ -32,7 +31,7 @@ def export_onnx(model, path, input_shape=INPUT_SHAPE):
         model.eval()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(model, (torch.zeros((1,) + tuple(input_shape)),), buffer,
+            torch.onnx.export(model, (torch.zeros((1,) + tuple(input_shape or model.input_shape)),), buffer,
                               dynamo=False, opset_version=OPSET,
                               input_names=["features"], output_names=["log_probs"],
                               dynamic_axes={"features": {0: "batch"}, "log_probs": {0: "batch"}})

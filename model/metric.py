@@ -12,6 +12,8 @@ lowest class index: the rule of ``torch.argmax`` and of the deployed C model's `
 """
 import torch
 
+from utils.errors import UserError
+
 BACKGROUND = 0  # class 0: any other word or background noise
 
 
@@ -99,7 +101,6 @@ def all_metrics(cm):
 
 
 def metric_by_name(name, what="metric"):
-    from utils.errors import UserError
     if name not in METRICS:
         raise UserError(f"{what} '{name}' is not known; choose one of {', '.join(METRICS)}")
     return METRICS[name]

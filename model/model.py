@@ -1,35 +1,49 @@
 """The keyword-spotting network of the 5LIL0 lab, built from fixed-point-capable layers."""
 import torch.nn as nn
-import torch.nn.functional as F
 
-from base import BaseModel
-from optimization.layers import FixedPointConv2d, FixedPointLinear
+from fixedpoint.graph import Block, Graph
+from fixedpoint.layers import FixedPointConv2d, FixedPointLinear
+from model.registry import KeywordModel, register
 
-INPUT_SHAPE = (1, 100, 13)  # channels x MFCC frames x coefficients
+INPUT_SHAPE = (1, 100, 13)  # channels x MFCC frames x coefficients (the default features)
 
 
-class KeywordLeNet5Clone(BaseModel):
+@register
+class KeywordLeNet5Clone(KeywordModel):
     """LeNet5-style CNN: conv1 1->8 k3, pool 2, conv2 8->8 k3, pool 2, fc3 184->64, dropout,
-    fc4 64->num_classes. 12,764 parameters and 170,864 MACs per 1x100x13 MFCC clip."""
+    fc4 64->num_classes. 12,764 parameters and 170,864 MACs per 1x100x13 MFCC clip (fc3's inputs
+    follow the input shape: 8 x 23 x 3 with 20 MFCCs)."""
 
-    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64)):
+    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64), input_shape=INPUT_SHAPE):
         """``widths`` (conv1 filters, conv2 filters, fc3 neurons) differ from the default only for
         a compact model exported with pruned kernels physically removed."""
         super().__init__()
+        self.check_args({"widths": widths})
         c1, c2, f3 = (int(w) for w in widths)
         self.widths = (c1, c2, f3)
-        self.conv1 = FixedPointConv2d(1, c1, kernel_size=3)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.arch_args = {"num_classes": num_classes, "dropout": dropout}
+        channels, frames, coefficients = self.input_shape
+        after = [((n - 2) // 2 - 2) // 2 for n in (frames, coefficients)]
+        if min(after) < 1:
+            raise ValueError(f"input {self.input_shape} is too small for two 3x3 convs and 2x2 pools")
+        self.conv1 = FixedPointConv2d(channels, c1, kernel_size=3)
         self.conv2 = FixedPointConv2d(c1, c2, kernel_size=3)
-        self.fc3 = FixedPointLinear(c2 * 23 * 1, f3)
+        self.fc3 = FixedPointLinear(c2 * after[0] * after[1], f3)
         self.fc4 = FixedPointLinear(f3, num_classes)
         self.dropout = nn.Dropout(dropout)
 
-    def logits(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.flatten(1)
-        x = self.dropout(F.relu(self.fc3(x)))
-        return self.fc4(x)
+    @classmethod
+    def check_args(cls, args):
+        widths = args.get("widths", (8, 8, 64))
+        if (not isinstance(widths, (list, tuple)) or len(widths) != 3
+                or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+            raise ValueError(f"widths must be three positive integers (conv1, conv2, fc3), found {widths!r}")
 
-    def forward(self, x):
-        return F.log_softmax(self.logits(x), dim=1)
+    def describe(self):
+        return Graph(self.input_shape, (
+            Block("conv1", self.conv1, relu=True, maxpool=2),
+            Block("conv2", self.conv2, relu=True, maxpool=2),
+            Block("fc3", self.fc3, relu=True, dropout=self.dropout),
+            Block("fc4", self.fc4),
+        ))

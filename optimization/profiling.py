@@ -5,9 +5,10 @@ timed. The geometry (output positions of every layer) comes from one forward pas
 zero input, so the model is not hard-coded here.
 
 Pruning is counted structurally, as a deployed network would be built: a pruned kernel removes its
-own weights and bias *and* the inputs of the next layer that only read it (a pruned conv1 filter
-removes conv2's input channel, a pruned conv2 filter its block of features in fc3, a pruned fc3
-neuron fc4's input column), together with the MACs that used them.
+own weights and bias *and* the inputs of the next layer that only read it (a pruned conv filter
+removes the next conv's input channel or its block of features in a linear layer, a pruned neuron
+the next layer's input column), together with the MACs that used them. The layers and which feeds
+which come from the model's description (``fixedpoint/graph.py``).
 
 Units: sizes are in bits; ``format_profile`` shows them as kB with kB = 1000 bytes and
 byte = 8 bits (the lab printed kilobits and called them "kB").
@@ -15,9 +16,8 @@ byte = 8 bits (the lab printed kilobits and called them "kB").
 import math
 from dataclasses import dataclass
 
-import torch
-
-from optimization.layers import fixed_point_layers
+from fixedpoint.graph import describe, output_shapes
+from fixedpoint.graph import input_masks as graph_input_masks
 
 FLOAT_BITS = 32  # storage of a group left in floating point (0 bits in LayerQuantization)
 
@@ -62,53 +62,24 @@ class Profile:
 
 
 def input_masks(model):
-    """Name -> bool tensor over each layer's inputs (channels or features): True where the input is
-    produced by a live kernel of the previous layer. A linear layer after a conv reads each channel
-    as a contiguous block (``flatten`` is channel-major), so a channel's mask is repeated over it."""
-    masks = {}
-    prev = None
-    for name, layer in fixed_point_layers(model).items():
-        n_in = layer.weight.shape[1]
-        if prev is None:
-            masks[name] = torch.ones(n_in, dtype=torch.bool)
-        else:
-            live = prev.kernel_mask != 0
-            if n_in % live.numel():
-                raise ValueError(f"{name} has {n_in} inputs, not a multiple of the "
-                                 f"{live.numel()} kernels of the layer before it")
-            masks[name] = live.repeat_interleave(n_in // live.numel())
-        prev = layer
-    return masks
+    """Name -> bool tensor over each layer's inputs that live kernels produce (see
+    ``fixedpoint.graph.input_masks``)."""
+    return graph_input_masks(describe(model))
 
 
-def _output_shapes(model, input_shape):
-    """Name -> output shape of every fixed-point layer for one input of ``input_shape``."""
-    layers = fixed_point_layers(model)
-    shapes = {}
-    hooks = [layer.register_forward_hook(
-        lambda module, args, out, name=name: shapes.__setitem__(name, tuple(out.shape)))
-        for name, layer in layers.items()]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1,) + tuple(input_shape)))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    return shapes
-
-
-def profile_model(model, input_shape=(1, 100, 13)):
-    """Cost of one classification of an input of ``input_shape`` (channels x frames x coefficients)."""
-    shapes = _output_shapes(model, input_shape)
-    inputs = input_masks(model)
+def profile_model(model, input_shape=None):
+    """Cost of one classification of an input of ``input_shape`` (channels x frames x
+    coefficients; by default the model's own). Batch norm is counted folded into its conv, as
+    deployed. A depthwise kernel reads one channel, so its weights do not scale with the inputs."""
+    graph = describe(model)
+    shapes = output_shapes(model, graph, input_shape)
+    inputs = graph_input_masks(graph)
     profiles = []
-    for name, layer in fixed_point_layers(model).items():
+    for block in graph.blocks:
+        name, layer = block.name, block.layer
         q = layer.quantization
         live_out = int((layer.kernel_mask != 0).sum())
-        live_in = int(inputs[name].sum())
+        live_in = 1 if block.kind == "depthwise" else int(inputs[name].sum())
         kernel_area = math.prod(layer.weight.shape[2:])
         positions = math.prod(shapes[name][2:])
         weights = live_out * live_in * kernel_area
@@ -116,17 +87,22 @@ def profile_model(model, input_shape=(1, 100, 13)):
         activations = live_out * positions
         profiles.append(LayerProfile(
             name=name,
-            kind="Conv" if layer.weight.dim() > 2 else "Linear",
+            kind="Linear" if block.kind == "linear" else "Conv",
             kernels=layer.weight.shape[0],
             live_kernels=live_out,
-            live_inputs=live_in,
+            live_inputs=int(inputs[name].sum()),
             macs=weights * positions,
             parameters=parameters,
-            weight_bits=parameters * (q.bits_weights or FLOAT_BITS),
+            weight_bits=weight_memory_bits(parameters, q.bits_weights),
             activation_values=activations,
             activation_bits=activations * (q.bits_outputs or FLOAT_BITS),
         ))
     return Profile(layers=tuple(profiles))
+
+
+def weight_memory_bits(parameters, bits_weights):
+    """Storage of ``parameters`` weights and biases at ``bits_weights`` (0 = float32)."""
+    return parameters * (bits_weights or FLOAT_BITS)
 
 
 def _kilobytes(bits):

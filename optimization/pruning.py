@@ -4,7 +4,10 @@ An output kernel (a conv filter or an FC neuron) whose weights are small contrib
 kernels are removed one at a time in order of their mean squared weight (a mean, not a sum, so a
 9-weight conv filter and a 184-weight FC neuron compare fairly) until validation top-1 would fall
 more than ``error_margin`` percentage points below the baseline; the last set that stayed within
-the margin is the solution. The class-output layer is never pruned, nor a layer's last kernel.
+the margin is the solution. The class-output layer (the last block of the model's description) is
+never pruned, nor a layer's last kernel. A depthwise conv's kernel k reads channel k of the block
+before it only, so it is pruned together with that channel (it is not a candidate of its own), and
+both count in the pruning rate.
 
 The weights do not change during the search, so the order is computed once and each step costs
 exactly one ``evaluate(model)``: a step only flips one entry of a layer's kernel mask.
@@ -15,7 +18,8 @@ from pathlib import Path
 import torch
 
 from configuration import schema
-from optimization.layers import FixedPointConv2d, fixed_point_layers
+from fixedpoint.graph import describe, tied_depthwise
+from fixedpoint.layers import FixedPointConv2d
 from optimization.plots import plot_pruning
 from optimization.scores import format_scores
 from utils.atomic import write_yaml
@@ -72,13 +76,20 @@ def kernel_weights(layer):
     return layer.weight[0].numel()
 
 
+def candidate_layers(model):
+    """Name -> the depthwise layers pruned with it, for every layer whose kernels are pruning
+    candidates: all but the class output and the depthwise layers."""
+    graph = describe(model)
+    return {name: followers for name, followers in tied_depthwise(graph).items() if name != graph.output.name}
+
+
 def kernel_ranking(model):
     """Pruning candidates as (layer, kernel, mean squared weight), smallest first (ties: forward
-    order, then kernel index): unpruned kernels of every fixed-point layer but the last."""
-    layers = fixed_point_layers(model)
+    order, then kernel index): unpruned kernels of every candidate layer."""
+    layers = describe(model).layers()
     ranking = []
     with torch.no_grad():
-        for name in list(layers)[:-1]:
+        for name in candidate_layers(model):
             layer = layers[name]
             criteria = layer.weight.detach().double().flatten(1).pow(2).mean(dim=1)
             ranking += [(name, k, float(criteria[k])) for k in range(len(criteria))
@@ -103,13 +114,21 @@ def search_pruning(model, evaluate, config, combined_floor=None):
         value = float(scores[cfg.metric]) if isinstance(scores, dict) else float(scores)
         details["last"] = scores
         return value
-    layers = fixed_point_layers(model)
+    layers = describe(model).layers()
+    tied = candidate_layers(model)
+
+    def set_mask(name, kernel, value):
+        for member in [name] + tied[name]:
+            layers[member].kernel_mask[kernel] = value
+
+    def group_weights(name):
+        return sum(kernel_weights(layers[member]) for member in [name] + tied[name])
     total_weights = sum(layer.weight.numel() for layer in layers.values())
     original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
     remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in layers.items()}
     pruned_weights = sum(len(layer.pruned_kernels) * kernel_weights(layer) for layer in layers.values())
     ranking = kernel_ranking(model)
-    budget = sum(remaining[name] - 1 for name in list(layers)[:-1] if remaining[name] > 1)
+    budget = sum(remaining[name] - 1 for name in tied if remaining[name] > 1)
     if cfg.max_steps is not None:
         budget = min(budget, cfg.max_steps)
     bar = progress_bar(total=budget, desc="pruning", unit="step")
@@ -124,24 +143,24 @@ def search_pruning(model, evaluate, config, combined_floor=None):
             layer = layers[name]
             if remaining[name] == 1:
                 continue
-            layer.kernel_mask[kernel] = 0.0
+            set_mask(name, kernel, 0.0)
             top1 = score(model)
-            rate = (pruned_weights + kernel_weights(layer)) / total_weights
+            rate = (pruned_weights + group_weights(name)) / total_weights
             steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
             bar.update()
             if not steps[-1].accepted:
-                layer.kernel_mask[kernel] = 1.0
+                set_mask(name, kernel, 1.0)
                 write_line(MARGIN_EXCEEDED)
                 break
             remaining[name] -= 1
-            pruned_weights += kernel_weights(layer)
+            pruned_weights += group_weights(name)
             accuracy = top1
             details["solution"] = details["last"]
         accepted = [s for s in steps if s.accepted]
         while combined_floor is not None and not _passes(accuracy, combined_floor) and accepted:
             last = accepted.pop()
-            layers[last.layer].kernel_mask[last.kernel] = 1.0
-            pruned_weights -= kernel_weights(layers[last.layer])
+            set_mask(last.layer, last.kernel, 1.0)
+            pruned_weights -= group_weights(last.layer)
             before, accuracy = accuracy, score(model)
             details["solution"] = details["last"]
             notes.append(f"Back-off: combined {cfg.metric} {before:.5f} < floor {combined_floor:.5f}; "

@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from configuration import schema
-from optimization.fixed_point import fractional_length, integer_length, quantize, round_half_away
-from optimization.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
+from fixedpoint.fixed_point import integer_length, round_half_away
+from fixedpoint.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
 from optimization.plots import plot_quantization
+from optimization.profiling import weight_memory_bits
 from optimization.range_analysis import collect_ranges
 from optimization.scores import decision_value, format_scores
 from optimization.solutions import apply_quantization
@@ -40,7 +41,6 @@ SWEEP_TITLES = {"conv_weights": "Conv layer weights:", "fc_weights": "FC layer w
                 "activations": "Conv/FC inputs/activations:"}
 MAX_ACCUMULATOR = schema.MAX_ACCUMULATOR
 TOLERANCE = 1e-9        # accuracies are ratios of counts; absorb float error at the floor
-FLOAT_BITS = 32         # a float weight costs 32 bits in the weight-memory count
 RULE = "-" * 45
 # The section is read by the config schema: one reading for train.py's config and quantize.py -c.
 QuantizationConfig = schema.QuantizationConfig
@@ -226,8 +226,8 @@ def search_quantization(model, evaluate, inputs, config, baseline_override=None)
 
 
 def _weight_memory(layers, weight_bits):
-    return sum((layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0))
-               * (weight_bits[name] or FLOAT_BITS) for name, layer in layers.items())
+    return sum(weight_memory_bits(layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0),
+                                  weight_bits[name]) for name, layer in layers.items())
 
 
 def search_per_layer_weights(model, evaluate, result):
@@ -306,7 +306,7 @@ def worst_case_accumulator(layer, q):
     input code magnitude 2^(bits_inputs-1), plus |bias code|; the widest output decides."""
     with torch.no_grad():
         w = layer.weight.detach().double() * layer.kernel_mask.double().view((-1,) + (1,) * (layer.weight.dim() - 1))
-        codes = quantize(w, q.bits_weights, q.il_weights) * 2.0 ** fractional_length(q.bits_weights, q.il_weights)
+        codes = q.weights.codes(w)
         bound = codes.abs().flatten(1).sum(1) * 2.0 ** (q.bits_inputs - 1) + _bias_codes(layer, q).abs()
     top = int(bound.max())
     return _register_bits(-top, top)

@@ -7,7 +7,7 @@ inputs, with the current pruning masks applied (pruned weights do not widen a ra
 import pandas as pd
 import torch
 
-from optimization.layers import LayerQuantization, fixed_point_layers
+from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils.errors import UserError
 
 GROUPS = ("inputs", "weights", "outputs")

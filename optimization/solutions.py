@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from optimization.layers import LayerQuantization, fixed_point_layers
+from fixedpoint.graph import describe, propagate_pruning
+from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils.atomic import read_yaml
 from utils.errors import UserError
 
@@ -139,3 +140,4 @@ def apply_pruning(model, pruned):
     layers = _check_names("the pruning solution", list(pruned), model)
     for name, indices in pruned.items():
         layers[name].prune_kernels(indices)
+    propagate_pruning(describe(model))

@@ -73,8 +73,9 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def train_toy_model():
+def train_toy_model(model=None):
     """Four classes of noise MFCCs, three with a band raised: learnable in 20 Adam steps.
+    ``model``: any model of 1x100x13 inputs (default: a KeywordLeNet5Clone without dropout).
     Returns (model in eval mode, inputs, labels)."""
     import torch
     import torch.nn.functional as F
@@ -85,7 +86,7 @@ def train_toy_model():
     for c in range(1, 4):
         x[y == c, 0, 25 * c:25 * c + 25, :] += 0.4
     torch.manual_seed(0)
-    model = KeywordLeNet5Clone(dropout=0.0)
+    model = KeywordLeNet5Clone(dropout=0.0) if model is None else model
     optimizer = torch.optim.Adam(model.parameters(), 1e-2)
     for _ in range(20):
         idx = torch.randint(0, 128, (32,), generator=g)
@@ -117,3 +118,22 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
     path = tmp / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+GCC = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+def run_c_model(folder, feature_lines, build_dir):
+    """Compile the exported ``folder``/model.c and main.c with gcc (warnings are errors), run it
+    on ``feature_lines`` (integer codes, one clip a line) and return its scores as a numpy array."""
+    import shutil
+    import numpy as np
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    exe = build_dir / "kws"
+    build = subprocess.run(GCC + [str(folder / "model.c"), str(folder / "main.c"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    result = subprocess.run([str(exe)], input=feature_lines, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return np.array([[int(v) for v in line.split()] for line in result.stdout.splitlines()])

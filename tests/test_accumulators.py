@@ -9,8 +9,8 @@ import torch
 from conftest import train_toy_model
 from deploy.c_export import export_c
 from deploy.integer_engine import IntegerModel
-from optimization.fixed_point import fractional_length, round_half_away, to_integer
-from optimization.layers import fixed_point_layers
+from fixedpoint.fixed_point import fractional_length, round_half_away, to_integer
+from fixedpoint.layers import fixed_point_layers
 from optimization.quantization import (MAX_ACCUMULATOR, format_report, lab_accumulator_rule,
                                        search_quantization, size_accumulators)
 from optimization.solutions import apply_quantization

@@ -148,7 +148,7 @@ CKPT = [  # forged checkpoints, read by every script that takes -r
     C("ckpt-arch-layer-class", "profile.py", lambda w, t: ["-r", forged(w, t, setter("arch", value="FixedPointConv2d"))], "architecture"),
     C("ckpt-arch-number", "test.py", lambda w, t: ["-r", forged(w, t, setter("arch", value=42))], "arch must be a name"),
     C("ckpt-n_mfcc-0", "test.py", lambda w, t: ["-r", forged(w, t, setter("features", "n_mfcc", value=0))], "features.n_mfcc"),
-    C("ckpt-n_mfcc-20", "test.py", lambda w, t: ["-r", forged(w, t, setter("features", "n_mfcc", value=20))], "the model reads"),
+    C("ckpt-n_mfcc-20", "test.py", lambda w, t: ["-r", forged(w, t, setter("features", "n_mfcc", value=20))], "normalization.mean must be 20 finite floats"),
     C("ckpt-sample_rate-1", "predict.py", lambda w, t: ["-r", forged(w, t, setter("features", "sample_rate", value=1)), w.clip], "features.sample_rate"),
     C("ckpt-hop_length-0", "test.py", lambda w, t: ["-r", forged(w, t, setter("features", "hop_length", value=0))], "features.hop_length"),
     C("ckpt-fmax-above-nyquist", "test.py", lambda w, t: ["-r", forged(w, t, setter("features", "fmax", value=12000.0))], "fmax"),
@@ -440,7 +440,7 @@ class _StubClassifier:
 def test_scanning_memory_does_not_grow_with_the_recording(monkeypatch):
     """An hour of audio (230 MB as float32) passes through the scanner in blocks: its peak
     allocation stays a small fraction of that (the posteriors themselves are 1.2 MB)."""
-    from deploy.detection import DetectorSettings, scan_stream
+    from app.detection import DetectorSettings, scan_stream
     block = np.full(160000, 0.01, dtype=np.float32)
 
     def blocks(n):
@@ -457,7 +457,7 @@ def test_scanning_memory_does_not_grow_with_the_recording(monkeypatch):
 
 
 def test_streamed_scan_equals_the_whole_file_scan(work, tmp_path):
-    from deploy.detection import DetectorSettings, KeywordClassifier, classify, classify_file, read_wave
+    from app.detection import DetectorSettings, KeywordClassifier, classify, classify_file, read_wave
     classifier = KeywordClassifier.from_checkpoint(work.ckpt)
     noise = np.random.default_rng(1).standard_normal(8000 * 41).astype(np.float32) * 0.05
     for rate, samples in ((16000, np.tile(noise, 2)[:16000 * 33]), (8000, noise)):
@@ -507,7 +507,7 @@ def test_quantize_into_an_existing_folder_writes_inside_it_and_keeps_the_old_res
 
 
 def test_keep_previous_never_leaves_a_moment_without_the_file(tmp_path):
-    from optimization.workflow import keep_previous
+    from app.workflow import keep_previous
     path = yml(tmp_path, "layers: {}\n", "quantization.yml")
     keep_previous(path)
     backups = list(tmp_path.glob("quantization.*.yml"))

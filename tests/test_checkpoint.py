@@ -7,7 +7,8 @@ import torch
 import yaml
 
 from conftest import ROOT
-from utils.checkpoint import build_model, load_checkpoint
+from model.registry import build_model
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 

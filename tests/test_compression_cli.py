@@ -7,7 +7,7 @@ import yaml
 
 from conftest import run_dirs
 from conftest import run_script as run
-from optimization.workflow import validation_setup
+from app.workflow import validation_setup
 
 
 @pytest.fixture(scope="module")

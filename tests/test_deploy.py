@@ -13,8 +13,8 @@ from deploy.compact import compact_model
 from deploy.integer_engine import IntegerModel, requantize, wrap
 from deploy.onnx_export import check_onnx, export_onnx
 from model.model import KeywordLeNet5Clone
-from optimization.fixed_point import integer_length, to_integer
-from optimization.layers import LayerQuantization, fixed_point_layers
+from fixedpoint.fixed_point import integer_length, to_integer
+from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from optimization.profiling import profile_model
 from utils.errors import UserError
 

@@ -24,7 +24,7 @@ from data_loader.data_loaders import InMemoryLoader
 from trainer.distributed import DistributedContext, EvenBatches, per_rank_batch_size
 from trainer.evaluation import evaluate
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
 
 EPOCHS = 2
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

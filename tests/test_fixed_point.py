@@ -2,8 +2,8 @@
 import torch
 
 from model.model import KeywordLeNet5Clone
-from optimization.fixed_point import integer_length, quantize, round_half_away, wrap
-from optimization.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
+from fixedpoint.fixed_point import integer_length, quantize, round_half_away, wrap
+from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
 
 
 def test_integer_length():

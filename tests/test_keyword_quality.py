@@ -11,7 +11,7 @@ from conftest import run_dirs, train_toy_model
 from conftest import run_script as run
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from model.model import KeywordLeNet5Clone
-from optimization.layers import fixed_point_layers
+from fixedpoint.layers import fixed_point_layers
 from optimization.pruning import format_report, search_pruning
 from optimization.quantization import search_quantization
 from trainer.trainer import Distillation, Ensemble

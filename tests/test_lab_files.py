@@ -236,7 +236,7 @@ def test_a_lab_quantization_yml_applies_to_our_model(lab_chain, tmp_path):
 def test_a_file_written_by_the_labs_quantizer_applies(lab_chain):
     """tests/data/lab_quantization.yml was written by the lab's own quantize.py."""
     from model.model import KeywordLeNet5Clone
-    from optimization.layers import LayerQuantization
+    from fixedpoint.layers import LayerQuantization
     from optimization.solutions import load_quantization
     path = ROOT / "tests" / "data" / "lab_quantization.yml"
     data = yaml.safe_load(path.read_text())

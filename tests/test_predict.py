@@ -13,14 +13,14 @@ from conftest import pinned_recipe_config, run_dirs
 from conftest import run_script as run
 from data_loader.audio import fit_length, read_wave
 from deploy.compact import compact_model
-from deploy.detection import (DetectorSettings, KeywordClassifier, find_detections, load_audio,
+from app.detection import (DetectorSettings, KeywordClassifier, find_detections, load_audio,
                               predict_files, smooth_posteriors, windows)
-from deploy.export_bundle import compact_checkpoint
-from optimization.fixed_point import integer_length
+from app.export_bundle import compact_checkpoint
+from fixedpoint.fixed_point import integer_length
 from optimization.range_analysis import collect_ranges
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
 
 SR = 16000
 NAMES = ("unknown", "one", "two", "three")
@@ -224,7 +224,7 @@ def test_compact_and_quantized_models_detect_identically(trained_ckpt, test_clip
                      "il_outputs": integer_length(row.outputs_absmax)} for name, row in ranges.iterrows()}
     (tmp_path / "quantization.yml").write_text(yaml.safe_dump({"layers": layers}))
     compact = compact_model(masked)
-    save_checkpoint(tmp_path / "compact.pth", **compact_checkpoint(ckpt, compact, trained_ckpt))
+    save_checkpoint(tmp_path / "compact.pth", compact_checkpoint(ckpt, compact, trained_ckpt))
     files = [path, test_clips[0][0]]
     _, reference = predict_files(trained_ckpt, files, tmp_path / "quantization.yml", tmp_path / "pruning.yml")
     _, from_compact = predict_files(tmp_path / "compact.pth", files, tmp_path / "quantization.yml")

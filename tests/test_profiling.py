@@ -1,7 +1,7 @@
 """The analytical cost model: exact counts for the float model, a hand-worked pruned and quantized
 case, geometry derived from the model (not hard-coded), and the printed units."""
 from model.model import KeywordLeNet5Clone
-from optimization.layers import LayerQuantization
+from fixedpoint.layers import LayerQuantization
 from optimization.profiling import format_profile, profile_model
 
 

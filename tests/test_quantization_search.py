@@ -13,8 +13,8 @@ import yaml
 
 from conftest import train_toy_model
 from model.model import KeywordLeNet5Clone
-from optimization.fixed_point import integer_length
-from optimization.layers import LayerQuantization, fixed_point_layers
+from fixedpoint.fixed_point import integer_length
+from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from optimization.quantization import (format_report, parse_quantization_config,
                                        save_quantization, search_per_layer_weights,
                                        search_quantization)

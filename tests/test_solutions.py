@@ -4,7 +4,7 @@ import torch
 import yaml
 
 from model.model import KeywordLeNet5Clone
-from optimization.layers import LayerQuantization, fixed_point_layers
+from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from optimization.pruning import save_pruning, search_pruning
 from optimization.quantization import save_quantization, search_quantization
 from optimization.solutions import (apply_pruning, apply_quantization, load_pruning,

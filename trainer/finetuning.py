@@ -19,7 +19,8 @@ import copy
 import torch
 
 from optimization.solutions import solution_text
-from utils.checkpoint import build_model
+from model.registry import build_model
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 FINETUNE_SUFFIX = "_finetune"
@@ -121,7 +122,6 @@ def finetune_record(checkpoint, source, base_lr, quantization, pruning):
 def build_teacher(checkpoint, distill, keywords, features):
     """The teacher of a distillation: ``distill['teacher']`` (a checkpoint of the same
     architecture, keywords and features) or, by default, the float model of ``checkpoint``."""
-    from utils.checkpoint import load_checkpoint
     if distill.get("teacher"):
         path = distill["teacher"]
         teacher_ckpt = load_checkpoint(path)

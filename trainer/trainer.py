@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from base.base_trainer import BaseTrainer
 from logger import TensorboardWriter
 from model.metric import all_metrics, confusion_matrix, top1
-from optimization.layers import fixed_point_layers
+from fixedpoint.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
 from utils.progress import progress_bar
@@ -164,9 +164,9 @@ class Trainer(BaseTrainer):
     def _state(self, epoch):
         state = super()._state(epoch)
         if self.ema is not None:
-            state["state_dict"] = self.ema.module.state_dict()       # what later scripts use
-            state["train_state_dict"] = self.core_model.state_dict()  # what resuming continues
-            state["ema_updates"] = int(self.ema.n_averaged)
+            state.state_dict = self.ema.module.state_dict()       # what later scripts use
+            state.train_state_dict = self.core_model.state_dict()  # what resuming continues
+            state.ema_updates = int(self.ema.n_averaged)
         return state
 
     def resume_checkpoint(self, path):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from utils.errors import UserError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -142,7 +144,6 @@ def save_figure(fig, path):
 
 def read_yaml(path, what="YAML file"):
     """safe_load a YAML mapping; missing or malformed files raise UserError."""
-    from utils.errors import UserError
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path} (check the path)")

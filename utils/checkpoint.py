@@ -12,11 +12,11 @@ import math
 import pickle
 import re
 import zipfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-import model.model as module_arch
 from utils import atomic
 from utils.errors import UserError
 
@@ -31,8 +31,45 @@ FEATURE_RANGES = {"sample_rate": (int, 4_000, 192_000), "clip_samples": (int, 1,
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def save_checkpoint(path, **fields):
-    atomic.torch_save(fields, path)
+@dataclass
+class Checkpoint:
+    """The one layout of a checkpoint file. Every writer builds one (the trainer, the export's
+    compact model); ``load_checkpoint`` returns its ``to_dict()`` after validation. Optional fields
+    left None are not written, so a reader's ``.get`` and the validation see what was set."""
+    arch: str
+    arch_args: dict
+    state_dict: dict
+    config: dict
+    features: dict             # MFCC parameters (data_loader.features.FeatureParams)
+    normalization: dict        # per-coefficient mean and std of the training split
+    epoch: int = None
+    optimizer: dict = None
+    lr_scheduler: dict = None
+    monitor_best: float = None
+    not_improved: int = None
+    rng_state: object = None   # torch's RNG state: a resumed run continues its dropout draws
+    log: dict = None           # the last epoch's numbers
+    keywords: list = None
+    finetuned_from: dict = None   # a finetuning run: where it started, the float weights
+    solutions: dict = None        # a finetuning run: the YAML of the solutions it trained under
+    compacted_from: str = None    # a compact model (export.py): the checkpoint it was made from
+    train_state_dict: dict = None  # with EMA: the trained weights resuming continues from
+    ema_updates: int = None        # with EMA: updates averaged so far
+    teachers: list = None          # ensemble distillation: the teachers' checkpoints
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in REQUIRED or getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, values):
+        """The fields of ``values`` this layout knows (others, such as ``applied``, are dropped)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def save_checkpoint(path, checkpoint):
+    atomic.torch_save(checkpoint.to_dict(), path)
 
 
 def load_checkpoint(path):
@@ -50,7 +87,7 @@ def load_checkpoint(path):
                         f"or normalization); give a .pth file saved by train.py")
     validate_checkpoint(ckpt, path)
     confine_paths(ckpt["config"], path)
-    return ckpt
+    return Checkpoint.from_dict(ckpt).to_dict()
 
 
 def _number(value, kind):
@@ -62,21 +99,10 @@ def _number(value, kind):
 
 
 def _check_arch_args(args, where):
+    """The shape of arch_args; their values are checked per architecture (model/registry.py)
+    before the model is built."""
     if not isinstance(args, dict):
         raise UserError(f"{where}: arch_args must be a mapping, found {type(args).__name__}")
-    unknown = sorted(set(args) - {"num_classes", "dropout", "widths"})
-    if unknown:
-        raise UserError(f"{where}: unknown arch_args {unknown}; allowed: num_classes, dropout, widths")
-    classes = args.get("num_classes", 4)
-    if not _number(classes, int) or not 2 <= classes <= MAX_CLASSES:
-        raise UserError(f"{where}: arch_args.num_classes must be an integer in 2..{MAX_CLASSES}, found {classes!r}")
-    dropout = args.get("dropout", 0.5)
-    if not _number(dropout, float) or not 0 <= dropout < 1:
-        raise UserError(f"{where}: arch_args.dropout must be a number in [0, 1), found {dropout!r}")
-    widths = args.get("widths", (8, 8, 64))
-    if (not isinstance(widths, (list, tuple)) or len(widths) != 3
-            or not all(_number(w, int) and 1 <= w <= MAX_WIDTH for w in widths)):
-        raise UserError(f"{where}: arch_args.widths must be 3 integers in 1..{MAX_WIDTH}, found {widths!r}")
 
 
 def _check_features(features, where):
@@ -111,9 +137,6 @@ def _check_features(features, where):
         problems.append("clips longer than 10 s")
     if f["frames"] > f["clip_samples"] // f["hop_length"] + 1:
         problems.append("more frames than the clip holds")
-    if (f["frames"], f["n_mfcc"]) != tuple(module_arch.INPUT_SHAPE[1:]):
-        problems.append(f"the model reads {module_arch.INPUT_SHAPE[1]} frames x {module_arch.INPUT_SHAPE[2]} "
-                        f"MFCCs, not {f['frames']} x {f['n_mfcc']}")
     if problems:
         raise UserError(f"{where}: inconsistent feature parameters ({'; '.join(problems)})")
     return f["n_mfcc"]
@@ -208,21 +231,3 @@ def confine_paths(config, path):
         args["cache_dir"] = "data/cache"
     if args.get("download"):
         args["download"] = None
-
-
-def build_model(ckpt, source="checkpoint"):
-    """The model a checkpoint describes, with its weights loaded."""
-    arch = ckpt["arch"]
-    cls = getattr(module_arch, str(arch), None)
-    if not (isinstance(cls, type) and issubclass(cls, module_arch.BaseModel) and cls is not module_arch.BaseModel):
-        raise UserError(f"{source} holds a model of architecture '{arch}', which this project does not "
-                        f"build (known: KeywordLeNet5Clone)")
-    _check_arch_args(ckpt.get("arch_args") or {}, source)   # before any tensor is allocated
-    model = cls(**dict(ckpt.get("arch_args") or {}))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"{source} does not fit {arch}({dict(ckpt.get('arch_args') or {})}): {first}; "
-                        f"was it saved for another architecture?") from None
-    return model

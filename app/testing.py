@@ -11,7 +11,8 @@ from data_loader.data_loaders import InMemoryLoader
 from model.metric import precisions, recalls
 from trainer.evaluation import evaluate
 from utils import atomic
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
+from utils.plots import confusion_figure
 
 
 def evaluation_split(data, everything=False):
@@ -32,7 +33,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     split = evaluation_split(data, everything)
     mean, std = normalization_of(ckpt)
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size)
-    criterion = getattr(module_loss, ckpt["config"].get("loss", "nll_loss"))
+    criterion = module_loss.loss_by_name(ckpt["config"].get("loss", "nll_loss"), "the checkpoint's loss")
     class_names = ("unknown",) + tuple(ckpt.get("keywords") or data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names))
     result["class_names"] = class_names
@@ -101,6 +102,5 @@ def save_report(result, checkpoint, quantization=None, pruning=None):
         "precision": {result["class_names"][c]: float(p) for c, p in table["precision"].items()},
         "macro_recall": macro_recall, "macro_precision": macro_precision,
         "confusion": confusion_table(result["targets"], result["predictions"], n).values.tolist()})
-    from utils.plots import confusion_figure
     atomic.save_figure(confusion_figure(result, n), stem.with_suffix(".png"))
     return stem.with_suffix(".yml")

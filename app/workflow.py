@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from configuration.schema import validate_config
-from model.loss import nll_loss
+from model.loss import loss_by_name
 from optimization.profiling import format_profile, profile_model
 from optimization.pruning import (format_report as pruning_report, parse_pruning_config, save_pruning,
                                   search_pruning)
@@ -25,7 +25,8 @@ from optimization.quantization import (format_report as quantization_report, par
 from trainer.evaluation import evaluate
 from utils.atomic import read_yaml
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, normalization_of, restore_model
+from app.testing import run_test
 
 
 SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
@@ -38,9 +39,10 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
     num_classes = 1 + len(ckpt.get("keywords") or data.keywords)
+    criterion = loss_by_name(ckpt["config"].get("loss", "nll_loss"), "the checkpoint's loss")
 
     def scores(m):
-        result = evaluate(m, loader, nll_loss, num_classes=num_classes)
+        result = evaluate(m, loader, criterion, num_classes=num_classes)
         return {k: result[k] for k in SCORES}
     return model, ckpt, scores, loader.inputs
 
@@ -141,7 +143,6 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
 
 def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True, use_stored=True):
     """Cost of the (quantized, pruned) model and its test-split top-1 and balanced accuracy."""
-    from trainer.testing import run_test
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     profile = profile_model(model)
     scores = None

@@ -33,8 +33,9 @@ import torch
 from data_loader.audio import AudioError, audio_info, fit_length, read_wave, stream_wave
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
+from fixedpoint.graph import describe
 from utils.errors import UserError
-from utils.restore import normalization_of, restore_model
+from app.restore import normalization_of, restore_model
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
@@ -86,9 +87,10 @@ class KeywordClassifier:
         self.mel = MelPower(self.params)
         self.transform = FeatureTransform(self.params, *normalization_of(ckpt))
         self.class_names = ("unknown",) + tuple(ckpt.get("keywords") or ())
-        if len(self.class_names) != self.model.fc4.out_features:
+        outputs = describe(self.model).output.layer.weight.shape[0]
+        if len(self.class_names) != outputs:
             raise UserError(f"the checkpoint names {len(self.class_names)} classes but its model has "
-                            f"{self.model.fc4.out_features} outputs; is it a checkpoint of train.py?")
+                            f"{outputs} outputs; is it a checkpoint of train.py?")
 
     @classmethod
     def from_checkpoint(cls, checkpoint, quantization=None, pruning=None, use_stored=True):

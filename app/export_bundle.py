@@ -6,7 +6,7 @@ Bundle (each file written atomically into one folder):
 * ``model_compact.pth``: the pruned model with its pruned kernels removed, an ordinary checkpoint
   (arch_args carry the smaller ``widths``) that test.py, profile.py, predict.py and train.py read.
   The same quantization.yml applies to it: layer names are unchanged and fixed-point formats do
-  not depend on layer widths. Pruned class outputs (fc4) keep zero weights and bias, so they still
+  not depend on layer widths. Pruned class outputs (the last block) keep zero weights and bias, so they still
   give logit 0 without their mask.
 * ``model.onnx``: the compact float model (log-probabilities).
 * with a quantization solution: ``quantization.yml`` (a copy, so the bundle is self-contained),
@@ -20,7 +20,7 @@ lists) are removed when this export does not rewrite them, so a folder never mix
 with stale C code or vectors. Nothing else is deleted: a quantization.yml there may be the user's.
 """
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,9 @@ from model.metric import balanced_accuracy, confusion_matrix, top1
 from optimization.profiling import profile_model
 from optimization.solutions import solution_text
 from utils.atomic import read_yaml, write_text, write_yaml
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
+from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
 COMPACT = "model_compact.pth"
 ONNX = "model.onnx"
@@ -71,15 +71,16 @@ class ExportSummary:
 
 
 def compact_checkpoint(ckpt, compact, source):
-    """A checkpoint dict for ``compact`` in the format train.py writes (no optimizer state: its
-    shapes belong to the uncompacted model)."""
+    """The Checkpoint of ``compact``: the source's, with the compact weights and widths, and
+    without optimizer, scheduler, monitor and RNG state (their shapes and meaning belong to the
+    uncompacted training run) or the stored solutions (their kernel indices do not fit)."""
     arch_args = {**dict(ckpt.get("arch_args") or {}), "widths": list(compact.widths)}
     config = copy.deepcopy(ckpt["config"])
     config.setdefault("arch", {})["args"] = dict(arch_args)
-    return dict(arch=ckpt["arch"], arch_args=arch_args, epoch=ckpt.get("epoch", 0),
-                state_dict=compact.state_dict(), config=config, features=ckpt["features"],
-                normalization=ckpt["normalization"], keywords=ckpt.get("keywords"),
-                log=ckpt.get("log"), compacted_from=str(source))
+    return replace(Checkpoint.from_dict(ckpt), arch_args=arch_args, epoch=ckpt.get("epoch", 0),
+                   state_dict=compact.state_dict(), config=config, optimizer=None, lr_scheduler=None,
+                   monitor_best=None, not_improved=None, rng_state=None, finetuned_from=None, solutions=None,
+                   compacted_from=str(source))
 
 
 def _scores(scores, labels):
@@ -149,7 +150,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     previous = _previous_files(outdir)
 
     compact = compact_model(masked)
-    save_checkpoint(outdir / COMPACT, **compact_checkpoint(ckpt, compact, checkpoint))
+    save_checkpoint(outdir / COMPACT, compact_checkpoint(ckpt, compact, checkpoint))
     compact, _ = restore_model(outdir / COMPACT, use_stored=False)   # what users of the bundle get
     written = [COMPACT]
     with torch.no_grad():

@@ -11,14 +11,14 @@ import torch
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-import model.model as module_arch
+from model.registry import build_model, make_model
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
 from trainer.trainer import Distillation, Ensemble, Trainer
-from utils.checkpoint import build_model, load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.restore import apply_solutions, normalization_of, stored_solutions
+from app.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
 
 
@@ -111,7 +111,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     if checkpoint is not None:
         model = build_model(checkpoint, source=str(config.resume))
     else:
-        model = config.init_obj("arch", module_arch)
+        model = make_model(config["arch"]["type"], config["arch"].get("args"), data.features.to_dict())
     num_classes = int((config["arch"].get("args") or {}).get("num_classes", 4))
     apply_solutions(model, quantization, pruning)
     logger.info(model)
@@ -129,9 +129,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
             model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     loss_name = config["loss"]
-    criterion = getattr(module_loss, loss_name, None)
-    if criterion is None:
-        raise UserError(f"config loss '{loss_name}' is not defined in model/loss.py")
+    criterion = module_loss.loss_by_name(loss_name)
     weights = module_loss.class_weights(config["trainer"].get("class_weights"), data.split("train").labels,
                                         num_classes)
     if weights is not None:

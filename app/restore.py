@@ -10,7 +10,10 @@ import copy
 import yaml
 
 import data_loader.data_loaders as module_data
-from utils.checkpoint import build_model, load_checkpoint
+from fixedpoint.graph import fold_batchnorm
+from model.registry import build_model
+from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 
@@ -74,6 +77,7 @@ def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=T
     model = build_model(ckpt, source=str(checkpoint_path))
     quantization, pruning = effective_solutions(ckpt, quantization, pruning, use_stored, str(checkpoint_path),
                                                 announce)
+    fold_batchnorm(model)   # evaluation only: the folded model computes the same
     apply_solutions(model, quantization, pruning)
     ckpt["applied"] = {"quantization": quantization, "pruning": pruning}
     model.eval()
@@ -81,7 +85,10 @@ def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=T
 
 
 def apply_solutions(model, quantization=None, pruning=None):
-    from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
+    """Apply the solutions (paths or stored mappings). With either, batch norm is folded into the
+    convs first: a pruned kernel must output zero and a quantized conv feed its relu directly."""
+    if quantization or pruning:
+        fold_batchnorm(model)
     if pruning:
         apply_pruning(model, load_pruning(pruning, model))
     if quantization:

@@ -1,0 +1,1 @@
+"""The application layer: what each script does (the scripts only parse arguments and call here)."""

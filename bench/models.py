@@ -1,0 +1,121 @@
+"""Model comparison: train every architecture's config over seeds, compress and deploy each.
+
+    python3 bench/models.py --data-dir ../shared/data/kws_corpus --seeds 0 1 2 --out models.yml
+
+For every config (default: config_lenet5_keywords.yml and config_dscnn_keywords.yml) and seed, the
+chain of bench/accuracy_seeds.py (``one_seed``: train, test, quantize, prune -q, finetune, test),
+then ``profile.py`` of the float model and ``export.py`` of the finetuned one, whose export.yml
+gives the compact model's MACs and parameters and the flash and RAM of its generated C code.
+Prints per architecture the mean over seeds of the float and the compressed model: test top-1,
+balanced accuracy, recall per keyword, MACs, parameters; flash and RAM of the C model. ``--out``
+writes the rows as YAML and a plot of balanced accuracy against MACs and against flash (PNG).
+Slow (the DS-CNN trains for minutes per epoch on a loaded CPU): run it on a free machine.
+"""
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy_seeds import newest_run, one_seed, run  # noqa: E402
+from utils import atomic  # noqa: E402
+
+CONFIGS = ("config_lenet5_keywords.yml", "config_dscnn_keywords.yml")
+
+
+def float_cost(profile_text):
+    """(MACs, parameters) printed by profile.py."""
+    macs = int(re.search(r"^MACs/classification: (\d+)$", profile_text, re.M).group(1))
+    params = int(re.search(r"^Number of Parameters: (\d+)$", profile_text, re.M).group(1))
+    return macs, params
+
+
+def one_model(config, seed, data_dir, save_dir):
+    """{'float': row, 'compressed': row} of one architecture and seed, with costs."""
+    cfg = yaml.safe_load(Path(config).read_text())
+    name = f"{cfg['name']}_seed{seed}"
+    result = one_seed(config, seed, data_dir, save_dir, Path(save_dir) / f"{name}.log")
+    with open(Path(save_dir) / f"{name}-deploy.log", "w", encoding="utf-8") as log:
+        best = newest_run(save_dir, name) / "model_best.pth"
+        result["float"]["macs"], result["float"]["parameters"] = float_cost(run(["profile.py", "-r", best], log))
+        tuned = newest_run(save_dir, name + "_finetune") / "model_best.pth"
+        bundle = Path(save_dir) / f"{name}-bundle"
+        run(["export.py", "-r", tuned, "-o", bundle], log)
+    summary = yaml.safe_load((bundle / "export.yml").read_text())
+    result["compressed"].update({k: summary[k] for k in ("macs", "parameters", "flash_bytes", "ram_bytes")})
+    result["arch"] = cfg["arch"]["type"]
+    return result
+
+
+def mean_rows(results, kind):
+    rows = [r[kind] for r in results]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if isinstance(rows[0][k], (int, float))}
+
+
+def format_table(table, keywords):
+    cols = ["top1", "balanced"] + keywords
+    head = (f"{'model':<30}" + "".join(f"{c[:9]:>10}" for c in cols)
+            + f"{'MACs':>11}{'params':>9}{'flash B':>9}{'RAM B':>8}")
+    lines = [head, "-" * len(head)]
+    for arch, kinds in table.items():
+        for kind, row in kinds.items():
+            cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
+            flash = f"{row['flash_bytes']:>9.0f}{row['ram_bytes']:>8.0f}" if "flash_bytes" in row else f"{'-':>9}{'-':>8}"
+            lines.append(f"{arch + ' ' + kind:<30}{cells}{row['macs']:>11,.0f}{row['parameters']:>9,.0f}{flash}")
+    return "\n".join(lines)
+
+
+def plot(table, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for arch, kinds in table.items():
+        row = kinds["compressed"]
+        axes[0].plot([kinds["float"]["macs"], row["macs"]], [kinds["float"]["balanced"], row["balanced"]], "o-",
+                     label=arch)
+        axes[1].plot([row["flash_bytes"]], [row["balanced"]], "o", label=arch)
+    axes[0].set_xlabel("MACs per clip (float -> compressed)")
+    axes[1].set_xlabel("flash of the C model (bytes)")
+    axes[0].set_ylabel("test balanced accuracy")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize="small")
+    atomic.save_figure(fig, path)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data-dir", default=None, help="corpus (default: each config's data_dir)")
+    parser.add_argument("--save-dir", default=None, help="where runs go (default: a temporary folder)")
+    parser.add_argument("--out", default=None, help="YAML of the table (a PNG is written beside it)")
+    args = parser.parse_args()
+    save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="models_"))
+    keywords = list(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"]
+                    .get("keywords", ["one", "two", "three"]))
+    table = {}
+    for config in args.configs:
+        results = []
+        for seed in args.seeds:
+            print(f"{config} seed {seed}: training, compressing, exporting (logs under {save_dir}) ...", flush=True)
+            results.append(one_model(config, seed, args.data_dir, save_dir))
+        table[results[0]["arch"]] = {kind: mean_rows(results, kind) for kind in ("float", "compressed")}
+    print(f"\nMean over seeds {args.seeds}:")
+    print(format_table(table, keywords))
+    if args.out:
+        atomic.write_yaml(args.out, {"seeds": args.seeds, "models": table})
+        plot(table, Path(args.out).with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

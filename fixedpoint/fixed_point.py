@@ -1,0 +1,101 @@
+"""Dynamic fixed-point arithmetic (Gysel et al. 2016, "Ristretto").
+
+A number format is a bitwidth ``bw`` and an integer length ``il`` (bits left of the binary
+point, sign excluded); the fractional length is ``fl = bw - il - 1``. A value is stored as the
+two's-complement integer ``round(x * 2^fl)`` saturated to ``[-2^(bw-1), 2^(bw-1) - 1]``.
+
+Rounding is **round half away from zero** everywhere (simulation, integer engine and C code),
+because it is what an integer shift-and-round implements symmetrically for both signs, which keeps
+the simulation bit-exact with the deployed integer code.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+FLOAT = 0  # a bitwidth of 0 means "leave this group in floating point"
+
+
+def integer_length(absmax):
+    """Integer length that covers ``absmax``: ``floor(log2(absmax)) + 1`` (0 for an all-zero range)."""
+    absmax = float(absmax)
+    if not math.isfinite(absmax) or absmax <= 0.0:
+        return 0
+    return int(math.floor(math.log2(absmax))) + 1
+
+
+def fractional_length(bits, il):
+    return int(bits) - int(il) - 1
+
+
+def round_half_away(x):
+    """Round to the nearest integer, ties away from zero (torch.round would round ties to even)."""
+    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+
+
+def code_limits(bits):
+    """(lowest, highest) two's-complement code of ``bits`` bits."""
+    return -(1 << (int(bits) - 1)), (1 << (int(bits) - 1)) - 1
+
+
+def to_integer(x, bits, fl):
+    """Integer codes of ``x`` in the format (bits, fl): rounded and saturated, same dtype as x."""
+    lo, hi = code_limits(bits)
+    return torch.clamp(round_half_away(x * (2.0 ** fl)), lo, hi)
+
+
+def wrap(x_int, bits):
+    """Two's-complement wraparound of integer-valued ``x_int`` to ``bits`` bits, as an adder
+    register of that width does on overflow (not saturation)."""
+    if not bits:
+        return x_int
+    span = 2.0 ** bits
+    half = 2.0 ** (bits - 1)
+    # Only values outside the register change. Adding 2^(bits-1) to every value would lose the
+    # low bits of a float32 tensor (24-bit mantissa) for a 32-bit register.
+    inside = (x_int >= -half) & (x_int < half)
+    if bool(inside.all()):  # the common case: no overflow, nothing to compute
+        return x_int
+    return torch.where(inside, x_int, torch.remainder(x_int + half, span) - half)
+
+
+class _QuantizeSTE(torch.autograd.Function):
+    """Forward: fixed-point quantization. Backward: straight-through estimator (identity)."""
+
+    @staticmethod
+    def forward(ctx, x, bits, fl):
+        return to_integer(x, bits, fl) * (2.0 ** -fl)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None
+
+
+def quantize(x, bits, il):
+    """Simulated fixed point: ``clamp(round(x*2^fl)*2^-fl, -2^(bw-1)*2^-fl, (2^(bw-1)-1)*2^-fl)``
+    with ``fl = bits - il - 1``; ``bits == 0`` returns ``x`` unchanged. Gradient: straight-through."""
+    if not bits:
+        return x
+    return _QuantizeSTE.apply(x, int(bits), fractional_length(bits, il))
+
+
+@dataclass(frozen=True)
+class Format:
+    """One number format: ``bits`` (0 = float) and integer length ``il``; the fractional length,
+    code limits, simulated quantization and integer codes all follow from these two."""
+    bits: int
+    il: int = 0
+
+    @property
+    def fl(self):
+        return fractional_length(self.bits, self.il)
+
+    @property
+    def limits(self):
+        return code_limits(self.bits)
+
+    def quantize(self, x):
+        return quantize(x, self.bits, self.il)
+
+    def codes(self, x):
+        return to_integer(x, self.bits, self.fl)

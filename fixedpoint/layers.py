@@ -1,0 +1,193 @@
+"""Convolution and linear layers that can run in simulated dynamic fixed point and be pruned.
+
+They subclass ``nn.Conv2d`` / ``nn.Linear`` so a float model's state dict (``conv1.weight``,
+``conv1.bias``, ...) loads unchanged; with no quantization set and no kernel pruned they compute
+exactly what the torch layers compute.
+
+Quantized data path of one layer (each group optional, 0 bits = float):
+
+    x_q  = Q(x, bits_inputs, il_inputs)                 input codes, scale 2^-fl_in
+    w_q  = Q(w * mask, bits_weights, il_weights)        weight codes, scale 2^-fl_w
+    b_q  = bias at the accumulator scale 2^-(fl_in + fl_w), saturated to bits_accumulator
+    acc  = wrap(sum x_q * w_q + b_q, bits_accumulator)  two's-complement register
+    y    = Q(acc, bits_outputs, il_outputs)
+
+In evaluation mode the quantized path computes in float64, where every product and sum of the
+integer codes is exact, so the simulation equals the integer engine bit for bit. In training mode
+it stays in float32 for speed; gradients pass straight through the rounding (STE).
+"""
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fixedpoint.fixed_point import Format, code_limits, round_half_away, wrap
+
+
+@dataclass
+class LayerQuantization:
+    """Fixed-point formats of one layer, as stored per layer in quantization.yml."""
+    bits_inputs: int = 0
+    bits_weights: int = 0
+    bits_accumulator: int = 0
+    bits_outputs: int = 0
+    il_inputs: int = 0
+    il_weights: int = 0
+    il_outputs: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def enabled(self):
+        return bool(self.bits_inputs or self.bits_weights or self.bits_accumulator or self.bits_outputs)
+
+    @property
+    def integer_accumulator(self):
+        """True when inputs and weights are both fixed point, so the sum is an integer register."""
+        return bool(self.bits_inputs and self.bits_weights)
+
+    @property
+    def inputs(self):
+        return Format(self.bits_inputs, self.il_inputs)
+
+    @property
+    def weights(self):
+        return Format(self.bits_weights, self.il_weights)
+
+    @property
+    def outputs(self):
+        return Format(self.bits_outputs, self.il_outputs)
+
+    @property
+    def fl_accumulator(self):
+        return self.inputs.fl + self.weights.fl
+
+    def bias_codes(self, bias):
+        """The bias as integer codes at the accumulator scale 2^-fl_accumulator, saturated to
+        bits_accumulator (the simulation and the integer engine use these same codes)."""
+        codes = round_half_away(bias * 2.0 ** self.fl_accumulator)
+        if self.bits_accumulator:
+            lo, hi = code_limits(self.bits_accumulator)
+            codes = torch.clamp(codes, lo, hi)
+        return codes
+
+
+class _FixedPointMixin:
+    """Shared state and data path; subclasses supply ``_op(x, w, b)`` and ``kernel_dims``."""
+
+    def _init_fixed_point(self):
+        self.quantization = LayerQuantization()
+        # 1 = kernel kept, 0 = pruned. Not persistent: pruning lives in pruning.yml.
+        self.register_buffer("kernel_mask", torch.ones(self.out_channels_or_features), persistent=False)
+        self.accumulator_probe = None  # called with the integer accumulator before it wraps (sizing)
+
+    @property
+    def out_channels_or_features(self):
+        return self.weight.shape[0]
+
+    @property
+    def pruned_kernels(self):
+        return [int(i) for i in torch.nonzero(self.kernel_mask == 0).flatten()]
+
+    def prune_kernels(self, indices):
+        """Mask the given output kernels (and zero their weights and bias, so they stay zero even
+        without the mask). Earlier pruning is kept."""
+        indices = [int(i) for i in indices]
+        n = self.out_channels_or_features
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"kernel indices {bad} out of range for a layer with {n} kernels")
+        with torch.no_grad():
+            self.kernel_mask[indices] = 0.0
+            self.weight[indices] = 0.0
+            if self.bias is not None:
+                self.bias[indices] = 0.0
+
+    def _masked_params(self):
+        shape = (-1,) + (1,) * (self.weight.dim() - 1)
+        w = self.weight * self.kernel_mask.view(shape)
+        b = self.bias * self.kernel_mask if self.bias is not None else None
+        return w, b
+
+    def forward(self, x):
+        w, b = self._masked_params()
+        q = self.quantization
+        if not q.enabled:
+            return self._op(x, w, b)
+        exact = not self.training
+        dtype = torch.float64 if exact else x.dtype
+        x = q.inputs.quantize(x.to(dtype))
+        w = q.weights.quantize(w.to(dtype))
+        if b is not None:
+            b = b.to(dtype)
+        if q.integer_accumulator:
+            scale = 2.0 ** q.fl_accumulator
+            if b is not None:
+                b = b + (q.bias_codes(b.detach()) / scale - b).detach()  # straight-through
+            y = self._op(x, w, b)
+            if q.bits_accumulator:
+                acc = torch.round(y.detach() * scale)  # already integer-valued; round removes fp dust
+                if self.accumulator_probe is not None:
+                    self.accumulator_probe(acc)
+                y = y + (wrap(acc, q.bits_accumulator) / scale - y).detach()
+        else:
+            y = self._op(x, w, b)
+        y = q.outputs.quantize(y)
+        return y.to(torch.float32)
+
+
+class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_fixed_point()
+
+    def _op(self, x, w, b):
+        return self._conv_forward(x, w, b)
+
+
+class FixedPointLinear(_FixedPointMixin, nn.Linear):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_fixed_point()
+
+    def _op(self, x, w, b):
+        return F.linear(x, w, b)
+
+
+FIXED_POINT_LAYERS = (FixedPointConv2d, FixedPointLinear)
+
+
+def fixed_point_layers(model):
+    """Name -> layer for every fixed-point-capable layer of ``model``, in forward order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, FIXED_POINT_LAYERS)}
+
+
+class FoldableBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm that can be folded into the convolution before it (``fold_into``): the conv then
+    computes conv+bn in one affine map, which is what quantization and deployment need (one
+    fixed-point layer, no float step between it and the relu). After folding it is the identity,
+    in training mode too; the persistent ``folded`` flag travels with the state dict, so a model
+    finetuned after folding is restored folded."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("folded", torch.zeros((), dtype=torch.uint8))
+
+    def forward(self, x):
+        if bool(self.folded):
+            return x
+        return super().forward(x)
+
+    def fold_into(self, conv):
+        """conv(x) -> bn(conv(x)) with the running statistics: w' = w g / s, b' = (b - mean) g / s + beta
+        with s = sqrt(var + eps), computed in float64. No-op when already folded."""
+        if bool(self.folded):
+            return
+        with torch.no_grad():
+            scale = self.weight.double() / torch.sqrt(self.running_var.double() + self.eps)
+            bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+            conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).float())
+            conv.bias.copy_(((bias - self.running_mean.double()) * scale + self.bias.double()).float())
+            self.folded.fill_(1)
