@@ -54,8 +54,9 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
     architecture (seeds seed + 1000, seed + 2000, ...; each in ``teacher<k>/`` of the run folder),
     then the run's model (seed ``seed``) learns from the average of their softened outputs as well
     as from the labels. On a corpus with a handful of speakers per keyword, which solution one
-    initialisation lands in decides how well it hears a new speaker; an average of several is far
-    steadier, and the student keeps the 12,764-parameter model of one."""
+    initialisation lands in decides how well it hears a new speaker; an average of several hears
+    new speakers better, and the student keeps the size of one (whether it inherits the
+    average's quality depends on the corpus: see README, Results on real speech)."""
     finetune = checkpoint is not None and bool(quantization or pruning)
     if (quantization or pruning) and checkpoint is None:
         raise UserError("-q/-p finetune a trained model: give its checkpoint with -r as well")
