@@ -89,10 +89,6 @@ def min_keyword_recall(cm):
 
 METRICS = {"top1": top1, "balanced_accuracy": balanced_accuracy, "false_alarm_rate": false_alarm_rate,
            "min_keyword_recall": min_keyword_recall}
-# Metrics where a larger value is better (the searches' floors and model selection need to know).
-HIGHER_IS_BETTER = {"top1": True, "balanced_accuracy": True, "false_alarm_rate": False,
-                    "min_keyword_recall": True}
-DECISION_METRICS = ("balanced_accuracy", "top1")  # what the compression searches can hold a margin on
 
 
 def all_metrics(cm):

@@ -119,11 +119,6 @@ def write_bytes(path, data):
         f.write(data)
 
 
-def copy_file(source, path):
-    """Copy ``source`` to ``path`` atomically (the copy appears complete or not at all)."""
-    write_bytes(path, Path(source).read_bytes())
-
-
 def write_yaml(path, data):
     write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
