@@ -16,8 +16,7 @@ a model that lost most of its bits needs more than the hard labels.
 """
 import copy
 
-import torch
-
+from fixedpoint.graph import describe
 from optimization.solutions import solution_text
 from model.registry import build_model
 from utils.checkpoint import load_checkpoint
@@ -142,7 +141,8 @@ def build_teacher(checkpoint, distill, keywords, features):
 
 
 def check_teacher_outputs(teacher, num_classes):
-    out = teacher.eval()(torch.zeros((1,) + tuple(getattr(teacher, "input_shape", (1, 100, 13)))))
-    if out.shape[1] != num_classes:
-        raise UserError(f"distillation teacher has {out.shape[1]} outputs, the student {num_classes}; "
+    """The teacher's class-output layer must have one output per class of the student."""
+    outputs = describe(teacher).output.layer.weight.shape[0]
+    if outputs != num_classes:
+        raise UserError(f"distillation teacher has {outputs} outputs, the student {num_classes}; "
                         f"give a teacher trained on the same keywords")
