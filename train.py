@@ -39,7 +39,7 @@ def main():
         transform = lambda config: finetune_config(config, checkpoint)[0]  # noqa: E731
     distributed = DistributedContext.from_environment()  # None unless started by torchrun
     with distributed or contextlib.nullcontext():
-        config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint["config"],
+        config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint.config,
                                         distributed=distributed, transform=transform)
         with config.discard_on_failure():
             run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)

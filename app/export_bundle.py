@@ -34,7 +34,7 @@ from model.metric import balanced_accuracy, confusion_matrix, top1
 from optimization.profiling import profile_model
 from optimization.solutions import solution_text
 from utils.atomic import read_yaml, write_text, write_yaml
-from utils.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
@@ -74,10 +74,10 @@ def compact_checkpoint(ckpt, compact, source):
     """The Checkpoint of ``compact``: the source's, with the compact weights and widths, and
     without optimizer, scheduler, monitor and RNG state (their shapes and meaning belong to the
     uncompacted training run) or the stored solutions (their kernel indices do not fit)."""
-    arch_args = {**dict(ckpt.get("arch_args") or {}), "widths": list(compact.widths)}
-    config = copy.deepcopy(ckpt["config"])
+    arch_args = {**dict(ckpt.arch_args or {}), "widths": list(compact.widths)}
+    config = copy.deepcopy(ckpt.config)
     config.setdefault("arch", {})["args"] = dict(arch_args)
-    return replace(Checkpoint.from_dict(ckpt), arch_args=arch_args, epoch=ckpt.get("epoch", 0),
+    return replace(ckpt, arch_args=arch_args, epoch=ckpt.epoch or 0, applied=None,
                    state_dict=compact.state_dict(), config=config, optimizer=None, lr_scheduler=None,
                    monitor_best=None, not_improved=None, rng_state=None, finetuned_from=None, solutions=None,
                    compacted_from=str(source))

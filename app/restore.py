@@ -30,7 +30,7 @@ class StoredSolution(dict):
 
 def stored_solutions(ckpt, source="the checkpoint"):
     """(quantization, pruning) solutions stored in a finetuned checkpoint (None where absent)."""
-    stored = ckpt.get("solutions") or {}
+    stored = ckpt.solutions or {}
     out = []
     for kind in ("quantization", "pruning"):
         text = stored.get(kind)
@@ -72,14 +72,14 @@ def effective_solutions(ckpt, quantization=None, pruning=None, use_stored=True, 
 def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=True, announce=print):
     """(model in eval mode, checkpoint dict). ``quantization`` / ``pruning`` are yml paths or
     stored solutions; a finetuned checkpoint's stored solutions fill in those not given. The
-    solutions applied are recorded in ``ckpt['applied']``."""
+    solutions applied are recorded in ``ckpt.applied``."""
     ckpt = load_checkpoint(checkpoint_path)
     model = build_model(ckpt, source=str(checkpoint_path))
     quantization, pruning = effective_solutions(ckpt, quantization, pruning, use_stored, str(checkpoint_path),
                                                 announce)
     fold_batchnorm(model)   # evaluation only: the folded model computes the same
     apply_solutions(model, quantization, pruning)
-    ckpt["applied"] = {"quantization": quantization, "pruning": pruning}
+    ckpt.applied = {"quantization": quantization, "pruning": pruning}
     model.eval()
     return model, ckpt
 
@@ -100,12 +100,12 @@ DATA_LOADERS = ("SpeechCommandsDataLoader", "KeywordDataLoader")  # what a check
 
 def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     """The checkpoint's data loader (optionally on another corpus) with its feature parameters."""
-    if not isinstance(ckpt["config"].get("data_loader"), dict):
+    if not isinstance(ckpt.config.get("data_loader"), dict):
         raise UserError("the checkpoint's config has no data_loader section, so its data cannot be found; "
                         "give a checkpoint saved by train.py")
-    cfg = copy.deepcopy(ckpt["config"]["data_loader"])
+    cfg = copy.deepcopy(ckpt.config["data_loader"])
     args = dict(cfg.get("args") or {})
-    args["features"] = ckpt["features"]
+    args["features"] = ckpt.features
     if data_dir is not None:
         args["data_dir"] = str(data_dir)
         args["download"] = None
@@ -115,10 +115,10 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     if cls is None:
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")
     keywords = args.get("keywords", ("one", "two", "three"))
-    if ckpt.get("keywords") is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \
-            != list(ckpt["keywords"]):
+    if ckpt.keywords is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \
+            != list(ckpt.keywords):
         raise UserError(f"the checkpoint's config names keywords {keywords!r} but its model was trained for "
-                        f"{list(ckpt['keywords'])}; give a checkpoint saved by train.py")
+                        f"{list(ckpt.keywords)}; give a checkpoint saved by train.py")
     try:
         return cls(**args)
     except TypeError as e:
@@ -126,5 +126,5 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
 
 
 def normalization_of(ckpt):
-    norm = ckpt["normalization"]
+    norm = ckpt.normalization
     return norm["mean"], norm["std"]

@@ -33,11 +33,11 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     split = evaluation_split(data, everything)
     mean, std = normalization_of(ckpt)
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size)
-    criterion = module_loss.loss_by_name(ckpt["config"].get("loss", "nll_loss"), "the checkpoint's loss")
-    class_names = ("unknown",) + tuple(ckpt.get("keywords") or data.keywords)
+    criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
+    class_names = ("unknown",) + tuple(ckpt.keywords or data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names))
     result["class_names"] = class_names
-    result["applied"] = ckpt.get("applied") or {}
+    result["applied"] = ckpt.applied or {}
     return result
 
 

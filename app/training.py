@@ -151,8 +151,8 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     if ensemble is not None:
         distillation = Distillation(ensemble[0].to(device), soft[0], soft[1], weights)
         extra["teachers"] = list(ensemble[1])
-    if finetune or (checkpoint is not None and checkpoint.get("finetuned_from")):
-        origin = checkpoint.get("finetuned_from") or {}
+    if finetune or (checkpoint is not None and checkpoint.finetuned_from):
+        origin = checkpoint.finetuned_from or {}
         if finetune:
             note = explain(checkpoint)
             if note:
@@ -160,7 +160,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
             extra.update(finetune_record(checkpoint, config.resume, float_run_rate(checkpoint),
                                          quantization, pruning))
         else:  # resuming a finetuning run: carry its record on
-            extra.update({"finetuned_from": origin, "solutions": checkpoint.get("solutions")})
+            extra.update({"finetuned_from": origin, "solutions": checkpoint.solutions})
         _, _, distill = finetuning_settings(config)
         if distill["enabled"]:
             teacher = build_teacher(checkpoint, distill, data.keywords, data.features.to_dict()).to(device)

@@ -37,8 +37,8 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     data = data_for_checkpoint(ckpt, data_dir)
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
-    num_classes = 1 + len(ckpt.get("keywords") or data.keywords)
-    criterion = loss_by_name(ckpt["config"].get("loss", "nll_loss"), "the checkpoint's loss")
+    num_classes = 1 + len(ckpt.keywords or data.keywords)
+    criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
 
     def scores(m):
         result = evaluate(m, loader, criterion, num_classes=num_classes)
@@ -48,7 +48,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
 
 def optimization_section(ckpt, name, config_path=None):
     """The ``optimization.<name>`` settings: from ``-c`` when given, else the checkpoint's config."""
-    config = validate_config(read_yaml(config_path, "config file")) if config_path else ckpt["config"]
+    config = validate_config(read_yaml(config_path, "config file")) if config_path else ckpt.config
     return (config.get("optimization") or {}).get(name)
 
 
@@ -146,7 +146,7 @@ def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True,
     profile = profile_model(model)
     scores = None
     if with_accuracy:
-        applied = ckpt["applied"]
+        applied = ckpt.applied
         result = run_test(checkpoint, applied["quantization"], applied["pruning"], use_stored=False)
         scores = {k: result[k] for k in ("top1", "balanced_accuracy", "false_alarm_rate")}
     return profile, format_profile(profile, scores)

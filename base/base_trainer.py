@@ -108,28 +108,28 @@ class BaseTrainer:
     def resume_checkpoint(self, path):
         """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
         ckpt = load_checkpoint(path)
-        self.core_model.load_state_dict(ckpt["state_dict"])
+        self.core_model.load_state_dict(ckpt.state_dict)
         sched = getattr(self, "lr_scheduler", None)
-        saved = ckpt["config"].get("optimizer")
+        saved = ckpt.config.get("optimizer")
         saved = saved.get("type") if isinstance(saved, dict) else None
-        if ckpt.get("optimizer") is not None and saved != type(self.optimizer).__name__:
+        if ckpt.optimizer is not None and saved != type(self.optimizer).__name__:
             raise UserError(f"{path} holds the state of optimizer {saved}, but the config names "
                             f"{type(self.optimizer).__name__}; resume without -c or with the config the run "
                             f"was started with")
         try:
-            if ckpt.get("optimizer") is not None:
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-            if sched is not None and ckpt.get("lr_scheduler") is not None:
-                sched.load_state_dict(ckpt["lr_scheduler"])
+            if ckpt.optimizer is not None:
+                self.optimizer.load_state_dict(ckpt.optimizer)
+            if sched is not None and ckpt.lr_scheduler is not None:
+                sched.load_state_dict(ckpt.lr_scheduler)
         except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
             reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
             raise UserError(f"{path} cannot be resumed with this config's optimizer "
                             f"{type(self.optimizer).__name__} or scheduler ({reason}); resume without -c "
                             f"or with the config the run was started with") from None
-        self.start_epoch = int(ckpt["epoch"]) + 1
-        self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
-        self.not_improved = int(ckpt.get("not_improved", 0))
-        if ckpt.get("rng_state") is not None:  # dropout continues exactly where it stopped
-            torch.set_rng_state(ckpt["rng_state"])
+        self.start_epoch = int(ckpt.epoch or 0) + 1
+        self.mnt_best = ckpt.monitor_best if ckpt.monitor_best is not None else self.mnt_best
+        self.not_improved = int(ckpt.not_improved or 0)
+        if ckpt.rng_state is not None:  # dropout continues exactly where it stopped
+            torch.set_rng_state(ckpt.rng_state)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         return ckpt

@@ -9,6 +9,8 @@ gives the compact model's MACs and parameters and the flash and RAM of its gener
 Prints per architecture the mean over seeds of the float and the compressed model: test top-1,
 balanced accuracy, recall per keyword, MACs, parameters; flash and RAM of the C model. ``--out``
 writes the rows as YAML and a plot of balanced accuracy against MACs and against flash (PNG).
+Each (config, seed) result is kept in ``--save-dir``; ``--resume`` reuses them, so the
+architectures can be run one at a time and tabulated together.
 Slow (the DS-CNN trains for minutes per epoch on a loaded CPU): run it on a free machine.
 """
 import argparse
@@ -99,16 +101,27 @@ def main():
     parser.add_argument("--data-dir", default=None, help="corpus (default: each config's data_dir)")
     parser.add_argument("--save-dir", default=None, help="where runs go (default: a temporary folder)")
     parser.add_argument("--out", default=None, help="YAML of the table (a PNG is written beside it)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results of (config, seed) pairs an earlier run left in --save-dir")
     args = parser.parse_args()
+    if args.resume and not args.save_dir:
+        parser.error("--resume needs the --save-dir of the earlier run")
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="models_"))
     keywords = list(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"]
                     .get("keywords", ["one", "two", "three"]))
     table = {}
     for config in args.configs:
         results = []
+        name = yaml.safe_load(Path(config).read_text())["name"]
         for seed in args.seeds:
+            done = save_dir / f"{name}_seed{seed}-result.yml"
+            if args.resume and done.is_file():
+                print(f"{config} seed {seed}: result of an earlier run ({done})", flush=True)
+                results.append(yaml.safe_load(done.read_text()))
+                continue
             print(f"{config} seed {seed}: training, compressing, exporting (logs under {save_dir}) ...", flush=True)
             results.append(one_model(config, seed, args.data_dir, save_dir))
+            atomic.write_yaml(done, results[-1])
         table[results[0]["arch"]] = {kind: mean_rows(results, kind) for kind in ("float", "compressed")}
     print(f"\nMean over seeds {args.seeds}:")
     print(format_table(table, keywords))

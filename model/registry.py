@@ -89,13 +89,13 @@ def make_model(arch, arch_args, features, source="config"):
 
 def build_model(ckpt, source="checkpoint"):
     """The model a checkpoint describes, with its weights loaded."""
-    arch = ckpt["arch"]
-    model = make_model(arch, ckpt.get("arch_args"), ckpt.get("features"), source=f"{source}")
+    arch = ckpt.arch
+    model = make_model(arch, ckpt.arch_args, ckpt.features, source=f"{source}")
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise UserError(f"{source} does not fit {arch}({dict(ckpt.get('arch_args') or {})}): {first}; "
+        raise UserError(f"{source} does not fit {arch}({dict(ckpt.arch_args or {})}): {first}; "
                         f"was it saved for another architecture?") from None
     return model
 

@@ -22,6 +22,7 @@ from optimization.profiling import profile_model
 from optimization.pruning import kernel_ranking, search_pruning
 from optimization.quantization import search_quantization
 from optimization.solutions import apply_pruning, load_quantization
+from utils.checkpoint import Checkpoint
 from utils.errors import UserError
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,8 +114,8 @@ def test_lenet5_numbers_and_input_shape_from_the_features():
     wide = KeywordLeNet5Clone(input_shape=(1, 100, 20))   # n_mfcc: 20
     assert wide.fc3.in_features == 8 * 23 * 3
     assert wide(torch.zeros(2, 1, 100, 20)).shape == (2, 4)
-    ckpt = {"arch": "KeywordLeNet5Clone", "arch_args": {}, "state_dict": wide.state_dict(),
-            "features": {"n_mfcc": 20, "frames": 100}}
+    ckpt = Checkpoint(arch="KeywordLeNet5Clone", arch_args={}, state_dict=wide.state_dict(), config={},
+                      features={"n_mfcc": 20, "frames": 100}, normalization={})
     assert build_model(ckpt).input_shape == (1, 100, 20)
     assert profile_model(wide).parameters == 12764 + 8 * 23 * 2 * 64
 

@@ -8,7 +8,7 @@ import yaml
 
 from conftest import ROOT
 from model.registry import build_model
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import Checkpoint, load_checkpoint
 from utils.errors import UserError
 
 
@@ -50,13 +50,13 @@ def test_checkpoint_of_another_architecture(tmp_path):
     torch.save(_ckpt(arch="ResNet18"), path)
     assert_one_line_error(run("test.py", "-r", str(path)), "architecture 'ResNet18'")
     with pytest.raises(UserError, match="does not fit"):
-        build_model(_ckpt(state_dict={"conv1.weight": torch.zeros(16, 1, 5, 5)}))
+        build_model(Checkpoint.from_dict(_ckpt(state_dict={"conv1.weight": torch.zeros(16, 1, 5, 5)})))
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path):
     path = tmp_path / "ok.pth"
     torch.save(_ckpt(), path)
-    assert load_checkpoint(path)["arch"] == "KeywordLeNet5Clone"
+    assert load_checkpoint(path).arch == "KeywordLeNet5Clone"
     # an object that needs pickle code execution is refused by weights_only=True
     torch.save(_ckpt(config=yaml.YAMLObject()), tmp_path / "evil.pth")
     with pytest.raises(UserError, match="not a readable checkpoint"):

@@ -16,6 +16,7 @@ from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx
 from model.metric import balanced_accuracy, confusion_matrix
 from optimization.profiling import profile_model
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 
@@ -44,7 +45,7 @@ def bundle(tmp_path_factory, corpus_dir, cache_dir):
 @pytest.fixture(scope="module")
 def test_split(bundle):
     """(inputs, labels) of the checkpoint's test split, as test.py sees them."""
-    ckpt = torch.load(bundle[0], weights_only=True)
+    ckpt = load_checkpoint(bundle[0])
     loader = data_for_checkpoint(ckpt, progress=False).eval_loader("test", *normalization_of(ckpt))
     return loader.inputs, loader.labels
 
@@ -80,7 +81,7 @@ def test_compact_checkpoint_equals_the_masked_model(bundle, test_split):
     compact, compact_ckpt = restore_model(outdir / "model_compact.pth")
     masked, _ = restore_model(ckpt, None, pyml)
     widths = (8 - len(PRUNED["conv1"]), 8 - len(PRUNED["conv2"]), 64 - len(PRUNED["fc3"]))
-    assert compact.widths == widths and compact_ckpt["arch_args"]["widths"] == list(widths)
+    assert compact.widths == widths and compact_ckpt.arch_args["widths"] == list(widths)
     assert compact.fc3.weight.shape == (widths[2], widths[1] * 23)
     with torch.no_grad():
         torch.testing.assert_close(compact(inputs), masked(inputs), rtol=0, atol=1e-5)

@@ -149,8 +149,8 @@ def test_lab_config_trains_with_the_lab_meaning(lab_chain):
     # save_period 1; 15 epochs unless early_stop 10 ended it (not before epoch 11)
     assert epochs == list(range(1, len(epochs) + 1)) and 11 <= len(epochs) <= 15
     ckpt = load_checkpoint(run / "model_best.pth")
-    assert ckpt["features"] == {"precomputed": "IA_DATASET", "frames": 100, "n_mfcc": 13}
-    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)  # StepLR(50) has not stepped yet
+    assert ckpt.features == {"precomputed": "IA_DATASET", "frames": 100, "n_mfcc": 13}
+    assert ckpt.optimizer["param_groups"][0]["lr"] == pytest.approx(0.001)  # StepLR(50) has not stepped yet
 
 
 def test_quantize_and_prune_use_the_lab_sections(lab_chain):
@@ -189,8 +189,8 @@ def test_lab_config_on_a_speech_commands_folder(tmp_path, corpus_dir, cache_dir)
     cfg = lab_config(tmp_path, corpus_dir)
     run_script("train.py", "-c", cfg, "--epochs", "1")
     ckpt = load_checkpoint(_run_dir(tmp_path) / "model_best.pth")
-    assert ckpt["features"] == FeatureParams().to_dict()
-    assert ckpt["config"]["data_loader"]["args"]["shuffle"] is True
+    assert ckpt.features == FeatureParams().to_dict()
+    assert ckpt.config["data_loader"]["args"]["shuffle"] is True
 
 
 # --- quantization.yml both ways ------------------------------------------------------------------

@@ -15,6 +15,7 @@ teacher of its own compressed copy; its soft targets carry how confusable the cl
 a model that lost most of its bits needs more than the hard labels.
 """
 import copy
+from dataclasses import replace
 
 from fixedpoint.graph import describe
 from optimization.solutions import solution_text
@@ -83,10 +84,10 @@ def finetune_config(config, checkpoint):
 
 def float_run_rate(checkpoint, config=None):
     """The learning rate the float model of ``checkpoint`` was trained with."""
-    origin = checkpoint.get("finetuned_from") or {}
+    origin = checkpoint.finetuned_from or {}
     if origin.get("base_lr") is not None:
         return float(origin["base_lr"])
-    for cfg in (checkpoint.get("config") or {}, config or {}):
+    for cfg in (checkpoint.config or {}, config or {}):
         lr = ((cfg.get("optimizer") or {}).get("args") or {}).get("lr")
         if lr is not None:
             return float(lr)
@@ -95,7 +96,7 @@ def float_run_rate(checkpoint, config=None):
 
 def explain(checkpoint):
     """A line for the log when a finetuned model is finetuned again (nothing compounds)."""
-    origin = checkpoint.get("finetuned_from")
+    origin = checkpoint.finetuned_from
     if not origin:
         return None
     return (f"this checkpoint is already finetuned (from {origin.get('checkpoint')}); finetuning "
@@ -106,13 +107,13 @@ def explain(checkpoint):
 def float_state_dict(checkpoint):
     """The float weights the finetuning of ``checkpoint`` starts from: the checkpoint's own, or,
     for a finetuned checkpoint, the float model its first finetuning started from."""
-    origin = checkpoint.get("finetuned_from") or {}
-    return origin.get("float_state_dict") or checkpoint["state_dict"]
+    origin = checkpoint.finetuned_from or {}
+    return origin.get("float_state_dict") or checkpoint.state_dict
 
 
 def finetune_record(checkpoint, source, base_lr, quantization, pruning):
     """What every checkpoint of a finetuning run carries about its origin and its solutions."""
-    origin = checkpoint.get("finetuned_from") or {}
+    origin = checkpoint.finetuned_from or {}
     return {"finetuned_from": {"checkpoint": origin.get("checkpoint") or str(source), "base_lr": base_lr,
                                "float_state_dict": float_state_dict(checkpoint)},
             "solutions": {"quantization": solution_text(quantization), "pruning": solution_text(pruning)}}
@@ -124,20 +125,19 @@ def build_teacher(checkpoint, distill, keywords, features):
     if distill.get("teacher"):
         path = distill["teacher"]
         teacher_ckpt = load_checkpoint(path)
-        if teacher_ckpt["arch"] != checkpoint["arch"]:
-            raise UserError(f"distillation teacher {path} is a {teacher_ckpt['arch']}, the student a "
-                            f"{checkpoint['arch']}; give a teacher checkpoint of the same architecture")
-        if list(teacher_ckpt.get("keywords") or []) != list(keywords):
-            raise UserError(f"distillation teacher {path} spots {teacher_ckpt.get('keywords')}, the student "
+        if teacher_ckpt.arch != checkpoint.arch:
+            raise UserError(f"distillation teacher {path} is a {teacher_ckpt.arch}, the student a "
+                            f"{checkpoint.arch}; give a teacher checkpoint of the same architecture")
+        if list(teacher_ckpt.keywords or []) != list(keywords):
+            raise UserError(f"distillation teacher {path} spots {teacher_ckpt.keywords}, the student "
                             f"{list(keywords)}; give a teacher trained on the same keywords")
-        if dict(teacher_ckpt["features"]) != dict(features):
+        if dict(teacher_ckpt.features) != dict(features):
             raise UserError(f"distillation teacher {path} was trained on other features; give a teacher "
                             f"trained with the same feature settings")
         return build_model(teacher_ckpt, source=str(path))
-    ckpt = dict(checkpoint)
-    ckpt["state_dict"] = float_state_dict(checkpoint)
     # pruning zeroes weights in place, so the teacher is built from the stored float weights
-    return build_model(ckpt, source="the checkpoint's float model")
+    return build_model(replace(checkpoint, state_dict=float_state_dict(checkpoint)),
+                       source="the checkpoint's float model")
 
 
 def check_teacher_outputs(teacher, num_classes):

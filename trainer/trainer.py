@@ -172,12 +172,12 @@ class Trainer(BaseTrainer):
     def resume_checkpoint(self, path):
         ckpt = super().resume_checkpoint(path)
         if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt["state_dict"])
-            self.ema.n_averaged.fill_(int(ckpt.get("ema_updates", 1)))
-            if ckpt.get("train_state_dict") is not None:
-                self.core_model.load_state_dict(ckpt["train_state_dict"])
-        elif ckpt.get("train_state_dict") is not None:
-            self.core_model.load_state_dict(ckpt["train_state_dict"])
+            self.ema.module.load_state_dict(ckpt.state_dict)
+            self.ema.n_averaged.fill_(int(ckpt.ema_updates or 1))
+            if ckpt.train_state_dict is not None:
+                self.core_model.load_state_dict(ckpt.train_state_dict)
+        elif ckpt.train_state_dict is not None:
+            self.core_model.load_state_dict(ckpt.train_state_dict)
         return ckpt
 
     def train(self):

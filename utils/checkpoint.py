@@ -12,7 +12,7 @@ import math
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -34,8 +34,8 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 @dataclass
 class Checkpoint:
     """The one layout of a checkpoint file. Every writer builds one (the trainer, the export's
-    compact model); ``load_checkpoint`` returns its ``to_dict()`` after validation. Optional fields
-    left None are not written, so a reader's ``.get`` and the validation see what was set."""
+    compact model) and every reader gets one from ``load_checkpoint`` after validation. Optional
+    fields left None are not written."""
     arch: str
     arch_args: dict
     state_dict: dict
@@ -56,15 +56,17 @@ class Checkpoint:
     train_state_dict: dict = None  # with EMA: the trained weights resuming continues from
     ema_updates: int = None        # with EMA: updates averaged so far
     teachers: list = None          # ensemble distillation: the teachers' checkpoints
+    # not in the file: the solutions a restored model runs under (app.restore.restore_model)
+    applied: dict = field(default=None, repr=False, metadata={"stored": False})
 
     def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name in REQUIRED or getattr(self, f.name) is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stored", True)
+                and (f.name in REQUIRED or getattr(self, f.name) is not None)}
 
     @classmethod
     def from_dict(cls, values):
-        """The fields of ``values`` this layout knows (others, such as ``applied``, are dropped)."""
-        known = {f.name for f in fields(cls)}
+        """The stored fields of ``values`` this layout knows (others are dropped)."""
+        known = {f.name for f in fields(cls) if f.metadata.get("stored", True)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -73,7 +75,7 @@ def save_checkpoint(path, checkpoint):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint dict; anything else is a one-line UserError."""
+    """Read a checkpoint file as a ``Checkpoint``; anything else is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (check the path given with -r)")
@@ -87,7 +89,7 @@ def load_checkpoint(path):
                         f"or normalization); give a .pth file saved by train.py")
     validate_checkpoint(ckpt, path)
     confine_paths(ckpt["config"], path)
-    return Checkpoint.from_dict(ckpt).to_dict()
+    return Checkpoint.from_dict(ckpt)
 
 
 def _number(value, kind):
