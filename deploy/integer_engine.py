@@ -1,7 +1,7 @@
 """Integer-only inference of a fully quantized model (any model that describes its blocks), in numpy.
 
 This is the reference the C export is checked against, and it is checked itself against the
-fixed-point simulation of ``optimization/layers.py``: for every clip
+fixed-point simulation of ``fixedpoint/layers.py``: for every clip
 ``logits_int(quantize_input(x)) == model.logits(x) * 2**fl_out(last layer)`` exactly (model in eval
 mode, where the simulation computes in float64 and every sum of integer codes is exact).
 

@@ -109,6 +109,7 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
     cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None, batch_size=32,
                                       augment={"enabled": True, "time_shift_ms": 100, "noise_prob": 0.5,
                                                "snr_db": [10, 30]})
+    cfg["data_loader"]["args"].pop("features", None)   # the default MFCC settings, also pinned
     cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.003, "weight_decay": 0.0001}}
     cfg["lr_scheduler"] = {"type": "CosineAnnealingLR", "args": {"T_max": epochs}}
     cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=100, tensorboard=False,
