@@ -15,13 +15,12 @@ import shutil
 import time
 from pathlib import Path
 
-from configuration.schema import validate_config
+from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
 from model.loss import loss_by_name
 from optimization.profiling import format_profile, profile_model
-from optimization.pruning import (format_report as pruning_report, parse_pruning_config, save_pruning,
-                                  search_pruning)
-from optimization.quantization import (format_report as quantization_report, parse_quantization_config,
-                                       save_quantization, search_per_layer_weights, search_quantization)
+from optimization.pruning import format_report as pruning_report, save_pruning, search_pruning
+from optimization.quantization import search_per_layer_weights, search_quantization
+from optimization.quantization_report import format_report as quantization_report, save_quantization
 from trainer.evaluation import evaluate
 from utils.atomic import read_yaml
 from utils.errors import UserError

@@ -107,6 +107,12 @@ class Format:
     bits: int
     il: int = 0
 
+    @classmethod
+    def covering(cls, bits, absmax):
+        """The ``bits``-bit format whose integer length just holds ``absmax`` (dynamic fixed
+        point picks it from the measured range); ``bits`` 0 is float."""
+        return cls(int(bits), integer_length(absmax) if bits else 0)
+
     @property
     def fl(self):
         return fractional_length(self.bits, self.il)

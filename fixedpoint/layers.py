@@ -39,6 +39,12 @@ class LayerQuantization:
     il_weights: int = 0
     il_outputs: int = 0
 
+    @classmethod
+    def from_formats(cls, inputs, weights, outputs, bits_accumulator=0):
+        """The layer's formats from its three ``Format`` values and the register width."""
+        return cls(bits_inputs=inputs.bits, bits_weights=weights.bits, bits_accumulator=bits_accumulator,
+                   bits_outputs=outputs.bits, il_inputs=inputs.il, il_weights=weights.il, il_outputs=outputs.il)
+
     def to_dict(self):
         return asdict(self)
 

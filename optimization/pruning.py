@@ -21,16 +21,11 @@ from configuration import schema
 from fixedpoint.graph import describe, tied_depthwise
 from fixedpoint.layers import FixedPointConv2d
 from optimization.plots import plot_pruning
-from optimization.scores import format_scores
+from optimization.scores import RULE, format_scores, passes
 from utils.atomic import write_yaml
 from utils.progress import progress_bar, write_line
 
-TOLERANCE = 1e-9  # accuracies are ratios of counts; absorb float error at the floor
-RULE = "-" * 45
 MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
-# The section is read by the config schema: one reading for train.py's config and prune.py -c.
-PruningConfig = schema.PruningConfig
-parse_pruning_config = schema.parse_pruning_config
 
 
 @dataclass
@@ -64,10 +59,6 @@ class PruningResult:
     metric: str = "top1"
     scores: dict = None       # every metric of the baseline and the solution, when reported
     notes: list = None        # back-off steps of the combined check
-
-
-def _passes(accuracy, floor):
-    return accuracy >= floor - TOLERANCE
 
 
 def kernel_weights(layer):
@@ -106,7 +97,7 @@ def search_pruning(model, evaluate, config, combined_floor=None):
     restored, one per evaluation, until it does. On return the model carries the solution (masks
     set, pruned weights and biases zeroed); on an exception its original masks are restored.
     Kernels pruned before the call stay pruned and are counted."""
-    cfg = parse_pruning_config(config)
+    cfg = schema.parse_pruning_config(config)
     details = {}
 
     def score(m):
@@ -146,7 +137,7 @@ def search_pruning(model, evaluate, config, combined_floor=None):
             set_mask(name, kernel, 0.0)
             top1 = score(model)
             rate = (pruned_weights + group_weights(name)) / total_weights
-            steps.append(PruningStep(name, kernel, top1, rate, _passes(top1, floor)))
+            steps.append(PruningStep(name, kernel, top1, rate, passes(top1, floor)))
             bar.update()
             if not steps[-1].accepted:
                 set_mask(name, kernel, 1.0)
@@ -157,7 +148,7 @@ def search_pruning(model, evaluate, config, combined_floor=None):
             accuracy = top1
             details["solution"] = details["last"]
         accepted = [s for s in steps if s.accepted]
-        while combined_floor is not None and not _passes(accuracy, combined_floor) and accepted:
+        while combined_floor is not None and not passes(accuracy, combined_floor) and accepted:
             last = accepted.pop()
             set_mask(last.layer, last.kernel, 1.0)
             pruned_weights -= group_weights(last.layer)
@@ -165,7 +156,7 @@ def search_pruning(model, evaluate, config, combined_floor=None):
             details["solution"] = details["last"]
             notes.append(f"Back-off: combined {cfg.metric} {before:.5f} < floor {combined_floor:.5f}; "
                          f"restored {last.layer} kernel {last.kernel} -> {accuracy:.5f}")
-        if combined_floor is not None and not _passes(accuracy, combined_floor):
+        if combined_floor is not None and not passes(accuracy, combined_floor):
             notes.append(f"Combined {cfg.metric} {accuracy:.5f} is below the floor {combined_floor:.5f} "
                          f"without any pruning: the quantization alone misses it")
         for layer in layers.values():
@@ -215,7 +206,7 @@ def save_pruning(path, result, config):
                "notes": list(result.notes or [])}
     if result.scores:
         results["scores"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.scores.items()}
-    write_yaml(path, {"config": parse_pruning_config(config).to_dict(), "results": results,
+    write_yaml(path, {"config": schema.parse_pruning_config(config).to_dict(), "results": results,
                       "pruned_filters": {name: list(k) for name, k in result.pruned.items()}})
     figure = path.with_suffix(".png")
     plot_pruning([s.rate for s in result.steps], [s.accuracy for s in result.steps],

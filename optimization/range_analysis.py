@@ -6,6 +6,7 @@ inputs, with the current pruning masks applied (pruned weights do not widen a ra
 """
 import torch
 
+from fixedpoint.fixed_point import Format
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils.errors import UserError
 
@@ -70,3 +71,12 @@ def collect_ranges(model, inputs, batch_size=1024):
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
     frame.index.name = "layer"
     return frame
+
+
+def range_formats(ranges, name, weight_bits, activation_bits):
+    """(inputs, weights, outputs) ``Format`` of layer ``name`` at the given bitwidths, each
+    integer length covering that group's measured range (0 bits stays float)."""
+    row = ranges.loc[name]
+    return (Format.covering(activation_bits, row["inputs_absmax"]),
+            Format.covering(weight_bits, row["weights_absmax"]),
+            Format.covering(activation_bits, row["outputs_absmax"]))

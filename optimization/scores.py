@@ -3,6 +3,14 @@ dict of metrics (top1, balanced_accuracy, ...); reports print the lab's top-1 fi
 decision metric beside it."""
 from utils.errors import UserError
 
+TOLERANCE = 1e-9   # accuracies are ratios of counts; absorb float error at the floor
+RULE = "-" * 45    # the lab's report frame
+
+
+def passes(value, floor):
+    """True when ``value`` is at or above the search's ``floor`` (within float error)."""
+    return value >= floor - TOLERANCE
+
 
 def decision_value(scores, metric):
     """The decision metric of an evaluation that returned a number or a dict of metrics."""

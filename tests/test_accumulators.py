@@ -11,8 +11,10 @@ from deploy.c_export import export_c
 from deploy.integer_engine import IntegerModel
 from fixedpoint.fixed_point import fractional_length, round_half_away, to_integer
 from fixedpoint.layers import fixed_point_layers
-from optimization.quantization import (MAX_ACCUMULATOR, format_report, lab_accumulator_rule,
-                                       search_quantization, size_accumulators)
+from configuration.schema import MAX_ACCUMULATOR
+from optimization.accumulators import lab_accumulator_rule, size_accumulators
+from optimization.quantization import search_quantization
+from optimization.quantization_report import format_report
 from optimization.solutions import apply_quantization
 
 # products of one output plus the bias: the lab's kernel size

@@ -2,12 +2,26 @@
 import torch
 
 from model.model import KeywordLeNet5Clone
-from fixedpoint.fixed_point import integer_length, quantize, round_half_away, round_half_away_exact, to_integer, wrap
+from fixedpoint.fixed_point import (Format, integer_length, quantize, round_half_away, round_half_away_exact,
+                                    to_integer, wrap)
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
 
 
 def test_integer_length():
     assert [integer_length(v) for v in (0.0, 0.3, 0.5, 0.99, 1.0, 1.5, 2.0, 7.9, 8.0)] == [0, -1, 0, 0, 1, 1, 2, 3, 4]
+
+
+def test_a_format_covering_a_range_and_a_layer_built_from_formats():
+    # 3.2 needs 2 integer bits: 8 bits leave 5 fractional bits, codes -128..127
+    f = Format.covering(8, 3.2)
+    assert (f.bits, f.il, f.fl, f.limits) == (8, 2, 5, (-128, 127))
+    assert torch.equal(f.codes(torch.tensor([3.2, -5.0, 0.015625])), torch.tensor([102.0, -128.0, 1.0]))
+    assert Format.covering(4, 0.3) == Format(4, -1)          # floor(log2 0.3) + 1
+    assert Format.covering(0, 7.0) == Format(0, 0)           # float keeps no integer length
+    q = LayerQuantization.from_formats(Format(8, 2), Format(4, -1), Format(8, 3), 20)
+    assert q == LayerQuantization(bits_inputs=8, bits_weights=4, bits_accumulator=20, bits_outputs=8,
+                                  il_inputs=2, il_weights=-1, il_outputs=3)
+    assert (q.inputs, q.weights, q.outputs) == (Format(8, 2), Format(4, -1), Format(8, 3))
 
 
 def test_quantizer_grid_saturation_and_rounding_half_away_from_zero():

@@ -12,8 +12,8 @@ import yaml
 from conftest import train_toy_model
 from model.model import KeywordLeNet5Clone
 from fixedpoint.layers import fixed_point_layers
-from optimization.pruning import (MARGIN_EXCEEDED, format_report, kernel_ranking,
-                                  parse_pruning_config, save_pruning, search_pruning)
+from configuration.schema import parse_pruning_config
+from optimization.pruning import MARGIN_EXCEEDED, format_report, kernel_ranking, save_pruning, search_pruning
 from optimization.solutions import apply_pruning, load_pruning
 from utils.errors import UserError
 

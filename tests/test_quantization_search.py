@@ -15,9 +15,9 @@ from conftest import train_toy_model
 from model.model import KeywordLeNet5Clone
 from fixedpoint.fixed_point import integer_length
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
-from optimization.quantization import (format_report, parse_quantization_config,
-                                       save_quantization, search_per_layer_weights,
-                                       search_quantization)
+from configuration.schema import parse_quantization_config
+from optimization.quantization import search_per_layer_weights, search_quantization
+from optimization.quantization_report import format_report, save_quantization
 from optimization.range_analysis import COLUMNS, collect_ranges
 from optimization.solutions import apply_quantization, load_quantization
 from utils.errors import UserError

@@ -6,7 +6,8 @@ import yaml
 from model.model import KeywordLeNet5Clone
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from optimization.pruning import save_pruning, search_pruning
-from optimization.quantization import save_quantization, search_quantization
+from optimization.quantization import search_quantization
+from optimization.quantization_report import save_quantization
 from optimization.solutions import (apply_pruning, apply_quantization, load_pruning,
                                     load_quantization)
 from utils.errors import UserError

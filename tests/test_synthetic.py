@@ -10,6 +10,7 @@ import soundfile as sf
 import yaml
 
 from data_loader import synthetic
+from data_loader.synthetic import __main__ as synthetic_cli, clips, corpus as corpus_building
 from data_loader.corpus import scan_corpus
 from data_loader.synthetic import KEYWORDS, MARKER, NOISE_FILES, WORDS, generate_corpus, plan_corpus
 from utils.errors import UserError
@@ -132,7 +133,7 @@ def test_complete_corpus_is_left_alone(corpus, capsys):
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     summary = generate_corpus(root, n_clips=N, seed=0, progress=False)
     assert summary["reused"] and summary["clips"] == N
-    synthetic.main(["--out", str(root), "--clips", str(N), "--no-progress"])
+    synthetic_cli.main(["--out", str(root), "--clips", str(N), "--no-progress"])
     line = capsys.readouterr().out.strip()
     assert "\n" not in line and line.startswith(f"reused synthetic corpus {root}: {N} clips (one 20, two 20")
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
@@ -152,7 +153,7 @@ def test_corpus_of_another_generator_version_is_not_reused(tmp_path):
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     done = []
-    real = synthetic._render_task
+    real = clips.render_task
 
     def flaky(task):
         if len(done) == 25:
@@ -160,8 +161,8 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
         done.append(task)
         return real(task)
 
-    monkeypatch.setattr(synthetic, "_render_task", flaky)
-    monkeypatch.setattr(synthetic, "NOISE_FILES", (("white_noise", 2),))  # quicker, same path
+    monkeypatch.setattr(clips, "render_task", flaky)
+    monkeypatch.setattr(corpus_building, "NOISE_FILES", (("white_noise", 2),))  # quicker, same path
     root = tmp_path / "kws"
     with pytest.raises(KeyboardInterrupt):
         generate_corpus(root, n_clips=60, seed=0, progress=False, workers=1)
@@ -175,7 +176,7 @@ def test_stale_build_folders_of_dead_runs_are_found(tmp_path):
     alive = tmp_path / f".kws.partial-{os.getpid()}-xyz"
     dead.mkdir()
     alive.mkdir()
-    assert list(synthetic._stale_partials(root)) == [dead]
+    assert list(corpus_building._stale_partials(root)) == [dead]
 
 
 def test_bad_arguments_and_occupied_folder(tmp_path):
