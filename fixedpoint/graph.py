@@ -112,16 +112,21 @@ def _observed(layer):
     return bool(layer._forward_hooks or layer._forward_pre_hooks)
 
 
-def run(graph, x):
+def run(graph, x, start=0, codes_of=None, capture=None):
     """The forward pass the description states (logits of the class-output block).
 
     Two shortcuts give the same values with less work: a layer's output quantization is applied
     after its relu and max pooling (rounding to codes is monotonic and maps 0 to 0, so it commutes
     with both) on a tensor up to k*k times smaller, and a layer whose input already holds codes of
     its input format (the previous block's output format, no dropout scaling in between) does not
-    quantize it again."""
-    codes_of = None  # the number format whose codes ``x`` holds, when known
-    for block in graph.blocks:
+    quantize it again.
+
+    Repeated evaluations may skip blocks whose result they already have: ``start`` runs from that
+    block with ``x`` its input (``codes_of``: the format whose codes ``x`` holds, or None), and
+    ``capture(i, x, codes_of)`` is called with the input of every block run."""
+    for i, block in enumerate(graph.blocks[start:], start):
+        if capture is not None:
+            capture(i, x, codes_of)
         if block.kind == "linear" and x.dim() > 2:
             x = x.flatten(1)
         layer = block.layer
@@ -135,10 +140,10 @@ def run(graph, x):
             x = layer(x)
         if block.batchnorm is not None:
             x = block.batchnorm(x)
+        if block.maxpool:  # before the relu, which commutes with it: k*k times fewer values to clip
+            x = F.max_pool2d(x, block.maxpool)
         if block.relu:
             x = F.relu(x)
-        if block.maxpool:
-            x = F.max_pool2d(x, block.maxpool)
         if defer:
             x = layer.quantize_outputs(x)
         codes_of = q.outputs if q.enabled and q.bits_outputs and not block.avgpool and (
