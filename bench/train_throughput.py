@@ -65,9 +65,12 @@ def main():
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "kws_corpus"),
                         help="corpus (default: the shared real corpus beside the project)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--bs", type=int, default=None, help="batch size (default: the config's)")
     args = parser.parse_args()
     cfg = yaml.safe_load(open(args.config))["data_loader"]["args"]
     cfg.update(data_dir=args.data_dir, download=None)
+    if args.bs:
+        cfg["batch_size"] = args.bs
     SpeechCommandsDataLoader(**cfg).split("train")  # build the cache if needed
     data = SpeechCommandsDataLoader(**cfg)
     start = time.perf_counter()
