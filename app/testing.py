@@ -2,7 +2,6 @@
 and report the lab's confusion matrix, per-sample metrics and per-class recall and precision."""
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 import model.loss as module_loss
@@ -12,7 +11,7 @@ from model.metric import precisions, recalls
 from trainer.evaluation import evaluate
 from utils import atomic
 from app.restore import data_for_checkpoint, normalization_of, restore_model
-from utils.plots import confusion_figure
+from utils.plots import confusion_png
 
 
 def evaluation_split(data, everything=False):
@@ -41,30 +40,42 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     return result
 
 
-def confusion_table(targets, predictions, n_classes):
-    """The lab's crosstab: rows 'True', columns 'Predicted', 'All' margins; every class shown."""
-    cats = pd.CategoricalDtype(list(range(n_classes)))
-    true = pd.Series(targets.numpy(), name="True").astype(cats)
-    pred = pd.Series(predictions.numpy(), name="Predicted").astype(cats)
-    return pd.crosstab(true, pred, margins=True, dropna=False)
+def confusion_table(cm):
+    """The lab's crosstab as rows of counts: the confusion matrix with an 'All' column of row
+    sums and an 'All' row of column sums (every class shown)."""
+    rows = [[int(v) for v in row] + [int(sum(row))] for row in torch.as_tensor(cm).tolist()]
+    return rows + [[sum(col) for col in zip(*rows)]]
+
+
+def format_confusion(table):
+    """The table as pandas prints the lab's ``pd.crosstab(true, pred, margins=True)``: rows 'True',
+    columns 'Predicted' (formatted here, so test.py does not import pandas for one table)."""
+    n = len(table) - 1
+    labels, columns = [str(i) for i in range(n)] + ["All"], [str(i) for i in range(n)] + ["All"]
+    first = max(len("Predicted"), len("True"), *(len(label) for label in labels))
+    widths = [max(len(c), *(len(str(row[j])) for row in table)) for j, c in enumerate(columns)]
+    head = "Predicted".ljust(first) + "".join("  " + c.rjust(w) for c, w in zip(columns, widths))
+    lines = [head, "True".ljust(len(head))]
+    lines += [label.ljust(first) + "".join("  " + str(v).rjust(w) for v, w in zip(row, widths))
+              for label, row in zip(labels, table)]
+    return "\n".join(lines)
 
 
 def class_scores(cm):
-    """Per-class recall and precision from the confusion matrix, plus their macro averages (a
-    class never predicted has precision 0, a class absent from the data is left out of the
+    """Per-class (support, recall, precision) from the confusion matrix, plus their macro averages
+    (a class never predicted has precision 0, a class absent from the data is left out of the
     averages; the macro recall is the balanced accuracy)."""
     cm = torch.as_tensor(cm)
-    table = pd.DataFrame({"class": range(len(cm)), "support": cm.sum(dim=1).tolist(),
-                          "recall": recalls(cm).tolist(), "precision": precisions(cm).tolist()})
-    table = table.set_index("class")
-    present = table[table["support"] > 0]
-    return table, float(present["recall"].mean()), float(present["precision"].mean())
+    table = list(zip(cm.sum(dim=1).tolist(), recalls(cm).tolist(), precisions(cm).tolist()))
+    present = [(r, p) for support, r, p in table if support > 0]
+    if not present:
+        return table, float("nan"), float("nan")
+    return table, sum(r for r, _ in present) / len(present), sum(p for _, p in present) / len(present)
 
 
 def format_report(result):
-    n = len(result["class_names"])
     cm = result["confusion"]
-    lines = [str(confusion_table(result["targets"], result["predictions"], n))]
+    lines = [format_confusion(confusion_table(cm))]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
     background = int(cm[0].sum())
     alarms = background - int(cm[0, 0])
@@ -76,9 +87,9 @@ def format_report(result):
                      f"as the deployed model's argmax does)")
     table, macro_recall, macro_precision = class_scores(cm)
     lines.append("Per class:")
-    for c, row in table.iterrows():
-        lines.append(f"  {c} {result['class_names'][c]:<8} recall {row['recall']:.4f}  "
-                     f"precision {row['precision']:.4f}  (n={int(row['support'])})")
+    for c, (support, recall, precision) in enumerate(table):
+        lines.append(f"  {c} {result['class_names'][c]:<8} recall {recall:.4f}  "
+                     f"precision {precision:.4f}  (n={int(support)})")
     lines.append(f"Macro recall: {macro_recall:.4f}  Macro precision: {macro_precision:.4f}")
     return "\n".join(lines)
 
@@ -98,9 +109,9 @@ def save_report(result, checkpoint, quantization=None, pruning=None):
         "balanced_accuracy": float(result["balanced_accuracy"]),
         "false_alarm_rate": float(result["false_alarm_rate"]), "ties": int(result.get("ties", 0)),
         "samples": int(result["n"]),
-        "recall": {result["class_names"][c]: float(r) for c, r in table["recall"].items()},
-        "precision": {result["class_names"][c]: float(p) for c, p in table["precision"].items()},
+        "recall": {result["class_names"][c]: float(r) for c, (_, r, _) in enumerate(table)},
+        "precision": {result["class_names"][c]: float(p) for c, (_, _, p) in enumerate(table)},
         "macro_recall": macro_recall, "macro_precision": macro_precision,
-        "confusion": confusion_table(result["targets"], result["predictions"], n).values.tolist()})
-    atomic.save_figure(confusion_figure(result, n), stem.with_suffix(".png"))
+        "confusion": confusion_table(result["confusion"])})
+    atomic.write_bytes(stem.with_suffix(".png"), confusion_png(result, n))
     return stem.with_suffix(".yml")

@@ -131,12 +131,13 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
 
     loss_name = config["loss"]
     criterion = module_loss.loss_by_name(loss_name)
-    weights = module_loss.class_weights(config["trainer"].get("class_weights"), data.split("train").labels,
+    weights = module_loss.class_weights(config["trainer"].get("class_weights"), train_loader.labels,
                                         num_classes)
     if weights is not None:
         criterion = functools.partial(criterion, weight=weights.to(device))
         criterion.__name__ = loss_name
         logger.info(f"class weights: {[round(float(w), 3) for w in weights]}")
+    data.release("validation")  # its loader holds the converted inputs
     metrics = [module_metric.metric_by_name(name, "config metric") for name in config["metrics"]]
 
     params = [p for p in model.parameters() if p.requires_grad]

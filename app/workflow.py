@@ -17,6 +17,7 @@ from pathlib import Path
 
 from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
 from model.loss import loss_by_name
+from optimization.evaluations import PrefixReuse
 from optimization.profiling import format_profile, profile_model
 from optimization.pruning import format_report as pruning_report, save_pruning, search_pruning
 from optimization.quantization import search_per_layer_weights, search_quantization
@@ -40,8 +41,10 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     num_classes = 1 + len(ckpt.keywords or data.keywords)
     criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
 
+    reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed
+
     def scores(m):
-        result = evaluate(m, loader, criterion, num_classes=num_classes)
+        result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes)
         return {k: result[k] for k in SCORES}
     return model, ckpt, scores, loader.inputs
 

@@ -2,7 +2,9 @@
 
 The floor is the same number of forward and backward passes (same batch size, same optimizer) on
 tensors made beforehand, with no batching, augmentation or feature work. Also reports the cost of
-augmentation (the same loop with augmentation off). All numbers come from one run on this machine.
+augmentation (the same loop with augmentation off) and of fixed-point training (finetuning): the
+same model with 4-bit weights and 8-bit activations (formats from its ranges, 32-bit accumulators)
+against its float epoch, both without augmentation. All numbers come from one run on this machine.
 
     python3 bench/train_throughput.py [--data-dir ../shared/data/kws_corpus] [--epochs 3]
 """
@@ -13,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import utils.stdlib_profile  # noqa: E402,F401
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -20,8 +23,11 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from data_loader.data_loaders import SpeechCommandsDataLoader  # noqa: E402
+from fixedpoint.fixed_point import Format  # noqa: E402
+from fixedpoint.layers import LayerQuantization, fixed_point_layers  # noqa: E402
 from model.loss import nll_loss  # noqa: E402
 from model.model import KeywordLeNet5Clone  # noqa: E402
+from optimization.range_analysis import collect_ranges  # noqa: E402
 
 
 def interleaved_best(variants, epochs):
@@ -40,15 +46,31 @@ def interleaved_best(variants, epochs):
     return best
 
 
+def fixed_point_copy(model, inputs, bits_weights=4, bits_activations=8, bits_accumulator=32):
+    """A copy of ``model`` in fixed point, formats from its ranges on ``inputs``, as finetuning
+    trains it."""
+    fixed = copy.deepcopy(model)
+    ranges = collect_ranges(fixed, inputs)
+    for name, layer in fixed_point_layers(fixed).items():
+        r = ranges.loc[name]
+        layer.quantization = LayerQuantization.from_formats(
+            Format.covering(bits_activations, r["inputs_absmax"]), Format.covering(bits_weights, r["weights_absmax"]),
+            Format.covering(bits_activations, r["outputs_absmax"]), bits_accumulator)
+    return fixed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config_lenet5_keywords.yml")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "kws_corpus"),
                         help="corpus (default: the shared real corpus beside the project)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--bs", type=int, default=None, help="batch size (default: the config's)")
     args = parser.parse_args()
     cfg = yaml.safe_load(open(args.config))["data_loader"]["args"]
     cfg.update(data_dir=args.data_dir, download=None)
+    if args.bs:
+        cfg["batch_size"] = args.bs
     SpeechCommandsDataLoader(**cfg).split("train")  # build the cache if needed
     data = SpeechCommandsDataLoader(**cfg)
     start = time.perf_counter()
@@ -57,8 +79,8 @@ def main():
     mean, std = data.normalization()
     torch.manual_seed(0)
 
-    def setup(batches_fn):
-        model = KeywordLeNet5Clone()
+    def setup(batches_fn, model=None):
+        model = model or KeywordLeNet5Clone()
         return model, torch.optim.Adam(model.parameters(), lr=1e-3), batches_fn
 
     ours = data.train_loader(mean, std)
@@ -74,16 +96,21 @@ def main():
             loader.set_epoch(epoch)
             return iter(loader)
         return batches
+    float_model = KeywordLeNet5Clone()
+    fixed_model = fixed_point_copy(float_model, plain.inputs[:2048])
     best = interleaved_best({"floor": setup(lambda e: premade), "ours": setup(epoch_of(ours)),
-                             "plain": setup(epoch_of(plain))}, args.epochs)
-    floor, t_ours, t_plain = best["floor"], best["ours"], best["plain"]
+                             "plain": setup(epoch_of(plain), float_model),
+                             "fixed": setup(epoch_of(plain), fixed_model)}, args.epochs)
+    floor, t_ours, t_plain, t_fixed = best["floor"], best["ours"], best["plain"], best["fixed"]
     print(f"{n} training clips, batch {bs}, torch threads {torch.get_num_threads()}, best of {args.epochs} interleaved epochs")
     print(f"compute floor (pre-made tensors): {t_floor_fmt(floor, n)}")
     print(f"our loop, augmentation on:        {t_floor_fmt(t_ours, n)}")
     print(f"our loop, augmentation off:       {t_floor_fmt(t_plain, n)}")
+    print(f"fixed point (w4/a8), aug. off:    {t_floor_fmt(t_fixed, n)}")
     print(f"feature cache load: {cache_seconds:.3f} s for {clips} clips ({10000 * cache_seconds / clips:.2f} s per 10k)")
     print(f"data pipeline overhead: {100 * (t_ours / floor - 1):.1f}% (augmentation on), "
           f"{100 * (t_plain / floor - 1):.1f}% (off); augmented/plain epoch ratio {t_ours / t_plain:.2f}")
+    print(f"fixed-point / float epoch of the same model: {t_fixed / t_plain:.2f}")
 
 
 def t_floor_fmt(seconds, n):

@@ -10,6 +10,7 @@ than half of a list's lines name no clip, the list cannot describe this corpus a
 UserError (a silently empty test split would make every later figure meaningless).
 """
 import logging
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,9 @@ def scan_corpus(root, keywords=("one", "two", "three")):
     existing = set()
     for word in words:
         label = keywords.index(word) + 1 if word in keywords else 0
-        for wav in sorted((root / word).glob("*.wav")):
-            rel = f"{word}/{wav.name}"
+        # names as strings (os.scandir): sorting tens of thousands of Paths costs a second
+        for name in sorted(e.name for e in os.scandir(root / word) if e.name.endswith(".wav")):
+            rel = f"{word}/{name}"
             existing.add(rel)
             split = "validation" if rel in validation else "test" if rel in testing else "train"
             clips[split].append((rel, label))

@@ -32,12 +32,61 @@ class FeatureTransform(nn.Module):
         return self.mfcc(mel).sub_(self.mean).div_(self.std)
 
 
+def mean_std(data, transform=None, chunk=2048):
+    """Per-coefficient (last axis) mean and standard deviation, in float64 and two passes, of
+    ``transform(data)`` (or ``data``), a chunk of rows at a time: a float64 copy of a whole
+    training split, or its features next to its mel spectra, would add hundreds of MB to the
+    step's peak memory."""
+    def chunks():
+        for i in range(0, len(data), chunk):
+            with torch.no_grad():
+                part = data[i:i + chunk] if transform is None else transform(data[i:i + chunk])
+            yield part.reshape(-1, part.shape[-1]).double()
+    total, n = 0.0, 0
+    for rows in chunks():
+        total, n = total + rows.sum(0), n + rows.shape[0]
+    mean = total / n
+    squares = sum((rows - mean).square_().sum(0) for rows in chunks())
+    std = (squares / max(n - 1, 1)).sqrt()
+    return mean.float(), std.clamp(min=1e-6).float()
+
+
+def _converted(transform, data, batch_size=512):
+    """``transform`` of every row of ``data``, a batch at a time, into one preallocated tensor."""
+    with torch.no_grad():
+        first = transform(data[:batch_size])
+        out = torch.empty((len(data),) + tuple(first.shape[1:]), dtype=first.dtype)
+        out[:len(first)] = first
+        for i in range(batch_size, len(data), batch_size):
+            out[i:i + batch_size] = transform(data[i:i + batch_size])
+    return out
+
+
+def converted_in_place(transform, data, batch_size=512):
+    """``transform`` of every row of ``data``, written over ``data``'s own memory, which is then
+    shrunk to fit: a batch's result is smaller than the batch, and lands before any row not yet
+    read. The training split's features replace its mel spectra without both being held at once
+    (hundreds of MB off the step's peak). ``data`` is destroyed; use only the result."""
+    first = transform(data[:1])
+    shape, k = tuple(first.shape[1:]), first[0].numel()
+    if not (data.is_contiguous() and first.dtype == data.dtype and 0 < k <= data[0].numel()):
+        return _converted(transform, data, batch_size)
+    flat = data.view(-1)
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            out = transform(data[i:i + batch_size])  # read whole before the write below
+            flat[i * k:(i + len(out)) * k] = out.reshape(-1)
+    result = flat[:len(data) * k].view((len(data),) + shape)
+    try:
+        result.untyped_storage().resize_(result.numel() * result.element_size())
+    except RuntimeError:  # a storage torch cannot resize (e.g. memory-mapped): copy instead
+        result = result.clone()
+    return result
+
+
 def normalization_stats(mfcc_transform, mel, batch_size=2048):
     """Per-coefficient mean and standard deviation of un-augmented MFCCs."""
-    with torch.no_grad():
-        feats = torch.cat([mfcc_transform(mel[i:i + batch_size]) for i in range(0, len(mel), batch_size)])
-    flat = feats.reshape(-1, feats.shape[-1]).double()
-    return flat.mean(0).float(), flat.std(0).clamp(min=1e-6).float()
+    return mean_std(mel, mfcc_transform, batch_size)
 
 
 class InMemoryLoader:
@@ -51,7 +100,8 @@ class InMemoryLoader:
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
     def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
-                 rank=0, world_size=1):
+                 rank=0, world_size=1, consume=False):
+        """``consume``: convert ``mel`` in its own memory (it is destroyed; see converted_in_place)."""
         self.labels = labels
         self.transform = transform
         self.batch_size = int(batch_size)
@@ -60,11 +110,10 @@ class InMemoryLoader:
         self.seed = seed
         self.epoch = 0
         self.rank, self.world_size = rank, world_size
-        self.mel = mel
+        self.mel = mel if augmenter is not None else None  # converted once below when not augmenting
         self.inputs = None
         if augmenter is None:
-            with torch.no_grad():
-                self.inputs = torch.cat([transform(mel[i:i + 2048]) for i in range(0, len(mel), 2048)])
+            self.inputs = converted_in_place(transform, mel) if consume else _converted(transform, mel)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -146,6 +195,11 @@ class SpeechCommandsDataLoader:
                 self._noise_bank = bank
         return self._splits[name]
 
+    def release(self, name):
+        """Forget a split's mel spectra (a later ``split(name)`` reads the cache again): a loader
+        that does not augment holds its converted inputs and no longer needs them."""
+        self._splits.pop(name, None)
+
     def normalization(self):
         """(mean, std) per MFCC coefficient over the training split; non-finite statistics would
         make every epoch NaN, so they are an error here."""
@@ -163,8 +217,12 @@ class SpeechCommandsDataLoader:
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
         augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
                      if self.augment.enabled else None)
-        return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
-                              shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank, world_size=world_size)
+        loader = InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
+                                shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank,
+                                world_size=world_size, consume=augmenter is None)
+        if augmenter is None:
+            self.release("train")  # its mel spectra became the loader's inputs (read again if asked for)
+        return loader
 
     def eval_loader(self, split, mean, std, rank=0, world_size=1):
         data = self.split(split)
@@ -216,8 +274,10 @@ class PrecomputedDataLoader:
 
     def normalization(self):
         """(mean, std) per MFCC coefficient over the training split."""
-        flat = self.split("train").mel.reshape(-1, self.features.n_mfcc).double()
-        return flat.mean(0).float(), flat.std(0).clamp(min=1e-6).float()
+        return mean_std(self.split("train").mel)
+
+    def release(self, name):
+        """Nothing to release: the pickle's MFCCs are the features themselves."""
 
     def transform(self, mean, std):
         return Normalize(mean, std)

@@ -38,10 +38,28 @@ def code_limits(bits):
     return -(1 << (int(bits) - 1)), (1 << (int(bits) - 1)) - 1
 
 
+def round_half_away_exact(x):
+    """round_half_away without its one inexact input: floor(|x| + 0.5) rounds the sum up to 1 for
+    the largest float below 0.5. Truncating and stepping away from zero where the dropped fraction
+    (exact) is at least a half is right for every float, float32 included."""
+    r = torch.trunc(x)
+    return r.add_(torch.sign(x).mul_((x - r).abs_() >= 0.5))
+
+
 def to_integer(x, bits, fl):
     """Integer codes of ``x`` in the format (bits, fl): rounded and saturated, same dtype as x."""
     lo, hi = code_limits(bits)
-    return torch.clamp(round_half_away(x * (2.0 ** fl)), lo, hi)
+    return round_half_away_exact(x * (2.0 ** fl)).clamp_(lo, hi)
+
+
+def _fake_quantize(x, bits, fl):
+    """Training-time quantization in four in-place passes after the scaling: trunc(v + sign(v)/2)
+    is sign(v) * floor(|v| + 1/2) bit for bit (rounding is symmetric in sign), as the float32
+    training path always computed it."""
+    lo, hi = code_limits(bits)
+    v = x * (2.0 ** fl)
+    v.add_(torch.sign(v).mul_(0.5)).trunc_()
+    return v.clamp_(lo, hi).mul_(2.0 ** -fl)
 
 
 def wrap(x_int, bits):
@@ -56,27 +74,30 @@ def wrap(x_int, bits):
     inside = (x_int >= -half) & (x_int < half)
     if bool(inside.all()):  # the common case: no overflow, nothing to compute
         return x_int
-    return torch.where(inside, x_int, torch.remainder(x_int + half, span) - half)
+    wrapped = torch.remainder(x_int.double() + half, span) - half  # float64: exact for any register
+    return torch.where(inside, x_int, wrapped.to(x_int.dtype))
 
 
 class _QuantizeSTE(torch.autograd.Function):
     """Forward: fixed-point quantization. Backward: straight-through estimator (identity)."""
 
     @staticmethod
-    def forward(ctx, x, bits, fl):
-        return to_integer(x, bits, fl) * (2.0 ** -fl)
+    def forward(ctx, x, bits, fl, exact):
+        return to_integer(x, bits, fl).mul_(2.0 ** -fl) if exact else _fake_quantize(x, bits, fl)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None, None
+        return grad, None, None, None
 
 
-def quantize(x, bits, il):
+def quantize(x, bits, il, exact=True):
     """Simulated fixed point: ``clamp(round(x*2^fl)*2^-fl, -2^(bw-1)*2^-fl, (2^(bw-1)-1)*2^-fl)``
-    with ``fl = bits - il - 1``; ``bits == 0`` returns ``x`` unchanged. Gradient: straight-through."""
+    with ``fl = bits - il - 1``; ``bits == 0`` returns ``x`` unchanged. Gradient: straight-through.
+    ``exact=False`` (training) takes the faster rounding that differs only for |x * 2^fl| equal to
+    the largest float below 0.5."""
     if not bits:
         return x
-    return _QuantizeSTE.apply(x, int(bits), fractional_length(bits, il))
+    return _QuantizeSTE.apply(x, int(bits), fractional_length(bits, il), exact)
 
 
 @dataclass(frozen=True)
@@ -100,8 +121,8 @@ class Format:
     def limits(self):
         return code_limits(self.bits)
 
-    def quantize(self, x):
-        return quantize(x, self.bits, self.il)
+    def quantize(self, x, exact=True):
+        return quantize(x, self.bits, self.il, exact)
 
     def codes(self, x):
         return to_integer(x, self.bits, self.fl)

@@ -107,22 +107,53 @@ def global_average(x, quantization):
     return mean + (exact - mean).detach()  # straight-through in training
 
 
-def run(graph, x):
-    """The forward pass the description states (logits of the class-output block)."""
-    for block in graph.blocks:
+def _observed(layer):
+    """A layer with hooks: they see its whole output, so it runs as one call."""
+    return bool(layer._forward_hooks or layer._forward_pre_hooks)
+
+
+def run(graph, x, start=0, codes_of=None, capture=None):
+    """The forward pass the description states (logits of the class-output block).
+
+    Two shortcuts give the same values with less work: a layer's output quantization is applied
+    after its relu and max pooling (rounding to codes is monotonic and maps 0 to 0, so it commutes
+    with both) on a tensor up to k*k times smaller, and a layer whose input already holds codes of
+    its input format (the previous block's output format, no dropout scaling in between) does not
+    quantize it again.
+
+    Repeated evaluations may skip blocks whose result they already have: ``start`` runs from that
+    block with ``x`` its input (``codes_of``: the format whose codes ``x`` holds, or None), and
+    ``capture(i, x, codes_of)`` is called with the input of every block run."""
+    for i, block in enumerate(graph.blocks[start:], start):
+        if capture is not None:
+            capture(i, x, codes_of)
         if block.kind == "linear" and x.dim() > 2:
             x = x.flatten(1)
-        x = block.layer(x)
+        layer = block.layer
+        q = layer.quantization
+        fast = q.enabled and not _observed(layer)
+        defer = (fast and bool(q.bits_outputs) and not block.avgpool
+                 and (block.batchnorm is None or bool(block.batchnorm.folded)))
+        if fast:
+            x = layer(x, quantize_inputs=not (q.bits_inputs and codes_of == q.inputs), quantize_outputs=not defer)
+        else:
+            x = layer(x)
         if block.batchnorm is not None:
             x = block.batchnorm(x)
+        if block.maxpool:  # before the relu, which commutes with it: k*k times fewer values to clip
+            x = F.max_pool2d(x, block.maxpool)
         if block.relu:
             x = F.relu(x)
-        if block.maxpool:
-            x = F.max_pool2d(x, block.maxpool)
+        if defer:
+            x = layer.quantize_outputs(x)
+        codes_of = q.outputs if q.enabled and q.bits_outputs and not block.avgpool and (
+            block.batchnorm is None or bool(block.batchnorm.folded)) else None
         if block.avgpool:
             x = global_average(x, block.layer.quantization)
         if block.dropout is not None:
             x = block.dropout(x)
+            if block.dropout.training and block.dropout.p > 0:
+                codes_of = None  # scaled by 1 / (1 - p): no longer codes
     return x
 
 

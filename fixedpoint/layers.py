@@ -12,9 +12,12 @@ Quantized data path of one layer (each group optional, 0 bits = float):
     acc  = wrap(sum x_q * w_q + b_q, bits_accumulator)  two's-complement register
     y    = Q(acc, bits_outputs, il_outputs)
 
-In evaluation mode the quantized path computes in float64, where every product and sum of the
-integer codes is exact, so the simulation equals the integer engine bit for bit. In training mode
-it stays in float32 for speed; gradients pass straight through the rounding (STE).
+In evaluation mode the quantized path is exact, so the simulation equals the integer engine bit for
+bit: in float32 when a layer's accumulator bound (largest |input code| x largest kernel sum of
+|weight codes| + |bias code|) stays below 2^24, so that every partial sum is an integer float32
+holds exactly, else in float64. The wraparound pass is skipped when that bound shows the register
+cannot overflow. In training mode it stays in float32 for speed; gradients pass straight through
+the rounding (STE).
 """
 from dataclasses import asdict, dataclass
 
@@ -22,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fixedpoint.fixed_point import Format, code_limits, round_half_away, wrap
+from fixedpoint.fixed_point import Format, code_limits, round_half_away_exact, wrap
 
 
 @dataclass
@@ -73,7 +76,7 @@ class LayerQuantization:
     def bias_codes(self, bias):
         """The bias as integer codes at the accumulator scale 2^-fl_accumulator, saturated to
         bits_accumulator (the simulation and the integer engine use these same codes)."""
-        codes = round_half_away(bias * 2.0 ** self.fl_accumulator)
+        codes = round_half_away_exact(bias * 2.0 ** self.fl_accumulator)
         if self.bits_accumulator:
             lo, hi = code_limits(self.bits_accumulator)
             codes = torch.clamp(codes, lo, hi)
@@ -117,15 +120,40 @@ class _FixedPointMixin:
         b = self.bias * self.kernel_mask if self.bias is not None else None
         return w, b
 
-    def forward(self, x):
+    def accumulator_bound(self, w, b):
+        """A bound on |any partial sum| of the integer accumulator over any input the input format
+        can hold: the largest |input code| times the largest sum of |weight codes| of one kernel,
+        plus the largest |bias code|. Computed from the weights alone (no pass over activations)."""
+        q = self.quantization
+        codes = q.weights.codes(w.detach()).abs_().flatten(1).sum(dim=1)
+        bound = float(codes.max()) * 2.0 ** (q.bits_inputs - 1)
+        if b is not None:
+            bound += float(q.bias_codes(b.detach()).abs().max())
+        return bound
+
+    def _float32_is_exact(self, bound):
+        """Integer codes and every partial sum below 2^24 are exact in float32, so the evaluation
+        may run there instead of float64 (scales stay far inside float32's exponent range)."""
+        q = self.quantization
+        return (q.integer_accumulator and bound < 2.0 ** 24 and max(q.bits_inputs, q.bits_weights) <= 24
+                and q.bits_outputs <= 24 and abs(q.fl_accumulator) < 100 and abs(q.outputs.fl) < 100)
+
+    def forward(self, x, quantize_inputs=True, quantize_outputs=True):
+        """``quantize_inputs=False``: ``x`` already holds codes of this layer's input format;
+        ``quantize_outputs=False``: leave the output quantization to the caller (the graph applies
+        it after relu and max pooling, which it commutes with, on a smaller tensor)."""
         w, b = self._masked_params()
         q = self.quantization
         if not q.enabled:
             return self._op(x, w, b)
         exact = not self.training
-        dtype = torch.float64 if exact else x.dtype
-        x = q.inputs.quantize(x.to(dtype))
-        w = q.weights.quantize(w.to(dtype))
+        bound = self.accumulator_bound(w, b) if q.integer_accumulator else None
+        # evaluation is exact: float32 where every integer sum provably fits its mantissa, else float64
+        dtype = x.dtype if not exact or self._float32_is_exact(bound) else torch.float64
+        x = x.to(dtype)
+        if quantize_inputs:
+            x = q.inputs.quantize(x, exact)
+        w = q.weights.quantize(w.to(dtype), exact)
         if b is not None:
             b = b.to(dtype)
         if q.integer_accumulator:
@@ -133,15 +161,22 @@ class _FixedPointMixin:
             if b is not None:
                 b = b + (q.bias_codes(b.detach()) / scale - b).detach()  # straight-through
             y = self._op(x, w, b)
-            if q.bits_accumulator:
+            may_wrap = bool(q.bits_accumulator) and bound >= 2.0 ** (q.bits_accumulator - 1)
+            if may_wrap or (q.bits_accumulator and self.accumulator_probe is not None):
                 acc = torch.round(y.detach() * scale)  # already integer-valued; round removes fp dust
                 if self.accumulator_probe is not None:
                     self.accumulator_probe(acc)
-                y = y + (wrap(acc, q.bits_accumulator) / scale - y).detach()
+                if may_wrap:
+                    y = y + (wrap(acc, q.bits_accumulator) / scale - y).detach()
         else:
             y = self._op(x, w, b)
-        y = q.outputs.quantize(y)
-        return y.to(torch.float32)
+        if not quantize_outputs:
+            return y  # in the dtype it was computed in, exact for the caller's quantize_outputs
+        return q.outputs.quantize(y, exact).to(torch.float32)
+
+    def quantize_outputs(self, y):
+        """The output quantization ``forward(..., quantize_outputs=False)`` left out."""
+        return self.quantization.outputs.quantize(y, not self.training).to(torch.float32)
 
 
 class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):

@@ -1,11 +1,14 @@
 """Tensorboard event files (tensorboardX): loss, top-1 and learning rate per epoch, on disk at
-the end of every epoch, so a killed run keeps the epochs it finished."""
-from tensorboardX import SummaryWriter
+the end of every epoch, so a killed run keeps the epochs it finished. tensorboardX is imported
+only when tensorboard is on."""
 
 
 class TensorboardWriter:
     def __init__(self, log_dir, enabled=True):
-        self.writer = SummaryWriter(str(log_dir)) if enabled else None
+        self.writer = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+            self.writer = SummaryWriter(str(log_dir))
 
     def add_scalars(self, step, values, prefix=""):
         if self.writer is None:

@@ -104,11 +104,12 @@ class KeywordModel(BaseModel):
     """Base of the keyword models: log-probabilities of the logits its description computes.
     Subclasses set ``input_shape``, ``widths`` and ``arch_args`` and implement ``describe()``."""
 
-    def logits(self, x):
-        return run(self.describe(), x)
+    def logits(self, x, **resume):
+        """``resume``: ``start``, ``codes_of`` and ``capture`` of ``fixedpoint.graph.run``."""
+        return run(self.describe(), x, **resume)
 
-    def forward(self, x):
-        return F.log_softmax(self.logits(x), dim=1)
+    def forward(self, x, **resume):
+        return F.log_softmax(self.logits(x, **resume), dim=1)
 
     def compact_args(self, widths):
         """Constructor args of the same architecture with other widths (for compaction)."""

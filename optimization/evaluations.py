@@ -6,6 +6,10 @@ whole validation split, so scores are cached by the solution's formats.
 """
 from dataclasses import astuple
 
+import torch
+
+from fixedpoint.graph import describe
+
 from optimization.scores import decision_value
 from optimization.solutions import apply_quantization
 from utils.progress import progress_bar
@@ -46,3 +50,64 @@ class CachedEvaluations:
     def close(self):
         self.bar.total = self.bar.n
         self.bar.close()
+
+
+class PrefixReuse:
+    """Evaluations of one model on the same batches, again and again, with other formats or
+    pruned kernels: the blocks before the first one whose state changed compute what they
+    computed last time, so their outputs (the inputs of later blocks, kept per batch) are reused
+    and only the rest of the model runs. A search that changes the FC weights' format reruns two
+    linear layers, not the convolutions.
+
+    ``bind(model)`` before each evaluation; then the evaluation calls it like the model, batch
+    after batch in the same order (the validation loader does not shuffle). A block's state is
+    its layer's formats, kernel mask and weight and bias versions (any in-place change counts).
+    Kept inputs are capped at ``budget_bytes``."""
+
+    def __init__(self, budget_bytes=256 * 2 ** 20):
+        self.model, self.states, self.kept, self.budget = None, None, {}, budget_bytes
+        self.start, self.batch, self.used = 0, 0, 0
+
+    @staticmethod
+    def _state(block):
+        layer = block.layer
+        bias = layer.bias._version if layer.bias is not None else None
+        return (layer.quantization, layer.kernel_mask.clone(), layer.weight._version, bias)
+
+    @staticmethod
+    def _same(a, b):
+        return a[0] == b[0] and torch.equal(a[1], b[1]) and a[2:] == b[2:]
+
+    def bind(self, model):
+        states = [self._state(block) for block in describe(model).blocks]
+        if model is not self.model or self.states is None:
+            self.model, self.kept, self.used, same = model, {}, 0, 0
+        else:
+            same = 0
+            while same < len(states) and self._same(states[same], self.states[same]):
+                same += 1
+        self.states, self.start, self.batch = states, same, 0
+        return self
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, x):
+        kept = self.kept.setdefault(self.batch, {})
+        self.batch += 1
+        start = self.start if self.start in kept and len(kept[self.start][0]) == len(x) else 0
+        if start:
+            x, codes_of = kept[start]
+        else:
+            codes_of = None
+
+        def capture(i, value, codes):
+            if i > start:
+                old = kept.pop(i, None)
+                self.used -= old[0].numel() * old[0].element_size() if old is not None else 0
+                size = value.numel() * value.element_size()
+                if self.used + size <= self.budget:
+                    kept[i] = (value, codes)
+                    self.used += size
+        return self.model(x, start=start, codes_of=codes_of, capture=capture)

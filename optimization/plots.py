@@ -1,15 +1,15 @@
 """Figures of the quantization and pruning searches, saved as PNG next to their YAML solutions.
 
 Figures are built on ``matplotlib.figure.Figure`` and rendered by the Agg canvas, never through
-pyplot: no GUI backend is touched and no global figure state leaks between calls.
+pyplot: no GUI backend is touched and no global figure state leaks between calls. matplotlib is
+imported when a figure is drawn, not when a script starts.
 """
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from utils.atomic import save_figure
 
 
 def _figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(6.4, 4.2))
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()

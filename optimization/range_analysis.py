@@ -4,7 +4,6 @@ Dynamic fixed point picks each group's integer length from the largest magnitude
 (Gysel et al. 2016), so the ranges are measured once on the float network over the validation
 inputs, with the current pruning masks applied (pruned weights do not widen a range).
 """
-import pandas as pd
 import torch
 
 from fixedpoint.fixed_point import Format
@@ -68,6 +67,7 @@ def collect_ranges(model, inputs, batch_size=1024):
             row[f"{group}_max"] = hi[name][group]
             row[f"{group}_absmax"] = max(abs(lo[name][group]), abs(hi[name][group]))
         rows[name] = row
+    import pandas as pd  # here, not at start-up: only the searches need the table
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
     frame.index.name = "layer"
     return frame

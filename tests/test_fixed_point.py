@@ -2,7 +2,8 @@
 import torch
 
 from model.model import KeywordLeNet5Clone
-from fixedpoint.fixed_point import Format, integer_length, quantize, round_half_away, wrap
+from fixedpoint.fixed_point import (Format, integer_length, quantize, round_half_away, round_half_away_exact,
+                                    to_integer, wrap)
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
 
 
@@ -98,3 +99,61 @@ def test_training_and_evaluation_modes_quantize_alike():
     eval_out = model.eval().logits(x)
     # float32 (training) and float64 (evaluation) sums agree but for rare rounding-boundary cases
     assert (train_out.detach() == eval_out).float().mean() > 0.95
+
+
+def test_exact_rounding_is_right_for_every_float32():
+    """floor(|x| + 0.5) rounds the largest float32 below 0.5 up to 1; the exact rounding does not,
+    and agrees with float64 rounding (where that sum is exact) on ties and random values."""
+    below_half = torch.nextafter(torch.tensor(0.5), torch.tensor(0.0))
+    assert float(round_half_away(below_half)) == 1.0  # the quirk the exact rounding avoids
+    assert float(round_half_away_exact(below_half)) == 0.0
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(10000, generator=g) * 50, torch.arange(-20, 21) + 0.5, below_half.view(1),
+                   -below_half.view(1)])
+    assert torch.equal(round_half_away_exact(x).double(), round_half_away_exact(x.double()))
+    assert torch.equal(to_integer(x, 8, 2).double(), round_half_away(x.double() * 4).clamp(-128, 127))
+
+
+def _quantized_lenet(bits_in, bits_w, bits_acc=32):
+    torch.manual_seed(0)
+    model = KeywordLeNet5Clone(dropout=0.0)
+    for layer in (model.conv1, model.conv2, model.fc3, model.fc4):
+        layer.quantization = LayerQuantization(bits_inputs=bits_in, bits_weights=bits_w, bits_accumulator=bits_acc,
+                                               bits_outputs=bits_in, il_inputs=3, il_weights=0, il_outputs=3)
+    return model.eval()
+
+
+def test_float32_evaluation_equals_float64_bit_for_bit(monkeypatch):
+    model = _quantized_lenet(8, 4)
+    x = torch.randn(64, 1, 100, 13) * 3
+    layers = (model.conv1, model.conv2, model.fc3, model.fc4)
+    assert all(layer._float32_is_exact(layer.accumulator_bound(*layer._masked_params())) for layer in layers)
+    with torch.no_grad():
+        fast = model.logits(x)
+        monkeypatch.setattr(FixedPointConv2d, "_float32_is_exact", lambda self, bound: False)
+        monkeypatch.setattr(FixedPointLinear, "_float32_is_exact", lambda self, bound: False)
+        reference = model.logits(x)
+    assert torch.equal(fast, reference)
+
+
+def test_a_bound_beyond_float32_falls_back_to_float64():
+    model = _quantized_lenet(16, 16, 48)  # 16-bit codes: products alone reach 2^30
+    layer = model.conv2
+    bound = layer.accumulator_bound(*layer._masked_params())
+    assert bound >= 2 ** 24 and not layer._float32_is_exact(bound)
+    assert model.conv1._float32_is_exact(model.conv1.accumulator_bound(*model.conv1._masked_params())) is False
+
+
+def test_output_quantization_after_relu_and_pooling_changes_nothing():
+    """The graph quantizes outputs after relu / max pooling and skips requantizing codes; a hook
+    on a layer makes it run whole (the original order), with the same logits."""
+    model = _quantized_lenet(8, 4)
+    x = torch.randn(32, 1, 100, 13) * 3
+    with torch.no_grad():
+        shortcut = model.logits(x)
+        hooks = [layer.register_forward_hook(lambda m, a, out: None)
+                 for layer in (model.conv1, model.conv2, model.fc3, model.fc4)]
+        whole = model.logits(x)
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(shortcut, whole)

@@ -86,8 +86,9 @@ class Trainer(BaseTrainer):
             self.is_writer = distributed.is_main
         self.writer = TensorboardWriter(config.log_dir, enabled=self.is_writer and
                                         bool(config["trainer"].get("tensorboard", True)))
-        self._pruned = {name: layer for name, layer in fixed_point_layers(self.core_model).items()
-                        if layer.pruned_kernels}
+        # pruned kernels per layer, found once: the mask does not change while training
+        layers = fixed_point_layers(self.core_model).items()
+        self._pruned = {name: (layer, layer.pruned_kernels) for name, layer in layers if layer.pruned_kernels}
         self.ema = None
         if ema_decay:
             self.ema = AveragedModel(self.core_model, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)),
@@ -99,8 +100,8 @@ class Trainer(BaseTrainer):
         return self.ema.module if self.ema is not None else self.core_model
 
     def _keep_pruned_zero(self):
-        for layer in self._pruned.values():
-            layer.prune_kernels(layer.pruned_kernels)
+        for layer, kernels in self._pruned.values():
+            layer.prune_kernels(kernels)
 
     def _train_epoch(self, epoch):
         self.model.train()

@@ -6,8 +6,6 @@ here, and is shown only when asked for *and* stderr is a terminal.
 """
 import sys
 
-from tqdm import tqdm
-
 
 def on_terminal(stream=None):
     stream = sys.stderr if stream is None else stream
@@ -18,10 +16,13 @@ def on_terminal(stream=None):
 
 
 def progress_bar(iterable=None, enabled=True, **kwargs):
-    """A tqdm bar, disabled unless ``enabled`` and stderr is a terminal (tqdm writes to stderr)."""
+    """A tqdm bar, disabled unless ``enabled`` and stderr is a terminal (tqdm writes to stderr);
+    tqdm is imported on first use."""
+    from tqdm import tqdm
     return tqdm(iterable, disable=not (enabled and on_terminal(kwargs.get("file"))), **kwargs)
 
 
 def write_line(text):
     """Print a line without breaking a bar that may be on screen."""
+    from tqdm import tqdm
     tqdm.write(text)
