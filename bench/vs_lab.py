@@ -37,7 +37,7 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-from utils.atomic import save_figure, write_text, write_yaml  # noqa: E402
+from utils.atomic import save_figure, write_bytes, write_text, write_yaml  # noqa: E402
 
 LAB_DEFAULT = Path(ROOT).parent / "shared" / "reference" / "lab-code"
 STEPS = (("train", "train 15 epochs"), ("test", "test"), ("quantize", "quantize"), ("prune", "prune"),
@@ -270,7 +270,7 @@ class OurSide(Side):
 # ----------------------------------------------------------------------------- setup
 def our_config(corpus, work):
     """Our default config with the lab's recipe (the values of the lab's config_lenet5_keywords.yml)."""
-    cfg = yaml.safe_load(open(os.path.join(ROOT, "config_lenet5_keywords.yml")))
+    cfg = yaml.safe_load(Path(ROOT, "config_lenet5_keywords.yml").read_text())
     cfg["name"] = "vs_lab"
     cfg["arch"]["args"] = {"num_classes": 4, "dropout": 0.5}              # the lab: F.dropout's 0.5
     cfg["data_loader"]["args"].update(
@@ -299,7 +299,7 @@ def export_lab_data(config, pickle_path):
     from data_loader.data_loaders import SpeechCommandsDataLoader
     from data_loader.features import MfccFromMel
 
-    data = SpeechCommandsDataLoader(**yaml.safe_load(open(config))["data_loader"]["args"])
+    data = SpeechCommandsDataLoader(**yaml.safe_load(Path(config).read_text())["data_loader"]["args"])
     mfcc = MfccFromMel(data.features)
     out = {}
     for split, key in (("train", "train"), ("validation", "val"), ("test", "test")):
@@ -310,8 +310,7 @@ def export_lab_data(config, pickle_path):
         out["y_" + key] = np.eye(4, dtype=np.float32)[d.labels.numpy()]
         print(f"{split}: {len(d)} clips, classes {np.bincount(d.labels.numpy(), minlength=4).tolist()}")
     Path(pickle_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(pickle_path, "wb") as f:
-        pickle.dump(out, f)
+    write_bytes(pickle_path, pickle.dumps(out))
 
 
 def header(args, work, py):

@@ -9,7 +9,6 @@ from dataclasses import astuple
 import torch
 
 from fixedpoint.graph import describe
-
 from optimization.scores import decision_value
 from optimization.solutions import apply_quantization
 from utils.progress import progress_bar
