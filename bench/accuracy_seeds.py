@@ -98,10 +98,14 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
     return {"float": float_row, "compressed": row}
 
 
+# columns where lower is better: the worst seed has the highest
+LOWER_IS_BETTER = ("false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes")
+
+
 def summarise(rows, keywords):
-    """Worst and mean over seeds of every column."""
+    """Worst and mean over seeds of every column (the worst may mix seeds: each column's own)."""
     higher = ["top1", "balanced"] + keywords
-    lower = ["false_alarms", "weight_bits"]
+    lower = [k for k in LOWER_IS_BETTER if k in rows[0]]
     worst = {k: min(r[k] for r in rows) for k in higher} | {k: max(r[k] for r in rows) for k in lower}
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in higher + lower}
     return worst, mean

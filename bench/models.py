@@ -6,11 +6,13 @@ For every config (default: config_lenet5_keywords.yml and config_dscnn_keywords.
 chain of bench/accuracy_seeds.py (``one_seed``: train, test, quantize, prune -q, finetune, test),
 then ``profile.py`` of the float model and ``export.py`` of the finetuned one, whose export.yml
 gives the compact model's MACs and parameters and the flash and RAM of its generated C code.
-Prints per architecture the mean over seeds of the float and the compressed model: test top-1,
-balanced accuracy, recall per keyword, MACs, parameters; flash and RAM of the C model. ``--out``
-writes the rows as YAML and a plot of balanced accuracy against MACs and against flash (PNG).
-Each (config, seed) result is kept in ``--save-dir``; ``--resume`` reuses them, so the
-architectures can be run one at a time and tabulated together.
+Prints per architecture the worst and the mean over seeds of the float and the compressed model:
+test top-1, balanced accuracy, recall per keyword, false alarms, MACs, parameters; flash and RAM of
+the C model. ``--out`` writes the rows (and every seed's) as YAML and a plot of balanced accuracy
+against MACs and against flash (PNG). Each (config, seed) result is kept in ``--save-dir``;
+``--resume`` reuses them, so the architectures can be run one at a time and tabulated together;
+``--reuse`` takes the float models an earlier run (of this or of bench/accuracy_seeds.py) left in
+``--save-dir`` and redoes only the compression and the export.
 Slow (the DS-CNN trains for minutes per epoch on a loaded CPU): run it on a free machine.
 """
 import argparse
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accuracy_seeds import newest_run, one_seed, run  # noqa: E402
+from accuracy_seeds import newest_run, one_seed, run, summarise  # noqa: E402
 from utils import atomic  # noqa: E402
 
 CONFIGS = ("config_lenet5_keywords.yml", "config_dscnn_keywords.yml")
@@ -38,11 +40,11 @@ def float_cost(profile_text):
     return macs, params
 
 
-def one_model(config, seed, data_dir, save_dir):
+def one_model(config, seed, data_dir, save_dir, reuse=False):
     """{'float': row, 'compressed': row} of one architecture and seed, with costs."""
     cfg = yaml.safe_load(Path(config).read_text())
     name = f"{cfg['name']}_seed{seed}"
-    result = one_seed(config, seed, data_dir, save_dir, Path(save_dir) / f"{name}.log")
+    result = one_seed(config, seed, data_dir, save_dir, Path(save_dir) / f"{name}.log", reuse=reuse)
     with open(Path(save_dir) / f"{name}-deploy.log", "w", encoding="utf-8") as log:
         best = newest_run(save_dir, name) / "model_best.pth"
         result["float"]["macs"], result["float"]["parameters"] = float_cost(run(["profile.py", "-r", best], log))
@@ -55,21 +57,25 @@ def one_model(config, seed, data_dir, save_dir):
     return result
 
 
-def mean_rows(results, kind):
-    rows = [r[kind] for r in results]
-    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if isinstance(rows[0][k], (int, float))}
+def summary_rows(results, kind, keywords):
+    """{'worst': row, 'mean': row} of one kind of model over seeds (bench/accuracy_seeds.py's rule)."""
+    worst, mean = summarise([r[kind] for r in results], keywords)
+    return {"worst": worst, "mean": mean}
 
 
 def format_table(table, keywords):
-    cols = ["top1", "balanced"] + keywords
-    head = (f"{'model':<30}" + "".join(f"{c[:9]:>10}" for c in cols)
+    cols = ["top1", "balanced"] + keywords + ["false_alarms"]
+    head = (f"{'model':<34}" + "".join(f"{c[:9]:>10}" for c in cols)
             + f"{'MACs':>11}{'params':>9}{'flash B':>9}{'RAM B':>8}")
     lines = [head, "-" * len(head)]
     for arch, kinds in table.items():
-        for kind, row in kinds.items():
-            cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
-            flash = f"{row['flash_bytes']:>9.0f}{row['ram_bytes']:>8.0f}" if "flash_bytes" in row else f"{'-':>9}{'-':>8}"
-            lines.append(f"{arch + ' ' + kind:<30}{cells}{row['macs']:>11,.0f}{row['parameters']:>9,.0f}{flash}")
+        for kind, stats in kinds.items():
+            for stat, row in stats.items():
+                cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
+                flash = (f"{row['flash_bytes']:>9,.0f}{row['ram_bytes']:>8,.0f}" if "flash_bytes" in row
+                         else f"{'-':>9}{'-':>8}")
+                lines.append(f"{f'{arch} {kind} {stat}':<34}{cells}{row['macs']:>11,.0f}{row['parameters']:>9,.0f}"
+                             f"{flash}")
     return "\n".join(lines)
 
 
@@ -79,13 +85,12 @@ def plot(table, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for arch, kinds in table.items():
-        row = kinds["compressed"]
-        axes[0].plot([kinds["float"]["macs"], row["macs"]], [kinds["float"]["balanced"], row["balanced"]], "o-",
-                     label=arch)
+        flt, row = kinds["float"]["mean"], kinds["compressed"]["mean"]
+        axes[0].plot([flt["macs"], row["macs"]], [flt["balanced"], row["balanced"]], "o-", label=arch)
         axes[1].plot([row["flash_bytes"]], [row["balanced"]], "o", label=arch)
     axes[0].set_xlabel("MACs per clip (float -> compressed)")
     axes[1].set_xlabel("flash of the C model (bytes)")
-    axes[0].set_ylabel("test balanced accuracy")
+    axes[0].set_ylabel("test balanced accuracy (mean over seeds)")
     for ax in axes:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
@@ -103,13 +108,15 @@ def main():
     parser.add_argument("--out", default=None, help="YAML of the table (a PNG is written beside it)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results of (config, seed) pairs an earlier run left in --save-dir")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the float models of an earlier run in --save-dir; redo compression and export")
     args = parser.parse_args()
-    if args.resume and not args.save_dir:
-        parser.error("--resume needs the --save-dir of the earlier run")
+    if (args.resume or args.reuse) and not args.save_dir:
+        parser.error("--resume and --reuse need the --save-dir of the earlier run")
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="models_"))
     keywords = list(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"]
                     .get("keywords", ["one", "two", "three"]))
-    table = {}
+    table, per_seed = {}, {}
     for config in args.configs:
         results = []
         name = yaml.safe_load(Path(config).read_text())["name"]
@@ -120,13 +127,14 @@ def main():
                 results.append(yaml.safe_load(done.read_text()))
                 continue
             print(f"{config} seed {seed}: training, compressing, exporting (logs under {save_dir}) ...", flush=True)
-            results.append(one_model(config, seed, args.data_dir, save_dir))
+            results.append(one_model(config, seed, args.data_dir, save_dir, args.reuse))
             atomic.write_yaml(done, results[-1])
-        table[results[0]["arch"]] = {kind: mean_rows(results, kind) for kind in ("float", "compressed")}
-    print(f"\nMean over seeds {args.seeds}:")
+        table[results[0]["arch"]] = {kind: summary_rows(results, kind, keywords) for kind in ("float", "compressed")}
+        per_seed[results[0]["arch"]] = dict(zip(args.seeds, results))
+    print(f"\nWorst and mean over seeds {args.seeds} (test split):")
     print(format_table(table, keywords))
     if args.out:
-        atomic.write_yaml(args.out, {"seeds": args.seeds, "models": table})
+        atomic.write_yaml(args.out, {"seeds": args.seeds, "models": table, "per_seed": per_seed})
         plot(table, Path(args.out).with_suffix(".png"))
 
 
