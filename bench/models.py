@@ -84,17 +84,21 @@ def plot(table, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    from matplotlib.ticker import NullFormatter
     for arch, kinds in table.items():
         flt, row = kinds["float"]["mean"], kinds["compressed"]["mean"]
-        axes[0].plot([flt["macs"], row["macs"]], [flt["balanced"], row["balanced"]], "o-", label=arch)
-        axes[1].plot([row["flash_bytes"]], [row["balanced"]], "o", label=arch)
+        line, = axes[0].plot([flt["macs"], row["macs"]], [flt["balanced"], row["balanced"]], "-", alpha=0.5)
+        axes[0].plot([flt["macs"]], [flt["balanced"]], "s", mfc="none", color=line.get_color(), label=f"{arch} float")
+        axes[0].plot([row["macs"]], [row["balanced"]], "o", color=line.get_color(), label=f"{arch} compressed")
+        axes[1].plot([row["flash_bytes"]], [row["balanced"]], "o", color=line.get_color(), label=f"{arch} compressed")
     axes[0].set_xlabel("MACs per clip (float -> compressed)")
     axes[1].set_xlabel("flash of the C model (bytes)")
     axes[0].set_ylabel("test balanced accuracy (mean over seeds)")
     for ax in axes:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())   # decades only: the minor labels overlap
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize="small")
+        ax.legend(fontsize="small")
     atomic.save_figure(fig, path)
     plt.close(fig)
 
