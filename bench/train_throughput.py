@@ -4,7 +4,9 @@ The floor is the same number of forward and backward passes (same batch size, sa
 tensors made beforehand, with no batching, augmentation or feature work. Also reports the cost of
 augmentation (the same loop with augmentation off) and of fixed-point training (finetuning): the
 same model with 4-bit weights and 8-bit activations (formats from its ranges, 32-bit accumulators)
-against its float epoch, both without augmentation. All numbers come from one run on this machine.
+against its float epoch, both without augmentation; and of the memory layout: the float epoch with
+the model in NCHW against channels-last, the layout every model is built in (model.registry).
+All numbers come from one run on this machine.
 
     python3 bench/train_throughput.py [--data-dir ../shared/data/kws_corpus] [--epochs 3]
 """
@@ -26,7 +28,7 @@ from data_loader.data_loaders import SpeechCommandsDataLoader  # noqa: E402
 from fixedpoint.fixed_point import Format  # noqa: E402
 from fixedpoint.layers import LayerQuantization, fixed_point_layers  # noqa: E402
 from model.loss import nll_loss  # noqa: E402
-from model.model import KeywordLeNet5Clone  # noqa: E402
+from model.registry import make_model  # noqa: E402
 from optimization.range_analysis import collect_ranges  # noqa: E402
 
 
@@ -79,8 +81,11 @@ def main():
     mean, std = data.normalization()
     torch.manual_seed(0)
 
+    def lenet5():
+        return make_model("KeywordLeNet5Clone", None, cfg.get("features"))
+
     def setup(batches_fn, model=None):
-        model = model or KeywordLeNet5Clone()
+        model = model or lenet5()
         return model, torch.optim.Adam(model.parameters(), lr=1e-3), batches_fn
 
     ours = data.train_loader(mean, std)
@@ -96,11 +101,13 @@ def main():
             loader.set_epoch(epoch)
             return iter(loader)
         return batches
-    float_model = KeywordLeNet5Clone()
+    float_model = lenet5()
     fixed_model = fixed_point_copy(float_model, plain.inputs[:2048])
+    nchw_model = copy.deepcopy(float_model).to(memory_format=torch.contiguous_format)
     best = interleaved_best({"floor": setup(lambda e: premade), "ours": setup(epoch_of(ours)),
                              "plain": setup(epoch_of(plain), float_model),
-                             "fixed": setup(epoch_of(plain), fixed_model)}, args.epochs)
+                             "fixed": setup(epoch_of(plain), fixed_model),
+                             "nchw": setup(epoch_of(plain), nchw_model)}, args.epochs)
     floor, t_ours, t_plain, t_fixed = best["floor"], best["ours"], best["plain"], best["fixed"]
     print(f"{n} training clips, batch {bs}, torch threads {torch.get_num_threads()}, best of {args.epochs} interleaved epochs")
     print(f"compute floor (pre-made tensors): {t_floor_fmt(floor, n)}")
@@ -110,7 +117,9 @@ def main():
     print(f"feature cache load: {cache_seconds:.3f} s for {clips} clips ({10000 * cache_seconds / clips:.2f} s per 10k)")
     print(f"data pipeline overhead: {100 * (t_ours / floor - 1):.1f}% (augmentation on), "
           f"{100 * (t_plain / floor - 1):.1f}% (off); augmented/plain epoch ratio {t_ours / t_plain:.2f}")
+    print(f"float, NCHW layout, aug. off:      {t_floor_fmt(best['nchw'], n)}")
     print(f"fixed-point / float epoch of the same model: {t_fixed / t_plain:.2f}")
+    print(f"NCHW / channels-last float epoch: {best['nchw'] / t_plain:.2f}")
 
 
 def t_floor_fmt(seconds, n):

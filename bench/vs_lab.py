@@ -2,7 +2,7 @@
 
 Setup (timed apart): our synthetic corpus of N clips (or --corpus), our features of its three
 splits (our cache), and the same unnormalised MFCCs written as the lab's IA_DATASET pickle. Both
-sides then run the lab's recipe (batch 512, 15 + 10 epochs, Adam 1e-3, no augmentation, no weight
+sides then run the lab's recipe (batch 512, 15 + 10 epochs, Adam 1e-3, raw MFCCs, no augmentation, no weight
 averaging, no distillation, top-1 margins 15 and 3) through their own scripts:
 
   train 15 epochs, test, quantize, prune, test -q -p, profile -q -p, finetune 10 epochs,
@@ -276,7 +276,8 @@ def our_config(corpus, work):
     cfg["data_loader"]["args"].update(
         data_dir=str(corpus), download=None, batch_size=512, cache_dir=str(work / "ours" / "cache"),
         background_noise={"train": 0, "validation": 0, "test": 0},        # the same clips as the lab
-        augment={"enabled": False})                                        # the lab has no augmentation
+        augment={"enabled": False},                                        # the lab has no augmentation
+        normalize=False)                                                   # the lab reads raw MFCCs
     cfg["optimizer"] = {"type": "Adam", "args": {"lr": 0.001, "weight_decay": 0, "amsgrad": False}}
     cfg["lr_scheduler"] = {"type": "StepLR", "args": {"step_size": 50, "gamma": 0.1}}
     cfg["trainer"].update(epochs=15, save_dir=str(work / "ours" / "saved"), save_period=1, monitor="min val_loss",

@@ -417,6 +417,7 @@ LOADER_ARGS = {
     "data_dir": _string, "download": _optional(_choice("v0.01", "v0.02")), "keywords": _keywords,
     "batch_size": _int(1), "eval_batch_size": _int(1), "background_noise": BACKGROUND_NOISE,
     "augment": AUGMENT, "cache_dir": _string, "features": FEATURES,
+    "normalize": _bool,   # false: raw MFCCs (the lab's code), true (default): per-coefficient mean 0, std 1
 }
 LAB_LOADER_ARGS = {
     "shuffle": _bool,                                   # reshuffle the training set every epoch

@@ -116,3 +116,20 @@ def test_loader_epochs_are_permutations_and_deterministic():
         s.set_epoch(1)
     got = [torch.cat([y for _, y in s]) for s in shards]
     assert sorted(torch.cat(got).tolist()) == list(range(10)) and len(got[0]) == 5
+
+
+def test_normalize_false_feeds_the_raw_mfccs_as_the_labs_code_does(corpus_dir, cache_dir):
+    from data_loader.features import MfccFromMel
+    raw = SpeechCommandsDataLoader(corpus_dir, cache_dir=cache_dir, progress=False, normalize=False)
+    mean, std = raw.normalization()
+    assert mean.tolist() == [0.0] * 13 and std.tolist() == [1.0] * 13
+    x, _ = next(iter(raw.eval_loader("validation", mean, std)))
+    mel = raw.split("validation").mel[:len(x)]
+    torch.testing.assert_close(x, MfccFromMel(raw.features)(mel))
+    assert float(x[:, :, :, 0].mean()) < -100   # c0 of the raw MFCCs: tens of dB below zero
+    # the default normalises per coefficient with the training split's statistics
+    norm = SpeechCommandsDataLoader(corpus_dir, cache_dir=cache_dir, progress=False)
+    mean, std = norm.normalization()
+    assert float(mean[0]) < -100 and float(std[0]) > 10
+    c0 = torch.cat([x[:, :, :, 0].flatten() for x, _ in norm.eval_loader("train", mean, std)])
+    assert abs(float(c0.mean())) < 1e-3 and float(c0.std()) == pytest.approx(1.0, abs=1e-3)

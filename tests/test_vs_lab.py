@@ -58,4 +58,5 @@ def test_our_side_runs_the_labs_recipe_and_passes_our_schema(tmp_path):
     args = cfg["data_loader"]["args"]
     assert (args["batch_size"], cfg["optimizer"]["args"]["lr"], cfg["trainer"]["epochs"]) == (512, 0.001, 15)
     assert args["augment"] == {"enabled": False} and cfg["optimization"]["finetuning"]["epochs"] == 10
+    assert args["normalize"] is False   # the lab reads raw MFCCs
     assert Path(args["data_dir"]) == tmp_path / "corpus"
