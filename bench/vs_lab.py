@@ -321,7 +321,7 @@ def header(args, work, py):
         f"vs_lab: {args.clips} clips, {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.node()}, "
         f"{os.cpu_count()} logical CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start",
         f"python {platform.python_version()} ({py}); ours: {ROOT} @ {rev.strip() or '?'}; lab: {args.lab}",
-        f"work: {work}; both on the lab's recipe (batch 512, 15 + 10 epochs, Adam 1e-3, no augmentation)"])
+        f"work: {work}; both on the lab's recipe (batch 512, 15 + 10 epochs, Adam 1e-3, raw MFCCs, no augmentation)"])
 
 
 def main():
