@@ -4,6 +4,7 @@ import argparse
 
 from app.export_bundle import export_bundle, format_summary
 from utils.errors import exit_on_user_error
+from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -24,4 +25,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)

@@ -4,6 +4,7 @@ import argparse
 
 from app.detection import DetectorSettings, format_result, predict_files
 from utils.errors import exit_on_user_error
+from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -33,4 +34,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)

@@ -5,6 +5,7 @@ import argparse
 from app.workflow import run_pruning
 from utils.cli import add_device_option, use_devices
 from utils.errors import exit_on_user_error
+from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -24,4 +25,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)
