@@ -91,11 +91,6 @@ def converted_in_place(transform, data, batch_size=512):
     return result
 
 
-def normalization_stats(mfcc_transform, mel, batch_size=2048):
-    """Per-coefficient mean and standard deviation of un-augmented MFCCs."""
-    return mean_std(mel, mfcc_transform, batch_size)
-
-
 class InMemoryLoader:
     """Batches of (inputs, labels) sliced from in-memory tensors.
 
@@ -213,7 +208,7 @@ class SpeechCommandsDataLoader:
         make every epoch NaN, so they are an error here. ``normalize: false``: mean 0, std 1."""
         if not self.normalize:
             return raw_normalization(self.features.n_mfcc)
-        mean, std = normalization_stats(MfccFromMel(self.features), self.split("train").mel)
+        mean, std = mean_std(self.split("train").mel, MfccFromMel(self.features))  # of un-augmented MFCCs
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise UserError(f"the MFCC normalisation statistics of the training split of {self.data_dir} "
                             f"are not finite; check the training clips")
