@@ -3,12 +3,14 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from app.export_bundle import export_bundle, format_summary
+from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
 def main():
+    reuse_freed_memory()
     parser = argparse.ArgumentParser(description="Export a (pruned, quantized) keyword spotter for deployment")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to export (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None,

@@ -3,12 +3,14 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from app.detection import DetectorSettings, format_result, predict_files
+from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
 def main():
+    reuse_freed_memory()
     defaults = DetectorSettings()
     parser = argparse.ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")

@@ -4,12 +4,14 @@ import argparse
 
 from app.workflow import run_pruning
 from utils.cli import add_device_option, use_devices
+from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
 def main():
+    reuse_freed_memory()
     parser = argparse.ArgumentParser(description="Prune kernels of a trained keyword spotter")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to prune (model_best.pth)")
     parser.add_argument("-c", "--config", default=None, help="config whose optimization.pruning to use "

@@ -4,12 +4,14 @@ import argparse
 
 from app.testing import format_report, run_test, save_report
 from utils.cli import add_device_option, use_devices
+from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
 def main():
+    reuse_freed_memory()
     parser = argparse.ArgumentParser(description="Test a trained keyword spotter")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to test (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")

@@ -10,11 +10,13 @@ from trainer.distributed import DistributedContext
 from trainer.finetuning import finetune_config
 from app.training import run_training
 from utils.checkpoint import load_checkpoint
+from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
 
 @exit_on_user_error
 def main():
+    reuse_freed_memory()
     parser = argparse.ArgumentParser(description="Train KeywordLeNet5Clone on spoken keywords")
     parser.add_argument("-c", "--config", default=None, help="config file (YAML)")
     parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume or finetune")
