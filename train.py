@@ -12,6 +12,7 @@ from app.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
+from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -48,4 +49,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if DistributedContext.started_by_torchrun():
+        main()  # the process group's shutdown and the interpreter's exit, as torchrun expects
+    else:
+        run_and_exit(main)

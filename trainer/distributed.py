@@ -72,11 +72,15 @@ class DistributedContext:
         dist.init_process_group(self.backend, init_method="env://", rank=rank, world_size=world_size,
                                 timeout=timeout, device_id=self.device if self.backend == "nccl" else None)
 
+    @staticmethod
+    def started_by_torchrun(environ=None):
+        return "WORLD_SIZE" in (os.environ if environ is None else environ)
+
     @classmethod
     def from_environment(cls, environ=None, timeout=TIMEOUT):
         """The context torchrun describes in the environment, or None for a plain single process."""
         environ = os.environ if environ is None else environ
-        if "WORLD_SIZE" not in environ:
+        if not cls.started_by_torchrun(environ):
             return None
         missing = [k for k in TORCHRUN_VARIABLES if k not in environ]
         if missing:
