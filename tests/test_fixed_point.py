@@ -1,7 +1,10 @@
 """The quantizer, the accumulator register and the fixed-point layers, with exact numbers."""
+import copy
+
 import torch
 
 from model.model import KeywordLeNet5Clone
+from model.registry import make_model
 from fixedpoint.fixed_point import (Format, integer_length, quantize, round_half_away, round_half_away_exact,
                                     to_integer, wrap)
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
@@ -157,3 +160,20 @@ def test_output_quantization_after_relu_and_pooling_changes_nothing():
     for hook in hooks:
         hook.remove()
     assert torch.equal(shortcut, whole)
+
+
+def test_a_quantized_conv_keeps_the_channels_last_layout_of_its_model_and_its_exact_values():
+    """conv1's weight (one input channel) has an ambiguous layout: quantizing it must not turn the
+    conv (and the max pooling after it) to NCHW, which oneDNN runs 2.5x slower."""
+    torch.manual_seed(0)
+    model = make_model("KeywordLeNet5Clone", {}, {}).eval()
+    conv = model.conv1
+    conv.quantization = LayerQuantization(bits_inputs=8, il_inputs=5, bits_weights=4, il_weights=0,
+                                          bits_accumulator=16, bits_outputs=8, il_outputs=5)
+    x = torch.randn(4, 1, 100, 13) * 8
+    nchw = copy.deepcopy(conv).to(memory_format=torch.contiguous_format)  # the same layer in NCHW
+    with torch.no_grad():
+        y, reference = conv(x), nchw(x)
+    assert y.stride() == y.contiguous(memory_format=torch.channels_last).stride()
+    assert reference.stride() == reference.contiguous().stride()
+    assert torch.equal(y, reference)  # integer sums: the layout changes no value
