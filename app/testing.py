@@ -19,8 +19,9 @@ def evaluation_split(data, everything=False):
     if not everything:
         return data.split("test")
     parts = [data.split(s) for s in ("train", "validation", "test")]
+    mfcc = torch.cat([p.mfcc for p in parts]) if all(p.mfcc is not None for p in parts) else None
     return SplitData(torch.cat([p.mel for p in parts]), torch.cat([p.labels for p in parts]),
-                     sum((p.names for p in parts), []), sum((p.skipped for p in parts), []))
+                     sum((p.names for p in parts), []), sum((p.skipped for p in parts), []), mfcc)
 
 
 def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everything=False, progress=True,
@@ -31,7 +32,8 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
         data.noise_clips = {s: 0 for s in data.noise_clips}  # another corpus: its listed clips only
     split = evaluation_split(data, everything)
     mean, std = normalization_of(ckpt)
-    loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size)
+    loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size,
+                            mfcc=split.mfcc)
     criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
     class_names = ("unknown",) + tuple(ckpt.keywords or data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names))

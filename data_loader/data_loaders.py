@@ -31,6 +31,13 @@ class FeatureTransform(nn.Module):
     def forward(self, mel):
         return self.mfcc(mel).sub_(self.mean).div_(self.std)
 
+    def normalised(self, mfcc):
+        """What ``forward`` gives for the mel spectra whose MFCCs ``mfcc`` are (the same ops on the
+        same values); with mean 0 and std 1 that is ``mfcc`` itself, not a copy."""
+        if not (self.mean.any() or self.std.ne(1).any()):
+            return mfcc
+        return mfcc.sub(self.mean).div_(self.std)
+
 
 def mean_std(data, transform=None, chunk=2048):
     """Per-coefficient (last axis) mean and standard deviation, in float64 and two passes, of
@@ -102,8 +109,10 @@ class InMemoryLoader:
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
     def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
-                 rank=0, world_size=1, consume=False):
-        """``consume``: convert ``mel`` in its own memory (it is destroyed; see converted_in_place)."""
+                 rank=0, world_size=1, consume=False, mfcc=None):
+        """``consume``: convert ``mel`` in its own memory (it is destroyed; see converted_in_place).
+        ``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
+        these normalised, and ``mel`` is not read."""
         self.labels = labels
         self.transform = transform
         self.batch_size = int(batch_size)
@@ -114,7 +123,9 @@ class InMemoryLoader:
         self.rank, self.world_size = rank, world_size
         self.mel = mel if augmenter is not None else None  # converted once below when not augmenting
         self.inputs = None
-        if augmenter is None:
+        if augmenter is None and mfcc is not None:
+            self.inputs = transform.normalised(mfcc)
+        elif augmenter is None:
             self.inputs = converted_in_place(transform, mel) if consume else _converted(transform, mel)
 
     def set_epoch(self, epoch):
@@ -208,7 +219,9 @@ class SpeechCommandsDataLoader:
         make every epoch NaN, so they are an error here. ``normalize: false``: mean 0, std 1."""
         if not self.normalize:
             return raw_normalization(self.features.n_mfcc)
-        mean, std = mean_std(self.split("train").mel, MfccFromMel(self.features))  # of un-augmented MFCCs
+        train = self.split("train")
+        mean, std = (mean_std(train.mfcc) if train.mfcc is not None  # of un-augmented MFCCs
+                     else mean_std(train.mel, MfccFromMel(self.features)))
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise UserError(f"the MFCC normalisation statistics of the training split of {self.data_dir} "
                             f"are not finite; check the training clips")
@@ -224,7 +237,7 @@ class SpeechCommandsDataLoader:
                      if self.augment.enabled else None)
         loader = InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
                                 shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank,
-                                world_size=world_size, consume=augmenter is None)
+                                world_size=world_size, consume=augmenter is None, mfcc=data.mfcc)
         if augmenter is None:
             self.release("train")  # its mel spectra became the loader's inputs (read again if asked for)
         return loader
@@ -232,7 +245,7 @@ class SpeechCommandsDataLoader:
     def eval_loader(self, split, mean, std, rank=0, world_size=1):
         data = self.split(split)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
-                              rank=rank, world_size=world_size)
+                              rank=rank, world_size=world_size, mfcc=data.mfcc)
 
 
 class Normalize(nn.Module):

@@ -133,3 +133,52 @@ def test_normalize_false_feeds_the_raw_mfccs_as_the_labs_code_does(corpus_dir, c
     assert float(mean[0]) < -100 and float(std[0]) > 10
     c0 = torch.cat([x[:, :, :, 0].flatten() for x, _ in norm.eval_loader("train", mean, std)])
     assert abs(float(c0.mean())) < 1e-3 and float(c0.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+def _loader_inputs(data, mean, std, mfcc):
+    from data_loader.data_loaders import FeatureTransform
+    transform = FeatureTransform(FeatureParams(), mean, std)
+    return InMemoryLoader(data.mel.clone(), data.labels, transform, 4, mfcc=mfcc).inputs
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_cached_mfccs_give_the_inputs_converting_the_mel_spectra_gives(tmp_path, normalise):
+    from data_loader.dataset import mfcc_of
+    root = _tiny_corpus(tmp_path / "c", n_per_word=250)       # 500+ clips: more than one 512-row chunk
+    c = scan_corpus(root, ("one", "two", "three"))
+    built, _ = load_split(c, "train", FeatureParams(), cache_dir=tmp_path / "cache", progress=False)
+    loaded, _ = load_split(c, "train", FeatureParams(), cache_dir=tmp_path / "cache", progress=False)
+    assert len(loaded) > 512
+    assert torch.equal(loaded.mfcc, mfcc_of(loaded.mel, FeatureParams()))
+    assert torch.equal(loaded.mfcc, built.mfcc) and loaded.mfcc.shape == (len(loaded), 1, 100, 13)
+    mean, std = (torch.linspace(-300, 10, 13), torch.linspace(90, 2, 13)) if normalise else (torch.zeros(13), torch.ones(13))
+    from_mel = _loader_inputs(loaded, mean, std, None)
+    from_mfcc = _loader_inputs(loaded, mean, std, loaded.mfcc)
+    assert torch.equal(from_mfcc, from_mel)                    # bit for bit: the same chunks, the same ops
+    assert (from_mfcc is loaded.mfcc) == (not normalise)       # raw MFCCs are used as they are, no copy
+
+
+def test_a_cache_written_before_mfccs_were_stored_gets_them_on_its_next_load(tmp_path):
+    root = _tiny_corpus(tmp_path / "c")
+    c = scan_corpus(root, ("one", "two", "three"))
+    cache = tmp_path / "cache"
+    data, _ = load_split(c, "train", FeatureParams(), cache_dir=cache, progress=False)
+    path, = cache.glob("train-*.pt")
+    blob = torch.load(path, weights_only=True)
+    del blob["mfcc"]
+    torch.save(blob, path)                                      # the format of earlier versions
+    old, _ = load_split(c, "train", FeatureParams(), cache_dir=cache, progress=False)
+    assert torch.equal(old.mel, data.mel) and torch.equal(old.mfcc, data.mfcc)
+    assert torch.equal(torch.load(path, weights_only=True)["mfcc"], data.mfcc)   # the file got them, once
+    assert list(cache.glob("*")) == [path]
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, caplog):
+    root = _tiny_corpus(tmp_path / "c")
+    c = scan_corpus(root, ("one", "two", "three"))
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING):
+        data, _ = load_split(c, "train", FeatureParams(), cache_dir=blocked, progress=False)
+    assert len(data) == 7 and data.mfcc.shape == (7, 1, 100, 13)
+    assert "cannot write the feature cache" in caplog.text and blocked.read_text().startswith("a file")
