@@ -76,28 +76,6 @@ def _converted(transform, data, batch_size=512):
     return out
 
 
-def converted_in_place(transform, data, batch_size=512):
-    """``transform`` of every row of ``data``, written over ``data``'s own memory, which is then
-    shrunk to fit: a batch's result is smaller than the batch, and lands before any row not yet
-    read. The training split's features replace its mel spectra without both being held at once
-    (hundreds of MB off the step's peak). ``data`` is destroyed; use only the result."""
-    first = transform(data[:1])
-    shape, k = tuple(first.shape[1:]), first[0].numel()
-    if not (data.is_contiguous() and first.dtype == data.dtype and 0 < k <= data[0].numel()):
-        return _converted(transform, data, batch_size)
-    flat = data.view(-1)
-    with torch.no_grad():
-        for i in range(0, len(data), batch_size):
-            out = transform(data[i:i + batch_size])  # read whole before the write below
-            flat[i * k:(i + len(out)) * k] = out.reshape(-1)
-    result = flat[:len(data) * k].view((len(data),) + shape)
-    try:
-        result.untyped_storage().resize_(result.numel() * result.element_size())
-    except RuntimeError:  # a storage torch cannot resize (e.g. memory-mapped): copy instead
-        result = result.clone()
-    return result
-
-
 class InMemoryLoader:
     """Batches of (inputs, labels) sliced from in-memory tensors.
 
@@ -109,9 +87,8 @@ class InMemoryLoader:
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
     def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
-                 rank=0, world_size=1, consume=False, mfcc=None):
-        """``consume``: convert ``mel`` in its own memory (it is destroyed; see converted_in_place).
-        ``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
+                 rank=0, world_size=1, mfcc=None):
+        """``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
         these normalised, and ``mel`` is not read."""
         self.labels = labels
         self.transform = transform
@@ -126,7 +103,7 @@ class InMemoryLoader:
         if augmenter is None and mfcc is not None:
             self.inputs = transform.normalised(mfcc)
         elif augmenter is None:
-            self.inputs = converted_in_place(transform, mel) if consume else _converted(transform, mel)
+            self.inputs = _converted(transform, mel)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -210,8 +187,8 @@ class SpeechCommandsDataLoader:
         return self._splits[name]
 
     def release(self, name):
-        """Forget a split's mel spectra (a later ``split(name)`` reads the cache again): a loader
-        that does not augment holds its converted inputs and no longer needs them."""
+        """Forget a split (a later ``split(name)`` reads the cache again): a loader that does not
+        augment holds its inputs and no longer needs the mel spectra."""
         self._splits.pop(name, None)
 
     def normalization(self):
@@ -237,9 +214,9 @@ class SpeechCommandsDataLoader:
                      if self.augment.enabled else None)
         loader = InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
                                 shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank,
-                                world_size=world_size, consume=augmenter is None, mfcc=data.mfcc)
+                                world_size=world_size, mfcc=data.mfcc)
         if augmenter is None:
-            self.release("train")  # its mel spectra became the loader's inputs (read again if asked for)
+            self.release("train")  # the loader holds its inputs; the split is read again if asked for
         return loader
 
     def eval_loader(self, split, mean, std, rank=0, world_size=1):
