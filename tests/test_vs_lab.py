@@ -60,3 +60,18 @@ def test_our_side_runs_the_labs_recipe_and_passes_our_schema(tmp_path):
     assert args["augment"] == {"enabled": False} and cfg["optimization"]["finetuning"]["epochs"] == 10
     assert args["normalize"] is False   # the lab reads raw MFCCs
     assert Path(args["data_dir"]) == tmp_path / "corpus"
+
+
+def test_repeated_runs_keep_the_fastest_with_every_wall_time_and_the_largest_memory():
+    a = {"ok": True, "wall": 30.0, "rss": 900.0, "top1": 0.9}
+    b = {"ok": True, "wall": 25.0, "rss": 950.0, "top1": 0.9}
+    c = {"ok": True, "wall": 27.0, "rss": 800.0, "top1": 0.9}
+    best = bench.fastest(bench.fastest(bench.fastest(None, a), b), c)
+    assert (best["wall"], best["rss"], best["walls"]) == (25.0, 950.0, [30.0, 25.0, 27.0])
+    failed = {"ok": False, "wall": 3.0, "rss": 100.0}
+    assert not bench.fastest(bench.fastest(None, a), failed)["ok"]          # a failed run fails the step
+    assert not bench.fastest(failed, {"ok": False, "skipped": True})["ok"]
+    rows = [{"key": k, "label": label, "lab": dict(a, wall=3.0 * a["wall"]), "ours": best}
+            for k, label in bench.STEPS]
+    totals = bench.summarise(rows)
+    assert round(totals["chain_ratio"], 2) == 3.6 and totals["largest_memory_ratio"] == 950.0 / 900.0
