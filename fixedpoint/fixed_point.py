@@ -53,12 +53,12 @@ def to_integer(x, bits, fl):
 
 
 def _fake_quantize(x, bits, fl):
-    """Training-time quantization in four in-place passes after the scaling: trunc(v + sign(v)/2)
-    is sign(v) * floor(|v| + 1/2) bit for bit (rounding is symmetric in sign), as the float32
-    training path always computed it."""
+    """Training-time quantization in three in-place passes after the scaling and the sign:
+    trunc(v + sign(v)/2) is sign(v) * floor(|v| + 1/2) bit for bit (rounding is symmetric in sign),
+    as the float32 training path always computed it; ``alpha`` halves the sign inside the add (exact)."""
     lo, hi = code_limits(bits)
     v = x * (2.0 ** fl)
-    v.add_(torch.sign(v).mul_(0.5)).trunc_()
+    v.add_(torch.sign(v), alpha=0.5).trunc_()
     return v.clamp_(lo, hi).mul_(2.0 ** -fl)
 
 

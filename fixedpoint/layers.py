@@ -120,15 +120,17 @@ class _FixedPointMixin:
         b = self.bias * self.kernel_mask if self.bias is not None else None
         return w, b
 
-    def accumulator_bound(self, w, b):
+    def accumulator_bound(self, w, b, bias_codes=None):
         """A bound on |any partial sum| of the integer accumulator over any input the input format
         can hold: the largest |input code| times the largest sum of |weight codes| of one kernel,
-        plus the largest |bias code|. Computed from the weights alone (no pass over activations)."""
+        plus the largest |bias code| (``bias_codes``: those of ``b``, when the caller has them).
+        Computed from the weights alone (no pass over activations)."""
         q = self.quantization
         codes = q.weights.codes(w.detach()).abs_().flatten(1).sum(dim=1)
         bound = float(codes.max()) * 2.0 ** (q.bits_inputs - 1)
         if b is not None:
-            bound += float(q.bias_codes(b.detach()).abs().max())
+            bias_codes = q.bias_codes(b.detach()) if bias_codes is None else bias_codes
+            bound += float(bias_codes.abs().max())
         return bound
 
     def _float32_is_exact(self, bound):
@@ -147,7 +149,8 @@ class _FixedPointMixin:
         if not q.enabled:
             return self._op(x, w, b)
         exact = not self.training
-        bound = self.accumulator_bound(w, b) if q.integer_accumulator else None
+        bias_codes = q.bias_codes(b.detach()) if q.integer_accumulator and b is not None else None
+        bound = self.accumulator_bound(w, b, bias_codes) if q.integer_accumulator else None
         # evaluation is exact: float32 where every integer sum provably fits its mantissa, else float64
         dtype = x.dtype if not exact or self._float32_is_exact(bound) else torch.float64
         x = x.to(dtype)
@@ -159,7 +162,8 @@ class _FixedPointMixin:
         if q.integer_accumulator:
             scale = 2.0 ** q.fl_accumulator
             if b is not None:
-                b = b + (q.bias_codes(b.detach()) / scale - b).detach()  # straight-through
+                codes = bias_codes if bias_codes.dtype == dtype else q.bias_codes(b.detach())  # float64: exact
+                b = b + (codes / scale - b).detach()  # straight-through
             y = self._op(x, w, b)
             may_wrap = bool(q.bits_accumulator) and bound >= 2.0 ** (q.bits_accumulator - 1)
             if may_wrap or (q.bits_accumulator and self.accumulator_probe is not None):
