@@ -3,9 +3,10 @@
 A split is stored as its mel power spectra (N, n_mels, frames), where augmentation works, and
 their MFCCs (N, 1, frames, n_mfcc, not normalised), which a loader that does not augment uses
 directly: a third of the bytes, and no conversion at each start. The file is memory-mapped, so
-the part a step does not use is never read (an older cache without MFCCs gets them on its next load). The cache file name is a hash of the
-split's file list (paths, sizes, modification times), the feature parameters, the keywords and the
-background-noise settings, so any change rebuilds it and an unchanged corpus loads in a blink.
+the part a step does not use is never read; an older cache without MFCCs gets them on its next
+load. The cache file name is a hash of the split's file list (paths, sizes, modification times),
+the feature parameters, the keywords and the background-noise settings, so any change rebuilds it
+and an unchanged corpus loads in a blink.
 """
 import hashlib
 import json
