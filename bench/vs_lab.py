@@ -13,8 +13,9 @@ largest single process, e.g. one of the lab's DataLoader workers) and CPU second
 interleaved (lab first on even steps, ours first on odd ones) so a drift in machine load falls on
 both. ``--repeat N`` runs every step N times a side, alternating which side goes first, and keeps
 each side's fastest run (its peak memory: the largest of the N): on a shared VM the same epoch
-varies by 10-20% from one minute to the next, and noise only ever adds time. Writes WORK/vs_lab.yml (+ vs_lab.png) and every step's log under WORK/logs. The last line
-printed is ``chain ratio (lab/ours): X.XX; slowest step ratio: Y.YY``.
+varies by 10-20% from one minute to the next, and noise only ever adds time. Writes
+WORK/vs_lab.yml (+ vs_lab.png) and every step's log under WORK/logs. The last line printed is
+``chain ratio (lab/ours): X.XX; slowest step ratio: Y.YY``.
 
     python3 bench/vs_lab.py [--clips 36718] [--lab ../shared/reference/lab-code] [--work DIR] \
         [--corpus DIR] [--repeat N] [--force]
