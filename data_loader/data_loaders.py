@@ -98,12 +98,10 @@ class InMemoryLoader:
         self.seed = seed
         self.epoch = 0
         self.rank, self.world_size = rank, world_size
-        self.mel = mel if augmenter is not None else None  # converted once below when not augmenting
+        self.mel = mel if augmenter is not None else None  # inputs made once below when not augmenting
         self.inputs = None
-        if augmenter is None and mfcc is not None:
-            self.inputs = transform.normalised(mfcc)
-        elif augmenter is None:
-            self.inputs = _converted(transform, mel)
+        if augmenter is None:
+            self.inputs = transform.normalised(mfcc) if mfcc is not None else _converted(transform, mel)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
