@@ -1,7 +1,7 @@
 """Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
-from utils.torch_startup import import_torch_for_inference
-import_torch_for_inference()  # before anything imports torch: leaves out what only torch.compile needs
+from utils.torch_startup import import_torch_without_compiler
+import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.workflow import run_profile

@@ -1,7 +1,7 @@
 """Post-training minimum-weight kernel pruning within an accuracy margin (writes pruning.yml)."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-from utils.torch_startup import import_torch_for_inference
-import_torch_for_inference()  # before anything imports torch: leaves out what only torch.compile needs
+from utils.torch_startup import import_torch_without_compiler
+import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.workflow import run_pruning

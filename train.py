@@ -1,6 +1,8 @@
 """Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+from utils.torch_startup import import_torch_without_compiler
+import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 import collections
 import contextlib

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(code):
     """Run ``code`` in a fresh interpreter whose first torch import is the deferred one."""
-    prelude = ("import sys\nsys.path.insert(0, %r)\nfrom utils.torch_startup import import_torch_for_inference, "
-               "deferred_modules\ntorch = import_torch_for_inference()\n" % str(ROOT))
+    prelude = ("import sys\nsys.path.insert(0, %r)\nfrom utils.torch_startup import import_torch_without_compiler, "
+               "deferred_modules\ntorch = import_torch_without_compiler()\n" % str(ROOT))
     proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -78,15 +78,15 @@ def test_attribute_use_loads_the_placeholders():
 
 
 def test_already_imported_torch_is_returned_as_is():
-    from utils.torch_startup import import_torch_for_inference
-    assert import_torch_for_inference() is torch
+    from utils.torch_startup import import_torch_without_compiler
+    assert import_torch_without_compiler() is torch
 
 
 def test_evaluation_scripts_import_torch_through_it_first():
-    for script in ("test.py", "profile.py", "quantize.py", "prune.py", "predict.py"):
+    for script in ("train.py", "test.py", "profile.py", "quantize.py", "prune.py", "predict.py"):
         lines = (ROOT / script).read_text().splitlines()
-        call = lines.index("import_torch_for_inference()  # before anything imports torch: leaves out what "
+        call = lines.index("import_torch_without_compiler()  # before anything imports torch: leaves out what "
                            "only torch.compile needs")
         first_import_of_ours = min(i for i, line in enumerate(lines)
-                                   if line.startswith(("from app", "from utils.cli", "from utils.errors")))
+                                   if line.startswith(("from app", "from utils.cli", "from utils.errors", "from parse_config")))
         assert call < first_import_of_ours, script

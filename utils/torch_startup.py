@@ -1,12 +1,11 @@
 """Import torch without the modules only its compiler, export and meta tensors use.
 
-``import torch`` spends about a third of its 1.2-1.8 s (2 cores) in two modules that eager CPU
-inference never touches: ``torch._meta_registrations`` (Python kernels for the Meta device, used
-by the fake tensors of ``torch.compile`` and ``torch.export``; it imports ``torch._decomp``,
-``torch._prims`` and ``torch._refs``) and ``torch.export``. The evaluation scripts (test.py,
-profile.py, quantize.py, prune.py) import torch through :func:`import_torch_for_inference`, which
-puts placeholders for the two where torch's ``__init__`` imports them, and loads them as soon as
-anything could need them:
+``import torch`` spends 0.3-0.6 s of its 1.2-2 s (2 cores) on two modules that eager CPU code
+never uses: ``torch._meta_registrations`` (Python kernels for the Meta device, which the fake
+tensors of ``torch.compile`` and ``torch.export`` run on) and ``torch.export``. The scripts
+(train.py, test.py, profile.py, quantize.py, prune.py, predict.py) import torch through
+:func:`import_torch_without_compiler`, which puts placeholders for the two where torch's
+``__init__`` imports them, and loads them as soon as anything could need them:
 
 - the first import of any other torch module after start-up (dynamo, inductor, the ONNX
   exporter, fake tensors, ``torch.export``, ...; all but :data:`UNRELATED`) first loads the meta
@@ -15,19 +14,21 @@ anything could need them:
 - using an attribute of a placeholder loads it (``torch.export.export``,
   ``torch._meta_registrations.activate_meta``).
 
-What is left out until then is only the Meta-device registration: CPU kernels, and so every
-number these scripts compute, are the same with and without it (tests/test_torch_startup.py).
+``torch._prims.rng_prims`` is still imported: it gives ``torch.Generator`` its metaclass, without
+which creating a generator fails. What is left out until then is only the Meta-device
+registration: CPU kernels, and so every number the scripts compute, are the same with and
+without it (tests/test_torch_startup.py).
 """
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
 
 META = "torch._meta_registrations"
 EXPORT = "torch.export"
-# torch modules imported after start-up that never touch meta tensors (torch.load imports them)
-UNRELATED = ("torch.utils.serialization", "torch.utils.serialization.config")
+# torch modules imported after start-up that never touch meta tensors (torch.load and an
+# optimizer's first step import them)
+UNRELATED = ("torch.utils.serialization", "torch.utils.serialization.config", "torch.profiler._cupti_monitor")
 
 
 class _Deferred(types.ModuleType):
@@ -62,8 +63,9 @@ def _load_meta():
         _state["meta"] = "loaded"
 
 
-class _Existing(importlib.abc.Loader):
-    """Hands the import system a module that loading the meta registrations already imported."""
+class _Existing:
+    """Hands the import system a module that loading the meta registrations already imported (a
+    loader by its two methods: importlib.abc alone costs 0.1 s to import)."""
 
     def __init__(self, module):
         self.module, self.spec = module, module.__spec__
@@ -75,7 +77,7 @@ class _Existing(importlib.abc.Loader):
         module.__spec__, module.__loader__ = self.spec, self.spec.loader
 
 
-class _MetaFirst(importlib.abc.MetaPathFinder):
+class _MetaFirst:
     """Loads the meta registrations before the first torch module imported after start-up."""
 
     def find_spec(self, name, path, target=None):
@@ -91,7 +93,7 @@ class _MetaFirst(importlib.abc.MetaPathFinder):
                                               is_package=hasattr(module, "__path__"))
 
 
-def import_torch_for_inference():
+def import_torch_without_compiler():
     """Import torch (if not imported yet) with the two modules deferred; returns the torch module."""
     if "torch" in sys.modules:
         return sys.modules["torch"]

@@ -1,0 +1,66 @@
+"""torch.optim's optimizers, as the config names them, without importing ``torch._dynamo``.
+
+Every torch optimizer imports the compiler's front end, ``torch._dynamo`` (with sympy: 1.3-1.5 s
+on 2 quiet cores, 3-4 s on a loaded one), the first time it adds a parameter group, zeroes
+gradients, steps or saves its state: those methods are wrapped so that ``torch.compile`` does not
+trace them. Nothing here is compiled, so :data:`OPTIMIZERS` hands out subclasses that call the
+same methods without that wrapper: the same update, the same state dict (a checkpoint loads into
+either), one import fewer per train.py run. The wrappers removed are ``functools.wraps`` wrappers,
+reached through ``__wrapped__``; tests/test_optimizers.py checks the updates are bit-identical and
+that training leaves ``torch._dynamo`` unimported.
+"""
+import functools
+import inspect
+
+import torch
+from torch.optim import Optimizer
+
+
+class _WithoutDynamo:
+    """Mixin before a torch optimizer class: its dynamo-wrapped methods, unwrapped."""
+
+    def add_param_group(self, param_group):
+        return Optimizer.add_param_group.__wrapped__(self, param_group)
+
+    def zero_grad(self, set_to_none=True):
+        return Optimizer.zero_grad.__wrapped__(self, set_to_none)
+
+    def state_dict(self):
+        return Optimizer.state_dict.__wrapped__(self)
+
+    def load_state_dict(self, state_dict):
+        return Optimizer.load_state_dict.__wrapped__(self, state_dict)
+
+    def step(self, closure=None):
+        """The torch class's own step in the grad mode its wrapper sets (no graph breaks)."""
+        torch_class = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.optim") and "step" in
+                           vars(c))
+        previous = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))
+            return inspect.unwrap(vars(torch_class)["step"])(self, closure)
+        finally:
+            torch.set_grad_enabled(previous)
+
+
+@functools.lru_cache(maxsize=None)
+def optimizer_class(name):
+    """The dynamo-free subclass of ``torch.optim.<name>`` (None when torch has no such optimizer)."""
+    base = getattr(torch.optim, name, None)
+    if not (isinstance(base, type) and issubclass(base, Optimizer)) or base is Optimizer:
+        return None
+    return type(name, (_WithoutDynamo, base), {"__module__": __name__, "__doc__": base.__doc__})
+
+
+class _TorchOptim:
+    """``torch.optim`` as ``ConfigParser.init_obj`` looks names up in it."""
+    __name__ = "torch.optim"
+
+    def __getattr__(self, name):
+        cls = optimizer_class(name)
+        if cls is None:
+            raise AttributeError(name)
+        return cls
+
+
+OPTIMIZERS = _TorchOptim()
