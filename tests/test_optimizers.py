@@ -64,6 +64,19 @@ def test_lookup_names_what_torch_has():
         OPTIMIZERS.lr_scheduler
 
 
+def test_an_optimizer_with_its_own_state_dict_is_left_as_torch_has_it(monkeypatch):
+    class OwnStateDict(torch.optim.SGD):
+        def state_dict(self):
+            return {"own": True}
+    monkeypatch.setattr(torch.optim, "OwnStateDict", OwnStateDict, raising=False)
+    optimizer_class.cache_clear()
+    try:
+        assert optimizer_class("OwnStateDict") is OwnStateDict
+        assert optimizer_class("SGD") is not torch.optim.SGD
+    finally:
+        optimizer_class.cache_clear()
+
+
 def test_training_and_seeding_do_not_import_dynamo():
     code = f"""
 import sys

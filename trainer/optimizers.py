@@ -43,12 +43,19 @@ class _WithoutDynamo:
             torch.set_grad_enabled(previous)
 
 
+UNWRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
 @functools.lru_cache(maxsize=None)
 def optimizer_class(name):
-    """The dynamo-free subclass of ``torch.optim.<name>`` (None when torch has no such optimizer)."""
+    """The dynamo-free subclass of ``torch.optim.<name>`` (None when torch has no such optimizer);
+    an optimizer that defines one of :data:`UNWRAPPED` itself is returned as torch has it (the
+    mixin would bypass its own version)."""
     base = getattr(torch.optim, name, None)
     if not (isinstance(base, type) and issubclass(base, Optimizer)) or base is Optimizer:
         return None
+    if any(method in vars(c) for c in base.__mro__[:base.__mro__.index(Optimizer)] for method in UNWRAPPED):
+        return base
     return type(name, (_WithoutDynamo, base), {"__module__": __name__, "__doc__": base.__doc__})
 
 
