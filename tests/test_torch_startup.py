@@ -21,8 +21,8 @@ def run(code):
     return proc.stdout
 
 
-# conv, relu, max pooling, log-softmax from a seeded generator (which needs torch._prims.rng_prims:
-# it gives torch.Generator its metaclass); run in a fresh interpreter and in this one
+# conv, relu, max pooling, log-softmax from a seeded generator (which needs the metaclass
+# torch._prims.rng_prims gives torch.Generator); run in a fresh interpreter and in this one
 EAGER = """
 import torch.nn.functional as F
 gen = torch.Generator().manual_seed(7)
@@ -40,9 +40,9 @@ def test_eager_results_equal_and_modules_deferred(tmp_path):
     printed = run(EAGER + f"""
 import numpy as np
 np.save({str(out)!r}, y.numpy())
-print(deferred_modules())
+print(deferred_modules(), "torch._prims" in sys.modules)
 """)
-    assert printed.strip() == "['torch.export', 'torch._meta_registrations']"
+    assert printed.strip() == "['torch.export', 'torch._meta_registrations'] False"
     here = {"torch": torch}
     exec(EAGER, here)
     np.testing.assert_array_equal(np.load(out), here["y"].numpy())
@@ -57,11 +57,14 @@ def test_compile_export_and_decompositions_still_work():
         print(float(f(x)), float(torch.nn.functional.max_pool2d(x, 2).sum()))
         print(callable(torch.export.export), deferred_modules())
         print(torch.empty(2, 3, device="meta").sum(0).shape)
+        from torch._library.opaque_object import is_opaque_type
+        print(is_opaque_type(torch.Generator))   # what torch._prims.rng_prims registers for the compiler
     """).splitlines()
     assert printed[0] == "['torch.export']"      # decompositions loaded the meta registrations
     assert printed[1] == "40.0 40.0"              # maxima 5, 7, 13, 15
     assert printed[2] == "True []"
     assert printed[3] == "torch.Size([3])"
+    assert printed[4] == "True"
 
 
 def test_attribute_use_loads_the_placeholders():

@@ -14,8 +14,9 @@ tensors of ``torch.compile`` and ``torch.export`` run on) and ``torch.export``. 
 - using an attribute of a placeholder loads it (``torch.export.export``,
   ``torch._meta_registrations.activate_meta``).
 
-``torch._prims.rng_prims`` is still imported: it gives ``torch.Generator`` its metaclass, without
-which creating a generator fails. What is left out until then is only the Meta-device
+``torch.Generator`` gets its metaclass as ``torch._prims.rng_prims`` gives it (without it creating
+a generator fails); the rest of ``torch._prims`` (0.17 s of registering primitives) comes with the
+meta registrations. What is left out until then is only the Meta-device
 registration: CPU kernels, and so every number the scripts compute, are the same with and
 without it (tests/test_torch_startup.py).
 """
@@ -106,7 +107,8 @@ def import_torch_without_compiler():
             if sys.modules.get(name) is placeholder:
                 del sys.modules[name]
         raise
-    import torch._prims.rng_prims  # noqa: F401  (sets torch.Generator's metaclass: eager code needs it)
+    from torch._opaque_base import OpaqueBaseMeta
+    torch._C._set_generator_metaclass(OpaqueBaseMeta)  # what torch._prims.rng_prims does for eager code
     if sys.modules.get(EXPORT) is placeholders[EXPORT]:
         del sys.modules[EXPORT]   # `import torch.export` imports the real one from now on
     _state["meta"] = "deferred"
