@@ -54,7 +54,7 @@ def fixed_point_copy(model, inputs, bits_weights=4, bits_activations=8, bits_acc
     fixed = copy.deepcopy(model)
     ranges = collect_ranges(fixed, inputs)
     for name, layer in fixed_point_layers(fixed).items():
-        r = ranges.loc[name]
+        r = ranges[name]
         layer.quantization = LayerQuantization.from_formats(
             Format.covering(bits_activations, r["inputs_absmax"]), Format.covering(bits_weights, r["weights_absmax"]),
             Format.covering(bits_activations, r["outputs_absmax"]), bits_accumulator)

@@ -151,8 +151,10 @@ class _FixedPointMixin:
         exact = not self.training
         bias_codes = q.bias_codes(b.detach()) if q.integer_accumulator and b is not None else None
         bound = self.accumulator_bound(w, b, bias_codes) if q.integer_accumulator else None
-        # evaluation is exact: float32 where every integer sum provably fits its mantissa, else float64
-        dtype = x.dtype if not exact or self._float32_is_exact(bound) else torch.float64
+        # evaluation of an integer sum is exact: float32 where it provably fits the mantissa, else
+        # float64. A sum that is no integer (only the weights or only the inputs quantized: the
+        # search's one-group candidates) is float arithmetic like the float model's, in its dtype.
+        dtype = x.dtype if not exact or bound is None or self._float32_is_exact(bound) else torch.float64
         x = x.to(dtype)
         if quantize_inputs:
             x = q.inputs.quantize(x, exact)

@@ -58,7 +58,7 @@ class QuantizationResult:
     floor: float
     schedule: list
     bits_accumulator: int
-    ranges: object                                 # DataFrame from collect_ranges
+    ranges: dict                                   # from collect_ranges
     sweeps: dict                                   # group -> {bitwidth: top1}
     bitwidths: dict                                # group -> chosen bitwidth after back-off
     accuracy: float                                # top-1 of the per-group solution

@@ -147,6 +147,34 @@ def test_a_bound_beyond_float32_falls_back_to_float64():
     assert model.conv1._float32_is_exact(model.conv1.accumulator_bound(*model.conv1._masked_params())) is False
 
 
+def test_one_group_candidates_evaluate_in_the_float_models_dtype(monkeypatch):
+    """Only the weights (or only the inputs) quantized: the sum is no integer, so evaluation is
+    float arithmetic like the float model's: float32, the same numbers as the float network with
+    the quantized weights put in (or its input rounded to codes)."""
+    torch.manual_seed(0)
+    model = KeywordLeNet5Clone(dropout=0.0).eval()
+    plain = copy.deepcopy(model)
+    x = torch.randn(32, 1, 100, 13) * 3
+    seen = []
+    original = FixedPointConv2d._op
+    monkeypatch.setattr(FixedPointConv2d, "_op", lambda self, x, w, b: (
+        self.quantization.enabled and seen.append((x.dtype, w.dtype))) or original(self, x, w, b))
+    weights_only = LayerQuantization(bits_weights=4, il_weights=0)
+    inputs_only = LayerQuantization(bits_inputs=8, il_inputs=3)
+    with torch.no_grad():
+        for name in ("conv1", "conv2", "fc3", "fc4"):
+            getattr(model, name).quantization = weights_only
+            getattr(plain, name).weight.copy_(weights_only.weights.quantize(getattr(model, name).weight, True))
+        assert torch.equal(model.logits(x), plain.logits(x))
+        reference = plain.logits(inputs_only.inputs.quantize(x, True))
+        model.conv1.quantization = inputs_only
+        for name in ("conv2", "fc3", "fc4"):
+            getattr(model, name).quantization = weights_only
+        model.conv1.weight.copy_(plain.conv1.weight)
+        assert torch.equal(model.logits(x), reference)
+    assert seen == [(torch.float32, torch.float32)] * 4   # conv1 and conv2 of both models above
+
+
 def test_output_quantization_after_relu_and_pooling_changes_nothing():
     """The graph quantizes outputs after relu / max pooling and skips requantizing codes; a hook
     on a layer makes it run whole (the original order), with the same logits."""

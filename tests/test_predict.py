@@ -219,9 +219,9 @@ def test_compact_and_quantized_models_detect_identically(trained_ckpt, test_clip
     masked, ckpt = restore_model(trained_ckpt, None, tmp_path / "pruning.yml")
     ranges = collect_ranges(masked, test_clips[2])
     layers = {name: {"bits_inputs": 8, "bits_weights": 8, "bits_accumulator": 32, "bits_outputs": 8,
-                     "il_inputs": integer_length(row.inputs_absmax),
-                     "il_weights": integer_length(row.weights_absmax),
-                     "il_outputs": integer_length(row.outputs_absmax)} for name, row in ranges.iterrows()}
+                     "il_inputs": integer_length(row["inputs_absmax"]),
+                     "il_weights": integer_length(row["weights_absmax"]),
+                     "il_outputs": integer_length(row["outputs_absmax"])} for name, row in ranges.items()}
     (tmp_path / "quantization.yml").write_text(yaml.safe_dump({"layers": layers}))
     compact = compact_model(masked)
     save_checkpoint(tmp_path / "compact.pth", compact_checkpoint(ckpt, compact, trained_ckpt))

@@ -70,8 +70,8 @@ FREE = {16: 0.0, 8: 0.0, 4: 0.0, 2: 0.0}
 def test_ranges_match_a_manual_forward_pass_over_all_batches():
     model, x = seeded_model(), random_inputs(7)
     ranges = collect_ranges(model, x, batch_size=3)
-    assert list(ranges.index) == ["conv1", "conv2", "fc3", "fc4"]
-    assert list(ranges.columns) == COLUMNS
+    assert list(ranges) == ["conv1", "conv2", "fc3", "fc4"]
+    assert all(list(row) == COLUMNS for row in ranges.values())
     with torch.no_grad():
         c1 = model.conv1(x)
         h1 = F.max_pool2d(F.relu(c1), 2)
@@ -83,9 +83,9 @@ def test_ranges_match_a_manual_forward_pass_over_all_batches():
             "fc3": (h2, model.fc3.weight, f3), "fc4": (F.relu(f3), model.fc4.weight, f4)}
     for name, tensors in seen.items():
         for group, t in zip(("inputs", "weights", "outputs"), (t.detach() for t in tensors)):
-            assert ranges.loc[name, f"{group}_min"] == pytest.approx(float(t.min()), abs=1e-6)
-            assert ranges.loc[name, f"{group}_max"] == pytest.approx(float(t.max()), abs=1e-6)
-            assert ranges.loc[name, f"{group}_absmax"] == pytest.approx(float(t.abs().max()),
+            assert ranges[name][f"{group}_min"] == pytest.approx(float(t.min()), abs=1e-6)
+            assert ranges[name][f"{group}_max"] == pytest.approx(float(t.max()), abs=1e-6)
+            assert ranges[name][f"{group}_absmax"] == pytest.approx(float(t.abs().max()),
                                                                        abs=1e-6)
 
 
@@ -96,7 +96,7 @@ def test_ranges_are_float_and_restore_the_formats_and_mode():
     model.conv1.quantization = q
     model.train()
     quantized_ranges = collect_ranges(model, x)
-    assert quantized_ranges.equals(float_ranges)
+    assert quantized_ranges == float_ranges
     assert model.conv1.quantization is q
     assert model.training
 
@@ -115,9 +115,24 @@ def test_weight_ranges_use_the_pruning_masks():
     model, x = seeded_model(), random_inputs(2)
     with torch.no_grad():
         model.conv2.weight[5] = 7.0
-    assert collect_ranges(model, x).loc["conv2", "weights_absmax"] == 7.0
+    assert collect_ranges(model, x)["conv2"]["weights_absmax"] == 7.0
     model.conv2.kernel_mask[5] = 0.0  # masked but not zeroed: the mask alone must hide it
-    assert collect_ranges(model, x).loc["conv2", "weights_absmax"] < 7.0
+    assert collect_ranges(model, x)["conv2"]["weights_absmax"] < 7.0
+
+
+def test_range_analysis_does_not_import_pandas():
+    """quantize.py's range table is a dict: pandas costs 0.3 s to import, for four rows."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys, torch\nfrom model.model import KeywordLeNet5Clone\n"
+            "from optimization.range_analysis import collect_ranges, range_formats\n"
+            "ranges = collect_ranges(KeywordLeNet5Clone().eval(), torch.randn(3, 1, 100, 13))\n"
+            "print(range_formats(ranges, 'fc3', 4, 8)[1].bits, 'pandas' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["4", "False"]
 
 
 def test_ranges_need_inputs():
@@ -286,9 +301,9 @@ def test_integer_lengths_come_from_range_analysis():
     for name, q in result.layers.items():
         assert q == LayerQuantization(
             bits_inputs=2, bits_weights=2, bits_accumulator=32, bits_outputs=2,
-            il_inputs=integer_length(ranges.loc[name, "inputs_absmax"]),
-            il_weights=integer_length(ranges.loc[name, "weights_absmax"]),
-            il_outputs=integer_length(ranges.loc[name, "outputs_absmax"]))
+            il_inputs=integer_length(ranges[name]["inputs_absmax"]),
+            il_weights=integer_length(ranges[name]["weights_absmax"]),
+            il_outputs=integer_length(ranges[name]["outputs_absmax"]))
     assert result.layers["conv1"].il_inputs == integer_length(x.abs().max())
 
 
