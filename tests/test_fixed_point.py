@@ -155,10 +155,15 @@ def test_one_group_candidates_evaluate_in_the_float_models_dtype(monkeypatch):
     model = KeywordLeNet5Clone(dropout=0.0).eval()
     plain = copy.deepcopy(model)
     x = torch.randn(32, 1, 100, 13) * 3
-    seen = []
+    seen = []   # dtypes of the quantized convolutions' operands
     original = FixedPointConv2d._op
-    monkeypatch.setattr(FixedPointConv2d, "_op", lambda self, x, w, b: (
-        self.quantization.enabled and seen.append((x.dtype, w.dtype))) or original(self, x, w, b))
+
+    def spy(self, x, w, b):
+        if self.quantization.enabled:
+            seen.append((x.dtype, w.dtype))
+        return original(self, x, w, b)
+
+    monkeypatch.setattr(FixedPointConv2d, "_op", spy)
     weights_only = LayerQuantization(bits_weights=4, il_weights=0)
     inputs_only = LayerQuantization(bits_inputs=8, il_inputs=3)
     with torch.no_grad():
@@ -172,7 +177,7 @@ def test_one_group_candidates_evaluate_in_the_float_models_dtype(monkeypatch):
             getattr(model, name).quantization = weights_only
         model.conv1.weight.copy_(plain.conv1.weight)
         assert torch.equal(model.logits(x), reference)
-    assert seen == [(torch.float32, torch.float32)] * 4   # conv1 and conv2 of both models above
+    assert seen == [(torch.float32, torch.float32)] * 4   # conv1 and conv2 of model, in both passes
 
 
 def test_output_quantization_after_relu_and_pooling_changes_nothing():
