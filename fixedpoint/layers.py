@@ -154,7 +154,7 @@ class _FixedPointMixin:
         # evaluation of an integer sum is exact: float32 where it provably fits the mantissa, else
         # float64. A sum that is no integer (only the weights or only the inputs quantized: the
         # search's one-group candidates) is float arithmetic like the float model's, in its dtype.
-        dtype = x.dtype if not exact or bound is None or self._float32_is_exact(bound) else torch.float64
+        dtype = x.dtype if not exact or not q.integer_accumulator or self._float32_is_exact(bound) else torch.float64
         x = x.to(dtype)
         if quantize_inputs:
             x = q.inputs.quantize(x, exact)

@@ -5,6 +5,9 @@ model carries, so every decision (which bitwidth a group keeps, when to back off
 module-scoped toy problem, trained for a few steps, checks the search with a real evaluate.
 """
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,9 +125,6 @@ def test_weight_ranges_use_the_pruning_masks():
 
 def test_range_analysis_does_not_import_pandas():
     """quantize.py's range table is a dict: pandas costs 0.3 s to import, for four rows."""
-    import subprocess
-    import sys
-    from pathlib import Path
     code = ("import sys, torch\nfrom model.model import KeywordLeNet5Clone\n"
             "from optimization.range_analysis import collect_ranges, range_formats\n"
             "ranges = collect_ranges(KeywordLeNet5Clone().eval(), torch.randn(3, 1, 100, 13))\n"

@@ -31,14 +31,14 @@ class _WithoutDynamo:
     def load_state_dict(self, state_dict):
         return Optimizer.load_state_dict.__wrapped__(self, state_dict)
 
+    _torch_step = None   # the torch class's step, unwrapped (set by optimizer_class)
+
     def step(self, closure=None):
         """The torch class's own step in the grad mode its wrapper sets (no graph breaks)."""
-        torch_class = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.optim") and "step" in
-                           vars(c))
         previous = torch.is_grad_enabled()
         try:
             torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))
-            return inspect.unwrap(vars(torch_class)["step"])(self, closure)
+            return self._torch_step(closure)
         finally:
             torch.set_grad_enabled(previous)
 
@@ -56,7 +56,8 @@ def optimizer_class(name):
         return None
     if any(method in vars(c) for c in base.__mro__[:base.__mro__.index(Optimizer)] for method in UNWRAPPED):
         return base
-    return type(name, (_WithoutDynamo, base), {"__module__": __name__, "__doc__": base.__doc__})
+    step = inspect.unwrap(next(vars(c)["step"] for c in base.__mro__ if "step" in vars(c)))
+    return type(name, (_WithoutDynamo, base), {"__module__": __name__, "__doc__": base.__doc__, "_torch_step": step})
 
 
 class _TorchOptim:
