@@ -28,9 +28,13 @@ def main():
     print(f"Loading checkpoint: {args.resume} ...")
     result = run_test(args.resume, args.quantization, args.pruning, args.data_dir, args.all,
                       use_stored=not args.no_stored)
+    print(f"Evaluated: {result['evaluated']}")
     print(format_report(result))
     if args.data_dir is None:
-        save_report(result, args.resume, args.quantization, args.pruning)
+        report = save_report(result, args.resume, args.quantization, args.pruning)
+        print(f"Wrote {report} and {report.with_suffix('.png')} (confusion matrix)")
+    else:
+        print("Nothing written (another corpus: the report beside the checkpoint is for its own test split)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from utils.fast_exit import run_and_exit
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Train KeywordLeNet5Clone on spoken keywords")
+    parser = argparse.ArgumentParser(description="Train a keyword spotter (the architecture the config names), resume a run "
+                                     "(-r), or finetune a quantized/pruned model (-r CKPT -q/-p YML)")
     parser.add_argument("-c", "--config", default=None, help="config file (YAML)")
     parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume or finetune")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (CUDA_VISIBLE_DEVICES)")
@@ -35,8 +36,15 @@ def main():
         CustomArgs(["--seed"], int, "seed"),
         CustomArgs(["--name"], str, "name"),
     ]
+    helps = {"--lr": "learning rate (optimizer.args.lr; when finetuning, the finetuning rate)",
+             "--bs": "batch size (data_loader.args.batch_size)",
+             "--epochs": "number of epochs (trainer.epochs; when finetuning, optimization.finetuning.epochs)",
+             "--data-dir": "corpus in Speech Commands layout (data_loader.args.data_dir), "
+                           "e.g. ../shared/data/kws_corpus",
+             "--seed": "random seed of the run (seed)",
+             "--name": "run name: runs go to saved/models/<name>/ (name)"}
     for opt in options:
-        parser.add_argument(*opt.flags, default=None, type=opt.type)
+        parser.add_argument(*opt.flags, default=None, type=opt.type, help=helps[opt.flags[0]])
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     transform = None

@@ -9,15 +9,27 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from optimization.quantization import GROUP_NAMES, GROUPS
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "data/synthetic_kws"
 NAME = "demo_synthetic"
 
 
+def shown_python():
+    """The interpreter as a user would type it from the project folder (``.venv/bin/python``)."""
+    try:
+        return str(Path(sys.executable).relative_to(ROOT))
+    except ValueError:
+        return sys.executable
+
+
 def step(title, *args):
-    """Run one script, echo its command and output, return its stdout."""
+    """Run one script, echo the command it really runs and its output, return its stdout."""
     cmd = [sys.executable, *map(str, args)]
-    print(f"\n$ python3 {' '.join(map(str, args))}", flush=True)
+    print(f"\n$ {shown_python()} {' '.join(map(str, args))}", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     print(proc.stdout.rstrip())
@@ -53,6 +65,14 @@ def summary(rows):
     return "\n".join(lines)
 
 
+def chosen_solution(quantization, pruning):
+    """One line naming what the searches chose: the bitwidths and the pruning rate."""
+    q = yaml.safe_load(Path(quantization).read_text())["results"]
+    p = yaml.safe_load(Path(pruning).read_text())["results"]
+    bits = ", ".join(f"{GROUP_NAMES[g].lower()} {q['bitwidths'][g] or 'float32'}" for g in GROUPS)
+    return f"Chosen: {bits} bits; pruning rate {100 * p['rate']:.2f}% of the weights"
+
+
 def main():
     start = time.perf_counter()
     step("synthetic corpus", "-m", "data_loader.synthetic", "--out", CORPUS)  # reuses a complete one
@@ -70,9 +90,11 @@ def main():
     tuned = newest_run(NAME + "_finetune") / "model_best.pth"
     step("test finetuned", "test.py", "-r", tuned)   # applies the solutions the checkpoint carries
     finetuned = parse_profile(step("profile finetuned", "profile.py", "-r", tuned))
-    print("\nSummary (synthetic corpus; test split; kB = 1000 bytes)")
+    print("\nSummary (SYNTHETIC corpus: formant-synthesised words, not real speech; test split; kB = 1000 bytes)")
     print(summary([("float32", float_profile), ("quantized + pruned", compressed),
                    ("finetuned", finetuned)]))
+    print(chosen_solution(q, p))
+    print("These figures say nothing about real speech: the README's chain runs on ../shared/data/kws_corpus.")
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. Runs are under saved/models/{NAME}*.")
 
 

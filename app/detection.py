@@ -229,6 +229,9 @@ def format_result(path, result, class_names, settings):
     head = (f"{path}: {result.duration_s:.2f} s, {len(result.starts_s)} windows every "
             f"{settings.hop_ms:g} ms: {len(result.detections)} keyword detection(s)")
     rows = [f"  {d.start_s:7.2f} s  {d.name:<10} {d.score:.3f}" for d in result.detections]
+    if rows:  # the column header says what the time is
+        rows.insert(0, f"  {'start':>9}  {'keyword':<10} score  (start: where the 1 s window of the "
+                       f"smoothed peak begins)")
     return "\n".join([head] + rows)
 
 

@@ -39,6 +39,8 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     result = evaluate(model, loader, criterion, num_classes=len(class_names))
     result["class_names"] = class_names
     result["applied"] = ckpt.applied or {}
+    result["evaluated"] = (f"{'every clip (train + validation + test)' if everything else 'test split'} of "
+                           f"{data.data_dir} ({int(result['n'])} clips)")
     return result
 
 

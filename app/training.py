@@ -12,6 +12,7 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 from model.registry import build_model, make_model
+from optimization.profiling import profile_model
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
@@ -117,6 +118,9 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     num_classes = int((config["arch"].get("args") or {}).get("num_classes", 4))
     apply_solutions(model, quantization, pruning)
     logger.info(model)
+    if pruning:  # masked kernels get no gradient: count what finetuning really trains
+        logger.info(f"Trainable parameters: {profile_model(model).parameters} of "
+                    f"{model.trainable_parameters()} remain after pruning (pruned kernels stay zero)")
 
     train_loader = data.train_loader(mean, std, rank=rank, world_size=world)
     valid_loader = data.eval_loader("validation", mean, std, rank=rank, world_size=world)
@@ -179,4 +183,28 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is not None and not finetune:
         trainer.resume_checkpoint(config.resume)
-    return trainer.train()
+    log = trainer.train()
+    if trainer.is_writer and checkpoint_dir == config.save_dir:
+        for line in run_summary(config.save_dir, config.log_dir, trainer.best_epoch, trainer.best_log,
+                                finetuned=bool(finetune or (checkpoint is not None and checkpoint.finetuned_from))):
+            logger.info(line)
+    return log
+
+
+def run_summary(run, log_dir, best_epoch, best_log, finetuned):
+    """The lines train.py ends with: what it wrote, the best epoch's validation scores, and the
+    commands a user types next (with the run folder in a shell variable, pasted as printed)."""
+    lines = [f"Wrote {run}/ (config.yml, checkpoints) and {log_dir}/ (info.log, tensorboard events)"]
+    if best_epoch is None:
+        lines.append("No model_best.pth: trainer.monitor is off; use the last checkpoint-epochN.pth")
+        return lines
+    scores = ", ".join(f"{k[4:]} {best_log[k]:.4f}" for k in
+                       ("val_balanced_accuracy", "val_top1", "val_false_alarm_rate") if k in best_log)
+    lines.append(f"Best epoch {best_epoch} (model_best.pth), validation: {scores}")
+    var = "F" if finetuned else "R"
+    lines += ["Next:", f"{var}={run}", f"python3 test.py -r ${var}/model_best.pth"]
+    if finetuned:
+        lines.append(f"python3 export.py -r ${var}/model_best.pth -o deploy_out")
+    else:
+        lines.append(f"python3 quantize.py -r ${var}/model_best.pth")
+    return lines

@@ -139,7 +139,7 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
         metric = parse_pruning_config(settings).metric
         combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
     result = search_pruning(model, scores, settings, combined_floor=combined_floor)
-    print(pruning_report(result))
+    print(pruning_report(result, quantized=bool(quantization)))
     return result, _save_solution(save_pruning, result, settings, output)
 
 

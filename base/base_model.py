@@ -7,4 +7,4 @@ class BaseModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def __str__(self):
-        return super().__str__() + f"\nTrainable parameters: {self.trainable_parameters()}"
+        return super().__str__() + f"\nParameters: {self.trainable_parameters()}"

@@ -33,6 +33,7 @@ class BaseTrainer:
             self.early_stop = cfg.get("early_stop", math.inf) or math.inf
         self.start_epoch = 1
         self.not_improved = 0
+        self.best_epoch, self.best_log = None, {}  # the epoch model_best.pth holds, and its numbers
         self.last_log = {}  # the latest epoch's numbers, stored in every checkpoint
         self.checkpoint_dir = config.save_dir
         self.is_writer = True  # only one process writes files under distributed training
@@ -72,6 +73,8 @@ class BaseTrainer:
                     # count-based metric such as balanced accuracy ties often early on) but is no
                     # improvement for early stopping.
                     best = value == self.mnt_best
+            if best:
+                self.best_epoch, self.best_log = epoch, dict(log)
             if self.is_writer:
                 if epoch % self.save_period == 0:
                     self._save_checkpoint(epoch, save_best=best)

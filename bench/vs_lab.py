@@ -67,7 +67,7 @@ def profile_top1(text):
 
 def search_top1(text):
     """quantize.py / prune.py: ``Accuracy: X`` of the chosen solution (validation split)."""
-    return _last(r"^Accuracy: ([0-9.]+)\s*(?:$|\|)", text, 1.0, re.M)
+    return _last(r"^Accuracy: ([0-9.]+)(?: \(top1\))?\s*(?:$|\|)", text, 1.0, re.M)
 
 
 def lab_train_top1(text):

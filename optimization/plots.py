@@ -6,6 +6,8 @@ imported when a figure is drawn, not when a script starts.
 """
 from utils.atomic import save_figure
 
+METRIC_NAMES = {"top1": "top-1", "balanced_accuracy": "balanced accuracy"}
+
 
 def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,8 +22,14 @@ def _reference_lines(ax, baseline, floor):
     ax.axhline(floor, color="red", linestyle="--", label=f"floor {floor:.4f}")
 
 
-def plot_quantization(sweeps, baseline, floor, path):
-    """Top-1 against bitwidth, one line per group sweep (``{label: {bitwidth: top1}}``)."""
+def axis_label(metric):
+    """The y axis of a search figure: the decision metric its points are, on the validation split."""
+    return f"validation {METRIC_NAMES.get(metric, metric)}"
+
+
+def plot_quantization(sweeps, baseline, floor, path, metric="top1"):
+    """The decision ``metric`` against bitwidth, one line per group sweep (``{label: {bitwidth:
+    score}}``)."""
     fig, ax = _figure()
     for label, sweep in sweeps.items():
         bits = sorted(sweep, reverse=True)
@@ -30,15 +38,16 @@ def plot_quantization(sweeps, baseline, floor, path):
     ax.set_xticks(sorted({b for sweep in sweeps.values() for b in sweep}))
     ax.invert_xaxis()  # the search runs from wide to narrow formats
     ax.set_xlabel("bitwidth")
-    ax.set_ylabel("validation top-1")
+    ax.set_ylabel(axis_label(metric))
     ax.set_title("Dynamic fixed-point quantization")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     save_figure(fig, path)
 
 
-def plot_pruning(rates, accuracies, accepted, baseline, floor, path):
-    """Top-1 against total pruning rate (fractions) per search step; rejected steps marked."""
+def plot_pruning(rates, accuracies, accepted, baseline, floor, path, metric="top1"):
+    """The decision ``metric`` against total pruning rate (fractions) per search step; rejected
+    steps marked."""
     fig, ax = _figure()
     kept = [(r * 100, a) for r, a, ok in zip(rates, accuracies, accepted) if ok]
     ax.plot([0.0] + [r for r, _ in kept], [baseline] + [a for _, a in kept], marker=".",
@@ -48,7 +57,7 @@ def plot_pruning(rates, accuracies, accepted, baseline, floor, path):
         ax.plot(*zip(*rejected), "rx", markersize=9, label="rejected step")
     _reference_lines(ax, baseline, floor)
     ax.set_xlabel("parameters pruned (%)")
-    ax.set_ylabel("validation top-1")
+    ax.set_ylabel(axis_label(metric))
     ax.set_title("Minimum-weight kernel pruning")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

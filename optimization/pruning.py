@@ -25,7 +25,8 @@ from optimization.scores import RULE, format_scores, passes
 from utils.atomic import write_yaml
 from utils.progress import progress_bar, write_line
 
-MARGIN_EXCEEDED = "Error margin exceeded; keep previous solution"
+MARGIN_EXCEEDED = ("Pruning stops: the next kernel would take the metric below the floor; it stays, "
+                   "and the kernels pruned so far are the solution")
 
 
 @dataclass
@@ -178,11 +179,15 @@ def search_pruning(model, evaluate, config, combined_floor=None):
                          cfg.metric, {"baseline": details["baseline"], "solution": details["solution"]}, notes)
 
 
-def format_report(result):
-    """The lab's pruning report."""
+def format_report(result, quantized=False):
+    """The lab's pruning report; ``quantized``: the baseline is the quantized model's (prune.py -q).
+    Back-off notes come before the table they changed."""
     scores = result.scores or {}
     base = format_scores(scores.get("baseline", result.baseline), result.metric, False)
-    lines = [RULE, "Network pruning results.", f"Baseline float32: {base}", "Kernel pruning results:"]
+    lines = [RULE, "Network pruning results.",
+             f"Baseline {'(quantized model)' if quantized else 'float32'}: {base}"]
+    lines += list(result.notes or [])
+    lines.append("Kernel pruning results:")
     for name, s in result.layers.items():
         kernels = f"{s.pruned}/{s.kernels} kernels pruned"
         lines.append(f"Layer {name:<8} | {s.kind:<8} | {kernels:<20} | "
@@ -190,7 +195,6 @@ def format_report(result):
     solution = format_scores(scores.get("solution", result.accuracy), result.metric, False)
     lines += [f"Total pruning rate: {100 * result.rate:.2f}%", f"Accuracy: {solution}",
               f"Decision metric: {result.metric}, floor {result.floor:.5f} (baseline {result.baseline:.5f})"]
-    lines += list(result.notes or [])
     lines.append(RULE)
     return "\n".join(lines)
 
@@ -210,5 +214,5 @@ def save_pruning(path, result, config):
                       "pruned_filters": {name: list(k) for name, k in result.pruned.items()}})
     figure = path.with_suffix(".png")
     plot_pruning([s.rate for s in result.steps], [s.accuracy for s in result.steps],
-                 [s.accepted for s in result.steps], result.baseline, result.floor, figure)
+                 [s.accepted for s in result.steps], result.baseline, result.floor, figure, metric=result.metric)
     return figure

@@ -17,7 +17,8 @@ def _label(bits):
 
 
 def format_report(result):
-    """The lab's quantization report; notes and per-layer results follow the Accuracy line."""
+    """The lab's quantization report; the notes (back-off steps, groups kept in float) come
+    before the chosen bitwidths they changed, per-layer results after the Accuracy line."""
     details, metric = result.details, result.metric
     base = details.get("baseline", result.baseline)
     lines = [RULE, "Network quantization results.", f"Baseline float32: {format_scores(base, metric, False)}"]
@@ -25,11 +26,11 @@ def format_report(result):
         lines.append(SWEEP_TITLES[group])
         lines += [f"    bitwidth: {bw:>2} => {format_scores(details.get(group, {}).get(bw, acc), metric)}"
                   for bw, acc in result.sweeps[group].items()]
+    lines += result.notes
     lines.append("Dynamic fixed point net:")
     lines += [f"{GROUP_NAMES[g]} bitwidth: {_label(result.bitwidths[g])}" for g in GROUPS]
     lines.append(f"Accuracy: {format_scores(details.get('combined', result.accuracy), metric, False)}")
     lines.append(f"Decision metric: {metric}, floor {result.floor:.5f} (baseline {result.baseline:.5f})")
-    lines += result.notes
     p = result.per_layer
     if p:
         lines.append("Per-layer weights (most tolerant first):" if p.order else
@@ -75,5 +76,5 @@ def save_quantization(path, result, config):
                       "layers": layers, "solutions": {name: dict(q) for name, q in layers.items()}})
     figure = path.with_suffix(".png")
     plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
-                      result.floor, figure)
+                      result.floor, figure, metric=result.metric)
     return figure

@@ -23,7 +23,7 @@ def test_quantize_prints_the_lab_report_and_writes_yml_and_png(solutions):
     ckpt, qyml, _, out, _ = solutions
     assert "Network quantization results." in out
     # the lab's lines (top-1 first), with the decision metric of our config beside them
-    assert re.search(r"^Baseline float32: \d\.\d{5} \| balanced_accuracy: \d\.\d{5}$", out, re.M)
+    assert re.search(r"^Baseline float32: \d\.\d{5} \(top1\) \| balanced_accuracy: \d\.\d{5}$", out, re.M)
     assert re.search(r"^    bitwidth: 16 => top1: \d\.\d{5} \| balanced_accuracy: \d\.\d{5}$", out, re.M)
     assert re.search(r"^Decision metric: balanced_accuracy, floor \d\.\d{5} \(baseline \d\.\d{5}\)$", out, re.M)
     assert re.search(r"^Conv weights bitwidth: (\d+|float32)$", out, re.M)

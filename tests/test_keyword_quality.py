@@ -90,8 +90,8 @@ def test_pruning_searches_the_decision_metric_and_reports_top1_beside_it():
                             {"error_margin": 3.5, "metric": "balanced_accuracy"})
     assert sum(len(k) for k in result.pruned.values()) == 3   # 0.87 passes, 0.86 does not
     report = format_report(result)
-    assert "Baseline float32: 0.95000 | balanced_accuracy: 0.90000" in report
-    assert "Accuracy: 0.95000 | balanced_accuracy: 0.87000" in report
+    assert "Baseline float32: 0.95000 (top1) | balanced_accuracy: 0.90000" in report
+    assert "Accuracy: 0.95000 (top1) | balanced_accuracy: 0.87000" in report
 
 
 def test_a_combined_floor_restores_the_last_pruned_kernels_until_it_passes():

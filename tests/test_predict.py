@@ -190,6 +190,9 @@ def test_long_recording_gives_one_detection_per_keyword_at_its_time(trained_ckpt
         mp.setenv("OMP_NUM_THREADS", "1")
         out = run("predict.py", "-r", trained_ckpt, path).stdout
     head, *rows = out.strip().splitlines()
+    if rows:
+        columns = rows.pop(0)
+        assert columns.split()[:3] == ["start", "keyword", "score"] and "window" in columns, columns
     frames = sf.info(str(path)).frames
     n_windows = 1 + -(-(frames - SR) // 1600)
     assert re.match(rf"{re.escape(str(path))}: {frames / SR:.2f} s, {n_windows} windows every 100 ms: "

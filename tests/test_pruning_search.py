@@ -177,14 +177,14 @@ def test_report_layout():
     assert format_report(result) == "\n".join([
         "---------------------------------------------",
         "Network pruning results.",
-        "Baseline float32: 0.89844",
+        "Baseline float32: 0.89844 (top1)",
         "Kernel pruning results:",
         "Layer conv1    | Conv     | 0/8 kernels pruned   | 0.00% parameters pruned",
         "Layer conv2    | Conv     | 1/8 kernels pruned   | 12.50% parameters pruned",
         "Layer fc3      | Linear   | 32/64 kernels pruned | 50.00% parameters pruned",
         "Layer fc4      | Linear   | 0/4 kernels pruned   | 0.00% parameters pruned",
         "Total pruning rate: 47.00%",  # (72 + 32 * 184) / 12680, the lab's figure
-        "Accuracy: 0.87220",
+        "Accuracy: 0.87220 (top1)",
         "Decision metric: top1, floor 0.86844 (baseline 0.89844)",
         "---------------------------------------------",
     ])

@@ -264,7 +264,7 @@ def test_report_layout():
     assert format_report(result) == "\n".join([
         "---------------------------------------------",
         "Network quantization results.",
-        "Baseline float32: 0.90000",
+        "Baseline float32: 0.90000 (top1)",
         "Conv layer weights:",
         "    bitwidth: 16 => top1: 0.90000",
         "    bitwidth:  8 => top1: 0.89000",
@@ -280,16 +280,16 @@ def test_report_layout():
         "    bitwidth:  8 => top1: 0.89000",
         "    bitwidth:  4 => top1: 0.87100",
         "    bitwidth:  2 => top1: 0.40000",
-        "Dynamic fixed point net:",
-        "Conv weights bitwidth: 8",
-        "FC weights bitwidth: 8",
-        "Activations bitwidth: 8",
-        "Accuracy: 0.87500",
-        "Decision metric: top1, floor 0.87000 (baseline 0.90000)",
         "Back-off: combined top1 0.82600 < floor 0.87000; Activations 4 bits -> 8 bits",
         "Back-off: combined top1 0.84500 < floor 0.87000; FC weights 2 bits -> 4 bits",
         "Back-off: combined top1 0.85500 < floor 0.87000; Conv weights 4 bits -> 8 bits",
         "Back-off: combined top1 0.86500 < floor 0.87000; FC weights 4 bits -> 8 bits",
+        "Dynamic fixed point net:",
+        "Conv weights bitwidth: 8",
+        "FC weights bitwidth: 8",
+        "Activations bitwidth: 8",
+        "Accuracy: 0.87500 (top1)",
+        "Decision metric: top1, floor 0.87000 (baseline 0.90000)",
         "---------------------------------------------",
     ])
 
@@ -359,7 +359,7 @@ def test_per_layer_lowers_the_most_tolerant_layers_first_within_the_floor():
     assert fake(model) == pytest.approx(0.885)
     report = format_report(result)
     assert report.endswith("\n".join([
-        "Accuracy: 0.89000",
+        "Accuracy: 0.89000 (top1)",
         "Decision metric: top1, floor 0.87000 (baseline 0.90000)",
         "Per-layer weights (most tolerant first):",
         "    conv2: 4 bits -> 2 bits",

@@ -21,6 +21,7 @@ def test_accuracies_are_read_from_both_sides_logs():
     assert bench.top1_of("test_qp", "lab", "Metrics: {'loss': 0.2, 'top1': 0.918}\n") == 0.918
     assert abs(bench.top1_of("profile_qp", "ours", "MACs: 1\nAccuracy: 81.24%\n") - 0.8124) < 1e-12
     assert bench.top1_of("quantize", "ours", "Baseline float32: 0.9\nAccuracy: 0.81260 | balanced: 0.7\n") == 0.8126
+    assert bench.top1_of("quantize", "ours", "Accuracy: 0.81260 (top1) | balanced: 0.7\n") == 0.8126
     assert bench.top1_of("prune", "lab", "Accuracy: 0.9432\n") == 0.9432
     assert bench.top1_of("test", "ours", "no metrics here") is None
 

@@ -19,7 +19,7 @@ from model.metric import all_metrics, confusion_matrix, top1
 from fixedpoint.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
-from utils.progress import progress_bar
+from utils.progress import heartbeat, progress_bar
 
 VALIDATION_KEYS = ("loss", "top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
 
@@ -112,6 +112,8 @@ class Trainer(BaseTrainer):
         batches = self.data_loader if self.distributed is None else EvenBatches(self.data_loader)
         bar = progress_bar(batches, enabled=self.progress and self.is_writer, desc=f"epoch {epoch}/{self.epochs}",
                            leave=False, unit="batch")
+        if self.progress and self.is_writer:  # in a log file: a line at most every 30 s within the epoch
+            bar = heartbeat(bar, f"epoch {epoch}/{self.epochs}", total=len(batches))
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
