@@ -200,3 +200,14 @@ def test_every_readme_command_uses_options_the_script_has():
                 assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[m.group(1)]), (line, flag)
             checked += 1
     assert checked >= 15
+
+
+def test_demo_echoes_the_command_it_really_runs(capsys):
+    from app.demo import step
+    assert step("echo", "-c", "import sys; print(sys.executable)").strip() == sys.executable
+    echoed = capsys.readouterr().out.splitlines()[1]
+    try:
+        shown = str(Path(sys.executable).relative_to(ROOT))   # .venv/bin/python, as typed in the project
+    except ValueError:
+        shown = sys.executable
+    assert echoed == f"$ {shown} -c import sys; print(sys.executable)"
