@@ -24,6 +24,9 @@ def main():
     summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
                             use_stored=not args.no_stored)
     print(format_summary(summary))
+    if summary.top1_integer is not None:  # the C code was written: build it and compare its scores
+        print(f"Next: (cd {args.output} && gcc -std=c99 -O2 -Wall -Wextra -Werror model.c main.c -o kws && "
+              f"./kws test_vectors.txt | cmp - expected_scores.txt)")
 
 
 if __name__ == "__main__":

@@ -100,12 +100,16 @@ def output_path(checkpoint, output, name, inputs=()):
     return path
 
 
-def _save_solution(save, result, settings, path):
-    """Write a search result to ``path`` (see output_path), keeping an older one."""
+def _save_solution(save, result, settings, path, next_command=None):
+    """Write a search result to ``path`` (see output_path), keeping an older one; then say what
+    was written and the command a user types next."""
     path = Path(path)
     keep_previous(path)
     print(f"Saving config: {path} ...")
-    save(path, result, settings)
+    figure = save(path, result, settings)
+    print(f"Wrote {path} and {figure} (the search's {result.metric} figure)")
+    if next_command:
+        print(f"Next: {next_command}")
     return path
 
 
@@ -126,7 +130,9 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
     if per_layer:
         result = search_per_layer_weights(model, scores, result)
     print(quantization_report(result))
-    return result, _save_solution(save_quantization, result, settings, output)
+    following = (f"python3 test.py -r {checkpoint} -q {output} -p {pruning}" if pruning else
+                 f"python3 prune.py -r {checkpoint} -q {output}")
+    return result, _save_solution(save_quantization, result, settings, output, following)
 
 
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
@@ -140,7 +146,9 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
         combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
     result = search_pruning(model, scores, settings, combined_floor=combined_floor)
     print(pruning_report(result, quantized=bool(quantization)))
-    return result, _save_solution(save_pruning, result, settings, output)
+    following = (f"python3 test.py -r {checkpoint} -q {quantization} -p {output}" if quantization else
+                 f"python3 quantize.py -r {checkpoint} -p {output}")
+    return result, _save_solution(save_pruning, result, settings, output, following)
 
 
 def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True, use_stored=True):

@@ -136,6 +136,11 @@ def test_outputs_say_what_they_mean(chain):
     assert re.search(r"^Baseline float32: \d\.\d{5} \(top1\) \| balanced_accuracy: \d\.\d{5}", out, re.M)
     assert re.search(r"^Baseline \(quantized model\): \d\.\d{5} \(top1\) \| balanced_accuracy", out, re.M)
     assert "Error margin exceeded" not in out
+    # the searches and the export end with what they wrote and the next command
+    assert re.search(r"^Wrote \S+/quantization\.yml and \S+/quantization\.png .*\nNext: python3 prune\.py -r "
+                     r"\S+/model_best\.pth -q \S+/quantization\.yml$", out, re.M)
+    assert re.search(r"^Next: python3 test\.py -r \S+ -q \S+/quantization\.yml -p \S+/pruning\.yml$", out, re.M)
+    assert "Next: (cd deploy_out && gcc -std=c99" in out
 
 
 def test_demo_summary_names_the_chosen_solution(chain):
