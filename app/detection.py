@@ -86,7 +86,7 @@ class KeywordClassifier:
         self.params = FeatureParams.from_dict(ckpt.features)
         self.mel = MelPower(self.params)
         self.transform = FeatureTransform(self.params, *normalization_of(ckpt))
-        self.class_names = ("unknown",) + tuple(ckpt.keywords or ())
+        self.class_names = ckpt.names()
         outputs = describe(self.model).output.layer.weight.shape[0]
         if len(self.class_names) != outputs:
             raise UserError(f"the checkpoint names {len(self.class_names)} classes but its model has "

@@ -35,7 +35,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size,
                             mfcc=split.mfcc)
     criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
-    class_names = ("unknown",) + tuple(ckpt.keywords or data.keywords)
+    class_names = ckpt.names(data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names))
     result["class_names"] = class_names
     result["applied"] = ckpt.applied or {}
