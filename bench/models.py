@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accuracy_seeds import newest_run, one_seed, run, summarise  # noqa: E402
+from accuracy_seeds import newest_run, one_seed, report_classes, run, summarise  # noqa: E402
 from utils import atomic  # noqa: E402
 
 CONFIGS = ("config_lenet5_keywords.yml", "config_dscnn_keywords.yml")
@@ -118,8 +118,7 @@ def main():
     if (args.resume or args.reuse) and not args.save_dir:
         parser.error("--resume and --reuse need the --save-dir of the earlier run")
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="models_"))
-    keywords = list(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"]
-                    .get("keywords", ["one", "two", "three"]))
+    keywords = report_classes(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"])
     table, per_seed = {}, {}
     for config in args.configs:
         results = []
