@@ -136,11 +136,11 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
     if not words:
         raise UserError(f"data folder {root} holds no word folders (<word>/*.wav); "
                         f"is it a corpus in Speech Commands layout?")
-    _check_words(root, words, keywords)
     list_dir = root
     if (split_dir is not None and not (root / "validation_list.txt").is_file()
             and not (root / "testing_list.txt").is_file()):
         rels = [f"{w}/{e.name}" for w in words for e in os.scandir(root / w) if e.name.endswith(".wav")]
+        _check_words(root, sorted({r.split("/", 1)[0] for r in rels}), keywords)  # before any list is written
         list_dir = _write_hash_lists(root, rels, split_dir, keywords)
     validation = _read_list(list_dir / "validation_list.txt")
     testing = _read_list(list_dir / "testing_list.txt")
@@ -161,14 +161,21 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
     return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)
 
 
+def check_words(corpus):
+    """``corpus`` if every keyword has clips and there is more than one word (what a training run
+    needs; ``scan_corpus`` itself indexes any folder), else a UserError."""
+    _check_words(corpus.root, sorted({rel.split("/", 1)[0] for rows in corpus.clips.values() for rel, _ in rows}),
+                 corpus.keywords)
+    return corpus
+
+
 def _check_words(root, words, keywords):
-    """A folder of the user's recordings: every keyword has a folder, and there is more than one word."""
     if len(words) < 2:
-        raise UserError(f"{root} holds one word folder ({words[0]}) only; a keyword spotter needs at least "
-                        f"two: the keyword(s) and other words (class unknown)")
+        raise UserError(f"{root} holds {'one word folder (' + words[0] + ') only' if words else 'no clips'}; "
+                        f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
     missing = [w for w in keywords if w not in words]
     if missing:
-        raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/; the folders are "
+        raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/ of clips; the folders are "
                         f"{', '.join(words)}")
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
-from data_loader.corpus import class_names, scan_corpus, speech_commands_task
+from data_loader.corpus import check_words, class_names, scan_corpus, speech_commands_task
 from data_loader.dataset import SplitData, load_split
 from data_loader.download import ensure_speech_commands
 from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
@@ -177,7 +177,7 @@ class SpeechCommandsDataLoader:
     @property
     def corpus(self):
         if self._corpus is None:
-            corpus = scan_corpus(self.data_dir, self.keywords, split_dir=self.cache_dir)
+            corpus = check_words(scan_corpus(self.data_dir, self.keywords, split_dir=self.cache_dir))
             if self.silence_share or self.unknown_share is not None:
                 corpus, silence = speech_commands_task(corpus, self.silence_share, self.unknown_share,
                                                        self.noise_seed)

@@ -6,7 +6,9 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,6 +16,7 @@ import yaml
 from conftest import CORPUS, ROOT, run_script
 from tiny import assert_unchanged, snapshot
 
+from app.detection import find_detections
 from app.testing import confusion_table, format_confusion
 from configuration.schema import validate_config
 from data_loader.corpus import SPLITS, class_names, scan_corpus, split_by_hash
@@ -199,3 +202,26 @@ def test_own_words_chain_follows_the_class_list(tmp_path):
     assert '#define KWS_CLASS_NAMES {"unknown", "yes", "no", "silence"}' in header
     assert "#define KWS_N_CLASSES 4" in header
     assert yaml.safe_load((bundle / "export.yml").read_text())["class_names"] == ["unknown", "yes", "no", "silence"]
+
+
+def test_lab_task_is_unchanged_by_the_task_settings(tmp_path):
+    """The 4-class lab config reads the same clips, labels and noise as scan_corpus gives (no
+    task block: no sampling, no silence class), so its numbers do not move."""
+    cfg = validate_config(yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text()))
+    args = {**cfg["data_loader"]["args"], "data_dir": str(CORPUS), "download": None,
+            "cache_dir": str(tmp_path / "cache")}
+    loader = SpeechCommandsDataLoader(**args, progress=False)
+    assert loader.corpus.clips == scan_corpus(CORPUS, ("one", "two", "three")).clips
+    assert loader.noise_clips == {"train": 300, "validation": 0, "test": 0}
+    assert loader.class_names == ("unknown", "one", "two", "three") and loader.quiet_fraction == 0.0
+    assert not (tmp_path / "cache").exists()  # a corpus with lists: no split lists are written
+
+
+def test_detector_never_fires_on_silence():
+    posteriors = np.zeros((6, 3))
+    posteriors[:, 0] = 1.0
+    posteriors[1:3] = [0.0, 0.0, 1.0]   # silence
+    posteriors[4] = [0.0, 1.0, 0.0]     # the keyword
+    settings = SimpleNamespace(smooth_windows=1, threshold=0.5, refractory_ms=0)
+    found = find_detections(posteriors, np.arange(6) * 0.1, settings, ("unknown", "yes", "silence"))
+    assert [(d.name, d.start_s) for d in found] == [("yes", 0.4)]
