@@ -225,3 +225,10 @@ def test_detector_never_fires_on_silence():
     settings = SimpleNamespace(smooth_windows=1, threshold=0.5, refractory_ms=0)
     found = find_detections(posteriors, np.arange(6) * 0.1, settings, ("unknown", "yes", "silence"))
     assert [(d.name, d.start_s) for d in found] == [("yes", 0.4)]
+    # a checkpoint whose class list does not fit its keywords and outputs is refused, one line
+    ckpt["class_names"] = ["unknown", "no", "yes", "silence"]
+    forged = tmp_path / "forged.pth"
+    torch.save(ckpt, forged)
+    proc = run_script("test.py", "-r", forged, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: ")
+    assert "class_names must be the 4 classes, the keywords from index 1" in proc.stderr
