@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from data_loader.audio import AudioError, audio_info, fit_length, read_wave, stream_wave
+from data_loader.corpus import SILENCE
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
 from fixedpoint.graph import describe
@@ -86,7 +87,7 @@ class KeywordClassifier:
         self.params = FeatureParams.from_dict(ckpt.features)
         self.mel = MelPower(self.params)
         self.transform = FeatureTransform(self.params, *normalization_of(ckpt))
-        self.class_names = ("unknown",) + tuple(ckpt.keywords or ())
+        self.class_names = ckpt.names()
         outputs = describe(self.model).output.layer.weight.shape[0]
         if len(self.class_names) != outputs:
             raise UserError(f"the checkpoint names {len(self.class_names)} classes but its model has "
@@ -174,11 +175,13 @@ def smooth_posteriors(posteriors, width):
 
 def find_detections(posteriors, starts_s, settings, class_names):
     """Keyword detections (time-sorted) from per-window posteriors (W, classes); class 0 is
-    'not a keyword' and never detected."""
+    'not a keyword' and never detected, nor is a silence class."""
     smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
     best = smoothed.argmax(axis=1)
     candidates = []
     for label in range(1, smoothed.shape[1]):
+        if class_names[label] == SILENCE:
+            continue
         active = (best == label) & (smoothed[:, label] >= settings.threshold)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
         for begin, end in zip(edges[0::2], edges[1::2]):

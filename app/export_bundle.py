@@ -68,6 +68,7 @@ class ExportSummary:
     integer_mismatches: int = None   # clips whose integer scores != simulated logits * 2^fl
     flash_bytes: int = None
     ram_bytes: int = None
+    class_names: list = None       # the checkpoint's, one per score (also KWS_CLASS_NAMES in model.h)
 
 
 def compact_checkpoint(ckpt, compact, source):
@@ -165,7 +166,8 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     summary = ExportSummary(
         outdir=str(outdir), files=written, clips=len(labels), widths=list(compact.widths),
         macs=profile.macs, parameters=profile.parameters, compact_max_diff=compact_diff,
-        onnx_max_diff=onnx_diff, **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
+        onnx_max_diff=onnx_diff, class_names=list(ckpt.names(data.keywords)),
+        **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
     summary.files.append(SUMMARY)
@@ -185,7 +187,7 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir):
         logits = simulated.logits(inputs).double().numpy()
     codes = engine.quantize_input(inputs)
     scores = engine.logits_int(codes)
-    export_c(engine, outdir)
+    export_c(engine, outdir, summary.class_names)
     write_text(outdir / VECTORS, _lines(codes.reshape(len(codes), -1)))
     write_text(outdir / SCORES, _lines(scores))
     write_text(outdir / LABELS, _lines(labels[:, None]))

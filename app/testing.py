@@ -35,7 +35,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size,
                             mfcc=split.mfcc)
     criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
-    class_names = ("unknown",) + tuple(ckpt.keywords or data.keywords)
+    class_names = ckpt.names(data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names))
     result["class_names"] = class_names
     result["applied"] = ckpt.applied or {}
@@ -51,11 +51,18 @@ def confusion_table(cm):
     return rows + [[sum(col) for col in zip(*rows)]]
 
 
-def format_confusion(table):
+LAB_CLASSES = 4  # up to the lab's four classes the rows are numbered only, as its crosstab prints them
+
+
+def format_confusion(table, names=None):
     """The table as pandas prints the lab's ``pd.crosstab(true, pred, margins=True)``: rows 'True',
-    columns 'Predicted' (formatted here, so test.py does not import pandas for one table)."""
+    columns 'Predicted' (formatted here, so test.py does not import pandas for one table). With
+    more classes than the lab's and ``names``, each row also says its class name (columns stay
+    numbered, so 12 or 35 columns still fit a terminal)."""
     n = len(table) - 1
     labels, columns = [str(i) for i in range(n)] + ["All"], [str(i) for i in range(n)] + ["All"]
+    if names is not None and n > LAB_CLASSES:
+        labels = [f"{i} {name}" for i, name in enumerate(names)] + ["All"]
     first = max(len("Predicted"), len("True"), *(len(label) for label in labels))
     widths = [max(len(c), *(len(str(row[j])) for row in table)) for j, c in enumerate(columns)]
     head = "Predicted".ljust(first) + "".join("  " + c.rjust(w) for c, w in zip(columns, widths))
@@ -79,7 +86,7 @@ def class_scores(cm):
 
 def format_report(result):
     cm = result["confusion"]
-    lines = [format_confusion(confusion_table(cm))]
+    lines = [format_confusion(confusion_table(cm), result["class_names"])]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
     background = int(cm[0].sum())
     alarms = background - int(cm[0, 0])
@@ -92,7 +99,7 @@ def format_report(result):
     table, macro_recall, macro_precision = class_scores(cm)
     lines.append("Per class:")
     for c, (support, recall, precision) in enumerate(table):
-        lines.append(f"  {c} {result['class_names'][c]:<8} recall {recall:.4f}  "
+        lines.append(f"  {c:>{len(str(len(table) - 1))}} {result['class_names'][c]:<8} recall {recall:.4f}  "
                      f"precision {precision:.4f}  (n={int(support)})")
     lines.append(f"Macro recall: {macro_recall:.4f}  Macro precision: {macro_precision:.4f}")
     return "\n".join(lines)

@@ -153,6 +153,8 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
 
     extra = {"features": data.features.to_dict(), "normalization": {"mean": mean, "std": std},
              "keywords": list(data.keywords)}
+    if tuple(getattr(data, "class_names", ())) != ("unknown",) + tuple(data.keywords):
+        extra["class_names"] = list(data.class_names)  # a silence class
     distillation = None
     if ensemble is not None:
         distillation = Distillation(ensemble[0].to(device), soft[0], soft[1], weights)

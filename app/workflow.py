@@ -38,7 +38,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     data = data_for_checkpoint(ckpt, data_dir)
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
-    num_classes = 1 + len(ckpt.keywords or data.keywords)
+    num_classes = len(ckpt.names(data.keywords))
     criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
 
     reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed

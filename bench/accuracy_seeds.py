@@ -46,6 +46,13 @@ def newest_run(save_dir, name):
     return sorted((Path(save_dir) / "models" / name).iterdir(), key=lambda p: p.name)[-1]
 
 
+def report_classes(args):
+    """The classes a table shows recall of: the keywords, and for the 12-class task (a silence
+    class) unknown and silence too."""
+    keywords = list(args.get("keywords", ["one", "two", "three"]))
+    return keywords + (["unknown", "silence"] if (args.get("task") or {}).get("silence_share") else [])
+
+
 def scores_of(report_yml, keywords):
     data = yaml.safe_load(Path(report_yml).read_text())
     row = {"top1": data["top1"], "balanced": data["balanced_accuracy"],
@@ -70,7 +77,7 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
     if data_dir:
         cfg["data_loader"]["args"]["data_dir"] = str(data_dir)
         cfg["data_loader"]["args"]["download"] = None
-    keywords = list(cfg["data_loader"]["args"].get("keywords", ["one", "two", "three"]))
+    keywords = report_classes(cfg["data_loader"]["args"])
     seed_config = Path(save_dir) / f"{name}.yml"
     atomic.write_yaml(seed_config, cfg)
     earlier = Path(save_dir) / "models" / name

@@ -1,14 +1,16 @@
 """Model comparison: train every architecture's config over seeds, compress and deploy each.
 
     python3 bench/models.py --data-dir ../shared/data/kws_corpus --seeds 0 1 2 --out models.yml
+    python3 bench/models.py --configs config_lenet5_sc12.yml config_dscnn_sc12.yml \
+        --data-dir ../shared/data/kws_corpus --seeds 0 1 2 --out sc12.yml   # the 12-class task
 
 For every config (default: config_lenet5_keywords.yml and config_dscnn_keywords.yml) and seed, the
 chain of bench/accuracy_seeds.py (``one_seed``: train, test, quantize, prune -q, finetune, test),
 then ``profile.py`` of the float model and ``export.py`` of the finetuned one, whose export.yml
 gives the compact model's MACs and parameters and the flash and RAM of its generated C code.
 Prints per architecture the worst and the mean over seeds of the float and the compressed model:
-test top-1, balanced accuracy, recall per keyword, false alarms, MACs, parameters; flash and RAM of
-the C model. ``--out`` writes the rows (and every seed's) as YAML and a plot of balanced accuracy
+test top-1, balanced accuracy, recall per keyword (and of unknown and silence in the 12-class
+task), false alarms, MACs, parameters; flash and RAM of the C model. ``--out`` writes the rows (and every seed's) as YAML and a plot of balanced accuracy
 against MACs and against flash (PNG). Each (config, seed) result is kept in ``--save-dir``;
 ``--resume`` reuses them, so the architectures can be run one at a time and tabulated together;
 ``--reuse`` takes the float models an earlier run (of this or of bench/accuracy_seeds.py) left in
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accuracy_seeds import newest_run, one_seed, run, summarise  # noqa: E402
+from accuracy_seeds import newest_run, one_seed, report_classes, run, summarise  # noqa: E402
 from utils import atomic  # noqa: E402
 
 CONFIGS = ("config_lenet5_keywords.yml", "config_dscnn_keywords.yml")
@@ -118,8 +120,7 @@ def main():
     if (args.resume or args.reuse) and not args.save_dir:
         parser.error("--resume and --reuse need the --save-dir of the earlier run")
     save_dir = Path(args.save_dir or tempfile.mkdtemp(prefix="models_"))
-    keywords = list(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"]
-                    .get("keywords", ["one", "two", "three"]))
+    keywords = report_classes(yaml.safe_load(Path(args.configs[0]).read_text())["data_loader"]["args"])
     table, per_seed = {}, {}
     for config in args.configs:
         results = []

@@ -94,6 +94,9 @@ def _pair(low=None, high=None):
 
 
 def _keywords(path, value):
+    if isinstance(value, list) and any(isinstance(w, bool) for w in value):
+        raise UserError(f"config {path} holds {value!r}: YAML reads yes, no, on and off as true/false; "
+                        f"quote them (\"yes\", \"no\", \"on\", \"off\")")
     if (not isinstance(value, list) or not value
             or not all(isinstance(w, str) and w.strip() and w == w.strip() for w in value)):
         raise UserError(f"config {path} must be a list of words such as [one, two, three], found {value!r}")
@@ -419,6 +422,27 @@ LOADER_ARGS = {
     "augment": AUGMENT, "cache_dir": _string, "features": FEATURES,
     "normalize": _bool,   # false: raw MFCCs (the lab's code), true (default): per-coefficient mean 0, std 1
 }
+# --- the Speech Commands 12-class task (issue 26) ---------------------------------------------
+# silence_share: silence clips (cut from _background_noise_) per split, as a share of the mean
+# clips of a keyword (1 = the Speech Commands convention; 0 = no silence class); unknown_share:
+# the other words sampled to that share (null: all of them); quiet_fraction: the silence clips
+# that are digital silence. A silence class is the last class, after the keywords.
+TASK = Section({"silence_share": _number(0), "unknown_share": _optional(_number(0)),
+                "quiet_fraction": _number(0, 1)}, nullable=True)
+LOADER_ARGS["task"] = TASK
+RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
+
+
+def task_classes(args):
+    """Classes of a data_loader.args mapping: unknown, the keywords, and silence when it is one."""
+    keywords = args.get("keywords", ["one", "two", "three"])
+    reserved = [w for w in keywords if w in RESERVED_WORDS]
+    if reserved:
+        raise UserError(f"config data_loader.args.keywords names '{reserved[0]}', which is a class of its own "
+                        f"(silence: task.silence_share; unknown: every other word); remove it from keywords")
+    return len(keywords) + 1 + (1 if (args.get("task") or {}).get("silence_share") else 0)
+
+
 LAB_LOADER_ARGS = {
     "shuffle": _bool,                                   # reshuffle the training set every epoch
     "seed": _int(0),                                    # the training shuffle seed (-> top-level seed)
@@ -518,9 +542,10 @@ def validate_config(raw):
     arch_args = config["arch"].get("args") or {}
     keywords = args.get("keywords", ["one", "two", "three"])
     classes = arch_args.get("num_classes", 4)
-    if classes != len(keywords) + 1:
+    if classes != task_classes(args):
         raise UserError(f"config arch.args.num_classes is {classes} but {len(keywords)} keywords give "
-                        f"{len(keywords) + 1} classes (class 0 is every other word)")
+                        f"{task_classes(args)} classes (class 0 is every other word"
+                        f"{', the last silence' if task_classes(args) > len(keywords) + 1 else ''})")
     weights = config["trainer"].get("class_weights")
     if weights is not None and len(weights) != classes:
         raise UserError(f"config trainer.class_weights has {len(weights)} entries for {classes} classes")

@@ -3,23 +3,39 @@
 Layout: ``<root>/<word>/<file>.wav``, ``_background_noise_/*.wav``, ``validation_list.txt`` and
 ``testing_list.txt`` (``word/file.wav`` a line); every clip not listed is training data.
 Class 0 is every word that is not a keyword (and background noise); keyword i is class i + 1.
+With a silence class (the Speech Commands 12-class task) it is the last class, after the keywords
+(``class_names``), and class 0 holds the unknown words only.
+
+A folder of ``<word>/*.wav`` with neither list is split by the Speech Commands rule
+(``split_by_hash``): the SHA-1 of the file name's speaker part (before ``_nohash_``, or the whole
+name) puts 10% of the speakers in validation and 10% in test; the lists are written under
+``split_dir`` (the cache), never into the user's folder.
 
 List lines are normalised (``./word/x.wav``, ``word//x.wav`` and ``word\\x.wav`` all name
 ``word/x.wav``). A list naming clips that do not exist is a warning with their count; when more
 than half of a list's lines name no clip, the list cannot describe this corpus and the scan is a
 UserError (a silently empty test split would make every later figure meaningless).
 """
+import hashlib
 import logging
 import os
+import re
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from utils import atomic
 from utils.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 NOISE_FOLDER = "_background_noise_"
 MAX_MISSING_FRACTION = 0.5
+UNKNOWN, SILENCE = "unknown", "silence"
+RESERVED = (UNKNOWN, SILENCE, "_unknown_", "_silence_")  # class names no keyword may take
+MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1  # Speech Commands' input_data.which_set constant
+HASH_PERCENT = {"validation": 10.0, "test": 10.0}
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +46,53 @@ class Corpus:
     keywords: tuple
     clips: dict        # split -> list of (relative path, label), sorted by path
     noise_files: tuple  # relative paths of background-noise recordings, sorted
+
+
+def class_names(keywords, silence=False):
+    """The name of every class by index: 'unknown', the keywords, then 'silence' when it is a class."""
+    return (UNKNOWN,) + tuple(keywords) + ((SILENCE,) if silence else ())
+
+
+def split_by_hash(name):
+    """The Speech Commands rule (input_data.which_set of its README): the split of a clip from the
+    SHA-1 of its file name without the ``_nohash_`` part, so a speaker's clips stay together."""
+    base = re.sub(r"_nohash_.*$", "", posixpath.basename(name))
+    percent = ((int(hashlib.sha1(base.encode("utf-8")).hexdigest(), 16) % (MAX_NUM_WAVS_PER_CLASS + 1))
+               * (100.0 / MAX_NUM_WAVS_PER_CLASS))
+    if percent < HASH_PERCENT["validation"]:
+        return "validation"
+    if percent < HASH_PERCENT["validation"] + HASH_PERCENT["test"]:
+        return "test"
+    return "train"
+
+
+def _write_hash_lists(root, rels, split_dir, keywords):
+    """Split the clips of a folder without lists by the hash rule, write the two lists under
+    ``split_dir`` (atomically) and print clips per class and split; a keyword with no clip in a
+    split is a UserError saying what is needed."""
+    splits = {rel: split_by_hash(rel) for rel in rels}
+    counts = {}
+    for rel, split in splits.items():
+        word = rel.split("/", 1)[0]
+        counts.setdefault(word, dict.fromkeys(SPLITS, 0))[split] += 1
+    for word in keywords:
+        empty = [s for s in SPLITS if counts.get(word, {}).get(s, 0) == 0]
+        if empty:
+            total = sum(counts.get(word, {}).values())
+            raise UserError(f"keyword '{word}' has {total} clip(s) in {root} and none falls in the {empty[0]} "
+                            f"split: the Speech Commands rule sends 10% of the speakers (file-name part before "
+                            f"_nohash_) to validation and 10% to test, so record at least 1 clip in each split, "
+                            f"in practice 20 or more clips from 10 or more speakers per word")
+    folder = Path(split_dir) / "splits" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    for split, file in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+        atomic.write_text(folder / file, "".join(f"{r}\n" for r in sorted(rels) if splits[r] == split))
+    print(f"{root} has no validation_list.txt / testing_list.txt: split by the Speech Commands hash rule, "
+          f"lists written to {folder}")
+    print(f"  {'word':<16}{'train':>7}{'valid':>7}{'test':>7}")
+    for word in sorted(counts):
+        c = counts[word]
+        print(f"  {word:<16}{c['train']:>7}{c['validation']:>7}{c['test']:>7}")
+    return folder
 
 
 def _normalise(line):
@@ -59,8 +122,10 @@ def _check_listed(path, listed, existing):
                 path, len(missing), sorted(missing)[0])
 
 
-def scan_corpus(root, keywords=("one", "two", "three")):
-    """Index ``root``; raises UserError when the folder is missing or holds no word folders."""
+def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
+    """Index ``root``; raises UserError when the folder is missing or holds no word folders.
+    ``split_dir``: where the lists of a folder without them go (None: such a folder keeps every
+    clip in training, as before)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; set data_loader.args.data_dir in the "
@@ -71,8 +136,14 @@ def scan_corpus(root, keywords=("one", "two", "three")):
     if not words:
         raise UserError(f"data folder {root} holds no word folders (<word>/*.wav); "
                         f"is it a corpus in Speech Commands layout?")
-    validation = _read_list(root / "validation_list.txt")
-    testing = _read_list(root / "testing_list.txt")
+    list_dir = root
+    if (split_dir is not None and not (root / "validation_list.txt").is_file()
+            and not (root / "testing_list.txt").is_file()):
+        rels = [f"{w}/{e.name}" for w in words for e in os.scandir(root / w) if e.name.endswith(".wav")]
+        _check_words(root, sorted({r.split("/", 1)[0] for r in rels}), keywords)  # before any list is written
+        list_dir = _write_hash_lists(root, rels, split_dir, keywords)
+    validation = _read_list(list_dir / "validation_list.txt")
+    testing = _read_list(list_dir / "testing_list.txt")
     clips = {s: [] for s in SPLITS}
     existing = set()
     for word in words:
@@ -83,8 +154,49 @@ def scan_corpus(root, keywords=("one", "two", "three")):
             existing.add(rel)
             split = "validation" if rel in validation else "test" if rel in testing else "train"
             clips[split].append((rel, label))
-    _check_listed(root / "validation_list.txt", validation, existing)
-    _check_listed(root / "testing_list.txt", testing, existing)
+    _check_listed(list_dir / "validation_list.txt", validation, existing)
+    _check_listed(list_dir / "testing_list.txt", testing, existing)
     noise_dir = root / NOISE_FOLDER
     noise = tuple(sorted(f"{NOISE_FOLDER}/{p.name}" for p in noise_dir.glob("*.wav"))) if noise_dir.is_dir() else ()
     return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)
+
+
+def check_words(corpus):
+    """``corpus`` if every keyword has clips and there is more than one word (what a training run
+    needs; ``scan_corpus`` itself indexes any folder), else a UserError."""
+    _check_words(corpus.root, sorted({rel.split("/", 1)[0] for rows in corpus.clips.values() for rel, _ in rows}),
+                 corpus.keywords)
+    return corpus
+
+
+def _check_words(root, words, keywords):
+    if len(words) < 2:
+        raise UserError(f"{root} holds {'one word folder (' + words[0] + ') only' if words else 'no clips'}; "
+                        f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
+    missing = [w for w in keywords if w not in words]
+    if missing:
+        raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/ of clips; the folders are "
+                        f"{', '.join(words)}")
+
+
+def speech_commands_task(corpus, silence_share=0.0, unknown_share=None, seed=0):
+    """The Speech Commands 12-class set-up on ``corpus``: in every split the unknown words
+    (class 0) sampled to ``unknown_share`` times the mean clips of a keyword (None: all of them,
+    seeded by ``seed``), and the number of silence clips, ``silence_share`` times that mean.
+    Returns (corpus, {split: silence clips}); a silence share without noise recordings is a UserError."""
+    if silence_share and not corpus.noise_files:
+        raise UserError(f"task.silence_share is {silence_share} but {corpus.root} has no {NOISE_FOLDER}/*.wav "
+                        f"to cut silence clips from; add the noise recordings or set silence_share: 0")
+    clips, silence = {}, {}
+    for index, split in enumerate(SPLITS):
+        rows = corpus.clips[split]
+        keyword_rows = [r for r in rows if r[1] != 0]
+        mean = len(keyword_rows) / max(len(corpus.keywords), 1)
+        unknown = [r for r in rows if r[1] == 0]
+        if unknown_share is not None:
+            n = min(len(unknown), int(round(unknown_share * mean)))
+            pick = np.random.default_rng([seed, index, 26]).permutation(len(unknown))[:n]
+            unknown = [unknown[i] for i in sorted(pick)]
+        clips[split] = sorted(keyword_rows + unknown)
+        silence[split] = int(round(silence_share * mean))
+    return Corpus(corpus.root, corpus.keywords, clips, corpus.noise_files), silence

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
-from data_loader.corpus import scan_corpus
+from data_loader.corpus import check_words, class_names, scan_corpus, speech_commands_task
 from data_loader.dataset import SplitData, load_split
 from data_loader.download import ensure_speech_commands
 from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
@@ -143,7 +143,9 @@ class SpeechCommandsDataLoader:
 
     def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
                  background_noise=None, augment=None, features=None, cache_dir="data/cache",
-                 download=None, seed=0, progress=True, normalize=True):
+                 download=None, seed=0, progress=True, normalize=True, task=None):
+        """``task``: the Speech Commands 12-class set-up (silence_share, unknown_share,
+        quiet_fraction; see corpus.speech_commands_task); None: the lab's classes."""
         self.data_dir = Path(data_dir)
         self.normalize = bool(normalize)
         if download and not self.data_dir.is_dir():
@@ -163,6 +165,11 @@ class SpeechCommandsDataLoader:
         self.seed = seed
         self.progress = progress
         self.shuffle = True  # the lab's KeywordDataLoader may turn it off
+        task = dict(task or {})
+        self.silence_share = float(task.get("silence_share", 0.0))
+        self.unknown_share = task.get("unknown_share")
+        self.quiet_fraction = float(task.get("quiet_fraction", 0.1)) if self.silence_share else 0.0
+        self.class_names = class_names(self.keywords, self.silence_share > 0)
         self._corpus = None
         self._splits = {}
         self._noise_bank = None
@@ -170,13 +177,22 @@ class SpeechCommandsDataLoader:
     @property
     def corpus(self):
         if self._corpus is None:
-            self._corpus = scan_corpus(self.data_dir, self.keywords)
+            corpus = check_words(scan_corpus(self.data_dir, self.keywords, split_dir=self.cache_dir))
+            if self.silence_share or self.unknown_share is not None:
+                corpus, silence = speech_commands_task(corpus, self.silence_share, self.unknown_share,
+                                                       self.noise_seed)
+                if self.silence_share:  # the noise clips are the silence class, so many of them
+                    self.noise_clips = silence
+            self._corpus = corpus
         return self._corpus
 
     def split(self, name):
         if name not in self._splits:
-            data, bank = load_split(self.corpus, name, self.features, self.noise_clips[name], self.noise_seed,
-                                    self.cache_dir, with_noise_bank=(name == "train"), progress=self.progress)
+            corpus = self.corpus  # first: a silence class sets noise_clips
+            silence = len(self.class_names) - 1 if self.silence_share else 0
+            data, bank = load_split(corpus, name, self.features, self.noise_clips[name], self.noise_seed,
+                                    self.cache_dir, with_noise_bank=(name == "train"), progress=self.progress,
+                                    noise_label=silence, quiet=self.quiet_fraction)
             if data.skipped:
                 print(f"{len(data.skipped)} unreadable audio file(s) skipped in the {name} split")
             self._splits[name] = data
@@ -259,6 +275,7 @@ class PrecomputedDataLoader:
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.shuffle, self.seed, self.progress = shuffle, seed, progress
         self.features = PrecomputedFeatures(frames, n_mfcc)
+        self.class_names = class_names(self.keywords)
         self.noise_clips = {"train": 0, "validation": 0, "test": 0}
         splits = load_ia_splits(self.data_dir / IA_FILE, len(self.keywords) + 1, frames, n_mfcc, validation_split)
         self._splits = {name: SplitData(x, y, [f"{IA_FILE}:{name}[{i}]" for i in range(len(y))], [])

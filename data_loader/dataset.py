@@ -91,9 +91,11 @@ def read_noise(root, noise_files, params):
     return waves
 
 
-def _noise_segments(root, noise_files, params, split, count, seed):
+def _noise_segments(root, noise_files, params, split, count, seed, quiet=0.0):
     """``count`` one-second noise clips spread evenly over the split's region of the recordings,
-    at a deterministic random level (log-uniform 0.05 .. 1), as class-0 examples."""
+    at a deterministic random level (log-uniform 0.05 .. 1), as class-0 (or silence) examples;
+    a ``quiet`` fraction of them (every 1/quiet-th) is digital silence, as in Speech Commands'
+    own silence class (zeros, with noise only where augmentation adds it)."""
     if count <= 0 or not noise_files:
         return [], []
     readable = read_noise(root, noise_files, params)
@@ -112,6 +114,8 @@ def _noise_segments(root, noise_files, params, split, count, seed):
             if len(clips) == count:
                 break
             gain = float(np.exp(rng.uniform(np.log(0.05), 0.0)))
+            if quiet and len(clips) % max(1, round(1 / quiet)) == 0:
+                gain = 0.0
             clips.append(wave[s:s + params.clip_samples] * gain)
             names.append(f"noise:{rel}@{s / params.sample_rate:.2f}")
     return clips, names
@@ -148,10 +152,12 @@ def mfcc_of(mel, params, batch_size=512):
 
 
 def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0,
-               cache_dir="data/cache", with_noise_bank=False, progress=True):
-    """Mel power of every clip of ``split`` (plus ``noise_clips`` background clips of class 0),
-    from the cache when it is current. Returns (SplitData, noise bank mel or None)."""
-    key = cache_key(corpus, split, params, [noise_clips, noise_seed], with_noise_bank)
+               cache_dir="data/cache", with_noise_bank=False, progress=True, noise_label=0, quiet=0.0):
+    """Mel power of every clip of ``split`` (plus ``noise_clips`` background clips of class
+    ``noise_label``, a ``quiet`` fraction of them silent), from the cache when it is current.
+    Returns (SplitData, noise bank mel or None)."""
+    noise_setting = [noise_clips, noise_seed] + ([noise_label, quiet] if noise_label else [])
+    key = cache_key(corpus, split, params, noise_setting, with_noise_bank)
     path = Path(cache_dir) / f"{split}-{key}.pt"
     if path.is_file():
         try:
@@ -175,9 +181,10 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
         waves.append(wave)
         keep_labels.append(label)
         names.append(rel)
-    noise, noise_names = _noise_segments(corpus.root, corpus.noise_files, params, split, noise_clips, noise_seed)
+    noise, noise_names = _noise_segments(corpus.root, corpus.noise_files, params, split, noise_clips, noise_seed,
+                                         quiet)
     waves += noise
-    keep_labels += [0] * len(noise)
+    keep_labels += [noise_label] * len(noise)
     names += noise_names
     if not waves:
         raise UserError(f"the {split} split of {corpus.root} is empty; check validation_list.txt / "

@@ -244,7 +244,15 @@ static int32_t kws_requant(int64_t v, int shift, int32_t lo, int32_t hi)
 """
 
 
-def _header(int_model):
+def _class_names_define(class_names):
+    """``KWS_CLASS_NAMES``: the name of every score, by index (for ``const char *names[] = ...``)."""
+    if not class_names:
+        return ""
+    quoted = ", ".join('"' + str(n).replace("\\", "\\\\").replace('"', '\\"') + '"' for n in class_names)
+    return f"#define KWS_CLASS_NAMES {{{quoted}}}\n"
+
+
+def _header(int_model, class_names=None):
     first, last = int_model.layers[0], int_model.layers[-1]
     c, h, w = first.input_shape
     lo, hi = code_limits(first.bits_inputs)
@@ -271,7 +279,7 @@ def _header(int_model):
 #define KWS_INPUT_MIN ({lo})
 #define KWS_INPUT_MAX {hi}
 #define KWS_SCORE_FL {last.fl_outputs}
-
+{_class_names_define(class_names)}
 typedef {_data_ctype(first.bits_inputs)} kws_input_t;
 
 int kws_infer(const kws_input_t *features, int32_t *scores);
@@ -317,11 +325,14 @@ int kws_infer(const kws_input_t *features, int32_t *scores)
     return "".join(parts)
 
 
-def export_c(int_model, outdir):
-    """Write model.h, model.c and main.c into ``outdir`` (atomically); returns their paths."""
+def export_c(int_model, outdir, class_names=None):
+    """Write model.h, model.c and main.c into ``outdir`` (atomically); returns their paths.
+    ``class_names`` (the checkpoint's, one per output) become ``KWS_CLASS_NAMES`` in model.h."""
     outdir = Path(outdir)
+    if class_names is not None and len(class_names) != int_model.layers[-1].output_shape[0]:
+        raise ValueError(f"{len(class_names)} class names for {int_model.layers[-1].output_shape[0]} outputs")
     files = {
-        "model.h": _header(int_model),
+        "model.h": _header(int_model, class_names),
         "model.c": _source(int_model),
         "main.c": (_TEMPLATES / "main.c").read_text(encoding="utf-8"),
     }

@@ -56,8 +56,16 @@ class Checkpoint:
     train_state_dict: dict = None  # with EMA: the trained weights resuming continues from
     ema_updates: int = None        # with EMA: updates averaged so far
     teachers: list = None          # ensemble distillation: the teachers' checkpoints
+    class_names: list = None       # every class by index, when not 'unknown' + keywords (a silence class)
     # not in the file: the solutions a restored model runs under (app.restore.restore_model)
     applied: dict = field(default=None, repr=False, metadata={"stored": False})
+
+    def names(self, keywords=()):
+        """The name of every class by index: the stored list, else 'unknown' and the keywords (the
+        checkpoint's, else ``keywords``)."""
+        if self.class_names:
+            return tuple(self.class_names)
+        return ("unknown",) + tuple(self.keywords or keywords)
 
     def to_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stored", True)
@@ -181,10 +189,15 @@ def validate_checkpoint(ckpt, path):
     keywords = ckpt.get("keywords")
     if keywords is not None:
         classes = args.get("num_classes", 4)
+        names = ckpt.get("class_names")
+        extra = 0 if names is None else len(names) - 1 - len(keywords)  # a silence class after them
         if (not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) and k for k in keywords)
-                or len(set(keywords)) != len(keywords) or len(keywords) != classes - 1):
+                or len(set(keywords)) != len(keywords) or len(keywords) != classes - 1 - extra):
             raise UserError(f"{where}: keywords must be {classes - 1} distinct words (num_classes - 1), "
                             f"found {keywords!r}")
+        if names is not None and (list(names[1:1 + len(keywords)]) != list(keywords) or len(names) != classes):
+            raise UserError(f"{where}: class_names must be the {classes} classes, the keywords from index 1, "
+                            f"found {names!r}")
     for key in ("epoch", "not_improved"):
         if key in ckpt and not (_number(ckpt[key], int) and ckpt[key] >= 0):
             raise UserError(f"{where}: {key} must be an integer >= 0, found {ckpt[key]!r}")
