@@ -202,6 +202,13 @@ def test_own_words_chain_follows_the_class_list(tmp_path):
     assert '#define KWS_CLASS_NAMES {"unknown", "yes", "no", "silence"}' in header
     assert "#define KWS_N_CLASSES 4" in header
     assert yaml.safe_load((bundle / "export.yml").read_text())["class_names"] == ["unknown", "yes", "no", "silence"]
+    # a checkpoint whose class list does not fit its keywords and outputs is refused, one line
+    ckpt["class_names"] = ["unknown", "no", "yes", "silence"]
+    forged = tmp_path / "forged.pth"
+    torch.save(ckpt, forged)
+    proc = run_script("test.py", "-r", forged, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: ")
+    assert "class_names must be the 4 classes, the keywords from index 1" in proc.stderr
 
 
 def test_lab_task_is_unchanged_by_the_task_settings(tmp_path):
@@ -225,10 +232,3 @@ def test_detector_never_fires_on_silence():
     settings = SimpleNamespace(smooth_windows=1, threshold=0.5, refractory_ms=0)
     found = find_detections(posteriors, np.arange(6) * 0.1, settings, ("unknown", "yes", "silence"))
     assert [(d.name, d.start_s) for d in found] == [("yes", 0.4)]
-    # a checkpoint whose class list does not fit its keywords and outputs is refused, one line
-    ckpt["class_names"] = ["unknown", "no", "yes", "silence"]
-    forged = tmp_path / "forged.pth"
-    torch.save(ckpt, forged)
-    proc = run_script("test.py", "-r", forged, check=False)
-    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: ")
-    assert "class_names must be the 4 classes, the keywords from index 1" in proc.stderr
