@@ -504,6 +504,14 @@ def _scheduler(path, value):
     return section(path, value)
 
 
+def _smooth_list(path, value):
+    if not (isinstance(value, list) and 1 <= len(value) <= 8 and all(
+            _is_number(v) and 0 <= v <= 10_000 for v in value)):
+        raise UserError(f"config {path} must be a list of 1 to 8 smoothing spans in ms (0 to 10000), "
+                        f"found {value!r}")
+    return [float(v) for v in value]
+
+
 TRAINER = Section({
     "epochs": _int(1), "save_dir": _string, "save_period": _int(1), "verbosity": _int(0, 2),
     "monitor": _monitor, "early_stop": _optional(_int(0)), "class_weights": _class_weights,
@@ -520,7 +528,14 @@ OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruni
                         "finetuning": FINETUNING},
                        aliases={"quantizer": "quantization", "pruner": "pruning"}, nullable=True)
 
+# the operating point calibrated after training (app.calibration): the threshold meeting
+# target_false_alarms_per_hour on the validation split's stream of stream_hours hours (null: none)
+DETECTOR = Section({"target_false_alarms_per_hour": _number(0, 1e6, low_open=True),
+                    "stream_hours": _number(0, 100, low_open=True), "seed": _int(0, 2**32 - 1),
+                    "smooth_ms": _smooth_list}, nullable=True)
+
 CONFIG = Section({
+    "detector": DETECTOR,
     "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
