@@ -4,6 +4,7 @@ from utils.torch_startup import import_torch_without_compiler
 import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
+from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, run_test, save_report
 from utils.cli import add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
@@ -59,7 +60,6 @@ def main():
 
 
 def stream_main(args):
-    from app.stream_test import format_stream_report, run_stream_test, save_stream_report
     print(f"Loading checkpoint: {args.resume} ...")
     result = run_stream_test(args.resume, args.quantization, args.pruning, not args.no_stored,
                              recording=args.stream or None, labels=args.labels, data_dir=args.data_dir,

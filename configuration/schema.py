@@ -535,12 +535,11 @@ DETECTOR = Section({"target_false_alarms_per_hour": _number(0, 1e6, low_open=Tru
                     "smooth_ms": _smooth_list}, nullable=True)
 
 CONFIG = Section({
-    "detector": DETECTOR,
     "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
     "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
-    "optimization": OPTIMIZATION,
+    "optimization": OPTIMIZATION, "detector": DETECTOR,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
 

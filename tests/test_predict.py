@@ -255,3 +255,21 @@ def test_a_long_recording_is_scanned_at_the_checkpoints_calibrated_threshold(tra
     head = run("predict.py", "-r", trained_ckpt, recording[0]).stdout.strip().splitlines()[0]
     assert head.endswith(f"at threshold {stored['threshold']:g} (calibrated for "
                          f"{stored['target_false_alarms_per_hour']:g} false alarm(s)/h on the validation stream)"), head
+
+
+def test_the_frame_wise_scan_equals_the_per_window_scan_on_the_test_stream(trained_ckpt, corpus_dir):
+    """data_loader.frame_features computes each frame once; its windows' posteriors and
+    detections must be those of the per-window scan (app.detection.scan_stream) on a built stream."""
+    from app.detection import scan_frames, scan_stream
+    from app.stream_test import split_stream
+    from data_loader.stream import render_blocks
+    classifier = KeywordClassifier.from_checkpoint(trained_ckpt)
+    plan = split_stream(classifier, classifier.ckpt, corpus_dir, "test", 0.01, 0)
+    settings = DetectorSettings(threshold=0.3)
+    frames = scan_frames(classifier, render_blocks(plan), settings)
+    windows_ = scan_stream(classifier, render_blocks(plan), settings)
+    assert len(frames.starts_s) == len(windows_.starts_s) > 3000
+    np.testing.assert_array_equal(frames.starts_s, windows_.starts_s)
+    assert np.abs(frames.posteriors - windows_.posteriors).max() < 1e-5
+    assert len(frames.detections) >= 20
+    assert [(d.start_s, d.name) for d in frames.detections] == [(d.start_s, d.name) for d in windows_.detections]
