@@ -11,14 +11,16 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from app.detection import DetectorSettings, KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
 from app.restore import data_for_checkpoint
 from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
+from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
 from data_loader.stream import describe_plan, plan_stream, render_blocks
 from model.detector import detections_of_smoothed, smooth_posteriors
-from model.stream_metric import THRESHOLDS, match, operating_point, sweep, tolerance_text
+from model.stream_metric import THRESHOLDS, match, misses_at, operating_point, sweep, tolerance_text
 from utils import atomic
 from utils.errors import UserError
 
@@ -229,3 +231,45 @@ def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_
     det_png(result, png)
     atomic.write_yaml(stem.with_suffix(".yml"), data)
     return stem.with_suffix(".yml")
+
+
+STREAM_METRIC = "stream_recall_at_target"   # the searches' name for 1 - misses at the target rate
+
+
+class StreamValidation:
+    """The searches' streaming measure: on the validation split's stream (the hours and seed of
+    the checkpoint's ``detector`` config), the share of keywords found at the best threshold
+    that meets the target false-alarm rate (0 when none does). The stream's features are
+    computed once; each candidate model costs one forward pass over its windows."""
+
+    def __init__(self, classifier, data_dir=None):
+        ckpt = classifier.ckpt
+        config = ckpt.config.get("detector") or {}
+        stored = ckpt.detector or {}
+        self.target = float(stored.get("target_false_alarms_per_hour",
+                                       config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
+        self.settings, _ = stored_settings(ckpt)
+        plan = split_stream(classifier, ckpt, data_dir, "validation",
+                            float(config.get("stream_hours", DEFAULT_HOURS)), int(config.get("seed", 0)))
+        hop = max(1, int(round(self.settings.hop_ms * classifier.sample_rate / 1000.0)))
+        scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
+        feats, starts = [], []
+        runs = segments(render_blocks(plan), classifier.params.clip_samples, hop)
+        for first, n, samples in runs:
+            feats.append(scanner.features(samples, n))
+            starts.append((first + np.arange(n)) * hop)
+        self.features = torch.cat(feats)
+        self.starts_s = np.concatenate(starts) / classifier.sample_rate
+        self.labels, self.hours = plan.labels, plan.background_s / 3600.0
+        self.class_names = classifier.class_names
+        self.describe = (f"{STREAM_METRIC}: keywords found at <= {self.target:g} false alarm(s)/h on the "
+                         f"validation stream ({plan.duration_s / 3600:.2f} h, {plan.keywords} keywords)")
+
+    def __call__(self, model):
+        model.eval()
+        with torch.no_grad():
+            posteriors = torch.cat([model(self.features[i:i + MODEL_BATCH]).exp()
+                                    for i in range(0, len(self.features), MODEL_BATCH)]).double().numpy()
+        scores = sweep(posteriors, self.starts_s, self.settings, self.class_names, self.labels, self.hours,
+                       THRESHOLDS, (SILENCE,))
+        return 1.0 - misses_at(scores, self.target)

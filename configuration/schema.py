@@ -223,7 +223,7 @@ def _did_you_mean(key, known, path=""):
 
 MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
 MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
-SEARCH_METRICS = ("top1", "balanced_accuracy")
+SEARCH_METRICS = ("top1", "balanced_accuracy", "stream_recall_at_target")  # the last: app.stream_test
 QUANTIZATION_DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
                          "bits_accumulator": "auto", "metric": "top1"}
 PRUNING_DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "top1"}

@@ -152,3 +152,23 @@ def test_a_config_target_at_or_below_zero_is_refused():
         DETECTOR("detector", {"target_false_alarms_per_hour": 0})
     assert DETECTOR("detector", {"target_false_alarms_per_hour": 2})["target_false_alarms_per_hour"] == 2
     assert DetectorSettings().threshold == 0.5
+
+
+def test_quantize_searches_on_the_streaming_measure(trained, tmp_path):
+    """optimization.quantization.metric: stream_recall_at_target decides on the validation
+    stream: the baseline it prints is the float model's share of keywords found at the target."""
+    from app.detection import KeywordClassifier
+    from app.stream_test import StreamValidation
+    run_dir, _ = trained
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    config["optimization"]["quantization"].update(metric="stream_recall_at_target", schedule=[16, 8])
+    config["detector"]["stream_hours"] = 0.01
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(config))
+    proc = run("quantize.py", "-r", run_dir / "model_best.pth", "-c", tmp_path / "c.yml", "-o", tmp_path)
+    m = re.search(r"Decision metric: stream_recall_at_target, floor (-?[\d.]+) \(baseline ([\d.]+)\)", proc.stdout)
+    assert m, proc.stdout
+    classifier = KeywordClassifier.from_checkpoint(run_dir / "model_best.pth")
+    measure = StreamValidation(classifier)
+    assert float(m.group(2)) == pytest.approx(measure(classifier.model), abs=1e-5)
+    assert float(m.group(1)) == pytest.approx(float(m.group(2)) - 0.05, abs=1e-5)   # the config's margin, 5 points
+    assert (tmp_path / "quantization.yml").is_file()
