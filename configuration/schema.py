@@ -223,7 +223,7 @@ def _did_you_mean(key, known, path=""):
 
 MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
 MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
-SEARCH_METRICS = ("top1", "balanced_accuracy")
+SEARCH_METRICS = ("top1", "balanced_accuracy", "stream_recall_at_target")  # the last: app.stream_test
 QUANTIZATION_DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
                          "bits_accumulator": "auto", "metric": "top1"}
 PRUNING_DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
@@ -504,6 +504,14 @@ def _scheduler(path, value):
     return section(path, value)
 
 
+def _smooth_list(path, value):
+    if not (isinstance(value, list) and 1 <= len(value) <= 8 and all(
+            _is_number(v) and 0 <= v <= 10_000 for v in value)):
+        raise UserError(f"config {path} must be a list of 1 to 8 smoothing spans in ms (0 to 10000), "
+                        f"found {value!r}")
+    return [float(v) for v in value]
+
+
 TRAINER = Section({
     "epochs": _int(1), "save_dir": _string, "save_period": _int(1), "verbosity": _int(0, 2),
     "monitor": _monitor, "early_stop": _optional(_int(0)), "class_weights": _class_weights,
@@ -520,12 +528,18 @@ OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruni
                         "finetuning": FINETUNING},
                        aliases={"quantizer": "quantization", "pruner": "pruning"}, nullable=True)
 
+# the operating point calibrated after training (app.calibration): the threshold meeting
+# target_false_alarms_per_hour on the validation split's stream of stream_hours hours (null: none)
+DETECTOR = Section({"target_false_alarms_per_hour": _number(0, 1e6, low_open=True),
+                    "stream_hours": _number(0, 100, low_open=True), "seed": _int(0, 2**32 - 1),
+                    "smooth_ms": _smooth_list}, nullable=True)
+
 CONFIG = Section({
     "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
     "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
-    "optimization": OPTIMIZATION,
+    "optimization": OPTIMIZATION, "detector": DETECTOR,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
 

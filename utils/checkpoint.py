@@ -57,6 +57,7 @@ class Checkpoint:
     ema_updates: int = None        # with EMA: updates averaged so far
     teachers: list = None          # ensemble distillation: the teachers' checkpoints
     class_names: list = None       # every class by index, when not 'unknown' + keywords (a silence class)
+    detector: dict = None          # the operating point calibrated on the validation stream (app.calibration)
     # not in the file: the solutions a restored model runs under (app.restore.restore_model)
     applied: dict = field(default=None, repr=False, metadata={"stored": False})
 
@@ -204,9 +205,26 @@ def validate_checkpoint(ckpt, path):
     if "monitor_best" in ckpt and not (_number(ckpt["monitor_best"], float)
                                        or ckpt["monitor_best"] in (math.inf, -math.inf)):
         raise UserError(f"{where}: monitor_best must be a number, found {ckpt['monitor_best']!r}")
+    if ckpt.get("detector") is not None:
+        _check_detector(ckpt["detector"], where)
     if ckpt.get("rng_state") is not None and not (isinstance(ckpt["rng_state"], torch.Tensor)
                                                   and ckpt["rng_state"].dtype == torch.uint8):
         raise UserError(f"{where}: rng_state must be a byte tensor")
+
+
+DETECTOR_FIELDS = {"threshold": (0.0, 1.0), "smooth_ms": (0.0, 10_000.0),
+                   "target_false_alarms_per_hour": (0.0, 1e6)}
+
+
+def _check_detector(detector, where):
+    """The calibrated operating point: a mapping whose numbers lie in their ranges (other keys, the
+    calibration's own figures, are kept as they are)."""
+    if not isinstance(detector, dict):
+        raise UserError(f"{where}: detector must be a mapping, found {type(detector).__name__}")
+    for key, (lo, hi) in DETECTOR_FIELDS.items():
+        value = detector.get(key)
+        if not (_number(value, float) and lo <= value <= hi) or (key != "smooth_ms" and value <= lo):
+            raise UserError(f"{where}: detector.{key} must be a number in ({lo:g}, {hi:g}], found {value!r}")
 
 
 def safe_name(name):
