@@ -518,8 +518,8 @@ def _data_loader(path, value):
     if not isinstance(value, dict):
         raise UserError(f"config {path} must be a mapping with type and args, found {type(value).__name__}")
     kind = value.get("type")
-    if kind not in LOADERS:
-        raise UserError(f"config {path}.type must be one of {', '.join(LOADERS)}, found {kind!r}"
+    if not isinstance(kind, str) or kind not in LOADERS:
+        raise UserError(f"config {path}.type must be one of {', '.join(LOADERS)}, found {_shown(kind)}"
                         f"{_did_you_mean(str(kind), list(LOADERS)) if isinstance(kind, str) else ''}")
     return Section({"type": lambda p, v: v, "args": LOADERS[kind]}, required=("type", "args"))(path, value)
 
