@@ -317,3 +317,50 @@ def test_a_checkpoints_tensors_and_solutions_are_checked(changes, message):
 
 def test_the_minimal_checkpoint_is_valid():
     validate_checkpoint(_minimal(), "p.pth")
+
+
+def test_a_corpus_of_fifos_links_and_odd_names_is_read_with_those_clips_skipped_and_counted(tmp_path, caplog):
+    """A FIFO clip or noise file would block the reader forever; a link loop, a dangling link and a
+    FIFO are skipped clips (the "skipped, counted" warning), a clip whose name is not UTF-8 is read,
+    and no message is a logging error."""
+    import logging
+    import signal
+
+    from data_loader.corpus import scan_corpus
+    from data_loader.dataset import load_split
+    from data_loader.features import FeatureParams
+
+    root = tmp_path / "c"
+    rng = np.random.default_rng(0)
+    for word in ("one", "two", "cat"):
+        (root / word).mkdir(parents=True)
+        for i in range(3):
+            sf.write(str(root / word / f"s{i}_nohash_0.wav"),
+                     (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000, subtype="PCM_16")
+    (root / "validation_list.txt").write_text("one/s0_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("two/s1_nohash_0.wav\n")
+    os.mkfifo(root / "cat" / "fifo_nohash_0.wav")
+    (root / "cat" / "loop_nohash_0.wav").symlink_to(root / "cat" / "loop_nohash_0.wav")
+    (root / "cat" / "dangling_nohash_0.wav").symlink_to(root / "cat" / "gone.wav")
+    odd = os.fsdecode(b"caf\xe9_nohash_0.wav")
+    (root / "cat" / "s2_nohash_0.wav").rename(root / "cat" / odd)
+    (root / "_background_noise_").mkdir()
+    os.mkfifo(root / "_background_noise_" / "pipe.wav")
+
+    def hung(signum, frame):
+        raise AssertionError("reading the corpus blocked")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        with caplog.at_level(logging.WARNING):
+            corpus = scan_corpus(root)
+            data, _ = load_split(corpus, "train", FeatureParams(), noise_clips=2, cache_dir=tmp_path / "cache",
+                                 progress=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sorted(data.skipped) == ["cat/dangling_nohash_0.wav", "cat/fifo_nohash_0.wav", "cat/loop_nohash_0.wav"]
+    assert f"cat/{odd}" in data.names and len(data) == 7     # 3 + 2 + 2 train clips; the noise FIFO gives none
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("not a regular file" in m for m in messages) == 2 and all(m.isprintable() for m in messages)
