@@ -310,7 +310,11 @@ def _minimal(**changes):
     ({"solutions": "layers: {}"}, "solutions must map quantization / pruning to YAML text, found str"),
     ({"solutions": ["x"]}, "solutions must map quantization / pruning to YAML text, found list"),
     ({"solutions": {"quantization": 7}}, "solutions must map quantization / pruning to YAML text, found dict"),
-], ids=["sparse-tensor", "weights-3e38", "solutions-string", "solutions-list", "solutions-int-value"])
+    ({"class_names": 0}, "class_names must be a list of at most 1000 words, found int"),
+    ({"keywords": 5}, "keywords must be a list of at most 1000 words, found int"),
+    ({"keywords": ["one"], "arch_args": {"num_classes": "4"}}, "arch_args.num_classes must be an integer from 2"),
+], ids=["sparse-tensor", "weights-3e38", "solutions-string", "solutions-list", "solutions-int-value",
+        "class-names-int", "keywords-int", "num-classes-string"])
 def test_a_checkpoints_tensors_and_solutions_are_checked(changes, message):
     assert message in one_line_error(lambda: validate_checkpoint(_minimal(**changes), "p.pth"))
 

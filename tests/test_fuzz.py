@@ -11,13 +11,16 @@ import os
 import tempfile
 from types import SimpleNamespace
 
+import torch
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
+from configuration.schema import validate_stored_loader
 from parse_config import ConfigParser
 from utils import yaml_reader
+from utils.checkpoint import validate_checkpoint
 from utils.errors import UserError
 
 BASE = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
@@ -98,3 +101,45 @@ def test_hostile_yaml_shapes_load_or_fail_in_one_line(snippets, where):
     cut = len(base) * where // 3
     text = "".join(base[:cut]) + "".join(snippets) + "".join(base[cut:])
     _load(text)
+
+
+def _one_line_or_none(call):
+    try:
+        call()
+        event("accepted")
+    except UserError as e:
+        event("refused")
+        assert "\n" not in str(e) and str(e).isprintable(), str(e)
+
+
+LOADER_ARGS = BASE["data_loader"]["args"]
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(sorted(_paths(LOADER_ARGS), key=repr)), VALUES), min_size=1, max_size=3))
+def test_a_checkpoints_mutated_loader_args_pass_or_fail_in_one_line(changes):
+    args = copy.deepcopy(LOADER_ARGS)
+    for path, value in changes:
+        node = args
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                break
+            node = node[key]
+        else:
+            node[path[-1]] = value
+    _one_line_or_none(lambda: validate_stored_loader("SpeechCommandsDataLoader", args, "the checkpoint"))
+
+
+CHECKPOINT_FIELDS = ("arch", "arch_args", "state_dict", "config", "features", "normalization", "epoch",
+                     "not_improved", "monitor_best", "keywords", "class_names", "solutions", "rng_state")
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(CHECKPOINT_FIELDS), VALUES), min_size=1, max_size=3))
+def test_a_checkpoints_mutated_fields_pass_or_fail_in_one_line(changes):
+    ckpt = {"arch": "KeywordLeNet5Clone", "arch_args": {"num_classes": 4}, "state_dict": {"w": torch.zeros(2)},
+            "config": copy.deepcopy(BASE), "features": dict(LOADER_ARGS.get("features") or {}),
+            "normalization": {"mean": torch.zeros(13), "std": torch.ones(13)}, "keywords": ["one", "two", "three"]}
+    for key, value in changes:
+        ckpt[key] = value
+    _one_line_or_none(lambda: validate_checkpoint(ckpt, "forged.pth"))

@@ -225,10 +225,17 @@ def validate_checkpoint(ckpt, path):
         raise UserError(f"{where}: config.data_loader.args must be a mapping")
     n_mfcc = _check_features(ckpt["features"], where)
     _check_normalization(ckpt["normalization"], n_mfcc, where)
-    keywords = ckpt.get("keywords")
+    keywords, names = ckpt.get("keywords"), ckpt.get("class_names")
+    for key, value in (("keywords", keywords), ("class_names", names)):
+        if value is not None and (not isinstance(value, (list, tuple)) or len(value) > MAX_CLASSES
+                                  or not all(isinstance(k, str) and k for k in value)):
+            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} words, found "
+                            f"{type(value).__name__}")
     if keywords is not None:
         classes = args.get("num_classes", 4)
-        names = ckpt.get("class_names")
+        if not (_number(classes, int) and 2 <= classes <= MAX_CLASSES):
+            raise UserError(f"{where}: arch_args.num_classes must be an integer from 2 to {MAX_CLASSES}, "
+                            f"found {classes!r}")
         extra = 0 if names is None else len(names) - 1 - len(keywords)  # a silence class after them
         if (not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) and k for k in keywords)
                 or len(set(keywords)) != len(keywords) or len(keywords) != classes - 1 - extra):
