@@ -17,6 +17,9 @@ import numpy as np
 from utils.errors import UserError
 
 
+MAX_SPAN_MS = 60_000.0   # --smooth-ms / --refractory-ms: a minute (the smoothing buffer grows with it)
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     hop_ms: float = 100.0
@@ -32,12 +35,13 @@ class DetectorSettings:
         if not 0 < self.hop_ms <= clip_ms:
             raise UserError(f"--hop-ms must be above 0 and at most the window length "
                             f"({clip_ms:g} ms), got {self.hop_ms:g}")
-        if self.smooth_ms < 0:
-            raise UserError(f"--smooth-ms must be >= 0 (0 = no smoothing), got {self.smooth_ms:g}")
+        if not 0 <= self.smooth_ms <= MAX_SPAN_MS:
+            raise UserError(f"--smooth-ms must be >= 0 (0 = no smoothing) and at most {MAX_SPAN_MS:g}, "
+                            f"got {self.smooth_ms:g}")
         if not 0 < self.threshold <= 1:
             raise UserError(f"--threshold is a probability in (0, 1], got {self.threshold:g}")
-        if self.refractory_ms < 0:
-            raise UserError(f"--refractory-ms must be >= 0, got {self.refractory_ms:g}")
+        if not 0 <= self.refractory_ms <= MAX_SPAN_MS:
+            raise UserError(f"--refractory-ms must be >= 0 and at most {MAX_SPAN_MS:g}, got {self.refractory_ms:g}")
 
     @property
     def smooth_windows(self):
