@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.detection import DetectorSettings, KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
+from app.detection import KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
 from app.restore import data_for_checkpoint
 from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
