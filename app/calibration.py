@@ -58,10 +58,20 @@ def calibrate(checkpoint, settings, data_dir=None):
 
 def describe(detector):
     met = "" if detector["met"] else f" (target {detector['target_false_alarms_per_hour']:g}/h not met)"
-    return (f"operating point: threshold {detector['threshold']:g}, smoothing {detector['smooth_ms']:g} ms; "
+    line = (f"operating point: threshold {detector['threshold']:g}, smoothing {detector['smooth_ms']:g} ms; "
             f"validation stream ({detector['stream_hours']:.2f} h, {detector['validation_keywords']} keywords): "
             f"misses {100 * detector['validation_miss_rate']:.1f}% at "
             f"{detector['validation_false_alarms_per_hour']:.1f} false alarms/h{met}")
+    return line
+
+
+def deaf_warning(detector):
+    """The warning for an operating point that finds no validation keyword (None otherwise)."""
+    if detector["validation_miss_rate"] < 1.0:
+        return None
+    return ("at this operating point the detector finds none of the validation stream's keywords, so "
+            "predict.py will hardly ever fire; raise detector.target_false_alarms_per_hour (or give "
+            "predict.py --threshold) if you need detections")
 
 
 def calibrate_checkpoint(path, settings, data_dir=None):

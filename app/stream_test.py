@@ -20,7 +20,8 @@ from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
 from data_loader.stream import describe_plan, plan_stream, render_blocks
 from model.detector import detections_of_smoothed, smooth_posteriors
-from model.stream_metric import THRESHOLDS, StreamScore, match, misses_at, operating_point, sweep, tolerance_text
+from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, match, misses_at, operating_point,
+                                 recall_over_rates, sweep, tolerance_text)
 from utils import atomic
 from utils.errors import UserError
 
@@ -235,42 +236,62 @@ def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_
 
 
 STREAM_METRIC = "stream_recall_at_target"   # the searches' name for 1 - misses at the target rate
+STREAM_MEAN_METRIC = "stream_mean_recall"   # recall averaged over 1..50 times the target rate
+STREAM_METRICS = (STREAM_METRIC, STREAM_MEAN_METRIC)
 
 
 class StreamValidation:
-    """The searches' streaming measure: on the validation split's stream (the hours and seed of
-    the checkpoint's ``detector`` config), the share of keywords found at the best threshold
-    that meets the target false-alarm rate (0 when none does). The stream's features are
-    computed once; each candidate model costs one forward pass over its windows."""
+    """The streaming measures of a model on the validation split's stream: the share of keywords
+    found at the best threshold that meets the target false-alarm rate (0 when none does), and
+    that share averaged over 1..50 times the target (model.stream_metric.recall_over_rates). The
+    stream's features are computed once; each model costs one forward pass over its windows."""
 
-    def __init__(self, classifier, data_dir=None):
-        ckpt = classifier.ckpt
-        config = ckpt.config.get("detector") or {}
-        stored = ckpt.detector or {}
-        self.target = float(stored.get("target_false_alarms_per_hour",
-                                       config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
-        self.settings, _ = stored_settings(ckpt)
-        plan = split_stream(classifier, ckpt, data_dir, "validation",
-                            float(config.get("stream_hours", DEFAULT_HOURS)), int(config.get("seed", 0)))
-        hop = self.settings.hop_samples(classifier.sample_rate)
-        scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
+    def __init__(self, corpus, params, mean, std, class_names, settings, target, hours=DEFAULT_HOURS, seed=0):
+        self.target, self.settings = float(target), settings
+        plan = plan_stream(corpus, "validation", params.sample_rate, hours, seed)
+        hop = settings.hop_samples(params.sample_rate)
+        scanner = FrameScanner(params, mean, std, hop)
         feats, starts = [], []
-        runs = segments(render_blocks(plan), classifier.params.clip_samples, hop)
-        for first, n, samples in runs:
+        for first, n, samples in segments(render_blocks(plan), params.clip_samples, hop):
             feats.append(scanner.features(samples, n))
             starts.append((first + np.arange(n)) * hop)
         self.features = torch.cat(feats)
-        self.starts_s = np.concatenate(starts) / classifier.sample_rate
+        self.starts_s = np.concatenate(starts) / params.sample_rate
         self.labels, self.hours = plan.labels, plan.background_s / 3600.0
-        self.class_names = classifier.class_names
+        self.class_names = class_names
         self.describe = (f"{STREAM_METRIC}: keywords found at <= {self.target:g} false alarm(s)/h on the "
-                         f"validation stream ({plan.duration_s / 3600:.2f} h, {plan.keywords} keywords)")
+                         f"validation stream ({plan.duration_s / 3600:.2f} h, {plan.keywords} keywords); "
+                         f"{STREAM_MEAN_METRIC}: the same averaged over {RATE_FACTORS[0]}-{RATE_FACTORS[-1]} "
+                         f"times that rate")
+
+    @classmethod
+    def of_checkpoint(cls, classifier, data_dir=None):
+        """The measures for a checkpoint's model: the hours and seed of its ``detector`` config,
+        its target and calibrated smoothing."""
+        ckpt = classifier.ckpt
+        config = ckpt.config.get("detector") or {}
+        stored = ckpt.detector or {}
+        target = float(stored.get("target_false_alarms_per_hour",
+                                  config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
+        settings, _ = stored_settings(ckpt)
+        data = data_for_checkpoint(ckpt, data_dir, progress=False)
+        corpus = getattr(data, "corpus", None)
+        if corpus is None:
+            raise UserError("the streaming measures need a corpus of audio clips; this checkpoint's data loader "
+                            "holds features only: give --data-dir with a corpus")
+        return cls(corpus, classifier.params, classifier.transform.mean, classifier.transform.std,
+                   classifier.class_names, settings, target, float(config.get("stream_hours", DEFAULT_HOURS)),
+                   int(config.get("seed", 0)))
 
     def __call__(self, model):
+        """{STREAM_METRIC: ..., STREAM_MEAN_METRIC: ...} of ``model``."""
+        was_training = model.training
         model.eval()
         with torch.no_grad():
             posteriors = torch.cat([model(self.features[i:i + MODEL_BATCH]).exp()
                                     for i in range(0, len(self.features), MODEL_BATCH)]).double().numpy()
+        model.train(was_training)
         scores = sweep(posteriors, self.starts_s, self.settings, self.class_names, self.labels, self.hours,
                        THRESHOLDS, (SILENCE,))
-        return 1.0 - misses_at(scores, self.target)
+        return {STREAM_METRIC: 1.0 - misses_at(scores, self.target),
+                STREAM_MEAN_METRIC: recall_over_rates(scores, self.target)}

@@ -19,7 +19,9 @@ from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, f
 from trainer.optimizers import OPTIMIZERS
 from trainer.trainer import Distillation, Ensemble, Trainer
 from utils.checkpoint import load_checkpoint
-from app.calibration import calibrate_checkpoint, detector_config
+from app.calibration import calibrate_checkpoint, deaf_warning, detector_config
+from app.stream_test import STREAM_METRICS, StreamValidation
+from model.detector import DetectorSettings
 from app.calibration import describe as describe_detector
 from utils.errors import UserError
 from app.restore import apply_solutions, normalization_of, stored_solutions
@@ -181,7 +183,8 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     trainer = Trainer(model, criterion, metrics, optimizer, config=config, device=device,
                       data_loader=train_loader, valid_data_loader=valid_loader, lr_scheduler=lr_scheduler,
                       checkpoint_extra=extra, progress=progress, distributed=distributed,
-                      ema_decay=_ema_decay(config), distillation=distillation, num_classes=num_classes)
+                      ema_decay=_ema_decay(config), distillation=distillation, num_classes=num_classes,
+                      stream_validation=_stream_validation(config, data, mean, std, logger))
     trainer.checkpoint_dir = checkpoint_dir
     if trainer.is_writer:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +199,24 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     return log
 
 
+def _stream_validation(config, data, mean, std, logger):
+    """The validation stream's measures for every epoch when ``trainer.monitor`` names one
+    (``val_stream_recall_at_target`` or ``val_stream_mean_recall``); None otherwise."""
+    monitor = str(config["trainer"].get("monitor", "off")).split()
+    if len(monitor) != 2 or monitor[1].removeprefix("val_") not in STREAM_METRICS:
+        return None
+    corpus = getattr(data, "corpus", None)
+    if corpus is None:
+        raise UserError(f"trainer.monitor {monitor[1]} needs a corpus of audio clips to build the validation "
+                        f"stream from; this data loader holds features only: monitor val_balanced_accuracy")
+    settings = detector_config(config) or detector_config({"detector": {}})
+    measure = StreamValidation(corpus, data.features, mean, std, tuple(data.class_names), DetectorSettings(),
+                               settings["target_false_alarms_per_hour"], settings["stream_hours"],
+                               settings["seed"])
+    logger.info(f"monitor: {measure.describe}")
+    return measure
+
+
 def _calibrate_best(config, data, best, logger):
     """The operating point of model_best.pth on the validation stream, written into it."""
     settings = detector_config(config)
@@ -203,7 +224,10 @@ def _calibrate_best(config, data, best, logger):
         return
     logger.info(f"Calibrating the detector on the validation stream ({settings['stream_hours']:g} h of "
                 f"non-keyword audio, target {settings['target_false_alarms_per_hour']:g} false alarm(s)/h) ...")
-    logger.info(describe_detector(calibrate_checkpoint(best, settings, data.data_dir)))
+    detector = calibrate_checkpoint(best, settings, data.data_dir)
+    logger.info(describe_detector(detector))
+    if deaf_warning(detector):
+        logger.warning(deaf_warning(detector))
 
 
 def run_summary(run, log_dir, best_epoch, best_log, finetuned):

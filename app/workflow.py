@@ -28,7 +28,7 @@ from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 from app.testing import run_test
 from app.detection import KeywordClassifier
-from app.stream_test import STREAM_METRIC, StreamValidation
+from app.stream_test import STREAM_METRICS, StreamValidation
 from utils.checkpoint import load_checkpoint
 
 
@@ -39,7 +39,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     """(model, checkpoint dict, evaluate(model) -> dict of validation metrics, validation inputs);
     with ``stream`` the metrics include the streaming measure (app.stream_test.StreamValidation)."""
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
-    on_stream = StreamValidation(KeywordClassifier(model, ckpt), data_dir) if stream else None
+    on_stream = StreamValidation.of_checkpoint(KeywordClassifier(model, ckpt), data_dir) if stream else None
     if on_stream is not None:
         print(on_stream.describe)
     data = data_for_checkpoint(ckpt, data_dir)
@@ -54,7 +54,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
         result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes)
         out = {k: result[k] for k in SCORES}
         if on_stream is not None:
-            out[STREAM_METRIC] = on_stream(m)
+            out.update(on_stream(m))
         return out
     return model, ckpt, scores, loader.inputs
 
@@ -132,7 +132,7 @@ def _float_baseline(checkpoint, metric, evaluate_scores):
 def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
     output = output_path(checkpoint, output, "quantization.yml", (pruning, config_path))
     settings = optimization_section(load_checkpoint(checkpoint), "quantization", config_path)
-    stream = parse_quantization_config(settings).metric == STREAM_METRIC
+    stream = parse_quantization_config(settings).metric in STREAM_METRICS
     model, ckpt, scores, inputs = validation_setup(checkpoint, pruning=pruning, use_stored=False, stream=stream)
     baseline = None
     if pruning:  # the margin counts from the float model before pruning: the combination is checked
@@ -149,7 +149,7 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
     output = output_path(checkpoint, output, "pruning.yml", (quantization, config_path))
     settings = optimization_section(load_checkpoint(checkpoint), "pruning", config_path)
-    stream = parse_pruning_config(settings).metric == STREAM_METRIC
+    stream = parse_pruning_config(settings).metric in STREAM_METRICS
     model, ckpt, scores, _ = validation_setup(checkpoint, quantization=quantization, use_stored=False,
                                               stream=stream)
     combined_floor = None

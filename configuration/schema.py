@@ -166,7 +166,8 @@ def _split_fraction(path, value):
 
 
 MONITOR_METRICS = ("val_loss", "val_top1", "val_balanced_accuracy", "val_false_alarm_rate",
-                   "val_min_keyword_recall", "loss", "top1")
+                   "val_min_keyword_recall", "loss", "top1",
+                   "val_stream_recall_at_target", "val_stream_mean_recall")   # the last two: the validation stream
 # what `metrics:` may list (every one is computed and logged anyway)
 METRIC_NAMES = tuple(model_metric.METRICS)
 
@@ -262,7 +263,7 @@ def _did_you_mean(key, known, path=""):
 
 MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
 MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
-SEARCH_METRICS = ("top1", "balanced_accuracy", "stream_recall_at_target")  # the last: app.stream_test
+SEARCH_METRICS = ("top1", "balanced_accuracy", "stream_recall_at_target", "stream_mean_recall")  # the last two: app.stream_test
 QUANTIZATION_DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
                          "bits_accumulator": "auto", "metric": "top1"}
 PRUNING_DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
@@ -464,7 +465,7 @@ MAX_MASKS = 1_000
 
 AUGMENT = Section({
     "enabled": _bool, "time_shift_ms": _capped(_number(0), MAX_MS), "noise_prob": _number(0, 1),
-    "snr_db": _pair(-200, 200), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
+    "snr_db": _pair(-200, 200), "snr_reference": _choice("window", "speech"), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
     "stretch": _number(0, 1, high_open=True),
     "spec_time_masks": _capped(_int(0), MAX_MASKS), "spec_time_width": _capped(_int(0), MAX_MASKS),
     "spec_freq_masks": _capped(_int(0), MAX_MASKS), "spec_freq_width": _capped(_int(0), MAX_MASKS),
@@ -593,7 +594,7 @@ DISTILLATION = Section({"enabled": _bool, "temperature": _capped(_number(0, low_
                         "alpha": _number(0, 1),
                         "teacher": _optional(_string)}, nullable=True)
 FINETUNING = Section({"epochs": _capped(_int(1), MAX_EPOCHS), "lr_factor": _capped(_number(0, low_open=True), 1e3),
-                      "distillation": DISTILLATION},
+                      "distillation": DISTILLATION, "monitor": _monitor},
                      nullable=True)
 OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruning_section,
                         "finetuning": FINETUNING},

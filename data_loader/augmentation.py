@@ -21,6 +21,7 @@ class AugmentParams:
     time_shift_ms: float = 100.0     # shift uniformly in [-time_shift_ms, +time_shift_ms]
     noise_prob: float = 0.8          # chance that a clip gets background noise
     snr_db: tuple = (0.0, 20.0)      # SNR range, uniform in dB
+    snr_reference: str = "window"    # signal power of the SNR: the whole window, or its speech frames
     gain_db: tuple = (0.0, 0.0)      # loudness change, uniform in dB
     warp: float = 0.0                # mel-axis scale factor drawn uniformly in [1 - warp, 1 + warp]
     stretch: float = 0.0             # time scale (speaking rate) in [1 - stretch, 1 + stretch], centred
@@ -41,11 +42,31 @@ class AugmentParams:
         for key in ("snr_db", "gain_db"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
+        if values.get("snr_reference", "window") not in SNR_REFERENCES:
+            raise UserError(f"augment.snr_reference must be one of {', '.join(SNR_REFERENCES)}, "
+                            f"found {values['snr_reference']!r}")
         for key in ("spec_time_masks", "spec_time_width", "spec_freq_masks", "spec_freq_width"):
             v = values.get(key, 0)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise UserError(f"augment.{key} must be a non-negative integer, found {v!r}")
         return cls(**values)
+
+
+SNR_REFERENCES = ("window", "speech")
+SPEECH_FLOOR_DB = 20.0   # "speech" frames: within this of the window's loudest frame
+
+
+def signal_power(mel, reference):
+    """Mean power per clip of (n, bands, frames) mel power: over the whole window, or over its
+    speech frames only (those within SPEECH_FLOOR_DB of the loudest). A short word padded to a
+    one-second window has a window power well below its own: at the same nominal SNR its noise
+    would be much weaker than the noise around a word of the same loudness in a stream."""
+    if reference == "window":
+        return mel.mean(dim=(1, 2))
+    frame_power = mel.mean(dim=1)                                     # (n, frames)
+    floor = frame_power.amax(dim=1, keepdim=True) * 10.0 ** (-SPEECH_FLOOR_DB / 10.0)
+    speech = (frame_power >= floor).to(mel.dtype)
+    return (frame_power * speech).sum(dim=1) / speech.sum(dim=1).clamp(min=1.0)
 
 
 class MelAugmenter:
@@ -75,7 +96,7 @@ class MelAugmenter:
             lo, hi = p.snr_db
             snr = lo + (hi - lo) * torch.rand(n, generator=generator)
             use = torch.rand(n, generator=generator) < p.noise_prob
-            sig_power = mel.mean(dim=(1, 2))
+            sig_power = signal_power(mel, p.snr_reference)
             noise_power = noise.mean(dim=(1, 2)).clamp(min=1e-12)
             gain = sig_power / (noise_power * 10.0 ** (snr / 10.0)) * use
             mel = mel + noise * gain[:, None, None]

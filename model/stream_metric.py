@@ -95,3 +95,14 @@ def misses_at(scores, target):
     figure to minimise that ranks any model meeting the target above one that does not)."""
     best, met = operating_point(scores, target)
     return best.miss_rate if met else 1.0
+
+
+RATE_FACTORS = (1, 2, 5, 10, 20, 50)   # the false-alarm rates of recall_over_rates, times the target
+
+
+def recall_over_rates(scores, target, factors=RATE_FACTORS):
+    """The share of keywords found, averaged over the false-alarm rates ``target * factor`` (at
+    each, the best threshold of the sweep meeting it; 0 where none does): a partial area under the
+    DET curve. Unlike the recall at the target alone it still ranks models that find almost
+    nothing at the target, so model selection and the searches keep a signal there."""
+    return sum(1.0 - misses_at(scores, target * f) for f in factors) / len(factors)

@@ -1,7 +1,9 @@
 """Augmentation in the mel power domain: deterministic by seed, and each transform exact."""
+import pytest
 import torch
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
+from utils.errors import UserError
 
 
 def mel_batch(n=6):
@@ -67,3 +69,26 @@ def test_disabled_augmentation_returns_input():
     mel = mel_batch()
     aug = MelAugmenter(AugmentParams(enabled=False), torch.rand(2, 40, 100), hop_ms=10)
     assert aug(mel, torch.Generator()) is mel
+
+
+def test_speech_referenced_snr_measures_the_word_not_the_padding():
+    # a word of 20 loud frames padded to 100: the window's power is a fifth of the word's, so at
+    # the same nominal SNR "speech" mixes five times (7 dB) more noise than "window"
+    mel = torch.full((4, 40, 100), 1e-6)
+    mel[:, :, 40:60] = 2.0
+    bank = torch.rand(3, 40, 100) + 0.5
+    added = {}
+    for ref in ("window", "speech"):
+        aug = MelAugmenter(AugmentParams(time_shift_ms=0, noise_prob=1.0, snr_db=(10.0, 10.0), snr_reference=ref),
+                           bank, hop_ms=10)
+        added[ref] = (aug(mel, torch.Generator().manual_seed(0)) - mel).mean(dim=(1, 2))
+    word_power = torch.full((4,), 2.0)
+    torch.testing.assert_close(10 * torch.log10(word_power / added["speech"]), torch.full((4,), 10.0),
+                               rtol=0, atol=1e-3)
+    torch.testing.assert_close(added["speech"] / added["window"], torch.full((4,), 2.0 / (2.0 * 20 / 100 + 80e-6 / 100)),
+                               rtol=1e-4, atol=0)
+
+
+def test_unknown_snr_reference_is_refused():
+    with pytest.raises(UserError, match="snr_reference must be one of window, speech"):
+        AugmentParams.from_dict({"snr_reference": "clip"})

@@ -83,6 +83,15 @@ def test_training_stores_a_calibrated_operating_point(trained):
     assert detector["validation_keywords"] > 100
     assert detector["met"] == (detector["validation_false_alarms_per_hour"] <= 1.0)
     assert "operating point: threshold" in proc.stdout + proc.stderr
+    # a detector that finds no validation keyword says so (it would leave predict.py silent)
+    deaf = "finds none of the validation stream's keywords" in proc.stdout + proc.stderr
+    assert deaf == (detector["validation_miss_rate"] >= 1.0)
+
+
+def test_an_operating_point_that_finds_nothing_is_warned_about():
+    from app.calibration import deaf_warning
+    assert deaf_warning({"validation_miss_rate": 0.4}) is None
+    assert "raise detector.target_false_alarms_per_hour" in deaf_warning({"validation_miss_rate": 1.0})
 
 
 def test_test_stream_reports_misses_at_false_alarms_per_hour(stream_run):
@@ -168,7 +177,17 @@ def test_quantize_searches_on_the_streaming_measure(trained, tmp_path):
     m = re.search(r"Decision metric: stream_recall_at_target, floor (-?[\d.]+) \(baseline ([\d.]+)\)", proc.stdout)
     assert m, proc.stdout
     classifier = KeywordClassifier.from_checkpoint(run_dir / "model_best.pth")
-    measure = StreamValidation(classifier)
-    assert float(m.group(2)) == pytest.approx(measure(classifier.model), abs=1e-5)
+    measure = StreamValidation.of_checkpoint(classifier)(classifier.model)
+    assert float(m.group(2)) == pytest.approx(measure["stream_recall_at_target"], abs=1e-5)
     assert float(m.group(1)) == pytest.approx(float(m.group(2)) - 0.05, abs=1e-5)   # the config's margin, 5 points
     assert (tmp_path / "quantization.yml").is_file()
+
+
+def test_recall_over_rates_averages_the_best_recall_at_each_rate():
+    from model.stream_metric import StreamScore, recall_over_rates
+    # 10 keywords in 2 h: at <= 1/h (2 false alarms) 3 found, at <= 5/h (10) 6 found, never more
+    scores = [StreamScore(0.9, 10, 3, 2, 2.0), StreamScore(0.5, 10, 6, 10, 2.0), StreamScore(0.3, 10, 8, 400, 2.0)]
+    # factors 1, 2, 5, 10, 20, 50 of 1/h: 0.3, 0.3, 0.6, 0.6, 0.6, 0.6; and 200/h reaches 0.8 at 50x 4/h
+    assert recall_over_rates(scores, 1.0) == pytest.approx((0.3 + 0.3 + 0.6 * 4) / 6)
+    assert recall_over_rates(scores, 4.0) == pytest.approx((0.3 + 0.6 + 0.6 + 0.6 + 0.6 + 0.8) / 6)
+    assert recall_over_rates([StreamScore(0.9, 10, 9, 100, 1.0)], 1.0) == 0.0   # no rate met

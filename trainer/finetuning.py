@@ -66,8 +66,9 @@ def finetuning_settings(config):
 
 
 def finetune_config(config, checkpoint):
-    """The config of a finetuning run (a modified copy): its name gets ``_finetune`` once, epochs
-    and rate are the finetuning ones, no scheduler. The rate is ``lr_factor`` times the rate of the
+    """The config of a finetuning run (a modified copy): its name gets ``_finetune`` once, epochs,
+    rate and (when ``optimization.finetuning.monitor`` is given) the monitor are the finetuning
+    ones, no scheduler. The rate is ``lr_factor`` times the rate of the
     float training run, also when the checkpoint is itself finetuned."""
     config = copy.deepcopy(config)
     epochs, factor, _ = finetuning_settings(config)
@@ -76,6 +77,9 @@ def finetune_config(config, checkpoint):
     if not name.endswith(FINETUNE_SUFFIX):
         config["name"] = name + FINETUNE_SUFFIX
     config.setdefault("trainer", {})["epochs"] = epochs
+    monitor = ((config.get("optimization") or {}).get("finetuning") or {}).get("monitor")
+    if monitor is not None:   # the epoch finetuning keeps may be chosen by another measure
+        config["trainer"]["monitor"] = monitor
     config.setdefault("optimizer", {}).setdefault("args", {})
     config["optimizer"]["args"]["lr"] = base_lr * factor
     config.pop("lr_scheduler", None)

@@ -72,8 +72,12 @@ class Ensemble(torch.nn.Module):
 class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
                  valid_data_loader=None, lr_scheduler=None, checkpoint_extra=None, progress=True,
-                 distributed=None, ema_decay=None, distillation=None, num_classes=None):
+                 distributed=None, ema_decay=None, distillation=None, num_classes=None, stream_validation=None):
+        """``stream_validation``: a callable (model -> {name: value}) whose values join each epoch's
+        validation log as ``val_<name>`` (app.stream_test.StreamValidation), so that
+        ``trainer.monitor`` can select by a streaming measure."""
         super().__init__(model, criterion, metric_ftns, optimizer, config, checkpoint_extra or {})
+        self.stream_validation = stream_validation
         self.device = device
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
@@ -140,6 +144,8 @@ class Trainer(BaseTrainer):
                "samples_per_s": float(sums[1]) / elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.valid_data_loader is not None:
             log.update(self._valid_epoch())
+        if self.stream_validation is not None:
+            log.update({f"val_{k}": v for k, v in self.stream_validation(self.eval_model).items()})
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
         if self.is_writer:
@@ -149,6 +155,8 @@ class Trainer(BaseTrainer):
                 msg += (f" | val_loss {log['val_loss']:.4f} val_top1 {log['val_top1']:.4f} "
                         f"val_bal {log['val_balanced_accuracy']:.4f} "
                         f"val_fa {log['val_false_alarm_rate']:.4f}")
+            msg += "".join(f" val_{k.removeprefix('val_')} {v:.4f}" for k, v in log.items()
+                           if k.startswith("val_stream_"))
             msg += f" | {log['samples_per_s']:,.0f} samples/s | lr {log['lr']:.2e}"
             self.logger.info(msg)
         return log
