@@ -33,3 +33,28 @@ def format_scores(scores, metric, label=True):
     if not label:
         parts[0] = f"{scores[names[0]]:.5f} ({names[0]})"
     return " | ".join(parts)
+
+
+WARN_FACTOR = 2  # a step that more than doubles the false alarms says so
+
+
+def false_alarm_change(before, after, step, advice=""):
+    """The lines a compression step prints about the false alarms it accepts: the validation
+    false-alarm rate (clips of no keyword, i.e. unknown words and silence, classified as a
+    keyword; per clip) before -> after ``step``, with the counts when the scores carry them, and
+    one warning line when the rate more than doubles (from zero: any false alarm). ``before`` and
+    ``after`` are dicts of scores with ``false_alarm_rate``; nothing is printed without them."""
+    if not (isinstance(before, dict) and isinstance(after, dict)) or \
+            "false_alarm_rate" not in before or "false_alarm_rate" not in after:
+        return []
+    b, a = float(before["false_alarm_rate"]), float(after["false_alarm_rate"])
+    counts = ""
+    if "false_alarms" in before and "false_alarms" in after:
+        counts = (f" ({int(before['false_alarms'])} -> {int(after['false_alarms'])} of "
+                  f"{int(after['non_keyword_clips'])} clips)")
+    lines = [f"False alarms on validation, {step}: {100 * b:.2f}% -> {100 * a:.2f}% of the clips of no "
+             f"keyword classified as a keyword{counts}"]
+    if a > WARN_FACTOR * b and a > 0:
+        lines.append(f"warning: {step} {'more than doubles the' if b else 'brings'} false alarms "
+                     f"({100 * b:.2f}% -> {100 * a:.2f}% on validation){advice}")
+    return lines
