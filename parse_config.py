@@ -5,7 +5,6 @@ named by ``config['arch']['type']`` with ``config['arch']['args']``; a run write
 ``saved/models/<name>/<MMDD_HHMMSS>/`` and its log and tensorboard events to
 ``saved/log/<name>/<MMDD_HHMMSS>/``. With ``-r`` the config comes from the checkpoint itself.
 """
-import itertools
 import logging
 import os
 import shutil
@@ -22,6 +21,20 @@ from utils import atomic
 from utils.errors import UserError
 
 
+MAX_RUNS_PER_SECOND = 1000   # run ids <id>, <id>_2 .. tried before giving up (never a loop without end)
+
+
+def _check_save_dir(save_dir):
+    """``save_dir`` must be a folder, or a path whose existing part is a folder: a file there (or
+    above it) would only fail later, after work."""
+    for p in (save_dir, *save_dir.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise UserError(f"config trainer.save_dir {save_dir}: {p} is not a folder; "
+                                f"name a folder (or a path to create)")
+            return
+
+
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None):
         # Checked before anything is written: a bad config creates no run folder.
@@ -32,6 +45,8 @@ class ConfigParser:
         if run_id is None:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")
         writer = make_dirs and (distributed is None or distributed.is_main)
+        if writer:
+            _check_save_dir(save_dir)
         if writer:  # claims a folder no other run has; only process 0 of torchrun writes files
             remove_killed_runs(save_dir, name)
             run_id = create_run_dirs(save_dir, name, run_id)
@@ -139,7 +154,7 @@ def create_run_dirs(save_dir, name, run_id):
     models, logs = save_dir / "models" / name, save_dir / "log" / name
     models.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
+    for n in range(1, MAX_RUNS_PER_SECOND + 1):
         candidate = run_id if n == 1 else f"{run_id}_{n}"
         try:
             os.mkdir(models / candidate)
@@ -151,6 +166,8 @@ def create_run_dirs(save_dir, name, run_id):
             os.rmdir(models / candidate)
             continue
         return candidate
+    raise UserError(f"cannot claim a run folder under {models} and {logs}: {MAX_RUNS_PER_SECOND} names "
+                    f"taken; do models/ and log/ of trainer.save_dir {save_dir} lead to the same folder?")
 
 
 def _marker(save_dir, name, run_id, pid):

@@ -14,6 +14,7 @@ from utils.fast_exit import run_and_exit
 def main():
     reuse_freed_memory()
     defaults = DetectorSettings()
+    stored = " (default: the checkpoint's calibrated one, else %g)"
     parser = argparse.ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: simulated fixed point")
@@ -23,18 +24,19 @@ def main():
     parser.add_argument("audio", nargs="+", help="WAV files")
     parser.add_argument("--hop-ms", type=float, default=defaults.hop_ms,
                         help="step of the sliding window over long recordings (default %(default)g)")
-    parser.add_argument("--smooth-ms", type=float, default=defaults.smooth_ms,
-                        help="span of windows whose probabilities are averaged (default %(default)g)")
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help="smoothed keyword probability that fires a detection (default %(default)g)")
+    parser.add_argument("--smooth-ms", type=float, default=None,
+                        help="span of windows whose probabilities are averaged" + stored % defaults.smooth_ms)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="smoothed keyword probability that fires a detection" + stored % defaults.threshold)
     parser.add_argument("--refractory-ms", type=float, default=defaults.refractory_ms,
                         help="minimum time between two detections (default %(default)g)")
     args = parser.parse_args()
-    settings = DetectorSettings(args.hop_ms, args.smooth_ms, args.threshold, args.refractory_ms)
-    classifier, results = predict_files(args.resume, args.audio, args.quantization, args.pruning, settings,
-                                        use_stored=not args.no_stored)
+    flags = {"hop_ms": args.hop_ms, "smooth_ms": args.smooth_ms, "threshold": args.threshold,
+             "refractory_ms": args.refractory_ms}
+    classifier, settings, source, results = predict_files(args.resume, args.audio, args.quantization, args.pruning,
+                                                          flags, use_stored=not args.no_stored)
     for path, result in results:
-        print(format_result(path, result, classifier.class_names, settings))
+        print(format_result(path, result, classifier.class_names, settings, source))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from utils.torch_startup import import_torch_without_compiler
 import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
+from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, run_test, save_report
 from utils.cli import add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
@@ -23,8 +24,29 @@ def main():
     add_device_option(parser, "; this step runs on the CPU")
     parser.add_argument("--data-dir", default=None, help="evaluate another corpus (its testing_list.txt)")
     parser.add_argument("--all", action="store_true", help="with --data-dir: every clip of the corpus")
+    stream = parser.add_argument_group("streaming evaluation (misses against false alarms per hour)")
+    stream.add_argument("--stream", nargs="?", const="", default=None, metavar="REC.wav",
+                        help="evaluate as a keyword spotter on a long recording: built from --split of the "
+                             "corpus, or your own REC.wav with --labels")
+    stream.add_argument("--labels", default=None, metavar="REC.txt",
+                        help="with --stream REC.wav: one 'start_s word' line per spoken keyword")
+    stream.add_argument("--split", default="test", choices=("test", "validation"),
+                        help="the split the stream is built from (default test)")
+    stream.add_argument("--stream-hours", type=float, default=1.0,
+                        help="hours of non-keyword audio in a built stream (default 1; short splits are "
+                             "mixed in several variants)")
+    stream.add_argument("--stream-seed", type=int, default=0, help="seed of the built stream (default 0)")
+    stream.add_argument("--threshold", type=float, default=None,
+                        help="detector threshold (default: the checkpoint's calibrated one, else 0.5)")
+    stream.add_argument("--target", type=float, default=None,
+                        help="false alarms per hour the best threshold is sought for (default: the "
+                             "checkpoint's calibration target, else 1)")
+    stream.add_argument("-o", "--output", default=None,
+                        help="folder for the stream report (default: beside the checkpoint)")
     args = parser.parse_args()
     use_devices(args)
+    if args.stream is not None:
+        return stream_main(args)
     print(f"Loading checkpoint: {args.resume} ...")
     result = run_test(args.resume, args.quantization, args.pruning, args.data_dir, args.all,
                       use_stored=not args.no_stored)
@@ -35,6 +57,17 @@ def main():
         print(f"Wrote {report} and {report.with_suffix('.png')} (confusion matrix)")
     else:
         print("Nothing written (another corpus: the report beside the checkpoint is for its own test split)")
+
+
+def stream_main(args):
+    print(f"Loading checkpoint: {args.resume} ...")
+    result = run_stream_test(args.resume, args.quantization, args.pruning, not args.no_stored,
+                             recording=args.stream or None, labels=args.labels, data_dir=args.data_dir,
+                             split=args.split, hours=args.stream_hours, seed=args.stream_seed,
+                             threshold=args.threshold, target=args.target)
+    report = save_stream_report(result, args.resume, args.quantization, args.pruning, args.output)
+    print(f"Wrote {report} and {report.with_suffix('.png')} (DET curve)")
+    print(format_stream_report(result))
 
 
 if __name__ == "__main__":

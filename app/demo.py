@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from optimization.quantization import GROUP_NAMES, GROUPS
+from utils import yaml_reader
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "data/synthetic_kws"
@@ -67,8 +66,8 @@ def summary(rows):
 
 def chosen_solution(quantization, pruning):
     """One line naming what the searches chose: the bitwidths and the pruning rate."""
-    q = yaml.safe_load(Path(quantization).read_text())["results"]
-    p = yaml.safe_load(Path(pruning).read_text())["results"]
+    q = yaml_reader.loads(Path(quantization).read_text())["results"]
+    p = yaml_reader.loads(Path(pruning).read_text())["results"]
     bits = ", ".join(f"{GROUP_NAMES[g].lower()} {q['bitwidths'][g] or 'float32'}" for g in GROUPS)
     return f"Chosen: {bits} bits; pruning rate {100 * p['rate']:.2f}% of the weights"
 

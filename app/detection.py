@@ -10,20 +10,14 @@ therefore equal those of the same samples saved as a clip and loaded by the data
 one long spectrogram would differ at the window edges and in the dB floor. The tail is padded
 with zeros so the last samples are inside a window.
 
-A spoken word is inside many overlapping windows, so window posteriors become detections in
-three steps: a centred moving average over ``smooth_ms`` of windows (one window's glitch does
-not fire); for every keyword, each run of windows where it is the most probable class with at
-least ``threshold`` gives one candidate at its peak; candidates closer than ``refractory_ms`` are
-suppressed in favour of the strongest (one word, one detection, even when neighbouring windows
-prefer another keyword). A detection's time is the start of its peak window: the one-clip
-stretch that best contains the word.
+Window posteriors become detections as model/detector.py describes (smoothing, threshold,
+refractory time).
 
 A recording longer than WHOLE_READ_CLIPS clip lengths is never held in memory: it is read,
 resampled and scanned block by block (data_loader.audio.stream_wave), in batches of exactly
 WINDOW_BATCH windows as the whole-file scan makes them, so its posteriors are the same numbers and
 memory does not grow with its length (only the posteriors, 8 bytes per class and window, do).
 """
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,49 +28,16 @@ from data_loader.audio import AudioError, audio_info, fit_length, read_wave, str
 from data_loader.corpus import SILENCE
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
+from data_loader.frame_features import FrameScanner, segments
 from fixedpoint.graph import describe
 from utils.errors import UserError
 from app.restore import normalization_of, restore_model
+from model.detector import DetectorSettings, Detection, smooth_posteriors  # noqa: F401  (predict.py's API)
+from model.detector import find_detections as _find_detections
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
 WHOLE_READ_CLIPS = 2.0  # recordings up to 2 clip lengths are read whole, longer ones streamed
-
-
-@dataclass(frozen=True)
-class DetectorSettings:
-    hop_ms: float = 100.0
-    smooth_ms: float = 300.0    # span of windows averaged (centred): 3 windows at the default hop
-    threshold: float = 0.5      # smoothed keyword probability to fire
-    refractory_ms: float = 1000.0
-
-    def validate(self, clip_ms):
-        for flag, value in (("--hop-ms", self.hop_ms), ("--smooth-ms", self.smooth_ms),
-                            ("--threshold", self.threshold), ("--refractory-ms", self.refractory_ms)):
-            if not math.isfinite(value):
-                raise UserError(f"{flag} must be a finite number, got {value:g}")
-        if not 0 < self.hop_ms <= clip_ms:
-            raise UserError(f"--hop-ms must be above 0 and at most the window length "
-                            f"({clip_ms:g} ms), got {self.hop_ms:g}")
-        if self.smooth_ms < 0:
-            raise UserError(f"--smooth-ms must be >= 0 (0 = no smoothing), got {self.smooth_ms:g}")
-        if not 0 < self.threshold <= 1:
-            raise UserError(f"--threshold is a probability in (0, 1], got {self.threshold:g}")
-        if self.refractory_ms < 0:
-            raise UserError(f"--refractory-ms must be >= 0, got {self.refractory_ms:g}")
-
-    @property
-    def smooth_windows(self):
-        """The odd number of windows nearest to smooth_ms / hop_ms (odd: centred on a window)."""
-        return max(1, 2 * math.floor((self.smooth_ms / self.hop_ms - 1) / 2 + 0.5) + 1)
-
-
-@dataclass(frozen=True)
-class Detection:
-    start_s: float      # start of the peak window, seconds from the start of the recording
-    label: int
-    name: str
-    score: float        # smoothed probability at the peak
 
 
 class KeywordClassifier:
@@ -84,6 +45,7 @@ class KeywordClassifier:
 
     def __init__(self, model, ckpt):
         self.model = model.eval()
+        self.ckpt = ckpt
         self.params = FeatureParams.from_dict(ckpt.features)
         self.mel = MelPower(self.params)
         self.transform = FeatureTransform(self.params, *normalization_of(ckpt))
@@ -120,6 +82,24 @@ class KeywordClassifier:
             for i in range(0, len(clips), WINDOW_BATCH):
                 out.append(self.model(self.features(clips[i:i + WINDOW_BATCH])).exp())
         return torch.cat(out).double().numpy()
+
+
+def stored_settings(ckpt, threshold=None, smooth_ms=None, hop_ms=None, refractory_ms=None):
+    """(DetectorSettings, where its threshold came from): the checkpoint's calibrated operating
+    point where it has one, the defaults otherwise; a flag given overrides either."""
+    base = DetectorSettings()
+    stored = ckpt.detector or {}
+    source = (f"calibrated for {stored['target_false_alarms_per_hour']:g} false alarm(s)/h on the validation "
+              f"stream" if stored else "the default; the checkpoint carries no calibrated operating point")
+    values = {"hop_ms": base.hop_ms, "smooth_ms": stored.get("smooth_ms", base.smooth_ms),
+              "threshold": stored.get("threshold", base.threshold), "refractory_ms": base.refractory_ms}
+    for key, value in (("threshold", threshold), ("smooth_ms", smooth_ms), ("hop_ms", hop_ms),
+                       ("refractory_ms", refractory_ms)):
+        if value is not None:
+            values[key] = float(value)
+            if key == "threshold":
+                source = "--threshold"
+    return DetectorSettings(**values), source
 
 
 def _user_error(e):
@@ -160,39 +140,9 @@ def windows(wave, clip_samples, hop):
     return starts, view
 
 
-def smooth_posteriors(posteriors, width):
-    """Centred moving average over an odd ``width`` of windows; at the ends over the windows that
-    exist."""
-    if width <= 1:
-        return posteriors
-    kernel = np.ones(width)
-    pad = ((width // 2, width // 2), (0, 0))
-    sums = np.stack([np.convolve(col, kernel, mode="valid")
-                     for col in np.pad(posteriors, pad).T], axis=1)
-    counts = np.convolve(np.pad(np.ones(len(posteriors)), pad[0]), kernel, mode="valid")
-    return sums / counts[:, None]
-
-
 def find_detections(posteriors, starts_s, settings, class_names):
-    """Keyword detections (time-sorted) from per-window posteriors (W, classes); class 0 is
-    'not a keyword' and never detected, nor is a silence class."""
-    smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
-    best = smoothed.argmax(axis=1)
-    candidates = []
-    for label in range(1, smoothed.shape[1]):
-        if class_names[label] == SILENCE:
-            continue
-        active = (best == label) & (smoothed[:, label] >= settings.threshold)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
-        for begin, end in zip(edges[0::2], edges[1::2]):
-            peak = begin + int(np.argmax(smoothed[begin:end, label]))
-            candidates.append(Detection(float(starts_s[peak]), label, class_names[label],
-                                        float(smoothed[peak, label])))
-    kept = []
-    for det in sorted(candidates, key=lambda d: -d.score):
-        if all(abs(det.start_s - k.start_s) * 1000.0 >= settings.refractory_ms for k in kept):
-            kept.append(det)
-    return sorted(kept, key=lambda d: d.start_s)
+    """model.detector.find_detections with the silence class never detected."""
+    return _find_detections(posteriors, starts_s, settings, class_names, skip=(SILENCE,))
 
 
 @dataclass(frozen=True)
@@ -216,7 +166,7 @@ def classify(classifier, wave, settings):
     if is_single_clip(len(wave), classifier.clip_samples):
         probs = classifier.probabilities(fit_length(wave, classifier.clip_samples)[None])[0]
         return ClipResult(duration, int(np.argmax(probs)), probs)
-    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
+    hop = settings.hop_samples(classifier.sample_rate)
     starts, views = windows(wave, classifier.clip_samples, hop)
     posteriors = classifier.probabilities(views)
     starts_s = starts / classifier.sample_rate
@@ -224,13 +174,14 @@ def classify(classifier, wave, settings):
                       find_detections(posteriors, starts_s, settings, classifier.class_names))
 
 
-def format_result(path, result, class_names, settings):
+def format_result(path, result, class_names, settings, source="the default"):
     if isinstance(result, ClipResult):
         probs = "  ".join(f"{name} {p:.3f}" for name, p in zip(class_names, result.probabilities))
         return (f"{path}: {result.duration_s:.2f} s clip -> {class_names[result.label]} "
                 f"(p={result.probabilities[result.label]:.3f}) | {probs}")
     head = (f"{path}: {result.duration_s:.2f} s, {len(result.starts_s)} windows every "
-            f"{settings.hop_ms:g} ms: {len(result.detections)} keyword detection(s)")
+            f"{settings.hop_ms:g} ms: {len(result.detections)} keyword detection(s) at threshold "
+            f"{settings.threshold:g} ({source})")
     rows = [f"  {d.start_s:7.2f} s  {d.name:<10} {d.score:.3f}" for d in result.detections]
     if rows:  # the column header says what the time is
         rows.insert(0, f"  {'start':>9}  {'keyword':<10} score  (start: where the 1 s window of the "
@@ -238,45 +189,33 @@ def format_result(path, result, class_names, settings):
     return "\n".join([head] + rows)
 
 
-def _window_batches(blocks, clip_samples, hop):
-    """(starts, windows) batches of WINDOW_BATCH windows (the last one shorter) over a recording
-    given as sample blocks: the same windows, in the same batches, as windows() of the whole
-    recording, holding at most about one batch of samples at a time. Returns the total sample
-    count when exhausted (StopIteration.value)."""
-    span = (WINDOW_BATCH - 1) * hop + clip_samples
-    pending, first, total = np.zeros(0, dtype=np.float32), 0, 0
-    for block in blocks:
-        total += len(block)
-        pending = np.concatenate([pending, block])
-        while len(pending) >= span:
-            yield first + np.arange(WINDOW_BATCH) * hop, \
-                np.lib.stride_tricks.sliding_window_view(pending[:span], clip_samples)[::hop]
-            pending = pending[WINDOW_BATCH * hop:]
-            first += WINDOW_BATCH * hop
-    n_windows = 1 + max(0, -(-(total - clip_samples) // hop))
-    remaining = n_windows - first // hop
-    if remaining > 0:
-        padded = np.zeros((remaining - 1) * hop + clip_samples, dtype=np.float32)
-        padded[:len(pending)] = pending[:len(padded)]
-        yield first + np.arange(remaining) * hop, np.lib.stride_tricks.sliding_window_view(padded, clip_samples)[::hop]
-    return total
-
-
 def scan_stream(classifier, blocks, settings):
     """A ScanResult for a recording given as blocks of samples at the classifier's rate."""
-    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
-    batches = _window_batches(blocks, classifier.clip_samples, hop)
+    hop = settings.hop_samples(classifier.sample_rate)
+    runs = segments(blocks, classifier.clip_samples, hop, batch=WINDOW_BATCH)
     starts, posteriors = [], []
     while True:
         try:
-            batch_starts, views = next(batches)
+            first, n, samples = next(runs)
         except StopIteration as done:
             total = done.value
             break
-        starts.append(batch_starts)
-        posteriors.append(classifier.probabilities(views))
+        starts.append((first + np.arange(n)) * hop)
+        posteriors.append(classifier.probabilities(
+            np.lib.stride_tricks.sliding_window_view(samples, classifier.clip_samples)[::hop]))
     starts_s = np.concatenate(starts) / classifier.sample_rate
     posteriors = np.concatenate(posteriors)
+    return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
+                      find_detections(posteriors, starts_s, settings, classifier.class_names))
+
+
+def scan_frames(classifier, blocks, settings):
+    """scan_stream's result from features computed frame by frame once (data_loader.frame_features):
+    the same windows and posteriors up to float rounding, several times faster."""
+    hop = settings.hop_samples(classifier.sample_rate)
+    scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
+    starts, posteriors, total = scanner.scan(blocks, classifier.model)
+    starts_s = starts / classifier.sample_rate
     return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
                       find_detections(posteriors, starts_s, settings, classifier.class_names))
 
@@ -287,17 +226,20 @@ def classify_file(classifier, path, settings):
     if info.frames <= WHOLE_READ_CLIPS * classifier.clip_samples * info.samplerate / classifier.sample_rate:
         return classify(classifier, load_audio(path, classifier.sample_rate), settings)
     try:
-        return scan_stream(classifier, stream_wave(path, classifier.sample_rate), settings)
+        return scan_frames(classifier, stream_wave(path, classifier.sample_rate), settings)
     except AudioError as e:
         raise _user_error(e) from None
 
 
-def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, settings=DetectorSettings(),
-                  use_stored=True):
-    """(path, result) for every file; every file's header is checked before any is classified,
-    and nothing is printed before all are (a bad block late in a recording is still an error)."""
+def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, flags=None, use_stored=True):
+    """(classifier, settings, threshold source, [(path, result)]) for every file; the detector is
+    the checkpoint's calibrated operating point unless ``flags`` (DetectorSettings field ->
+    value or None) say otherwise. Every file's header is checked before any is classified, and
+    nothing is printed before all are (a bad block late in a recording is still an error)."""
     classifier = KeywordClassifier.from_checkpoint(checkpoint, quantization, pruning, use_stored)
+    settings, source = stored_settings(classifier.ckpt, **(flags or {}))
     settings.validate(1000.0 * classifier.clip_samples / classifier.sample_rate)
     for path in audio_paths:
         check_audio(path)
-    return classifier, [(path, classify_file(classifier, path, settings)) for path in audio_paths]
+    return classifier, settings, source, [(path, classify_file(classifier, path, settings))
+                                          for path in audio_paths]

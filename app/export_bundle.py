@@ -69,6 +69,7 @@ class ExportSummary:
     flash_bytes: int = None
     ram_bytes: int = None
     class_names: list = None       # the checkpoint's, one per score (also KWS_CLASS_NAMES in model.h)
+    detector: dict = None          # the operating point the checkpoint carries (threshold, smoothing, ...)
 
 
 def compact_checkpoint(ckpt, compact, source):
@@ -166,7 +167,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     summary = ExportSummary(
         outdir=str(outdir), files=written, clips=len(labels), widths=list(compact.widths),
         macs=profile.macs, parameters=profile.parameters, compact_max_diff=compact_diff,
-        onnx_max_diff=onnx_diff, class_names=list(ckpt.names(data.keywords)),
+        onnx_max_diff=onnx_diff, class_names=list(ckpt.names(data.keywords)), detector=ckpt.detector,
         **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
@@ -205,6 +206,12 @@ def format_summary(summary):
              f"{summary.compact_max_diff:.2e}",
              f"ONNX: max |log-prob| difference to PyTorch {summary.onnx_max_diff:.2e} "
              f"on {summary.clips} test clips"]
+    if summary.detector:
+        d = summary.detector
+        lines.append(f"Detector: threshold {d['threshold']:g}, smoothing {d['smooth_ms']:g} ms (calibrated for "
+                     f"{d['target_false_alarms_per_hour']:g} false alarm(s)/h on the validation stream; in export.yml)")
+    else:
+        lines.append("Detector: no calibrated operating point in the checkpoint (predict.py's default threshold)")
     if summary.top1_integer is None:
         lines.append(f"Test top-1 ({summary.clips} clips): float {summary.top1_float:.4f}")
         lines.append(f"Test balanced accuracy: float {summary.balanced_float:.4f}")

@@ -10,9 +10,11 @@ import copy
 import yaml
 
 import data_loader.data_loaders as module_data
+from configuration.schema import validate_stored_loader
 from fixedpoint.graph import fold_batchnorm
 from model.registry import build_model
 from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
+from utils import yaml_reader
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
@@ -38,10 +40,10 @@ def stored_solutions(ckpt, source="the checkpoint"):
             out.append(None)
             continue
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UserError(f"the {kind} solution stored in {source} is not valid YAML; give -q/-p "
-                            f"files or --no-stored") from None
+            data = yaml_reader.loads(text) if isinstance(text, str) else None
+        except yaml.YAMLError as e:
+            raise UserError(f"the {kind} solution stored in {source} is not valid YAML "
+                            f"({yaml_reader.first_line(e)}); give -q/-p files or --no-stored") from None
         if not isinstance(data, dict):
             raise UserError(f"the {kind} solution stored in {source} is not a mapping; give -q/-p files "
                             f"or --no-stored")
@@ -104,13 +106,16 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         raise UserError("the checkpoint's config has no data_loader section, so its data cannot be found; "
                         "give a checkpoint saved by train.py")
     cfg = copy.deepcopy(ckpt.config["data_loader"])
+    name = str(cfg.get("type", "SpeechCommandsDataLoader"))
     args = dict(cfg.get("args") or {})
     args["features"] = ckpt.features
+    if name in DATA_LOADERS:   # the features were checked on load; IA_DATASET ones only by shape
+        stored = {k: v for k, v in args.items() if k != "features" or "precomputed" not in v}
+        validate_stored_loader(name, stored, "the checkpoint")
     if data_dir is not None:
         args["data_dir"] = str(data_dir)
         args["download"] = None
     args["progress"] = progress
-    name = str(cfg.get("type", "SpeechCommandsDataLoader"))
     cls = getattr(module_data, name, None) if name in DATA_LOADERS else None
     if cls is None:
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")

@@ -20,6 +20,8 @@ from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, f
 from trainer.optimizers import OPTIMIZERS
 from trainer.trainer import Distillation, Ensemble, Trainer
 from utils.checkpoint import load_checkpoint
+from app.calibration import calibrate_checkpoint, detector_config
+from app.calibration import describe as describe_detector
 from utils.errors import UserError
 from app.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
@@ -190,11 +192,22 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     start = trainer.validate() if finetune else None  # the compressed model finetuning starts from
     log = trainer.train()
     if trainer.is_writer and checkpoint_dir == config.save_dir:
+        _calibrate_best(config, data, checkpoint_dir / "model_best.pth", logger)
         for line in run_summary(config.save_dir, config.log_dir, trainer.best_epoch, trainer.best_log,
                                 finetuned=bool(finetune or (checkpoint is not None and checkpoint.finetuned_from)),
                                 start_log=start):
             logger.info(line)
     return log
+
+
+def _calibrate_best(config, data, best, logger):
+    """The operating point of model_best.pth on the validation stream, written into it."""
+    settings = detector_config(config)
+    if settings is None or not best.is_file() or getattr(data, "corpus", None) is None:
+        return
+    logger.info(f"Calibrating the detector on the validation stream ({settings['stream_hours']:g} h of "
+                f"non-keyword audio, target {settings['target_false_alarms_per_hour']:g} false alarm(s)/h) ...")
+    logger.info(describe_detector(calibrate_checkpoint(best, settings, data.data_dir)))
 
 
 def run_summary(run, log_dir, best_epoch, best_log, finetuned, start_log=None):

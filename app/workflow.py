@@ -29,14 +29,21 @@ from utils.atomic import read_yaml
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 from app.testing import run_test
+from app.detection import KeywordClassifier
+from app.stream_test import STREAM_METRIC, StreamValidation
+from utils.checkpoint import load_checkpoint
 
 
 SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall", "false_alarms", "non_keyword_clips")
 
 
-def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None, use_stored=True):
-    """(model, checkpoint dict, evaluate(model) -> dict of validation metrics, validation inputs)."""
+def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None, use_stored=True, stream=False):
+    """(model, checkpoint dict, evaluate(model) -> dict of validation metrics, validation inputs);
+    with ``stream`` the metrics include the streaming measure (app.stream_test.StreamValidation)."""
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
+    on_stream = StreamValidation(KeywordClassifier(model, ckpt), data_dir) if stream else None
+    if on_stream is not None:
+        print(on_stream.describe)
     data = data_for_checkpoint(ckpt, data_dir)
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
@@ -48,7 +55,10 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
 
     def scores(m):
         result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes, silence=silence)
-        return {k: result[k] for k in SCORES}
+        out = {k: result[k] for k in SCORES}
+        if on_stream is not None:
+            out[STREAM_METRIC] = on_stream(m)
+        return out
     return model, ckpt, scores, loader.inputs
 
 
@@ -124,8 +134,9 @@ def _float_baseline(checkpoint, metric, evaluate_scores):
 
 def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
     output = output_path(checkpoint, output, "quantization.yml", (pruning, config_path))
-    model, ckpt, scores, inputs = validation_setup(checkpoint, pruning=pruning, use_stored=False)
-    settings = optimization_section(ckpt, "quantization", config_path)
+    settings = optimization_section(load_checkpoint(checkpoint), "quantization", config_path)
+    stream = parse_quantization_config(settings).metric == STREAM_METRIC
+    model, ckpt, scores, inputs = validation_setup(checkpoint, pruning=pruning, use_stored=False, stream=stream)
     baseline = None
     if pruning:  # the margin counts from the float model before pruning: the combination is checked
         baseline = _float_baseline(checkpoint, parse_quantization_config(settings).metric, scores)
@@ -144,8 +155,10 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
 
 def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
     output = output_path(checkpoint, output, "pruning.yml", (quantization, config_path))
-    model, ckpt, scores, _ = validation_setup(checkpoint, quantization=quantization, use_stored=False)
-    settings = optimization_section(ckpt, "pruning", config_path)
+    settings = optimization_section(load_checkpoint(checkpoint), "pruning", config_path)
+    stream = parse_pruning_config(settings).metric == STREAM_METRIC
+    model, ckpt, scores, _ = validation_setup(checkpoint, quantization=quantization, use_stored=False,
+                                              stream=stream)
     combined_floor = None
     if quantization:  # the combination must also meet the quantization's margin from the float model
         q_settings = parse_quantization_config(optimization_section(ckpt, "quantization", config_path))

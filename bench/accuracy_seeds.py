@@ -11,6 +11,9 @@ per seed and the worst / mean over seeds, for the float and the quantized + prun
 model: test top-1, balanced accuracy, recall of every keyword, false-alarm rate (background clips
 classified as a keyword) and weight bits. A keyword spotter is judged by its worst keyword on its
 worst seed, so "worst" is the minimum of every accuracy and the maximum of false alarms and bits.
+Streaming columns first (``test.py --stream`` on the test split's stream): keywords missed and
+false alarms per hour at the checkpoint's calibrated operating point, and the misses at the best
+threshold of the test stream that meets the target rate (miss@tgt; 100% when none does).
 The table is also written as YAML and PNG (``--out``).
 """
 import argparse
@@ -61,6 +64,17 @@ def scores_of(report_yml, keywords):
     return row
 
 
+def stream_of(report_yml):
+    """The streaming columns of test.py --stream's YAML: misses and false alarms per hour at the
+    checkpoint's own (calibrated) operating point, and the misses at the best threshold of the
+    test stream meeting the target (what the best threshold could do on this stream)."""
+    data = yaml.safe_load(Path(report_yml).read_text())
+    own, best = data["operating_point"], data["best_for_target"]
+    return {"stream_misses": own["miss_rate"], "stream_fa_per_hour": own["false_alarms_per_hour"],
+            "stream_misses_at_target": best["miss_rate"] if best["met"] else 1.0,
+            "stream_threshold": data["detector"]["threshold"]}
+
+
 def weight_bits(profile_text):
     return int(re.search(r"Weights: [\d.]+ kB \((\d+) bits\)", profile_text).group(1))
 
@@ -88,6 +102,8 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
         best = run_dir / "model_best.pth"
         run(["test.py", "-r", best], log)
         float_row = scores_of(run_dir / "model_best-test-float.yml", keywords)
+        run(["test.py", "-r", best, "--stream"], log)
+        float_row.update(stream_of(run_dir / "model_best-stream-test-float.yml"))
         float_row["weight_bits"] = weight_bits(run(["profile.py", "-r", best], log))
         if float_only:
             return {"float": float_row}
@@ -99,6 +115,8 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
         tuned = newest_run(save_dir, name + "_finetune") / "model_best.pth"
         run(["test.py", "-r", tuned], log)
         row = scores_of(tuned.with_name("model_best-test-quantized-pruned.yml"), keywords)
+        run(["test.py", "-r", tuned, "--stream"], log)
+        row.update(stream_of(tuned.with_name("model_best-stream-test-quantized-pruned.yml")))
         row["weight_bits"] = weight_bits(run(["profile.py", "-r", tuned], log))
         q_bits = yaml.safe_load(q.read_text())["results"]["bitwidths"]
     row["bits"] = "/".join(str(q_bits[g] or "f") for g in ("conv_weights", "fc_weights", "activations"))
@@ -106,7 +124,7 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
 
 
 # columns where lower is better: the worst seed has the highest
-LOWER_IS_BETTER = ("false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes")
+LOWER_IS_BETTER = ("stream_misses", "stream_fa_per_hour", "stream_misses_at_target", "false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes")
 
 
 def summarise(rows, keywords):
@@ -120,12 +138,16 @@ def summarise(rows, keywords):
 
 def format_table(results, keywords):
     cols = ["top1", "balanced"] + keywords + ["false_alarms"]
-    head = f"{'seed':<6}{'model':<12}" + "".join(f"{c[:9]:>10}" for c in cols) + f"{'w. bits':>10}{'bits c/f/a':>12}"
+    stream = "stream_misses" in next(iter(results.values()))["float"]
+    head = (f"{'seed':<6}{'model':<12}" + ("  misses  FA/h  miss@tgt" if stream else "")
+            + "".join(f"{c[:9]:>10}" for c in cols) + f"{'w. bits':>10}{'bits c/f/a':>12}")
     lines = [head, "-" * len(head)]
 
     def line(label, model, row, bits=""):
         cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
-        return f"{label:<6}{model:<12}{cells}{int(round(row['weight_bits'])):>10}{bits:>12}"
+        streamed = (f"{100 * row['stream_misses']:>7.1f}%{row['stream_fa_per_hour']:>6.1f}"
+                    f"{100 * row['stream_misses_at_target']:>9.1f}%" if stream else "")
+        return f"{label:<6}{model:<12}{streamed}{cells}{int(round(row['weight_bits'])):>10}{bits:>12}"
     kinds = [k for k in (("float", "float"), ("compressed", "q+p+ft")) if all(k[0] in r for r in results.values())]
     for kind, title in kinds:
         rows = [r[kind] for r in results.values()]

@@ -14,9 +14,11 @@ accepted: ``lambda bw: bw // K`` and ``lambda bw: bw - K``.
 import ast
 import copy
 import difflib
+import math
 from dataclasses import dataclass
 
 from model import metric as model_metric, registry
+from utils.checkpoint import FEATURE_RANGES, check_features
 from utils.errors import UserError
 
 # --- scalar checks -------------------------------------------------------------------------
@@ -42,7 +44,7 @@ def _int(low=None, high=None):
 def _number(low=None, high=None, low_open=False, high_open=False):
     """A number in [low, high] (an end is excluded when ``*_open``)."""
     def check(path, value):
-        ok = _is_number(value)
+        ok = _is_number(value) and math.isfinite(value)
         if ok and low is not None:
             ok = value > low if low_open else value >= low
         if ok and high is not None:
@@ -56,6 +58,17 @@ def _number(low=None, high=None, low_open=False, high_open=False):
     return check
 
 
+def _capped(check, cap):
+    """``check``, then at most ``cap``: a bound from the machine or the method, not the meaning."""
+    def capped(path, value):
+        value = check(path, value)
+        if value is not None and value > cap:
+            raise UserError(f"config {path} must be at most {cap if _is_int(cap) else f'{cap:g}'}, "
+                            f"found {_shown(value)}")
+        return value
+    return capped
+
+
 def _bool(path, value):
     if not isinstance(value, bool):
         raise UserError(f"config {path} must be true or false, found {value!r}")
@@ -66,6 +79,27 @@ def _string(path, value):
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"config {path} must be a non-empty string, found {value!r}")
     return value
+
+
+MAX_NAME = 100   # a run name is one folder name (file systems allow 255 bytes)
+
+
+def _run_name(path, value):
+    """One safe folder name: no separator, not '.' or '..', no control character, bounded."""
+    _string(path, value)
+    bad = ("/" in value or "\\" in value or value in (".", "..") or not value.isprintable()
+           or value != value.strip())
+    if bad or len(value) > MAX_NAME:
+        raise UserError(f"config {path} must be one folder name of at most {MAX_NAME} characters, without "
+                        f"/ or \\, not . or .., found {_shown(value)}; the run goes to <save_dir>/models/<name>/")
+    return value
+
+
+def _shown(value, limit=80):
+    """repr of ``value`` on one line and bounded: error messages stay one line whatever a file holds."""
+    text = repr(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _optional(check):
@@ -85,7 +119,7 @@ def _choice(*choices):
 def _pair(low=None, high=None):
     def check(path, value):
         if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(_is_number, value))
-                or value[0] > value[1] or (low is not None and value[0] < low)
+                or not all(map(math.isfinite, value)) or value[0] > value[1] or (low is not None and value[0] < low)
                 or (high is not None and value[1] > high)):
             raise UserError(f"config {path} must be a pair [low, high] of numbers with low <= high, "
                             f"found {value!r}")
@@ -109,8 +143,8 @@ def _keywords(path, value):
 def _class_weights(path, value):
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(_is_number(w) and w > 0 for w in value):
-        raise UserError(f"config {path} must be null or a list of positive numbers (one per class), "
+    if not isinstance(value, list) or not value or not all(_is_number(w) and 0 < w <= 1e6 for w in value):
+        raise UserError(f"config {path} must be null or a list of numbers in (0, 1e6] (one per class), "
                         f"found {value!r}")
     return value
 
@@ -164,9 +198,13 @@ def _torch_type(kind):
         import torch
         module = torch.optim if kind == "torch optimizer" else torch.optim.lr_scheduler
         names = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
+        driven = OPTIMIZERS if kind == "torch optimizer" else SCHEDULERS
         if not isinstance(value, str) or value not in names:
-            hint = _did_you_mean(str(value), names)
-            raise UserError(f"config {path} '{value}' is not a {kind} class in {module.__name__}{hint}")
+            hint = _did_you_mean(_shown(value), names)
+            raise UserError(f"config {path} {_shown(value)} is not a {kind} class in {module.__name__}{hint}")
+        if value not in driven:
+            raise UserError(f"config {path} {value} is a {kind} the trainer does not drive (it steps once a "
+                            f"batch / an epoch, without closure or metric); use one of {', '.join(driven)}")
         return value
     return check
 
@@ -190,7 +228,8 @@ class Section:
         out = {}
         for key, item in value.items():
             name = self.aliases.get(key, key)
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{_shown(key, 100)[1:-1] if isinstance(key, str) else _shown(key, 100)}" if path \
+                else (_shown(key, 100)[1:-1] if isinstance(key, str) else _shown(key, 100))
             if name in out:
                 lab = next(k for k in (key, *self.aliases) if self.aliases.get(k) == name and k in value)
                 raise UserError(f"config {path + '.' if path else ''}{lab} is the lab's name of "
@@ -200,7 +239,7 @@ class Section:
                     out[name] = item
                     continue
                 raise UserError(f"config key {where} is not known"
-                                f"{_did_you_mean(str(key), list(self.keys) + list(self.aliases), path)}")
+                                f"{_did_you_mean(str(key)[:100], list(self.keys) + list(self.aliases), path)}")
             out[name] = self.keys[name](where if name == key else f"{path}.{name}" if path else name, item)
         missing = [k for k in self.required if k not in out]
         if missing:
@@ -223,7 +262,7 @@ def _did_you_mean(key, known, path=""):
 
 MAX_BITWIDTH = 32       # the widest integer type the deployed code stores values in
 MAX_ACCUMULATOR = 53    # the simulation wraps float64 sums, exact integers only up to 2^53
-SEARCH_METRICS = ("top1", "balanced_accuracy")
+SEARCH_METRICS = ("top1", "balanced_accuracy", "stream_recall_at_target")  # the last: app.stream_test
 QUANTIZATION_DEFAULTS = {"error_margin": 3.0, "schedule": "halve", "start_bitwidth": 16, "min_bitwidth": 2,
                          "bits_accumulator": "auto", "metric": "top1"}
 PRUNING_DEFAULTS = {"error_margin": 3.0, "max_steps": None, "metric": "top1"}
@@ -399,26 +438,48 @@ def _pruning_section(path, value):
 
 # --- the config file ----------------------------------------------------------------------------
 
-FEATURES = Section({
+# Bounds: the ranges a checkpoint's features must lie in (utils/checkpoint.FEATURE_RANGES), so a
+# config that trains is one every later script reads, and the cross-checks (win_length <= n_fft,
+# n_mfcc <= n_mels, fmin < fmax <= Nyquist, clips of at most 10 s, frames the clip holds).
+FEATURE_SECTION = Section({
     "sample_rate": _int(1000), "clip_samples": _int(1), "n_fft": _int(16), "win_length": _int(1),
     "hop_length": _int(1), "n_mels": _int(1), "fmin": _number(0), "fmax": _number(0, low_open=True),
     "n_mfcc": _int(1), "frames": _int(1), "top_db": _optional(_number(0, low_open=True)),
 })
+FEATURE_SECTION.keys = {k: _capped(check, FEATURE_RANGES[k][2]) for k, check in FEATURE_SECTION.keys.items()}
+
+
+def FEATURES(path, value):
+    value = FEATURE_SECTION(path, value)
+    check_features(value, f"config {path}")
+    return value
+
+
+MAX_COUNT = 100_000          # background-noise clips per split (Speech Commands' train split: 85k clips)
+MAX_BATCH = 65_536
+MAX_SEED = 2 ** 32 - 1       # numpy's and torch's seeds are 32/64-bit; 2**32-1 holds in both
+MAX_EPOCHS = 100_000
+MAX_MS = 1_000.0             # time shift of a one-second clip
+MAX_MASKS = 1_000
 
 AUGMENT = Section({
-    "enabled": _bool, "time_shift_ms": _number(0), "noise_prob": _number(0, 1), "snr_db": _pair(),
-    "gain_db": _pair(), "warp": _number(0, 1, high_open=True), "stretch": _number(0, 1, high_open=True),
-    "spec_time_masks": _int(0), "spec_time_width": _int(0), "spec_freq_masks": _int(0),
-    "spec_freq_width": _int(0), "bandlimit_prob": _number(0, 1), "bandlimit_hz": _number(0, low_open=True),
+    "enabled": _bool, "time_shift_ms": _capped(_number(0), MAX_MS), "noise_prob": _number(0, 1),
+    "snr_db": _pair(-200, 200), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
+    "stretch": _number(0, 1, high_open=True),
+    "spec_time_masks": _capped(_int(0), MAX_MASKS), "spec_time_width": _capped(_int(0), MAX_MASKS),
+    "spec_freq_masks": _capped(_int(0), MAX_MASKS), "spec_freq_width": _capped(_int(0), MAX_MASKS),
+    "bandlimit_prob": _number(0, 1), "bandlimit_hz": _capped(_number(0, low_open=True), 96_000),
 }, nullable=True)
 
-BACKGROUND_NOISE = Section({"train": _int(0), "validation": _int(0), "test": _int(0), "seed": _int(0)},
+BACKGROUND_NOISE = Section({"train": _capped(_int(0), MAX_COUNT), "validation": _capped(_int(0), MAX_COUNT),
+                            "test": _capped(_int(0), MAX_COUNT), "seed": _capped(_int(0), MAX_SEED)},
                            nullable=True)
 
 # Our loader's keys; KeywordDataLoader takes them too, plus the lab's.
 LOADER_ARGS = {
     "data_dir": _string, "download": _optional(_choice("v0.01", "v0.02")), "keywords": _keywords,
-    "batch_size": _int(1), "eval_batch_size": _int(1), "background_noise": BACKGROUND_NOISE,
+    "batch_size": _capped(_int(1), MAX_BATCH), "eval_batch_size": _capped(_int(1), MAX_BATCH),
+    "background_noise": BACKGROUND_NOISE,
     "augment": AUGMENT, "cache_dir": _string, "features": FEATURES,
     "normalize": _bool,   # false: raw MFCCs (the lab's code), true (default): per-coefficient mean 0, std 1
 }
@@ -427,7 +488,7 @@ LOADER_ARGS = {
 # clips of a keyword (1 = the Speech Commands convention; 0 = no silence class); unknown_share:
 # the other words sampled to that share (null: all of them); quiet_fraction: the silence clips
 # that are digital silence. A silence class is the last class, after the keywords.
-TASK = Section({"silence_share": _number(0), "unknown_share": _optional(_number(0)),
+TASK = Section({"silence_share": _capped(_number(0), 100), "unknown_share": _optional(_capped(_number(0), 1000)),
                 "quiet_fraction": _number(0, 1)}, nullable=True)
 LOADER_ARGS["task"] = TASK
 RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
@@ -445,9 +506,9 @@ def task_classes(args):
 
 LAB_LOADER_ARGS = {
     "shuffle": _bool,                                   # reshuffle the training set every epoch
-    "seed": _int(0),                                    # the training shuffle seed (-> top-level seed)
+    "seed": _capped(_int(0), MAX_SEED),                 # the training shuffle seed (-> top-level seed)
     "validation_split": _lab_none(_split_fraction),     # used when IA_DATASET has no x_val
-    "num_workers": _int(0),                             # accepted, no effect: batches are tensor slices
+    "num_workers": _capped(_int(0), 1024),              # accepted, no effect: batches are tensor slices
 }
 LOADERS = {"SpeechCommandsDataLoader": Section(LOADER_ARGS, required=("data_dir",)),
            "KeywordDataLoader": Section({**LOADER_ARGS, **LAB_LOADER_ARGS}, required=("data_dir",))}
@@ -457,8 +518,8 @@ def _data_loader(path, value):
     if not isinstance(value, dict):
         raise UserError(f"config {path} must be a mapping with type and args, found {type(value).__name__}")
     kind = value.get("type")
-    if kind not in LOADERS:
-        raise UserError(f"config {path}.type must be one of {', '.join(LOADERS)}, found {kind!r}"
+    if not isinstance(kind, str) or kind not in LOADERS:
+        raise UserError(f"config {path}.type must be one of {', '.join(LOADERS)}, found {_shown(kind)}"
                         f"{_did_you_mean(str(kind), list(LOADERS)) if isinstance(kind, str) else ''}")
     return Section({"type": lambda p, v: v, "args": LOADERS[kind]}, required=("type", "args"))(path, value)
 
@@ -490,8 +551,15 @@ ARCH = _arch
 
 
 # lr and weight_decay are checked here; other arguments go to the torch class, which checks them
-OPTIMIZER_ARGS = Section({"lr": _number(0, low_open=True), "weight_decay": _number(0)}, open_keys=True,
-                         nullable=True)
+OPTIMIZER_ARGS = Section({"lr": _number(0, low_open=True), "weight_decay": _capped(_number(0), 1e3)},
+                         open_keys=True, nullable=True)
+# the optimizers and schedulers the trainer drives: one step() a batch (no closure, dense
+# gradients) and one scheduler step() an epoch without a metric; torch checks their arguments
+# when they are built on a dummy parameter in validate_config, before any run folder exists
+OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
+              "ASGD", "Rprop")
+SCHEDULERS = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
+              "LinearLR", "ConstantLR", "PolynomialLR")
 
 
 def _scheduler(path, value):
@@ -504,28 +572,45 @@ def _scheduler(path, value):
     return section(path, value)
 
 
+def _smooth_list(path, value):
+    if not (isinstance(value, list) and 1 <= len(value) <= 8 and all(
+            _is_number(v) and 0 <= v <= 10_000 for v in value)):
+        raise UserError(f"config {path} must be a list of 1 to 8 smoothing spans in ms (0 to 10000), "
+                        f"found {value!r}")
+    return [float(v) for v in value]
+
+
 TRAINER = Section({
-    "epochs": _int(1), "save_dir": _string, "save_period": _int(1), "verbosity": _int(0, 2),
-    "monitor": _monitor, "early_stop": _optional(_int(0)), "class_weights": _class_weights,
+    "epochs": _capped(_int(1), MAX_EPOCHS), "save_dir": _string, "save_period": _capped(_int(1), MAX_EPOCHS),
+    "verbosity": _int(0, 2), "monitor": _monitor, "early_stop": _optional(_capped(_int(0), MAX_EPOCHS)),
+    "class_weights": _class_weights,
     "tensorboard": _bool, "ema": _optional(_number(0, 1, low_open=True, high_open=True)),
-    "distillation": Section({"teachers": _int(0), "temperature": _number(0, low_open=True),
+    "distillation": Section({"teachers": _capped(_int(0), 64), "temperature": _capped(_number(0, low_open=True), 1e3),
                              "alpha": _number(0, 1)}, nullable=True),
 }, required=("epochs",))
 
-DISTILLATION = Section({"enabled": _bool, "temperature": _number(0, low_open=True), "alpha": _number(0, 1),
+DISTILLATION = Section({"enabled": _bool, "temperature": _capped(_number(0, low_open=True), 1e3),
+                        "alpha": _number(0, 1),
                         "teacher": _optional(_string)}, nullable=True)
-FINETUNING = Section({"epochs": _int(1), "lr_factor": _number(0, low_open=True), "distillation": DISTILLATION},
+FINETUNING = Section({"epochs": _capped(_int(1), MAX_EPOCHS), "lr_factor": _capped(_number(0, low_open=True), 1e3),
+                      "distillation": DISTILLATION},
                      nullable=True)
 OPTIMIZATION = Section({"quantization": _quantization_section, "pruning": _pruning_section,
                         "finetuning": FINETUNING},
                        aliases={"quantizer": "quantization", "pruner": "pruning"}, nullable=True)
 
+# the operating point calibrated after training (app.calibration): the threshold meeting
+# target_false_alarms_per_hour on the validation split's stream of stream_hours hours (null: none)
+DETECTOR = Section({"target_false_alarms_per_hour": _number(0, 1e6, low_open=True),
+                    "stream_hours": _number(0, 100, low_open=True), "seed": _int(0, 2**32 - 1),
+                    "smooth_ms": _smooth_list}, nullable=True)
+
 CONFIG = Section({
-    "name": _string, "n_gpu": _int(0), "seed": _int(0), "deterministic": _bool,
+    "name": _run_name, "n_gpu": _capped(_int(0), 1024), "seed": _capped(_int(0), MAX_SEED), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
     "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
-    "optimization": OPTIMIZATION,
+    "optimization": OPTIMIZATION, "detector": DETECTOR,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
 
@@ -549,4 +634,70 @@ def validate_config(raw):
     weights = config["trainer"].get("class_weights")
     if weights is not None and len(weights) != classes:
         raise UserError(f"config trainer.class_weights has {len(weights)} entries for {classes} classes")
+    noise = args.get("background_noise") or {}
+    check_memory(sum(noise.get(s, 0) for s in ("train", "validation", "test")), args.get("features"),
+                 "data_loader.args.background_noise")
+    _check_torch_objects(config)
     return config
+
+
+def validate_stored_loader(name, args, source):
+    """A checkpoint's stored ``data_loader.args`` checked by the same rules as a config's (a
+    received checkpoint may carry any value: a huge noise count, a batch size of 0), and the
+    memory its clips would take; a UserError naming ``source`` otherwise. Returns the checked args."""
+    try:
+        checked = LOADERS[name]("data_loader.args", args)
+        noise = checked.get("background_noise") or {}
+        check_memory(sum(noise.get(s, 0) for s in ("train", "validation", "test")), checked.get("features"),
+                     "data_loader.args.background_noise")
+    except UserError as e:
+        raise UserError(f"{source} stores a config the schema refuses ({e}); give a checkpoint saved by train.py") from None
+    return checked
+
+
+MEMORY_CAP = 16 * 2 ** 30   # bytes the clips of one split may take (waves, mel power, MFCCs), 16 GiB
+
+
+def clip_bytes(features):
+    """Bytes one clip takes while its split is built: float32 samples, mel power and MFCCs."""
+    f = {"clip_samples": 16000, "n_mels": 40, "n_mfcc": 13, "frames": 100, **(features or {})}
+    return 4 * (f["clip_samples"] + (f["n_mels"] + f["n_mfcc"]) * f["frames"])
+
+
+def check_memory(clips, features, lower):
+    """A UserError naming ``lower`` (the value to reduce) when ``clips`` clips of these features
+    would take more than MEMORY_CAP."""
+    need = max(clips, 1) * clip_bytes(features)
+    if need > MEMORY_CAP:
+        raise UserError(f"{clips} clip(s) of {clip_bytes(features) / 2 ** 20:.1f} MiB (features.clip_samples, "
+                        f"n_mels, n_mfcc, frames) need {need / 2 ** 30:.1f} GiB, above the cap of "
+                        f"{MEMORY_CAP / 2 ** 30:g} GiB; lower {lower} or the feature sizes")
+
+
+def _check_torch_objects(config):
+    """Build the optimizer and scheduler on a dummy parameter (torch checks their arguments: betas
+    in [0, 1), eps >= 0, ...) and run the model on one zero input (the frames and coefficients
+    must fit the architecture), without touching the random state."""
+    import torch
+    opt, sched, arch = config["optimizer"], config.get("lr_scheduler"), config["arch"]
+    with torch.random.fork_rng(devices=[]):
+        where = "optimizer.args"
+        try:
+            optimizer = getattr(torch.optim, opt["type"])([torch.zeros(1, requires_grad=True)],
+                                                          **dict(opt.get("args") or {}))
+            if sched:
+                where = "lr_scheduler.args"
+                getattr(torch.optim.lr_scheduler, sched["type"])(optimizer, **dict(sched.get("args") or {}))
+        except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
+            raise UserError(f"config {where} do not fit {opt['type'] if where[0] == 'o' else sched['type']}: "
+                            f"{_shown(str(e).splitlines()[0] if str(e) else type(e).__name__, 200)}") from None
+        features = config["data_loader"]["args"].get("features")
+        model = registry.make_model(arch["type"], arch.get("args"), features)
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, *registry.input_shape_of(features)))
+        except RuntimeError as e:
+            shape = registry.input_shape_of(features)
+            raise UserError(f"config data_loader.args.features give inputs of {shape[1]} frames x {shape[2]} "
+                            f"coefficients, which {arch['type']} cannot take "
+                            f"({_shown(str(e).splitlines()[0], 120)}); raise frames / n_mfcc") from None

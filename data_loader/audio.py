@@ -9,6 +9,9 @@ frames needed, so memory stays bounded whatever a file claims. Background-noise 
 read up to MAX_NOISE_SECONDS (from their start). Long recordings for ``predict.py`` are streamed
 with :func:`stream_wave` in blocks of BLOCK_SECONDS.
 """
+import os
+import stat
+
 import numpy as np
 import soundfile as sf
 import soxr
@@ -19,6 +22,7 @@ MAX_CHANNELS = 16
 MAX_CLIP_SECONDS = 10.0     # training/evaluation clips: longer ones are cropped, centred
 MAX_NOISE_SECONDS = 600.0   # background-noise recordings: read from the start up to this
 BLOCK_SECONDS = 10.0        # block size when streaming a long recording
+MAX_SAMPLE_MAGNITUDE = 1e3  # float WAVs: audio lies in [-1, 1]; 1e30 would overflow the power spectrum
 
 
 class AudioError(Exception):
@@ -30,23 +34,47 @@ def _reason(e):
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def shown(path):
+    """``path`` printable on one line whatever its bytes: a name that is not UTF-8 (held as
+    surrogate escapes) or holds control characters is shown with backslash escapes."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _regular(path):
+    """``path`` if it is (or links to) a regular file: a FIFO, device or socket would block or
+    never end, a dangling link or a link loop is not a clip."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise AudioError(f"{shown(path)}: {e.strerror or type(e).__name__}") from None
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{shown(path)}: not a regular file")
+    return path
+
+
 def audio_info(path):
     """soundfile's header of ``path`` after checking rate and channels (no sample is read)."""
+    _regular(path)
     try:
-        info = sf.info(str(path))
+        with open(path, "rb") as f:   # opened by Python: any file name, UTF-8 or not
+            info = sf.info(f)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError
-        raise AudioError(f"{path}: {_reason(e)}") from None
+        raise AudioError(f"{shown(path)}: {_reason(e)}") from None
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: sample rate {info.samplerate} Hz is outside the supported "
+        raise AudioError(f"{shown(path)}: sample rate {info.samplerate} Hz is outside the supported "
                          f"{MIN_SAMPLE_RATE:,}..{MAX_SAMPLE_RATE:,} Hz")
     if not 1 <= info.channels <= MAX_CHANNELS:
-        raise AudioError(f"{path}: {info.channels} channels (at most {MAX_CHANNELS} are read)")
+        raise AudioError(f"{shown(path)}: {info.channels} channels (at most {MAX_CHANNELS} are read)")
     return info
 
 
 def _check_finite(path, data):
     if not np.isfinite(data).all():
-        raise AudioError(f"{path}: holds NaN or infinite samples")
+        raise AudioError(f"{shown(path)}: holds NaN or infinite samples")
+    if data.size and float(np.abs(data).max()) > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(f"{shown(path)}: samples up to {float(np.abs(data).max()):.3g}, far outside the "
+                         f"[-1, 1] of audio (at most {MAX_SAMPLE_MAGNITUDE:g} is read)")
 
 
 def read_wave(path, sample_rate, max_seconds=None, centred=True):
@@ -59,11 +87,12 @@ def read_wave(path, sample_rate, max_seconds=None, centred=True):
         frames = int(max_seconds * info.samplerate)
         start = (info.frames - frames) // 2 if centred else 0
     try:
-        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        with open(path, "rb") as f:
+            data, sr = sf.read(f, start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as e:
-        raise AudioError(f"{path}: {_reason(e)}") from None
+        raise AudioError(f"{shown(path)}: {_reason(e)}") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: no samples")
+        raise AudioError(f"{shown(path)}: no samples")
     _check_finite(path, data)
     wave = data.mean(axis=1)
     if sr != sample_rate:
@@ -81,7 +110,7 @@ def stream_wave(path, sample_rate, block_seconds=BLOCK_SECONDS):
     if info.samplerate != sample_rate:
         stream = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with open(path, "rb") as raw, sf.SoundFile(raw) as f:
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 last = data.shape[0] < block or f.tell() >= info.frames
@@ -96,7 +125,7 @@ def stream_wave(path, sample_rate, block_seconds=BLOCK_SECONDS):
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"{path}: {_reason(e)}") from None
+        raise AudioError(f"{shown(path)}: {_reason(e)}") from None
 
 
 def fit_length(wave, length):

@@ -57,7 +57,7 @@ def split_by_hash(name):
     """The Speech Commands rule (input_data.which_set of its README): the split of a clip from the
     SHA-1 of its file name without the ``_nohash_`` part, so a speaker's clips stay together."""
     base = re.sub(r"_nohash_.*$", "", posixpath.basename(name))
-    percent = ((int(hashlib.sha1(base.encode("utf-8")).hexdigest(), 16) % (MAX_NUM_WAVS_PER_CLASS + 1))
+    percent = ((int(hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest(), 16) % (MAX_NUM_WAVS_PER_CLASS + 1))
                * (100.0 / MAX_NUM_WAVS_PER_CLASS))
     if percent < HASH_PERCENT["validation"]:
         return "validation"

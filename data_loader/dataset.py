@@ -48,7 +48,10 @@ class SplitData:
 
 
 def _file_signature(root, rel):
-    st = os.stat(os.path.join(root, rel))  # strings, not Paths: a training split is 30,000 files
+    try:
+        st = os.stat(os.path.join(root, rel))  # strings, not Paths: a training split is 30,000 files
+    except OSError as e:   # a dangling link or a link loop: a clip read_wave skips
+        return [rel, -1, e.errno]
     return [rel, st.st_size, st.st_mtime_ns]
 
 

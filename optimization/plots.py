@@ -6,7 +6,8 @@ imported when a figure is drawn, not when a script starts.
 """
 from utils.atomic import save_figure
 
-METRIC_NAMES = {"top1": "top-1", "balanced_accuracy": "balanced accuracy"}
+METRIC_NAMES = {"top1": "top-1", "balanced_accuracy": "balanced accuracy",
+                "stream_recall_at_target": "keywords found at the target false alarms/h (stream)"}
 
 
 def _figure():

@@ -7,10 +7,9 @@ file, the layer and what to change.
 from dataclasses import fields, replace
 from pathlib import Path
 
-import yaml
-
 from fixedpoint.graph import describe, propagate_pruning
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
+from utils import yaml_reader
 from utils.atomic import read_yaml
 from utils.errors import UserError
 
@@ -120,7 +119,7 @@ def solution_text(source):
     if source is None:
         return None
     if isinstance(source, dict):
-        return yaml.safe_dump(dict(source), sort_keys=False)
+        return yaml_reader.dumps(dict(source), default_flow_style=False)
     path = Path(source)
     if not path.is_file():
         raise UserError(f"solution file not found: {path} (check the path)")

@@ -47,6 +47,7 @@ def e2e_config(tmp_path_factory, corpus_dir, cache_dir):
     cfg["data_loader"]["args"].update(data_dir=str(corpus_dir), cache_dir=str(cache_dir), download=None)
     cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=E2E_EPOCHS, save_period=2, distillation=None)
     cfg["optimization"]["finetuning"]["epochs"] = 2
+    cfg["detector"]["stream_hours"] = 0.01   # the shortest stream: every clip of the split once
     path = tmp / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -116,6 +117,7 @@ def pinned_recipe_config(tmp, corpus_dir, cache_dir, name, seed, epochs):
                           class_weights=[1, 4, 4, 4], monitor="min val_loss", distillation=None, ema=None)
     cfg["optimization"]["quantization"].update(metric="balanced_accuracy", schedule=[16, 8])
     cfg["optimization"]["pruning"]["metric"] = "balanced_accuracy"
+    cfg["detector"]["stream_hours"] = 0.01
     path = tmp / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path

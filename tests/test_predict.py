@@ -18,7 +18,7 @@ from app.detection import (DetectorSettings, KeywordClassifier, find_detections,
 from app.export_bundle import compact_checkpoint
 from fixedpoint.fixed_point import integer_length
 from optimization.range_analysis import collect_ranges
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 
@@ -188,7 +188,7 @@ def test_long_recording_gives_one_detection_per_keyword_at_its_time(trained_ckpt
     path, truth = recording
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        out = run("predict.py", "-r", trained_ckpt, path).stdout
+        out = run("predict.py", "-r", trained_ckpt, path, "--threshold", "0.5").stdout
     head, *rows = out.strip().splitlines()
     if rows:
         columns = rows.pop(0)
@@ -196,7 +196,7 @@ def test_long_recording_gives_one_detection_per_keyword_at_its_time(trained_ckpt
     frames = sf.info(str(path)).frames
     n_windows = 1 + -(-(frames - SR) // 1600)
     assert re.match(rf"{re.escape(str(path))}: {frames / SR:.2f} s, {n_windows} windows every 100 ms: "
-                    rf"{len(rows)} keyword detection\(s\)$", head), head
+                    rf"{len(rows)} keyword detection\(s\) at threshold 0.5 \(--threshold\)$", head), head
     detections = []
     for row in rows:
         m = re.fullmatch(r"\s+([\d.]+) s  (\w+)\s+([\d.]+)", row)
@@ -229,9 +229,9 @@ def test_compact_and_quantized_models_detect_identically(trained_ckpt, test_clip
     compact = compact_model(masked)
     save_checkpoint(tmp_path / "compact.pth", compact_checkpoint(ckpt, compact, trained_ckpt))
     files = [path, test_clips[0][0]]
-    _, reference = predict_files(trained_ckpt, files, tmp_path / "quantization.yml", tmp_path / "pruning.yml")
-    _, from_compact = predict_files(tmp_path / "compact.pth", files, tmp_path / "quantization.yml")
-    _, in_float = predict_files(trained_ckpt, files, None, tmp_path / "pruning.yml")
+    reference = predict_files(trained_ckpt, files, tmp_path / "quantization.yml", tmp_path / "pruning.yml")[3]
+    from_compact = predict_files(tmp_path / "compact.pth", files, tmp_path / "quantization.yml")[3]
+    in_float = predict_files(trained_ckpt, files, None, tmp_path / "pruning.yml")[3]
     (_, scan), (_, clip) = reference
     assert np.array_equal(from_compact[0][1].posteriors, scan.posteriors)
     assert from_compact[0][1].detections == scan.detections
@@ -246,3 +246,30 @@ def test_missing_audio_is_a_one_line_error(trained_ckpt, recording, tmp_path):
     assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0] == f"error: audio file not found: {tmp_path / 'missing.wav'}"
     assert proc.stdout == ""   # every file is checked before any result is printed
+
+
+def test_a_long_recording_is_scanned_at_the_checkpoints_calibrated_threshold(trained_ckpt, recording):
+    """Without --threshold, predict.py uses the operating point train.py stored (app.calibration)."""
+    stored = load_checkpoint(trained_ckpt).detector
+    assert stored is not None and 0 < stored["threshold"] <= 1
+    head = run("predict.py", "-r", trained_ckpt, recording[0]).stdout.strip().splitlines()[0]
+    assert head.endswith(f"at threshold {stored['threshold']:g} (calibrated for "
+                         f"{stored['target_false_alarms_per_hour']:g} false alarm(s)/h on the validation stream)"), head
+
+
+def test_the_frame_wise_scan_equals_the_per_window_scan_on_the_test_stream(trained_ckpt, corpus_dir):
+    """data_loader.frame_features computes each frame once; its windows' posteriors and
+    detections must be those of the per-window scan (app.detection.scan_stream) on a built stream."""
+    from app.detection import scan_frames, scan_stream
+    from app.stream_test import split_stream
+    from data_loader.stream import render_blocks
+    classifier = KeywordClassifier.from_checkpoint(trained_ckpt)
+    plan = split_stream(classifier, classifier.ckpt, corpus_dir, "test", 0.01, 0)
+    settings = DetectorSettings(threshold=0.3)
+    frames = scan_frames(classifier, render_blocks(plan), settings)
+    windows_ = scan_stream(classifier, render_blocks(plan), settings)
+    assert len(frames.starts_s) == len(windows_.starts_s) > 3000
+    np.testing.assert_array_equal(frames.starts_s, windows_.starts_s)
+    assert np.abs(frames.posteriors - windows_.posteriors).max() < 1e-5
+    assert len(frames.detections) >= 20
+    assert [(d.start_s, d.name) for d in frames.detections] == [(d.start_s, d.name) for d in windows_.detections]

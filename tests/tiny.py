@@ -47,6 +47,7 @@ def tiny_config(tmp, corpus, name="tiny", epochs=2, **trainer):
     cfg["lr_scheduler"]["args"]["T_max"] = epochs
     cfg["trainer"].update(save_dir=str(tmp / "saved"), epochs=epochs, save_period=1, distillation=None, **trainer)
     cfg["optimization"]["finetuning"]["epochs"] = 1
+    cfg["detector"]["stream_hours"] = 0.01   # the shortest stream: every clip of the split once
     path = tmp / f"{name}.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path

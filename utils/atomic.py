@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from utils import yaml_reader
 from utils.errors import UserError
 
 
@@ -120,7 +121,7 @@ def write_bytes(path, data):
 
 
 def write_yaml(path, data):
-    write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    write_text(path, yaml_reader.dumps(data))
 
 
 def torch_save(obj, path):
@@ -138,15 +139,20 @@ def save_figure(fig, path):
 
 
 def read_yaml(path, what="YAML file"):
-    """safe_load a YAML mapping; missing or malformed files raise UserError."""
+    """A YAML mapping read with :mod:`utils.yaml_reader` (safe, no aliases, no duplicate keys,
+    depth- and size-limited); a missing, unreadable, oversized or malformed file is a UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{what} not found: {path} (check the path)")
+        raise UserError(f"{what} not found: {path} (check the path; it must be a regular file)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > yaml_reader.MAX_BYTES:
+            raise yaml_reader.YAMLShapeError(f"{path.stat().st_size:,} bytes, above the "
+                                             f"{yaml_reader.MAX_BYTES:,} a YAML file here may hold")
+        data = yaml_reader.loads(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{what} {path} is not valid YAML ({first}); fix or regenerate it")
+        raise UserError(f"{what} {path} is not valid YAML ({yaml_reader.first_line(e)}); fix or regenerate it") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}; check its permissions") from None
     if not isinstance(data, dict):
         raise UserError(f"{what} {path} must hold a YAML mapping, found {type(data).__name__}")
     return data

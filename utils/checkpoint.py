@@ -12,6 +12,7 @@ import math
 import pickle
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from utils.errors import UserError
 
 REQUIRED = ("arch", "state_dict", "config", "features", "normalization")
 MAX_CLASSES = 1000
+MAX_WEIGHT = 1e10         # |weight| or batch-norm statistic: a trained model's are below ~1e3
+MAX_SOLUTION_CHARS = 1 << 20   # a stored solution's YAML text (utils.yaml_reader.MAX_BYTES)
 MAX_WIDTH = 1024          # conv filters / fc3 neurons: the default is (8, 8, 64)
 # (type, low, high) of every MFCC parameter a checkpoint may carry (data_loader.features.FeatureParams)
 FEATURE_RANGES = {"sample_rate": (int, 4_000, 192_000), "clip_samples": (int, 1, 1_920_000),
@@ -57,6 +60,7 @@ class Checkpoint:
     ema_updates: int = None        # with EMA: updates averaged so far
     teachers: list = None          # ensemble distillation: the teachers' checkpoints
     class_names: list = None       # every class by index, when not 'unknown' + keywords (a silence class)
+    detector: dict = None          # the operating point calibrated on the validation stream (app.calibration)
     # not in the file: the solutions a restored model runs under (app.restore.restore_model)
     applied: dict = field(default=None, repr=False, metadata={"stored": False})
 
@@ -87,6 +91,7 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (check the path given with -r)")
+    _check_zip(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
@@ -98,6 +103,22 @@ def load_checkpoint(path):
     validate_checkpoint(ckpt, path)
     confine_paths(ckpt["config"], path)
     return Checkpoint.from_dict(ckpt)
+
+
+def _check_zip(path):
+    """The CRC of every member of a zip checkpoint (torch.save's format): one flipped bit in a
+    tensor would otherwise load as a silently wrong weight. Other formats are left to torch.load."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason}); give a .pth file saved by train.py") from None
+    if bad is not None:
+        raise UserError(f"{path} is corrupted (member {bad[:120]} fails its CRC check); copy it again or "
+                        f"give another .pth file saved by train.py")
 
 
 def _number(value, kind):
@@ -113,6 +134,12 @@ def _check_arch_args(args, where):
     before the model is built."""
     if not isinstance(args, dict):
         raise UserError(f"{where}: arch_args must be a mapping, found {type(args).__name__}")
+
+
+def check_features(features, where):
+    """The ranges and the consistency of MFCC settings, a checkpoint's or a config's (one rule for
+    the writer and every reader); returns n_mfcc."""
+    return _check_features(features, where)
 
 
 def _check_features(features, where):
@@ -175,8 +202,21 @@ def validate_checkpoint(ckpt, path):
     if not isinstance(ckpt["state_dict"], dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["state_dict"].items()):
         raise UserError(f"{where}: state_dict must map parameter names to tensors")
+    if not all(v.layout == torch.strided for v in ckpt["state_dict"].values()):
+        raise UserError(f"{where}: state_dict holds a sparse or otherwise non-dense tensor")
     if not all(bool(torch.isfinite(v).all()) for v in ckpt["state_dict"].values() if v.is_floating_point()):
         raise UserError(f"{where}: state_dict holds NaN or infinite weights")
+    if not all(v.numel() == 0 or float(v.abs().max()) <= MAX_WEIGHT
+               for v in ckpt["state_dict"].values() if v.is_floating_point()):
+        raise UserError(f"{where}: state_dict holds weights above {MAX_WEIGHT:g} in magnitude (a trained "
+                        f"model's stay far below); the file is corrupted or forged")
+    solutions = ckpt.get("solutions")
+    if solutions is not None and (not isinstance(solutions, dict)
+                                  or not set(solutions) <= {"quantization", "pruning"}
+                                  or not all(v is None or (isinstance(v, str) and len(v) <= MAX_SOLUTION_CHARS)
+                                             for v in solutions.values())):
+        raise UserError(f"{where}: solutions must map quantization / pruning to YAML text, found "
+                        f"{type(solutions).__name__}")
     if not isinstance(ckpt["config"], dict):
         raise UserError(f"{where}: config must be a mapping, found {type(ckpt['config']).__name__}")
     for key in ("trainer", "data_loader"):
@@ -186,10 +226,17 @@ def validate_checkpoint(ckpt, path):
         raise UserError(f"{where}: config.data_loader.args must be a mapping")
     n_mfcc = _check_features(ckpt["features"], where)
     _check_normalization(ckpt["normalization"], n_mfcc, where)
-    keywords = ckpt.get("keywords")
+    keywords, names = ckpt.get("keywords"), ckpt.get("class_names")
+    for key, value in (("keywords", keywords), ("class_names", names)):
+        if value is not None and (not isinstance(value, (list, tuple)) or len(value) > MAX_CLASSES
+                                  or not all(isinstance(k, str) and k for k in value)):
+            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} words, found "
+                            f"{type(value).__name__}")
     if keywords is not None:
         classes = args.get("num_classes", 4)
-        names = ckpt.get("class_names")
+        if not (_number(classes, int) and 2 <= classes <= MAX_CLASSES):
+            raise UserError(f"{where}: arch_args.num_classes must be an integer from 2 to {MAX_CLASSES}, "
+                            f"found {classes!r}")
         extra = 0 if names is None else len(names) - 1 - len(keywords)  # a silence class after them
         if (not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) and k for k in keywords)
                 or len(set(keywords)) != len(keywords) or len(keywords) != classes - 1 - extra):
@@ -204,9 +251,26 @@ def validate_checkpoint(ckpt, path):
     if "monitor_best" in ckpt and not (_number(ckpt["monitor_best"], float)
                                        or ckpt["monitor_best"] in (math.inf, -math.inf)):
         raise UserError(f"{where}: monitor_best must be a number, found {ckpt['monitor_best']!r}")
+    if ckpt.get("detector") is not None:
+        _check_detector(ckpt["detector"], where)
     if ckpt.get("rng_state") is not None and not (isinstance(ckpt["rng_state"], torch.Tensor)
                                                   and ckpt["rng_state"].dtype == torch.uint8):
         raise UserError(f"{where}: rng_state must be a byte tensor")
+
+
+DETECTOR_FIELDS = {"threshold": (0.0, 1.0), "smooth_ms": (0.0, 10_000.0),
+                   "target_false_alarms_per_hour": (0.0, 1e6)}
+
+
+def _check_detector(detector, where):
+    """The calibrated operating point: a mapping whose numbers lie in their ranges (other keys, the
+    calibration's own figures, are kept as they are)."""
+    if not isinstance(detector, dict):
+        raise UserError(f"{where}: detector must be a mapping, found {type(detector).__name__}")
+    for key, (lo, hi) in DETECTOR_FIELDS.items():
+        value = detector.get(key)
+        if not (_number(value, float) and lo <= value <= hi) or (key != "smooth_ms" and value <= lo):
+            raise UserError(f"{where}: detector.{key} must be a number in ({lo:g}, {hi:g}], found {value!r}")
 
 
 def safe_name(name):

@@ -3,9 +3,24 @@ import functools
 import sys
 
 
+MAX_MESSAGE = 2000   # characters of an error message printed (a forged file can make one huge)
+
+
+def one_line(text, limit=MAX_MESSAGE):
+    """``text`` on one printable line: newlines, terminal escapes and other control characters
+    (from a file name, a key, a checkpoint's keyword) shown as backslash escapes, then bounded."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")   # lone surrogates of a file name
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class UserError(Exception):
     """Bad input the user can fix (missing file, wrong key, mismatched model). The message says
-    what was wrong and what to do; no traceback is shown."""
+    what was wrong and what to do; no traceback is shown. The message is kept to one printable
+    line (:func:`one_line`) whatever names it quotes."""
+
+    def __init__(self, message=""):
+        super().__init__(one_line(message))
 
 
 def exit_on_user_error(main):
@@ -15,7 +30,7 @@ def exit_on_user_error(main):
         try:
             return main(*args, **kwargs)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from data_loader.synthetic.clips import to_int16, write_wav
 from data_loader.synthetic.lexicon import CONFUSABLE, CONFUSABLE_WEIGHT, KEYWORDS, WORDS
 from data_loader.synthetic.noise import NOISE_FILES, make_noise
 from data_loader.synthetic.voices import draw_speaker
+from utils import yaml_reader
 from utils.atomic import write_text, write_yaml
 from utils.errors import UserError
 from utils.progress import progress_bar
@@ -208,7 +209,7 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
 
 def _reuse(root, params):
     try:
-        marker = yaml.safe_load((root / MARKER).read_text(encoding="utf-8")) or {}
+        marker = yaml_reader.loads((root / MARKER).read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         raise UserError(f"{root / MARKER} is unreadable; delete {root} and generate the corpus again")
     if not isinstance(marker, dict) or "summary" not in marker:

@@ -1,0 +1,73 @@
+"""The operating point a checkpoint carries: the detector threshold calibrated on a stream.
+
+A keyword spotter is used at one threshold, and a user wants it chosen for a false-alarm rate,
+not for a probability. After training (and after finetuning) the validation split's stream
+(data_loader.stream) is scanned once per smoothing span of ``detector.smooth_ms``; the threshold
+kept is the one of the sweep (model.stream_metric.THRESHOLDS) with the fewest misses among those
+meeting ``detector.target_false_alarms_per_hour``, and of the spans the one with the fewest
+misses (ties: the shorter span). It is written into model_best.pth, where test.py, predict.py
+and export.py read it. The test split is never used for it.
+"""
+from app.detection import DetectorSettings, KeywordClassifier
+from app.stream_test import DEFAULT_HOURS, DEFAULT_TARGET, frame_scan, split_stream
+from data_loader.corpus import SILENCE
+from data_loader.stream import render_blocks
+from model.stream_metric import THRESHOLDS, operating_point, sweep
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+SMOOTH_MS = (300.0, 500.0, 700.0)
+
+
+def detector_config(config):
+    """The config's ``detector`` section with its defaults (None, no section: calibration is off)."""
+    section = config.get("detector")
+    if section is None:
+        return None
+    return {"target_false_alarms_per_hour": float(section.get("target_false_alarms_per_hour", DEFAULT_TARGET)),
+            "stream_hours": float(section.get("stream_hours", DEFAULT_HOURS)),
+            "seed": int(section.get("seed", 0)),
+            "smooth_ms": [float(v) for v in section.get("smooth_ms", SMOOTH_MS)]}
+
+
+def calibrate(checkpoint, settings, data_dir=None):
+    """The detector mapping for ``checkpoint`` (its stored solutions applied) from ``settings``
+    (detector_config)."""
+    classifier = KeywordClassifier.from_checkpoint(checkpoint)
+    plan = split_stream(classifier, classifier.ckpt, data_dir, "validation", settings["stream_hours"],
+                        settings["seed"])
+    target = settings["target_false_alarms_per_hour"]
+    hours = plan.background_s / 3600.0
+    starts_s, posteriors, _ = frame_scan(classifier, render_blocks(plan), DetectorSettings())
+    best = None
+    for smooth in sorted(settings["smooth_ms"]):
+        detector = DetectorSettings(smooth_ms=smooth)
+        scores = sweep(posteriors, starts_s, detector, classifier.class_names, plan.labels, hours, THRESHOLDS,
+                       (SILENCE,))
+        score, met = operating_point(scores, target)
+        key = (not met, score.misses if met else score.false_alarms, score.misses)
+        if best is None or key < best[0]:
+            best = (key, smooth, score, met)
+    _, smooth, score, met = best
+    return {"threshold": float(score.threshold), "smooth_ms": float(smooth),
+            "target_false_alarms_per_hour": float(target), "met": bool(met),
+            "validation_miss_rate": float(score.miss_rate),
+            "validation_false_alarms_per_hour": float(score.false_alarms_per_hour),
+            "validation_keywords": int(score.keywords), "stream_hours": float(plan.duration_s / 3600.0),
+            "seed": int(settings["seed"])}
+
+
+def describe(detector):
+    met = "" if detector["met"] else f" (target {detector['target_false_alarms_per_hour']:g}/h not met)"
+    return (f"operating point: threshold {detector['threshold']:g}, smoothing {detector['smooth_ms']:g} ms; "
+            f"validation stream ({detector['stream_hours']:.2f} h, {detector['validation_keywords']} keywords): "
+            f"misses {100 * detector['validation_miss_rate']:.1f}% at "
+            f"{detector['validation_false_alarms_per_hour']:.1f} false alarms/h{met}")
+
+
+def calibrate_checkpoint(path, settings, data_dir=None):
+    """Calibrate ``path`` and write the operating point into it (atomically); returns it."""
+    detector = calibrate(path, settings, data_dir)
+    ckpt = load_checkpoint(path)
+    ckpt.detector = detector
+    save_checkpoint(path, ckpt)
+    return detector

@@ -1,0 +1,276 @@
+"""test.py --stream: a checkpoint judged as a keyword spotter, on a long recording.
+
+The recording is either built from a split of the corpus (data_loader.stream: every keyword clip
+once, the other clips in enough variants for the hours asked, pauses, gain, the split's noise
+region) or a user's own labelled WAV. The detector is predict.py's (model.detector) on the
+frame-wise features of data_loader.frame_features; the figures are the share of keywords missed
+against false alarms per hour of non-keyword audio, over a sweep of thresholds (a DET curve), and
+at the checkpoint's own operating point (the threshold calibrated after training, app.calibration).
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.detection import KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
+from app.restore import data_for_checkpoint
+from data_loader.audio import AudioError, stream_wave
+from data_loader.corpus import SILENCE
+from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
+from data_loader.stream import describe_plan, plan_stream, render_blocks
+from model.detector import detections_of_smoothed, smooth_posteriors
+from model.stream_metric import THRESHOLDS, StreamScore, match, misses_at, operating_point, sweep, tolerance_text
+from utils import atomic
+from utils.errors import UserError
+
+DEFAULT_TARGET = 1.0        # false alarms per hour the operating point is chosen for
+DEFAULT_HOURS = 1.0         # non-keyword audio in a stream built from a split
+MAX_HOURS = 100.0
+MAX_LABEL_LINES = 1_000_000
+
+
+def check_target(target):
+    if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
+        raise UserError(f"the target false-alarm rate must be a number above 0 per hour, got {target!r}")
+    return float(target)
+
+
+def check_hours(hours):
+    if not (isinstance(hours, (int, float)) and math.isfinite(hours) and 0 < hours <= MAX_HOURS):
+        raise UserError(f"the stream length must be above 0 and at most {MAX_HOURS:g} hours, got {hours!r}")
+    return float(hours)
+
+
+def read_labels(path, keywords, duration_s):
+    """((start_s, word), ...) from a file of ``start_s word`` lines (blank lines and # comments
+    skipped); a time outside the recording or a word that is not a keyword is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labels file not found: {path}; give one 'start_s word' line per keyword")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read labels file {path} ({type(e).__name__}); give a UTF-8 text file") from None
+    labels = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if number > MAX_LABEL_LINES:
+            raise UserError(f"labels file {path} has more than {MAX_LABEL_LINES} lines")
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            start = float(parts[0])
+        except ValueError:
+            start = math.nan
+        if len(parts) != 2 or not math.isfinite(start):
+            raise UserError(f"{path}:{number}: expected 'start_s word', found {line[:60]!r}")
+        if not 0 <= start < duration_s:
+            raise UserError(f"{path}:{number}: time {start:g} s is outside the recording (0 to {duration_s:.2f} s)")
+        if parts[1] not in keywords:
+            raise UserError(f"{path}:{number}: '{parts[1][:40]}' is not a keyword of the checkpoint "
+                            f"({', '.join(keywords)})")
+        labels.append((start, parts[1]))
+    if not labels:
+        raise UserError(f"labels file {path} names no keyword; a stream test needs at least one")
+    return tuple(sorted(labels))
+
+
+def frame_scan(classifier, blocks, settings):
+    """(window starts in s, (W, classes) posteriors, seconds) of the classifier over sample blocks,
+    features computed frame by frame once (predict.py's scan of a long recording)."""
+    result = scan_frames(classifier, blocks, settings)
+    return result.starts_s, result.posteriors, result.duration_s
+
+
+def split_stream(classifier, ckpt, data_dir, split, hours, seed):
+    """(plan, blocks factory) of the stream built from ``split`` of the checkpoint's corpus."""
+    data = data_for_checkpoint(ckpt, data_dir, progress=False)
+    corpus = getattr(data, "corpus", None)
+    if corpus is None:
+        raise UserError("a stream is built from a corpus of audio clips; this checkpoint's data loader holds "
+                        "features only: give --data-dir with a corpus, or --stream REC.wav --labels REC.txt")
+    return plan_stream(corpus, split, classifier.sample_rate, hours, seed)
+
+
+def evaluate(posteriors, starts_s, settings, class_names, labels, background_hours, target):
+    """The sweep, the best threshold for ``target`` on this stream, and the figures at ``settings``
+    (the checkpoint's own operating point)."""
+    skip = (SILENCE,)
+    scores = sweep(posteriors, starts_s, settings, class_names, labels, background_hours, THRESHOLDS, skip)
+    best, met = operating_point(scores, target)
+    smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
+    dets = detections_of_smoothed(smoothed, starts_s, settings, class_names, skip)
+    hits, false_alarms = match(dets, labels)
+    own = StreamScore(settings.threshold, len(labels), hits, false_alarms, background_hours)
+    per_word = {}
+    for word in sorted({w for _, w in labels}):
+        mine = [lab for lab in labels if lab[1] == word]
+        found, _ = match([d for d in dets if d.name == word], mine)
+        per_word[word] = {"keywords": len(mine), "misses": len(mine) - found}
+    return {"scores": scores, "best": best, "met": met, "own": own, "per_word": per_word, "detections": dets}
+
+
+def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True, recording=None, labels=None,
+                    data_dir=None, split="test", hours=DEFAULT_HOURS, seed=0, threshold=None, target=None):
+    """Everything test.py --stream reports, as a dict."""
+    if recording is None and labels is not None:
+        raise UserError("--labels goes with --stream REC.wav (a recording of your own)")
+    if recording is not None and labels is None:
+        raise UserError(f"--stream {recording} needs --labels REC.txt (one 'start_s word' line per keyword)")
+    hours = check_hours(hours)
+    classifier = KeywordClassifier.from_checkpoint(checkpoint, quantization, pruning, use_stored)
+    ckpt = classifier.ckpt
+    target = check_target(target if target is not None
+                          else (ckpt.detector or {}).get("target_false_alarms_per_hour", DEFAULT_TARGET))
+    settings, source = stored_settings(ckpt, threshold=threshold)
+    settings.validate(1000.0 * classifier.clip_samples / classifier.sample_rate)
+    keywords = [n for n in classifier.class_names[1:] if n != SILENCE]
+    if recording is not None:
+        info = check_audio(recording)
+        duration = info.frames / info.samplerate
+        if duration * classifier.sample_rate < classifier.clip_samples:
+            raise UserError(f"{recording} lasts {duration:.2f} s, shorter than one window "
+                            f"({classifier.clip_samples / classifier.sample_rate:g} s); record a longer stretch")
+        truth = read_labels(labels, keywords, duration)
+        if duration <= WHOLE_READ_S:
+            blocks = [load_audio(recording, classifier.sample_rate)]
+        else:
+            blocks = stream_wave(recording, classifier.sample_rate)
+        try:
+            starts_s, posteriors, seconds = frame_scan(classifier, blocks, settings)
+        except AudioError as e:
+            raise UserError(f"cannot read audio file {e}; give a WAV file") from None
+        clip_s = classifier.clip_samples / classifier.sample_rate
+        background_h = max(seconds - clip_s * len(truth), clip_s) / 3600.0
+        described = (f"{recording}: {seconds:.1f} s, {len(truth)} labelled keywords from {labels} "
+                     f"(non-keyword time: the recording less {clip_s:g} s per keyword)")
+        name = Path(recording).stem
+    else:
+        plan = split_stream(classifier, ckpt, data_dir, split, hours, seed)
+        truth = plan.labels
+        starts_s, posteriors, seconds = frame_scan(classifier, render_blocks(plan), settings)
+        background_h = plan.background_s / 3600.0
+        described = describe_plan(plan)
+        name = split
+    result = evaluate(posteriors, starts_s, settings, classifier.class_names, truth, background_h, target)
+    result.update({"described": described, "hours": seconds / 3600.0, "background_hours": background_h,
+                   "keywords": len(truth), "settings": settings, "source": source, "target": target,
+                   "name": name, "applied": ckpt.applied or {}})
+    return result
+
+
+WHOLE_READ_S = 60.0   # a user's recording up to this long is read whole
+
+
+def format_stream_report(result):
+    own, best = result["own"], result["best"]
+    lines = [result["described"], f"Detector: {tolerance_text()}; false alarms per hour of non-keyword audio "
+                                  f"({result['background_hours']:.2f} h)",
+             f"{'threshold':>9}  {'misses':>12}  {'false alarms':>12}  {'per hour':>8}"]
+    for s in result["scores"]:
+        mark = "  <- best for the target on this stream" if s is best and result["met"] else ""
+        lines.append(f"{s.threshold:>9g}  {s.misses:>5} {100 * s.miss_rate:5.1f}%  {s.false_alarms:>12}  "
+                     f"{s.false_alarms_per_hour:>8.1f}{mark}")
+    if not result["met"]:
+        lines.append(f"No threshold of the sweep meets {result['target']:g} false alarm(s)/h on this stream")
+    lines.append("Misses per keyword at the operating point: " + ", ".join(
+        f"{w} {v['misses']}/{v['keywords']}" for w, v in result["per_word"].items()))
+    lines.append(f"Operating point: threshold {result['settings'].threshold:g}, smoothing "
+                 f"{result['settings'].smooth_ms:g} ms ({result['source']})")
+    lines.append(f"stream: {result['hours']:.2f} h, {result['keywords']} keywords; misses "
+                 f"{100 * own.miss_rate:.1f}% at {own.false_alarms_per_hour:.1f} false alarms/h "
+                 f"(threshold {result['settings'].threshold:g})")
+    return "\n".join(lines)
+
+
+def det_png(result, path):
+    """A DET curve (miss rate against false alarms per hour) with the operating point marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scores = result["scores"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fa = [max(s.false_alarms_per_hour, 1e-2) for s in scores]
+    ax.plot(fa, [100 * s.miss_rate for s in scores], marker=".", label="threshold sweep")
+    own = result["own"]
+    ax.plot([max(own.false_alarms_per_hour, 1e-2)], [100 * own.miss_rate], "o", color="red",
+            label=f"operating point (threshold {result['settings'].threshold:g})")
+    ax.axvline(result["target"], color="grey", linestyle="--", label=f"target {result['target']:g}/h")
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour (0 drawn at 0.01)")
+    ax.set_ylabel("keywords missed (%)")
+    ax.set_title(f"{result['name']} stream: {result['hours']:.2f} h, {result['keywords']} keywords")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic.save_figure(fig, path)
+    plt.close(fig)
+
+
+def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_dir=None):
+    """<stem>-stream-<name>-<variant>.yml and its DET PNG beside the checkpoint (or in ``out_dir``)."""
+    applied = result.get("applied") or {}
+    quantization = applied.get("quantization", quantization)
+    pruning = applied.get("pruning", pruning)
+    variant = "-".join(v for v, on in (("quantized", quantization), ("pruned", pruning)) if on) or "float"
+    folder = Path(out_dir) if out_dir is not None else Path(checkpoint).parent
+    if out_dir is not None and not folder.is_dir():
+        raise UserError(f"-o {out_dir} is not a folder; create it or name another")
+    stem = folder / f"{Path(checkpoint).stem}-stream-{result['name']}-{variant}"
+    own = result["own"]
+    data = {"checkpoint": str(checkpoint), "quantization": quantization and str(quantization),
+            "pruning": pruning and str(pruning), "recording": result["described"],
+            "hours": float(result["hours"]), "background_hours": float(result["background_hours"]),
+            "keywords": int(result["keywords"]), "tolerance": tolerance_text(),
+            "detector": result["settings"].to_dict(), "threshold_source": result["source"],
+            "target_false_alarms_per_hour": float(result["target"]),
+            "operating_point": own.to_dict(), "per_keyword": result["per_word"],
+            "best_for_target": dict(result["best"].to_dict(), met=bool(result["met"])),
+            "sweep": [s.to_dict() for s in result["scores"]]}
+    png = stem.with_suffix(".png")
+    det_png(result, png)
+    atomic.write_yaml(stem.with_suffix(".yml"), data)
+    return stem.with_suffix(".yml")
+
+
+STREAM_METRIC = "stream_recall_at_target"   # the searches' name for 1 - misses at the target rate
+
+
+class StreamValidation:
+    """The searches' streaming measure: on the validation split's stream (the hours and seed of
+    the checkpoint's ``detector`` config), the share of keywords found at the best threshold
+    that meets the target false-alarm rate (0 when none does). The stream's features are
+    computed once; each candidate model costs one forward pass over its windows."""
+
+    def __init__(self, classifier, data_dir=None):
+        ckpt = classifier.ckpt
+        config = ckpt.config.get("detector") or {}
+        stored = ckpt.detector or {}
+        self.target = float(stored.get("target_false_alarms_per_hour",
+                                       config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
+        self.settings, _ = stored_settings(ckpt)
+        plan = split_stream(classifier, ckpt, data_dir, "validation",
+                            float(config.get("stream_hours", DEFAULT_HOURS)), int(config.get("seed", 0)))
+        hop = self.settings.hop_samples(classifier.sample_rate)
+        scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
+        feats, starts = [], []
+        runs = segments(render_blocks(plan), classifier.params.clip_samples, hop)
+        for first, n, samples in runs:
+            feats.append(scanner.features(samples, n))
+            starts.append((first + np.arange(n)) * hop)
+        self.features = torch.cat(feats)
+        self.starts_s = np.concatenate(starts) / classifier.sample_rate
+        self.labels, self.hours = plan.labels, plan.background_s / 3600.0
+        self.class_names = classifier.class_names
+        self.describe = (f"{STREAM_METRIC}: keywords found at <= {self.target:g} false alarm(s)/h on the "
+                         f"validation stream ({plan.duration_s / 3600:.2f} h, {plan.keywords} keywords)")
+
+    def __call__(self, model):
+        model.eval()
+        with torch.no_grad():
+            posteriors = torch.cat([model(self.features[i:i + MODEL_BATCH]).exp()
+                                    for i in range(0, len(self.features), MODEL_BATCH)]).double().numpy()
+        scores = sweep(posteriors, self.starts_s, self.settings, self.class_names, self.labels, self.hours,
+                       THRESHOLDS, (SILENCE,))
+        return 1.0 - misses_at(scores, self.target)

@@ -1,0 +1,97 @@
+"""Misses and false alarms per hour of a detector on a labelled recording.
+
+A label is ``(start_s, word)``: where a keyword's speech begins. A detection (model.detector) is
+the start of the one-clip window where a keyword scored best, so a word well inside the window
+begins after the detection time. A detection is a *hit* when it names the label's word and the
+word begins between HIT_BEFORE_S before and HIT_AFTER_S after the detection time; each label
+takes at most one hit (from the earliest detection that fits). Every other detection is a false alarm, including one naming
+the wrong word next to a label, whose label is then also a miss. False alarms are counted per
+hour of the recording's non-keyword audio.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.detector import detections_of_smoothed, smooth_posteriors
+
+HIT_BEFORE_S = 0.25   # the word may begin up to this long before the detection's window starts
+HIT_AFTER_S = 0.75    # ... or up to this long after it
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
+              0.9995, 0.9999)
+
+
+def tolerance_text():
+    return (f"a hit: the right word beginning {HIT_BEFORE_S:g} s before to {HIT_AFTER_S:g} s after the start of "
+            f"the detection's window")
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    threshold: float
+    keywords: int
+    hits: int
+    false_alarms: int
+    background_hours: float
+
+    @property
+    def misses(self):
+        return self.keywords - self.hits
+
+    @property
+    def miss_rate(self):
+        return self.misses / self.keywords if self.keywords else 0.0
+
+    @property
+    def false_alarms_per_hour(self):
+        return self.false_alarms / self.background_hours if self.background_hours > 0 else float("inf")
+
+    def to_dict(self):
+        return {"threshold": float(self.threshold), "keywords": self.keywords, "hits": self.hits,
+                "misses": self.misses, "miss_rate": float(self.miss_rate), "false_alarms": self.false_alarms,
+                "false_alarms_per_hour": float(self.false_alarms_per_hour)}
+
+
+def match(detections, labels):
+    """(hits, false alarms) of time-sorted ``detections`` against ``labels`` ((start_s, word))."""
+    labels = sorted(labels)
+    times = np.array([t for t, _ in labels], dtype=np.float64)
+    taken = np.zeros(len(labels), dtype=bool)
+    hits = 0
+    for det in detections:
+        lo = np.searchsorted(times, det.start_s - HIT_BEFORE_S, side="left")
+        hi = np.searchsorted(times, det.start_s + HIT_AFTER_S, side="right")
+        for i in range(lo, hi):
+            if not taken[i] and labels[i][1] == det.name:
+                taken[i] = True
+                hits += 1
+                break
+    return hits, len(detections) - hits
+
+
+def sweep(posteriors, starts_s, settings, class_names, labels, background_hours, thresholds=THRESHOLDS,
+          skip=()):
+    """A StreamScore for every threshold (the posteriors smoothed once with ``settings``)."""
+    smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
+    scores = []
+    for threshold in thresholds:
+        dets = detections_of_smoothed(smoothed, starts_s, settings.with_threshold(threshold), class_names, skip)
+        hits, false_alarms = match(dets, labels)
+        scores.append(StreamScore(float(threshold), len(labels), hits, false_alarms, background_hours))
+    return scores
+
+
+def operating_point(scores, target):
+    """(score, met): the score with the fewest misses among those with at most ``target`` false
+    alarms per hour (ties: the higher threshold); when none meets the target, the one with the
+    fewest false alarms (then fewest misses) and met=False."""
+    meeting = [s for s in scores if s.false_alarms_per_hour <= target]
+    if meeting:
+        return min(meeting, key=lambda s: (s.misses, -s.threshold)), True
+    return min(scores, key=lambda s: (s.false_alarms, s.misses, -s.threshold)), False
+
+
+def misses_at(scores, target):
+    """The miss rate at the operating point for ``target`` (1.0 when no threshold meets it: a
+    figure to minimise that ranks any model meeting the target above one that does not)."""
+    best, met = operating_point(scores, target)
+    return best.miss_rate if met else 1.0
