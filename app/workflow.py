@@ -145,8 +145,10 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
         result = search_per_layer_weights(model, scores, result)
     print(quantization_report(result))
     # the model carries the solution to be saved (per-layer bitwidths, sized accumulators): measured as saved
+    finetune = f"python3 train.py -r {checkpoint} -q {output}" + (f" -p {pruning}" if pruning else "")
     for line in false_alarm_change(result.details.get("baseline"), scores(model), "quantization",
-                                   "; a smaller optimization.quantization.error_margin keeps more bits"):
+                                   f"finetune the quantized model ({finetune}) or keep more bits "
+                                   f"(a smaller optimization.quantization.error_margin)"):
         print(line)
     following = (f"python3 test.py -r {checkpoint} -q {output} -p {pruning}" if pruning else
                  f"python3 prune.py -r {checkpoint} -q {output}")
@@ -166,8 +168,10 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
         combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
     result = search_pruning(model, scores, settings, combined_floor=combined_floor)
     print(pruning_report(result, quantized=bool(quantization)))
+    finetune = f"python3 train.py -r {checkpoint}" + (f" -q {quantization}" if quantization else "") + f" -p {output}"
     for line in false_alarm_change((result.scores or {}).get("baseline"), (result.scores or {}).get("solution"),
-                                   "pruning", "; a smaller optimization.pruning.error_margin prunes less"):
+                                   "pruning", f"finetune the pruned model ({finetune}) or prune less "
+                                   f"(a smaller optimization.pruning.error_margin)"):
         print(line)
     following = (f"python3 test.py -r {checkpoint} -q {quantization} -p {output}" if quantization else
                  f"python3 quantize.py -r {checkpoint} -p {output}")

@@ -29,20 +29,26 @@ def test_false_alarms_with_a_silence_class_count_keywords_fired_by_unknown_or_si
     assert false_alarm_rate(torch.zeros(4, 4, dtype=torch.int64), 3) == 0.0
 
 
-@pytest.mark.parametrize("before, after, warned", [
-    (0.05, 0.10, False),    # doubled exactly: no warning
-    (0.05, 0.1001, True),   # more than doubled
-    (0.10, 0.02, False),
-    (0.0, 0.0, False),
-    (0.0, 0.01, True),      # from none to some
+@pytest.mark.parametrize("before, after, warning", [
+    (0.05, 0.10, None),     # doubled exactly: no warning
+    (0.05, 0.1001, "warning: pruning more than doubled the false alarms (5.00% -> 10.01% on validation); prune less"),
+    (0.10, 0.02, None),
+    (0.0, 0.0, None),
+    (0.0, 0.01, "warning: pruning brought false alarms where there were none (0.00% -> 1.00% on validation); "
+                "prune less"),
 ])
-def test_a_step_that_more_than_doubles_false_alarms_warns_in_one_line(before, after, warned):
+def test_a_step_that_more_than_doubles_false_alarms_warns_in_one_line(before, after, warning):
     lines = false_alarm_change({"false_alarm_rate": before, "false_alarms": 1, "non_keyword_clips": 200},
                                {"false_alarm_rate": after, "false_alarms": 2, "non_keyword_clips": 200},
-                               "pruning", "; prune less")
-    assert lines[0] == (f"False alarms on validation, pruning: {100 * before:.2f}% -> {100 * after:.2f}% of the "
-                        f"clips of no keyword classified as a keyword (1 -> 2 of 200 clips)")
-    assert len(lines) == (2 if warned else 1)
-    if warned:
-        assert lines[1].startswith("warning: pruning ") and lines[1].endswith("on validation); prune less")
+                               "pruning", "prune less")
+    assert lines[0] == (f"False alarms on validation, pruning: {100 * before:.2f}% -> {100 * after:.2f}% of "
+                        f"non-keyword clips (1 -> 2 of 200 classified as a keyword)")
+    assert lines[1:] == ([warning] if warning else [])
+
+
+def test_the_false_alarm_line_without_counts_or_scores():
+    assert false_alarm_change({"false_alarm_rate": 0.014}, {"false_alarm_rate": 0.059}, "finetuning", "x") == [
+        "False alarms on validation, finetuning: 1.40% -> 5.90% of non-keyword clips",
+        "warning: finetuning more than doubled the false alarms (1.40% -> 5.90% on validation); x"]
     assert false_alarm_change(0.9, {"false_alarm_rate": 0.1}, "x") == []  # a bare score: nothing to say
+    assert false_alarm_change({"top1": 0.9}, {"false_alarm_rate": 0.1}, "x") == []
