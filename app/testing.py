@@ -7,7 +7,7 @@ import torch
 import model.loss as module_loss
 from data_loader.dataset import SplitData
 from data_loader.data_loaders import InMemoryLoader
-from model.metric import precisions, recalls
+from model.metric import false_alarm_counts, precisions, recalls, silence_class
 from trainer.evaluation import evaluate
 from utils import atomic
 from app.restore import data_for_checkpoint, normalization_of, restore_model
@@ -36,7 +36,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
                             mfcc=split.mfcc)
     criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
     class_names = ckpt.names(data.keywords)
-    result = evaluate(model, loader, criterion, num_classes=len(class_names))
+    result = evaluate(model, loader, criterion, num_classes=len(class_names), silence=silence_class(class_names))
     result["class_names"] = class_names
     result["applied"] = ckpt.applied or {}
     result["evaluated"] = (f"{'every clip (train + validation + test)' if everything else 'test split'} of "
@@ -88,10 +88,11 @@ def format_report(result):
     cm = result["confusion"]
     lines = [format_confusion(confusion_table(cm), result["class_names"])]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
-    background = int(cm[0].sum())
-    alarms = background - int(cm[0, 0])
+    silence = silence_class(result["class_names"])
+    alarms, background = false_alarm_counts(cm, silence)
+    clips = "background clips" if silence is None else "unknown-word and silence clips"
     lines.append(f"Balanced accuracy: {result['balanced_accuracy']:.4f}  False alarms: "
-                 f"{100 * result['false_alarm_rate']:.2f}% ({alarms} of {background} background clips "
+                 f"{100 * result['false_alarm_rate']:.2f}% ({alarms} of {background} {clips} "
                  f"classified as a keyword)")
     if result.get("ties"):
         lines.append(f"Tied top scores: {result['ties']} clips (each counted as the lowest tied class, "

@@ -13,6 +13,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 from model.registry import build_model, make_model
 from optimization.profiling import profile_model
+from optimization.scores import false_alarm_change
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
@@ -184,17 +185,20 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
                       data_loader=train_loader, valid_data_loader=valid_loader, lr_scheduler=lr_scheduler,
                       checkpoint_extra=extra, progress=progress, distributed=distributed,
                       ema_decay=_ema_decay(config), distillation=distillation, num_classes=num_classes,
-                      stream_validation=_stream_validation(config, data, mean, std, logger))
+                      stream_validation=_stream_validation(config, data, mean, std, logger),
+                      silence=module_metric.silence_class(getattr(data, "class_names", ())))
     trainer.checkpoint_dir = checkpoint_dir
     if trainer.is_writer:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is not None and not finetune:
         trainer.resume_checkpoint(config.resume)
+    start = trainer.validate() if finetune else None  # the compressed model finetuning starts from
     log = trainer.train()
     if trainer.is_writer and checkpoint_dir == config.save_dir:
         _calibrate_best(config, data, checkpoint_dir / "model_best.pth", logger)
         for line in run_summary(config.save_dir, config.log_dir, trainer.best_epoch, trainer.best_log,
-                                finetuned=bool(finetune or (checkpoint is not None and checkpoint.finetuned_from))):
+                                finetuned=bool(finetune or (checkpoint is not None and checkpoint.finetuned_from)),
+                                start_log=start):
             logger.info(line)
     return log
 
@@ -230,9 +234,10 @@ def _calibrate_best(config, data, best, logger):
         logger.warning(deaf_warning(detector))
 
 
-def run_summary(run, log_dir, best_epoch, best_log, finetuned):
+def run_summary(run, log_dir, best_epoch, best_log, finetuned, start_log=None):
     """The lines train.py ends with: what it wrote, the best epoch's validation scores, and the
-    commands a user types next (with the run folder in a shell variable, pasted as printed)."""
+    commands a user types next (with the run folder in a shell variable, pasted as printed).
+    ``start_log``: the validation scores finetuning started from, to show its false-alarm change."""
     lines = [f"Wrote {run}/ (config.yml, checkpoints) and {log_dir}/ (info.log, tensorboard events)"]
     if best_epoch is None:
         lines.append("No model_best.pth: trainer.monitor is off; use the last checkpoint-epochN.pth")
@@ -240,6 +245,12 @@ def run_summary(run, log_dir, best_epoch, best_log, finetuned):
     scores = ", ".join(f"{k[4:]} {best_log[k]:.4f}" for k in
                        ("val_balanced_accuracy", "val_top1", "val_false_alarm_rate") if k in best_log)
     lines.append(f"Best epoch {best_epoch} (model_best.pth), validation: {scores}")
+    if start_log:
+        rates = [{"false_alarm_rate": log.get("val_false_alarm_rate")} for log in (start_log, best_log)]
+        if None not in (rates[0]["false_alarm_rate"], rates[1]["false_alarm_rate"]):
+            lines += false_alarm_change(*rates, f"finetuning (start -> best epoch {best_epoch})",
+                                        "trainer.monitor 'min val_false_alarm_rate' keeps the epoch with the "
+                                        "fewest, or compress less")
     var = "F" if finetuned else "R"
     lines += ["Next:", f"{var}={run}", f"python3 test.py -r ${var}/model_best.pth"]
     if finetuned:

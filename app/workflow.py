@@ -17,11 +17,13 @@ from pathlib import Path
 
 from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
 from model.loss import loss_by_name
+from model.metric import silence_class
 from optimization.evaluations import PrefixReuse
 from optimization.profiling import format_profile, profile_model
 from optimization.pruning import format_report as pruning_report, save_pruning, search_pruning
 from optimization.quantization import search_per_layer_weights, search_quantization
 from optimization.quantization_report import format_report as quantization_report, save_quantization
+from optimization.scores import false_alarm_change
 from trainer.evaluation import evaluate
 from utils.atomic import read_yaml
 from utils.errors import UserError
@@ -32,7 +34,7 @@ from app.stream_test import STREAM_METRICS, StreamValidation
 from utils.checkpoint import load_checkpoint
 
 
-SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
+SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall", "false_alarms", "non_keyword_clips")
 
 
 def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None, use_stored=True, stream=False):
@@ -45,13 +47,14 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     data = data_for_checkpoint(ckpt, data_dir)
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("validation", mean, std)
-    num_classes = len(ckpt.names(data.keywords))
+    names = ckpt.names(data.keywords)
+    num_classes, silence = len(names), silence_class(names)
     criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
 
     reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed
 
     def scores(m):
-        result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes)
+        result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes, silence=silence)
         out = {k: result[k] for k in SCORES}
         if on_stream is not None:
             out.update(on_stream(m))
@@ -141,6 +144,12 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
     if per_layer:
         result = search_per_layer_weights(model, scores, result)
     print(quantization_report(result))
+    # the model carries the solution to be saved (per-layer bitwidths, sized accumulators): measured as saved
+    finetune = f"python3 train.py -r {checkpoint} -q {output}" + (f" -p {pruning}" if pruning else "")
+    for line in false_alarm_change(result.details.get("baseline"), scores(model), "quantization",
+                                   f"finetune the quantized model ({finetune}) or keep more bits "
+                                   f"(a smaller optimization.quantization.error_margin)"):
+        print(line)
     following = (f"python3 test.py -r {checkpoint} -q {output} -p {pruning}" if pruning else
                  f"python3 prune.py -r {checkpoint} -q {output}")
     return result, _save_solution(save_quantization, result, settings, output, following)
@@ -159,6 +168,11 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
         combined_floor = _float_baseline(checkpoint, metric, scores) - q_settings.error_margin / 100
     result = search_pruning(model, scores, settings, combined_floor=combined_floor)
     print(pruning_report(result, quantized=bool(quantization)))
+    finetune = f"python3 train.py -r {checkpoint}" + (f" -q {quantization}" if quantization else "") + f" -p {output}"
+    for line in false_alarm_change((result.scores or {}).get("baseline"), (result.scores or {}).get("solution"),
+                                   "pruning", f"finetune the pruned model ({finetune}) or prune less "
+                                   f"(a smaller optimization.pruning.error_margin)"):
+        print(line)
     following = (f"python3 test.py -r {checkpoint} -q {quantization} -p {output}" if quantization else
                  f"python3 quantize.py -r {checkpoint} -p {output}")
     return result, _save_solution(save_pruning, result, settings, output, following)

@@ -162,11 +162,30 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
 
 
 def check_words(corpus):
-    """``corpus`` if every keyword has clips and there is more than one word (what a training run
-    needs; ``scan_corpus`` itself indexes any folder), else a UserError."""
+    """``corpus`` if every keyword has clips, there is more than one word and every split that
+    holds clips holds clips of every keyword (what a training run needs; ``scan_corpus`` itself
+    indexes any folder), else a UserError."""
     _check_words(corpus.root, sorted({rel.split("/", 1)[0] for rows in corpus.clips.values() for rel, _ in rows}),
                  corpus.keywords)
+    _check_splits(corpus)
     return corpus
+
+
+def _check_splits(corpus):
+    """A keyword without a clip in a split (of a corpus whose lists give that split clips) would
+    be left out of model selection or of the test silently: a UserError naming every such word."""
+    gaps = []
+    for split in SPLITS:
+        rows = corpus.clips[split]
+        if not rows:  # a folder without lists and no split_dir: every clip is training data
+            continue
+        labels = {label for _, label in rows}
+        absent = [w for i, w in enumerate(corpus.keywords, 1) if i not in labels]
+        if absent:
+            gaps.append(f"{split}: {', '.join(absent)}")
+    if gaps:
+        raise UserError(f"{corpus.root}: keywords with no clip in a split: {'; '.join(gaps)}; every keyword needs "
+                        f"clips in train, validation and test: add recordings of them or remove them from keywords")
 
 
 def _check_words(root, words, keywords):
@@ -174,9 +193,12 @@ def _check_words(root, words, keywords):
         raise UserError(f"{root} holds {'one word folder (' + words[0] + ') only' if words else 'no clips'}; "
                         f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
     missing = [w for w in keywords if w not in words]
-    if missing:
+    if len(missing) == 1:
         raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/ of clips; the folders are "
                         f"{', '.join(words)}")
+    if missing:
+        raise UserError(f"{len(missing)} keywords have no folder <word>/ of clips in {root}: {', '.join(missing)}; "
+                        f"the folders are {', '.join(words)}")
 
 
 def speech_commands_task(corpus, silence_share=0.0, unknown_share=None, seed=0):

@@ -15,6 +15,7 @@ import torch
 from utils.errors import UserError
 
 BACKGROUND = 0  # class 0: any other word or background noise
+SILENCE = "silence"  # the name of the 12-class task's silence class (as data_loader.corpus names it)
 
 
 def predictions(output):
@@ -69,11 +70,27 @@ def balanced_accuracy(cm):
     return float(r[present].mean()) if bool(present.any()) else 0.0
 
 
-def false_alarm_rate(cm):
-    """Background clips (class 0) classified as any keyword, as a fraction of background clips."""
-    cm = _cm(cm)
-    background = cm[BACKGROUND].sum()
-    return float((background - cm[BACKGROUND, BACKGROUND]) / background) if background > 0 else 0.0
+def silence_class(class_names):
+    """Index of the silence class in ``class_names`` (the 12-class task's last), None without one."""
+    names = list(class_names or ())
+    return names.index(SILENCE) if SILENCE in names else None
+
+
+def false_alarm_counts(cm, silence=None):
+    """(false alarms, non-keyword clips): clips of class 0 (and of the ``silence`` class, when
+    there is one) classified as a keyword. Without a silence class: background clips classified
+    as anything but class 0. With one, unknown <-> silence is no false alarm (nothing fires), but
+    a silence clip taken for a keyword is."""
+    cm = torch.as_tensor(cm, dtype=torch.int64)
+    quiet = [BACKGROUND] + ([silence] if silence is not None else [])
+    clips = int(cm[quiet].sum())
+    return clips - int(cm[quiet][:, quiet].sum()), clips
+
+
+def false_alarm_rate(cm, silence=None):
+    """False alarms per non-keyword clip (see false_alarm_counts); 0 when there is no such clip."""
+    alarms, clips = false_alarm_counts(cm, silence)
+    return alarms / clips if clips else 0.0
 
 
 def keyword_recalls(cm):
@@ -91,9 +108,9 @@ METRICS = {"top1": top1, "balanced_accuracy": balanced_accuracy, "false_alarm_ra
            "min_keyword_recall": min_keyword_recall}
 
 
-def all_metrics(cm):
-    """Every metric of ``cm`` by name."""
-    return {name: fn(cm) for name, fn in METRICS.items()}
+def all_metrics(cm, silence=None):
+    """Every metric of ``cm`` by name; ``silence``: the silence class's index (false alarms)."""
+    return {name: (fn(cm, silence) if fn is false_alarm_rate else fn(cm)) for name, fn in METRICS.items()}
 
 
 def metric_by_name(name, what="metric"):

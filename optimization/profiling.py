@@ -122,7 +122,7 @@ def format_profile(profile, accuracy=None):
     if isinstance(accuracy, dict):
         lines.append(f"Accuracy: {100 * accuracy['top1']:.2f}%")
         lines.append(f"Balanced accuracy: {100 * accuracy['balanced_accuracy']:.2f}%")
-        lines.append(f"False alarms: {100 * accuracy['false_alarm_rate']:.2f}% of background clips")
+        lines.append(f"False alarms: {100 * accuracy['false_alarm_rate']:.2f}% of non-keyword clips taken for a keyword")
     elif accuracy is not None:
         lines.append(f"Accuracy: {100 * accuracy:.2f}%")
     return "\n".join(lines)

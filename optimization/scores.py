@@ -33,3 +33,29 @@ def format_scores(scores, metric, label=True):
     if not label:
         parts[0] = f"{scores[names[0]]:.5f} ({names[0]})"
     return " | ".join(parts)
+
+
+WARN_FACTOR = 2  # a step that more than doubles the false alarms says so
+
+
+def false_alarm_change(before, after, step, advice=""):
+    """The lines a compression step prints about the false alarms it accepts: one line with the
+    validation false-alarm rate before -> after ``step`` (model.metric.false_alarm_counts: clips
+    of no keyword, i.e. class 0 and a silence class, classified as a keyword), with the counts when
+    the scores carry them, and one warning line when the rate more than doubles (from zero: any
+    false alarm), ending with ``advice`` (what to do). ``before`` and ``after`` are dicts of
+    scores with ``false_alarm_rate``; without them there is nothing to say ([])."""
+    if not (isinstance(before, dict) and isinstance(after, dict)) or \
+            "false_alarm_rate" not in before or "false_alarm_rate" not in after:
+        return []
+    b, a = float(before["false_alarm_rate"]), float(after["false_alarm_rate"])
+    counts = ""
+    if all(k in d for d in (before, after) for k in ("false_alarms", "non_keyword_clips")):
+        counts = (f" ({int(before['false_alarms'])} -> {int(after['false_alarms'])} of "
+                  f"{int(after['non_keyword_clips'])} classified as a keyword)")
+    change = f"{100 * b:.2f}% -> {100 * a:.2f}%"
+    lines = [f"False alarms on validation, {step}: {change} of non-keyword clips{counts}"]
+    if a > WARN_FACTOR * b and a > 0:
+        what = "more than doubled the false alarms" if b else "brought false alarms where there were none"
+        lines.append(f"warning: {step} {what} ({change} on validation)" + (f"; {advice}" if advice else ""))
+    return lines

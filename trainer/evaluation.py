@@ -2,12 +2,13 @@
 every metric computed from it (model.metric), plus predictions."""
 import torch
 
-from model.metric import all_metrics, confusion_matrix, predictions, ties
+from model.metric import all_metrics, confusion_matrix, false_alarm_counts, predictions, ties
 
 
-def evaluate(model, loader, criterion, device="cpu", metrics=(), num_classes=None):
+def evaluate(model, loader, criterion, device="cpu", metrics=(), num_classes=None, silence=None):
     """Returns {'loss', 'top1', 'balanced_accuracy', 'false_alarm_rate', 'min_keyword_recall',
-    'confusion', 'n', 'loss_weight', 'ties', 'predictions', 'targets'}. The loss is the sum over
+    'confusion', 'n', 'loss_weight', 'ties', 'predictions', 'targets', 'false_alarms',
+    'non_keyword_clips'} (``silence``: the silence class's index, for the false alarms). The loss is the sum over
     every sample divided by the number of samples (not a mean of batch means); with a
     class-weighted criterion it is sum(w * nll) / sum(w) over the whole split, whatever the
     batching; 'loss_weight' is that denominator, for summing over distributed ranks. ``metrics``
@@ -34,7 +35,8 @@ def evaluate(model, loader, criterion, device="cpu", metrics=(), num_classes=Non
         cm = torch.zeros(k, k, dtype=torch.int64)
     result = {"loss": loss_sum / max(weight_sum, 1e-12), "n": n, "loss_weight": weight_sum, "ties": tied,
               "confusion": cm}
-    result.update(all_metrics(cm))
+    result.update(all_metrics(cm, silence))
+    result["false_alarms"], result["non_keyword_clips"] = false_alarm_counts(cm, silence)
     result["predictions"] = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     result["targets"] = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
     return result

@@ -72,7 +72,8 @@ class Ensemble(torch.nn.Module):
 class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
                  valid_data_loader=None, lr_scheduler=None, checkpoint_extra=None, progress=True,
-                 distributed=None, ema_decay=None, distillation=None, num_classes=None, stream_validation=None):
+                 distributed=None, ema_decay=None, distillation=None, num_classes=None,
+                 silence=None, stream_validation=None):
         """``stream_validation``: a callable (model -> {name: value}) whose values join each epoch's
         validation log as ``val_<name>`` (app.stream_test.StreamValidation), so that
         ``trainer.monitor`` can select by a streaming measure."""
@@ -86,6 +87,7 @@ class Trainer(BaseTrainer):
         self.distributed = distributed  # trainer.distributed.DistributedContext or None
         self.distillation = distillation
         self.num_classes = num_classes
+        self.silence = silence  # the silence class's index (false alarms), None without one
         if distributed is not None:
             self.is_writer = distributed.is_main
         self.writer = TensorboardWriter(config.log_dir, enabled=self.is_writer and
@@ -161,15 +163,20 @@ class Trainer(BaseTrainer):
             self.logger.info(msg)
         return log
 
+    def validate(self):
+        """The validation scores (``val_*``) of the model as it is now: finetuning's starting point.
+        Every rank calls it when distributed."""
+        return self._valid_epoch()
+
     def _valid_epoch(self):
         result = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.device,
-                          num_classes=self.num_classes)
+                          num_classes=self.num_classes, silence=self.silence)
         if self.distributed is not None:
             sums = torch.tensor([result["loss"] * result["loss_weight"], result["loss_weight"]],
                                 dtype=torch.float64)
             sums = self.distributed.all_reduce_sum(sums)
             cm = self.distributed.all_reduce_sum(result["confusion"])
-            result = {"loss": float(sums[0] / sums[1]), **all_metrics(cm)}
+            result = {"loss": float(sums[0] / sums[1]), **all_metrics(cm, self.silence)}
         return {f"val_{k}": result[k] for k in VALIDATION_KEYS}
 
     def _state(self, epoch):
