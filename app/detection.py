@@ -28,7 +28,7 @@ from data_loader.audio import AudioError, audio_info, fit_length, read_wave, str
 from data_loader.corpus import SILENCE
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
-from data_loader.frame_features import FrameScanner
+from data_loader.frame_features import FrameScanner, segments
 from fixedpoint.graph import describe
 from utils.errors import UserError
 from app.restore import normalization_of, restore_model
@@ -166,7 +166,7 @@ def classify(classifier, wave, settings):
     if is_single_clip(len(wave), classifier.clip_samples):
         probs = classifier.probabilities(fit_length(wave, classifier.clip_samples)[None])[0]
         return ClipResult(duration, int(np.argmax(probs)), probs)
-    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
+    hop = settings.hop_samples(classifier.sample_rate)
     starts, views = windows(wave, classifier.clip_samples, hop)
     posteriors = classifier.probabilities(views)
     starts_s = starts / classifier.sample_rate
@@ -189,43 +189,20 @@ def format_result(path, result, class_names, settings, source="the default"):
     return "\n".join([head] + rows)
 
 
-def _window_batches(blocks, clip_samples, hop):
-    """(starts, windows) batches of WINDOW_BATCH windows (the last one shorter) over a recording
-    given as sample blocks: the same windows, in the same batches, as windows() of the whole
-    recording, holding at most about one batch of samples at a time. Returns the total sample
-    count when exhausted (StopIteration.value)."""
-    span = (WINDOW_BATCH - 1) * hop + clip_samples
-    pending, first, total = np.zeros(0, dtype=np.float32), 0, 0
-    for block in blocks:
-        total += len(block)
-        pending = np.concatenate([pending, block])
-        while len(pending) >= span:
-            yield first + np.arange(WINDOW_BATCH) * hop, \
-                np.lib.stride_tricks.sliding_window_view(pending[:span], clip_samples)[::hop]
-            pending = pending[WINDOW_BATCH * hop:]
-            first += WINDOW_BATCH * hop
-    n_windows = 1 + max(0, -(-(total - clip_samples) // hop))
-    remaining = n_windows - first // hop
-    if remaining > 0:
-        padded = np.zeros((remaining - 1) * hop + clip_samples, dtype=np.float32)
-        padded[:len(pending)] = pending[:len(padded)]
-        yield first + np.arange(remaining) * hop, np.lib.stride_tricks.sliding_window_view(padded, clip_samples)[::hop]
-    return total
-
-
 def scan_stream(classifier, blocks, settings):
     """A ScanResult for a recording given as blocks of samples at the classifier's rate."""
-    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
-    batches = _window_batches(blocks, classifier.clip_samples, hop)
+    hop = settings.hop_samples(classifier.sample_rate)
+    runs = segments(blocks, classifier.clip_samples, hop, batch=WINDOW_BATCH)
     starts, posteriors = [], []
     while True:
         try:
-            batch_starts, views = next(batches)
+            first, n, samples = next(runs)
         except StopIteration as done:
             total = done.value
             break
-        starts.append(batch_starts)
-        posteriors.append(classifier.probabilities(views))
+        starts.append((first + np.arange(n)) * hop)
+        posteriors.append(classifier.probabilities(
+            np.lib.stride_tricks.sliding_window_view(samples, classifier.clip_samples)[::hop]))
     starts_s = np.concatenate(starts) / classifier.sample_rate
     posteriors = np.concatenate(posteriors)
     return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
@@ -235,7 +212,7 @@ def scan_stream(classifier, blocks, settings):
 def scan_frames(classifier, blocks, settings):
     """scan_stream's result from features computed frame by frame once (data_loader.frame_features):
     the same windows and posteriors up to float rounding, several times faster."""
-    hop = max(1, int(round(settings.hop_ms * classifier.sample_rate / 1000.0)))
+    hop = settings.hop_samples(classifier.sample_rate)
     scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
     starts, posteriors, total = scanner.scan(blocks, classifier.model)
     starts_s = starts / classifier.sample_rate

@@ -20,7 +20,7 @@ from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
 from data_loader.stream import describe_plan, plan_stream, render_blocks
 from model.detector import detections_of_smoothed, smooth_posteriors
-from model.stream_metric import THRESHOLDS, match, misses_at, operating_point, sweep, tolerance_text
+from model.stream_metric import THRESHOLDS, StreamScore, match, misses_at, operating_point, sweep, tolerance_text
 from utils import atomic
 from utils.errors import UserError
 
@@ -102,7 +102,8 @@ def evaluate(posteriors, starts_s, settings, class_names, labels, background_hou
     best, met = operating_point(scores, target)
     smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
     dets = detections_of_smoothed(smoothed, starts_s, settings, class_names, skip)
-    own = sweep(posteriors, starts_s, settings, class_names, labels, background_hours, (settings.threshold,), skip)[0]
+    hits, false_alarms = match(dets, labels)
+    own = StreamScore(settings.threshold, len(labels), hits, false_alarms, background_hours)
     per_word = {}
     for word in sorted({w for _, w in labels}):
         mine = [lab for lab in labels if lab[1] == word]
@@ -251,7 +252,7 @@ class StreamValidation:
         self.settings, _ = stored_settings(ckpt)
         plan = split_stream(classifier, ckpt, data_dir, "validation",
                             float(config.get("stream_hours", DEFAULT_HOURS)), int(config.get("seed", 0)))
-        hop = max(1, int(round(self.settings.hop_ms * classifier.sample_rate / 1000.0)))
+        hop = self.settings.hop_samples(classifier.sample_rate)
         scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
         feats, starts = [], []
         runs = segments(render_blocks(plan), classifier.params.clip_samples, hop)

@@ -48,6 +48,10 @@ class DetectorSettings:
         """The odd number of windows nearest to smooth_ms / hop_ms (odd: centred on a window)."""
         return max(1, 2 * math.floor((self.smooth_ms / self.hop_ms - 1) / 2 + 0.5) + 1)
 
+    def hop_samples(self, sample_rate):
+        """The window step in samples at ``sample_rate`` (at least one)."""
+        return max(1, int(round(self.hop_ms * sample_rate / 1000.0)))
+
     def with_threshold(self, threshold):
         return replace(self, threshold=float(threshold))
 
