@@ -1,9 +1,13 @@
-"""The config's optimizer is torch.optim's class as torch ships it, and seed_everything makes two
-trainings with the same seed bit-identical through torch's public determinism switch."""
+"""The config's optimizer is torch.optim's class as torch ships it, an unknown name is refused in
+one line, and seed_everything makes two trainings with the same seed bit-identical through
+torch's public determinism switch."""
 import pytest
 import torch
+import yaml
 
-from configuration.schema import OPTIMIZERS
+from conftest import ROOT
+from configuration.schema import OPTIMIZERS, validate_config
+from utils.errors import UserError
 from utils.seeding import seed_everything
 
 
@@ -28,6 +32,24 @@ def test_every_optimizer_the_schema_accepts_is_a_torch_optimizer():
     for name in OPTIMIZERS:
         cls = getattr(torch.optim, name)
         assert isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer), name
+
+
+def test_the_shipped_configs_name_torch_optimizers():
+    for path in sorted(ROOT.glob("config_*.yml")):
+        cfg = validate_config(yaml.safe_load(path.read_text()))
+        cls = getattr(torch.optim, cfg["optimizer"]["type"])
+        optimizer = cls(torch.nn.Linear(2, 2).parameters(), **cfg["optimizer"]["args"])
+        assert type(optimizer) is cls, path.name  # torch's own class, no subclass of ours
+
+
+@pytest.mark.parametrize("name", ["Adamm", "Optimizer", "lr_scheduler", 3])
+def test_an_unknown_optimizer_name_is_one_line_error(name):
+    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+    cfg["optimizer"]["type"] = name
+    with pytest.raises(UserError) as error:
+        validate_config(cfg)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("config optimizer.type"), message
 
 
 @pytest.mark.parametrize("name,args", [
