@@ -1,9 +1,10 @@
 # make test: set up .venv if missing, install, run the test suite.
+# make lint: ruff over the project (rules in ruff.toml).
 # make demo: the whole chain on the built-in synthetic corpus.
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: test demo venv clean bench
+.PHONY: test lint demo venv clean bench
 
 venv: $(STAMP)
 
@@ -15,6 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 demo: $(STAMP)
 	$(PY) -m app.demo

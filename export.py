@@ -5,7 +5,6 @@ import argparse
 from app.export_bundle import export_bundle, format_summary
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -30,4 +29,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_and_exit(main)
+    main()

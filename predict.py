@@ -1,13 +1,10 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-from utils.torch_startup import import_torch_without_compiler
-import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.detection import DetectorSettings, format_result, predict_files
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -40,4 +37,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_and_exit(main)
+    main()

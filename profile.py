@@ -1,14 +1,11 @@
 """Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
-from utils.torch_startup import import_torch_without_compiler
-import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.workflow import run_profile
 from utils.cli import add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -29,4 +26,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_and_exit(main)
+    main()

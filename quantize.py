@@ -1,14 +1,11 @@
 """Post-training dynamic fixed-point quantization within an accuracy margin (writes quantization.yml)."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-from utils.torch_startup import import_torch_without_compiler
-import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.workflow import run_quantization
 from utils.cli import add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -30,4 +27,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_and_exit(main)
+    main()

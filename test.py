@@ -1,7 +1,5 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-from utils.torch_startup import import_torch_without_compiler
-import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
@@ -9,7 +7,6 @@ from app.testing import format_report, run_test, save_report
 from utils.cli import add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -71,4 +68,4 @@ def stream_main(args):
 
 
 if __name__ == "__main__":
-    run_and_exit(main)
+    main()

@@ -1,8 +1,6 @@
 """Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-from utils.torch_startup import import_torch_without_compiler
-import_torch_without_compiler()  # before anything imports torch: leaves out what only torch.compile needs
 import argparse
 import collections
 import contextlib
@@ -14,7 +12,6 @@ from app.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
-from utils.fast_exit import run_and_exit
 
 
 @exit_on_user_error
@@ -59,7 +56,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if DistributedContext.started_by_torchrun():
-        main()  # the process group's shutdown and the interpreter's exit, as torchrun expects
-    else:
-        run_and_exit(main)
+    main()

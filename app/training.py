@@ -17,7 +17,6 @@ from optimization.scores import false_alarm_change
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
-from trainer.optimizers import OPTIMIZERS
 from trainer.trainer import Distillation, Ensemble, Trainer
 from utils.checkpoint import load_checkpoint
 from app.calibration import calibrate_checkpoint, deaf_warning, detector_config
@@ -151,7 +150,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
     metrics = [module_metric.metric_by_name(name, "config metric") for name in config["metrics"]]
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = config.init_obj("optimizer", OPTIMIZERS, params)
+    optimizer = config.init_obj("optimizer", torch.optim, params)
     lr_scheduler = None
     if config.get("lr_scheduler"):
         lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)

@@ -397,7 +397,7 @@ def main():
         for r in range(args.repeat):
             for side in ((lab, ours) if (i + r) % 2 == 0 else (ours, lab)):
                 row[side.name] = fastest(row.get(side.name),
-                                         side.step(key, label, lambda s=side: s.command(key), run_index=r))
+                                         side.step(key, label, lambda s=side, k=key: s.command(k), run_index=r))
         rows.append(row)
     totals = summarise(rows)
     table = format_table(rows, totals)

@@ -134,10 +134,10 @@ def _fetch(url, partial, size, timeout, progress, fail):
             if e.code == 416 and have:  # our partial file is no prefix the server knows of
                 partial.unlink()
                 continue
-            raise fail(f"the server answered HTTP {e.code} {_one_line(e.reason)}")
+            raise fail(f"the server answered HTTP {e.code} {_one_line(e.reason)}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
             reason = e.reason if isinstance(e, urllib.error.URLError) else e
-            raise fail(f"cannot connect: {_one_line(reason)}")
+            raise fail(f"cannot connect: {_one_line(reason)}") from None
         with response:
             total = None
             if have and response.status == 206:
@@ -163,7 +163,7 @@ def _fetch(url, partial, size, timeout, progress, fail):
                     try:
                         chunk = response.read(CHUNK)
                     except (OSError, http.client.HTTPException) as e:
-                        raise _Interrupted(f"{have} of {expected} bytes ({_one_line(e)})")
+                        raise _Interrupted(f"{have} of {expected} bytes ({_one_line(e)})") from None
                     if not chunk:
                         break
                     f.write(chunk)
@@ -221,7 +221,7 @@ def safe_extract(archive, dest, progress=True):
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{archive} is not a readable tar archive ({_one_line(e)}); delete it and "
-                        f"download again, or {_alternatives()}")
+                        f"download again, or {_alternatives()}") from None
     with tar, progress_bar(enabled=progress, unit=" files", desc="unpacking") as bar:
         try:
             for member in tar:
@@ -243,7 +243,7 @@ def safe_extract(archive, dest, progress=True):
                 bar.update()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             raise UserError(f"{archive} is damaged ({_one_line(e)}); delete it and download again, "
-                            f"or {_alternatives()}")
+                            f"or {_alternatives()}") from None
 
 
 def _umask():
@@ -299,7 +299,7 @@ def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress
         _fetch(url, partial, size, timeout, progress, fail)
     except _Interrupted as e:
         raise UserError(f"the download of {url} was interrupted after {e}; run the same command again "
-                        f"to resume it (kept in {partial}), or {_alternatives()}")
+                        f"to resume it (kept in {partial}), or {_alternatives()}") from None
     got_size = partial.stat().st_size
     if size is not None and got_size != size:
         partial.unlink()

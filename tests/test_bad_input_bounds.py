@@ -80,7 +80,7 @@ def test_a_save_dir_that_is_a_file_or_lies_under_one_is_refused_before_any_folde
     for save_dir in (blocker, blocker / "below"):
         cfg = default_config()
         cfg["trainer"]["save_dir"] = str(save_dir)
-        message = one_line_error(lambda: ConfigParser(cfg, run_id="r1"))
+        message = one_line_error(lambda cfg=cfg: ConfigParser(cfg, run_id="r1"))
         assert f"{blocker} is not a folder" in message
     assert blocker.read_text() == "keep me" and sorted(os.listdir(tmp_path)) == ["file"]
 

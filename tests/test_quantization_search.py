@@ -329,8 +329,10 @@ PER_LAYER = {"conv1": {4: 0.002, 2: 0.03}, "conv2": {4: 0.002, 2: 0.004},
              "fc3": {4: 0.003, 2: 0.006}, "fc4": {4: 0.002, 2: 0.028}}
 
 
-def by_layer(penalties, act={8: 0.001, 4: 0.05, 2: 0.5}, base=0.9):
+def by_layer(penalties, act=None, base=0.9):
     """Top-1 = base minus a penalty per layer's weight bitwidth and one for the activations."""
+    act = {8: 0.001, 4: 0.05, 2: 0.5} if act is None else act
+
     def accuracy(q):
         free = {0: 0.0, **FREE}
         return (base - sum({**free, **penalties[n]}[q[n].bits_weights] for n in q)

@@ -10,13 +10,10 @@ def seed_everything(seed, deterministic=True):
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        # torch.use_deterministic_algorithms(True, warn_only=True) without its other half, setting
-        # torch._inductor.config.deterministic: importing the inductor imports torch._dynamo (1.3-4 s,
-        # see trainer/optimizers.py) and nothing here is compiled by it
-        torch._C._set_deterministic_algorithms(True, warn_only=True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
         # deterministic mode also fills every new uninitialised tensor with NaN, a debugging aid
-        # that cost 18% of a training epoch (a fill per torch.empty); every kernel we use writes
-        # its whole output, so the numbers do not depend on it
+        # costing a fill per torch.empty; every kernel we use writes its whole output, so the
+        # numbers do not depend on it (torch documents this switch for that case)
         torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False

@@ -200,7 +200,7 @@ def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fract
                 shutil.rmtree(tmp, ignore_errors=True)
                 return _reuse(root, params)
             raise UserError(f"cannot move the new corpus into {root} (it appeared meanwhile?); "
-                            f"delete {root} and run again")
+                            f"delete {root} and run again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -211,7 +211,7 @@ def _reuse(root, params):
     try:
         marker = yaml_reader.loads((root / MARKER).read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        raise UserError(f"{root / MARKER} is unreadable; delete {root} and generate the corpus again")
+        raise UserError(f"{root / MARKER} is unreadable; delete {root} and generate the corpus again") from None
     if not isinstance(marker, dict) or "summary" not in marker:
         raise UserError(f"{root} has a {MARKER} marker that is not a synthetic corpus's; "
                         f"choose another --out folder")

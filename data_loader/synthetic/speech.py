@@ -115,7 +115,7 @@ def synthesize_speech(phones, speaker, rng, sr, n_samples, onset):
     key_t, key_f, key_z = [], [], []
     nasal_pole = 270.0 * speaker["tract"]
     t = onset
-    for i, s in enumerate(segs):
+    for s in segs:
         ph = PHONEMES[s["ph"]]
         a, n = t, s["n"]
         zero = ph["zero"] * speaker["tract"] if "zero" in ph else nasal_pole  # pole = zero: no nasality
