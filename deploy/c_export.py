@@ -249,6 +249,13 @@ def _pack_lines(values, indent):
     return "\n".join(lines)
 
 
+def _requant32(layer, value):
+    """C expression rescaling the 32-bit ``value`` (a wrapped accumulator) to the output format."""
+    lo, hi = code_limits(layer.bits_outputs)
+    fn = "kws_requant32" if 0 < layer.output_shift < 32 else "kws_requant"
+    return f"{fn}({value}, {layer.output_shift}, {lo}, {hi})"
+
+
 def _conv_dsp_c(layer, following):
     """A conv without padding through the packed kernel: the window's inputs gathered once per
     position into kws_col (int16 pairs), then for each output channel a dot product of
@@ -295,7 +302,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
                 }}
             }}
             for (o = 0; o < {c_out}; o++) {{
-                int32_t v = kws_requant(best[o], {layer.output_shift}, {lo}, {hi});{relu}
+                int32_t v = {_requant32(layer, "best[o]")};{relu}
                 {store}
             }}
         }}
@@ -332,7 +339,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
         uint32_t acc = (uint32_t)(int32_t){layer.name}_b[o];
         int32_t v;
 {steps}
-        v = kws_requant(kws_wrap32(acc, {layer.bits_accumulator}), {layer.output_shift}, {lo}, {hi});{relu}
+        v = {_requant32(layer, f"kws_wrap32(acc, {layer.bits_accumulator})")};{relu}
         {_store(layer, following, "v", "y[o]")}
     }}
 }}
@@ -369,6 +376,16 @@ static inline int32_t kws_sxtb16_ror8(uint32_t w)
                             + (w)[2] * KWS_HI((c)[0]) + (w)[3] * KWS_HI((c)[1])); \
     } while (0)
 #endif
+
+/* kws_requant for a 32-bit value and 0 < shift < 32, in 32-bit arithmetic: the same result
+   (|v| + 2^(shift-1) stays below 2^32). */
+static inline int32_t kws_requant32(int32_t v, int shift, int32_t lo, int32_t hi)
+{
+    uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    int32_t r = (int32_t)((a + ((uint32_t)1 << (shift - 1))) >> shift);
+    r = v < 0 ? -r : r;
+    return r < lo ? lo : r > hi ? hi : r;
+}
 
 /* Two's-complement value of the low ``bits`` (at most 32) bits of a 32-bit register. */
 static int32_t kws_wrap32(uint32_t reg, int bits)
