@@ -274,8 +274,11 @@ def _conv_dsp_c(layer, following):
     offsets = [f"p[{(c * h + ky) * w + kx}]" for c in range(c_in) for ky in range(kh) for kx in range(kw)]
     relu = "\n                if (v < 0)\n                    v = 0;" if layer.relu else ""
     store = _store(layer, following, "v", f"y[(o * {oh} + py) * {ow} + px]")
-    unrolled = "\n".join(f"                        KWS_DOT4(acc, wr + {4 * g}, kws_col + {2 * g});"
-                         for g in range(k4 // 4))
+    steps = [f"                        KWS_DOT4(acc, wr + {4 * g}, kws_col + {2 * g});" for g in range(k4 // 4)]
+    if k % 4 == 1:   # the last group holds one input: one multiply-accumulate, not a full step
+        steps[-1] = (f"                        acc += (uint32_t)((int32_t)wr[{k - 1}] * "
+                     f"KWS_LO(kws_col[{2 * (k4 // 4 - 1)}]));")
+    unrolled = "\n".join(steps)
     return f"""
 /* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}{", relu" if layer.relu else ""}, {f"max pool {win}x{win} " if layer.maxpool else ""}-> {c_out}x{oh}x{ow} (packed kernel). */
 static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
@@ -352,6 +355,7 @@ _PACKED = """
    register that wraps. With the DSP extension: one word load, __sxtb16 and two __smlad; elsewhere
    the same sum in portable C. Both are exact modulo 2^32, and kws_wrap32 keeps the low bits. */
 #define KWS_PACK(a, b) ((uint32_t)(uint16_t)(a) | ((uint32_t)(uint16_t)(b) << 16))
+#define KWS_LO(c) (((int32_t)((c) & 0xFFFFu) ^ 0x8000) - 0x8000)
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #include <string.h>
@@ -369,7 +373,6 @@ static inline int32_t kws_sxtb16_ror8(uint32_t w)
         (acc) = (uint32_t)__smlad(kws_sxtb16_ror8(kws_w_), (int32_t)(c)[1], (int32_t)(acc)); \
     } while (0)
 #else
-#define KWS_LO(c) (((int32_t)((c) & 0xFFFFu) ^ 0x8000) - 0x8000)
 #define KWS_HI(c) (((int32_t)((c) >> 16) ^ 0x8000) - 0x8000)
 #define KWS_DOT4(acc, w, c) do { \
         (acc) += (uint32_t)((w)[0] * KWS_LO((c)[0]) + (w)[1] * KWS_LO((c)[1]) \
