@@ -249,6 +249,9 @@ def _pack_lines(values, indent):
     return "\n".join(lines)
 
 
+_LOCAL_WORDS = 6   # packed inputs of at most this many words stay in registers
+
+
 def _requant32(layer, value):
     """C expression rescaling the 32-bit ``value`` (a wrapped accumulator) to the output format."""
     lo, hi = code_limits(layer.bits_outputs)
@@ -279,6 +282,9 @@ def _conv_dsp_c(layer, following):
         steps[-1] = (f"                        acc += (uint32_t)((int32_t)wr[{k - 1}] * "
                      f"KWS_LO(kws_col[{2 * (k4 // 4 - 1)}]));")
     unrolled = "\n".join(steps)
+    local = ""
+    if k4 // 2 <= _LOCAL_WORDS:   # few enough to live in registers: a local array the compiler scalarises
+        local = f"\n                    uint32_t kws_col[{k4 // 2}];"
     return f"""
 /* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}{", relu" if layer.relu else ""}, {f"max pool {win}x{win} " if layer.maxpool else ""}-> {c_out}x{oh}x{ow} (packed kernel). */
 static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
@@ -291,7 +297,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
                 best[o] = INT32_MIN;
             for (dy = 0; dy < {win}; dy++) {{
                 for (dx = 0; dx < {win}; dx++) {{
-                    const {_data_ctype(layer.bits_inputs)} *p = x + (py * {win} + dy) * {sh * w} + (px * {win} + dx) * {sw};
+                    const {_data_ctype(layer.bits_inputs)} *p = x + (py * {win} + dy) * {sh * w} + (px * {win} + dx) * {sw};{local}
 {_pack_lines(offsets, "                    ")}
                     for (o = 0; o < {c_out}; o++) {{
                         const int8_t *wr = {layer.name}_w + o * {k4};
@@ -490,9 +496,12 @@ def _source(int_model):
     parts.append((_WRAP if not all(_dsp(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
     packed = [layer for layer in layers if _dsp(layer)]
     if packed:
-        col = max(_row_length(layer)[1] for layer in packed) // 2
-        parts.append(_PACKED + f"\n/* The packed inputs of one position (or of a fully connected layer). */\n"
-                               f"static uint32_t kws_col[{col}];\n")
+        parts.append(_PACKED)
+        shared = [_row_length(layer)[1] // 2 for layer in packed
+                  if layer.kind == "linear" or _row_length(layer)[1] // 2 > _LOCAL_WORDS]
+        if shared:
+            parts.append(f"\n/* The packed inputs of one position (or of a fully connected layer). */\n"
+                         f"static uint32_t kws_col[{max(shared)}];\n")
     for layer, following in zip(layers, layers[1:] + (None,)):
         if _dsp(layer):
             parts.append(_linear_dsp_c(layer, following) if layer.kind == "linear" else _conv_dsp_c(layer, following))
