@@ -3,6 +3,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 import argparse
 
 from app.export_bundle import export_bundle, format_summary
+from deploy.firmware import HOST, TARGETS
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
@@ -18,12 +19,19 @@ def main():
     parser.add_argument("--no-stored", action="store_true",
                         help="ignore the solutions a finetuned checkpoint carries (export its weights alone)")
     parser.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
+    parser.add_argument("--target", default=HOST, choices=(HOST, *TARGETS),
+                        help="host: C99 for any compiler (default); cortex-m4 / cortex-m7: also a firmware "
+                             "folder (startup code, linker script, Makefile, test data) that `make -C DIR run` "
+                             "builds with arm-none-eabi-gcc and runs under qemu-system-arm (needs -q)")
     args = parser.parse_args()
     print(f"Loading checkpoint: {args.resume} ...")
     summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
-                            use_stored=not args.no_stored)
+                            use_stored=not args.no_stored, target=args.target)
     print(format_summary(summary))
-    if summary.top1_integer is not None:  # the C code was written: build it and compare its scores
+    if summary.target != HOST:
+        print(f"Next: make -C {args.output} run   (arm-none-eabi-gcc and qemu-system-arm: replays the "
+              f"{summary.clips} test clips on {summary.target})")
+    elif summary.top1_integer is not None:  # the C code was written: build it and compare its scores
         print(f"Next: (cd {args.output} && gcc -std=c99 -O2 -Wall -Wextra -Werror model.c main.c -o kws && "
               f"./kws test_vectors.txt | cmp - expected_scores.txt)")
 

@@ -28,6 +28,7 @@ import torch
 
 from deploy.c_export import c_model_memory, export_c
 from deploy.compact import compact_model
+from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware
 from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx, export_onnx
 from model.metric import balanced_accuracy, confusion_matrix, top1
@@ -44,7 +45,7 @@ QUANTIZATION = "quantization.yml"
 C_FILES = ("model.h", "model.c", "main.c")
 VECTORS, SCORES, LABELS = "test_vectors.txt", "expected_scores.txt", "test_labels.txt"
 SUMMARY = "export.yml"
-DERIVED_FILES = C_FILES + (VECTORS, SCORES, LABELS)   # generated from the integer model
+DERIVED_FILES = C_FILES + (VECTORS, SCORES, LABELS) + FIRMWARE_FILES   # generated from the integer model
 INTEGER_FILES = (QUANTIZATION,) + DERIVED_FILES
 
 
@@ -70,6 +71,7 @@ class ExportSummary:
     ram_bytes: int = None
     class_names: list = None       # the checkpoint's, one per score (also KWS_CLASS_NAMES in model.h)
     detector: dict = None          # the operating point the checkpoint carries (threshold, smoothing, ...)
+    target: str = HOST             # "host", or the microcontroller the firmware files are for
 
 
 def compact_checkpoint(ckpt, compact, source):
@@ -110,7 +112,7 @@ def _check_outdir(outdir, inputs):
             if not path.is_dir():
                 raise UserError(f"output folder {outdir}: {path} is a file; give a folder with -o")
             break
-    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES
+    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES
     targets = {(outdir / name).resolve(): name for name in names}
     for given in inputs:
         if given and Path(given).resolve() in targets:
@@ -132,13 +134,21 @@ def _previous_files(outdir):
     return [str(name) for name in files] if isinstance(files, list) else []
 
 
-def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True, use_stored=True):
+def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True, use_stored=True,
+                  target=HOST):
     """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
     solutions, full quantization of every layer) is validated before anything is written. The
-    solutions a finetuned checkpoint carries are used where no file is given (``use_stored``)."""
+    solutions a finetuned checkpoint carries are used where no file is given (``use_stored``).
+    ``target`` other than "host" (deploy.firmware.TARGETS) also writes the firmware folder for that
+    microcontroller; it needs a quantization solution."""
+    target = target or HOST
+    check_target(target)
     outdir = _check_outdir(outdir, (checkpoint, quantization, pruning))
     quantization, pruning = effective_solutions(load_checkpoint(checkpoint), quantization, pruning,
                                                 use_stored, str(checkpoint))
+    if target != HOST and not quantization:
+        raise UserError(f"--target {target} needs an integer model, and {checkpoint} has no quantization "
+                        f"solution: give one with -q (quantize.py writes it)")
     masked, ckpt = restore_model(checkpoint, None, pruning, use_stored=False)
     engine = None
     if quantization:
@@ -168,6 +178,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
         outdir=str(outdir), files=written, clips=len(labels), widths=list(compact.widths),
         macs=profile.macs, parameters=profile.parameters, compact_max_diff=compact_diff,
         onnx_max_diff=onnx_diff, class_names=list(ckpt.names(data.keywords)), detector=ckpt.detector,
+        target=target,
         **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
@@ -193,6 +204,8 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir):
     write_text(outdir / SCORES, _lines(scores))
     write_text(outdir / LABELS, _lines(labels[:, None]))
     summary.files += list(INTEGER_FILES)
+    if summary.target != HOST:
+        summary.files += export_firmware(engine, codes, scores, outdir, summary.target, summary.macs)
     summary.top1_fixed_point, summary.balanced_fixed_point = _scores(logits, labels)
     summary.top1_integer, summary.balanced_integer = _scores(scores, labels)
     summary.integer_mismatches = int((scores != logits * 2.0 ** engine.output_fl).any(axis=1).sum())

@@ -42,6 +42,8 @@ def _data_bytes(bits):
 
 
 def _weight_bytes(layer):
+    if _dsp(layer):
+        return layer.weight.shape[0] * _row_length(layer)[1]
     n = layer.weight.size
     if layer.bits_weights <= 4:
         return (n + 1) // 2
@@ -87,13 +89,34 @@ def _array(ctype, name, values, comment):
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
 
 
+def _dsp(layer):
+    """Whether the layer gets the packed kernel (dual 16-bit MACs on a core with the DSP extension,
+    the same arithmetic in portable C elsewhere): int8 weights, a 32-bit accumulator, and a
+    fully connected layer or a conv without padding and without global average pooling."""
+    return (4 < layer.bits_weights <= 8 and layer.bits_accumulator <= 32
+            and (layer.kind == "linear" or (layer.kind == "conv" and tuple(layer.padding) == (0, 0)
+                                            and not layer.avgpool)))
+
+
+def _row_length(layer):
+    """Inputs per output (kernel size times input channels, or fully connected inputs), and that
+    rounded up to a multiple of 4 (the packed kernel's rows, zero padded)."""
+    k = int(np.prod(layer.weight.shape[1:]))
+    return k, (k + 3) // 4 * 4
+
+
 def _weights_c(layer):
     """The weight and bias arrays of a layer and the ``NAME_W(i)`` accessor macro."""
     name, macro = layer.name, layer.name.upper()
     codes = layer.weight.reshape(-1).astype(np.int64)
     shape = "x".join(map(str, layer.weight.shape))
     fmt = f"{layer.bits_weights}-bit weight codes {shape}, fl = {layer.fl_weights}"
-    if layer.bits_weights <= 4:
+    if _dsp(layer):
+        k, k4 = _row_length(layer)
+        rows = np.zeros((layer.weight.shape[0], k4), dtype=np.int64)
+        rows[:, :k] = layer.weight.reshape(layer.weight.shape[0], k)
+        text = _array("int8_t", f"{name}_w", rows.reshape(-1), fmt + f", rows zero padded to {k4}")
+    elif layer.bits_weights <= 4:
         nibbles = np.concatenate([codes & 0xF, np.zeros(len(codes) % 2, dtype=np.int64)])
         packed = nibbles[0::2] | (nibbles[1::2] << 4)
         text = _array("uint8_t", f"{name}_w", packed, fmt + ", packed two per byte, low nibble first")
@@ -212,6 +235,176 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 """
 
 
+def _pack_lines(values, indent):
+    """C statements filling kws_col from ``values`` (C expressions, zero padded to a multiple of
+    4): each group of four v0..v3 becomes the words (v0, v2) and (v1, v3), so that one word of
+    four int8 weights w0..w3 gives (w0, w2) with __sxtb16 and (w1, w3) with __sxtb16 of it
+    rotated by 8 bits."""
+    values = list(values) + ["0"] * (-len(values) % 4)
+    lines = []
+    for g in range(0, len(values), 4):
+        v = values[g:g + 4]
+        lines.append(f"{indent}kws_col[{g // 2}] = KWS_PACK({v[0]}, {v[2]});")
+        lines.append(f"{indent}kws_col[{g // 2 + 1}] = KWS_PACK({v[1]}, {v[3]});")
+    return "\n".join(lines)
+
+
+_LOCAL_WORDS = 6   # packed inputs of at most this many words stay in registers
+
+
+def _requant32(layer, value):
+    """C expression rescaling the 32-bit ``value`` (a wrapped accumulator) to the output format."""
+    lo, hi = code_limits(layer.bits_outputs)
+    fn = "kws_requant32" if 0 < layer.output_shift < 32 else "kws_requant"
+    return f"{fn}({value}, {layer.output_shift}, {lo}, {hi})"
+
+
+def _conv_dsp_c(layer, following):
+    """A conv without padding through the packed kernel: the window's inputs gathered once per
+    position into kws_col (int16 pairs), then for each output channel a dot product of
+    KWS_DOT4 steps. Max pooling takes the largest wrapped accumulator of the window and rescales
+    it once: rescaling, saturation and relu are monotone, so this is the simulation's
+    rescale-relu-then-pool."""
+    c_in, h, w = layer.input_shape
+    c_out, ch, cw = layer.conv_shape
+    _, oh, ow = layer.output_shape
+    kh, kw = layer.weight.shape[2:]
+    sh, sw = layer.stride
+    k, k4 = _row_length(layer)
+    lo, hi = code_limits(layer.bits_outputs)
+    bits = layer.bits_accumulator
+    win = layer.maxpool or 1
+    offsets = [f"p[{(c * h + ky) * w + kx}]" for c in range(c_in) for ky in range(kh) for kx in range(kw)]
+    relu = "\n                if (v < 0)\n                    v = 0;" if layer.relu else ""
+    store = _store(layer, following, "v", f"y[(o * {oh} + py) * {ow} + px]")
+    steps = [f"                        KWS_DOT4(acc, wr + {4 * g}, kws_col + {2 * g});" for g in range(k4 // 4)]
+    if k % 4 == 1:   # the last group holds one input: one multiply-accumulate, not a full step
+        steps[-1] = (f"                        acc += (uint32_t)((int32_t)wr[{k - 1}] * "
+                     f"KWS_LO(kws_col[{2 * (k4 // 4 - 1)}]));")
+    unrolled = "\n".join(steps)
+    local = ""
+    if k4 // 2 <= _LOCAL_WORDS:   # few enough to live in registers: a local array the compiler scalarises
+        local = f"\n                    uint32_t kws_col[{k4 // 2}];"
+    return f"""
+/* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}{", relu" if layer.relu else ""}, {f"max pool {win}x{win} " if layer.maxpool else ""}-> {c_out}x{oh}x{ow} (packed kernel). */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    int o, py, px, dy, dx;
+    int32_t best[{c_out}];
+    for (py = 0; py < {oh}; py++) {{
+        for (px = 0; px < {ow}; px++) {{
+            for (o = 0; o < {c_out}; o++)
+                best[o] = INT32_MIN;
+            for (dy = 0; dy < {win}; dy++) {{
+                for (dx = 0; dx < {win}; dx++) {{
+                    const {_data_ctype(layer.bits_inputs)} *p = x + (py * {win} + dy) * {sh * w} + (px * {win} + dx) * {sw};{local}
+{_pack_lines(offsets, "                    ")}
+                    for (o = 0; o < {c_out}; o++) {{
+                        const int8_t *wr = {layer.name}_w + o * {k4};
+                        uint32_t acc = (uint32_t)(int32_t){layer.name}_b[o];
+                        int32_t v;
+{unrolled}
+                        v = kws_wrap32(acc, {bits});
+                        if (v > best[o])
+                            best[o] = v;
+                    }}
+                }}
+            }}
+            for (o = 0; o < {c_out}; o++) {{
+                int32_t v = {_requant32(layer, "best[o]")};{relu}
+                {store}
+            }}
+        }}
+    }}
+}}
+"""
+
+
+def _linear_dsp_c(layer, following):
+    n_out, n_in = layer.weight.shape
+    _, k4 = _row_length(layer)
+    lo, hi = code_limits(layer.bits_outputs)
+    relu = "\n        if (v < 0)\n            v = 0;" if layer.relu else ""
+    full = n_in // 4 * 4
+    tail = [f"x[{i}]" for i in range(full, n_in)]
+    groups = k4 // 4
+    steps = (f"        for (g = 0; g < {groups // 2 * 2}; g += 2) {{\n"
+             f"            KWS_DOT4(acc, wr + 4 * g, kws_col + 2 * g);\n"
+             f"            KWS_DOT4(acc, wr + 4 * g + 4, kws_col + 2 * g + 2);\n        }}")
+    if groups % 2:
+        steps += f"\n        KWS_DOT4(acc, wr + {4 * (groups - 1)}, kws_col + {2 * (groups - 1)});"
+    tail_code = ("\n" + _pack_lines(tail, "    ").replace("kws_col[", f"kws_col[{full // 2} + ")) if tail else ""
+    return f"""
+/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} (packed kernel) */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    int o, g;
+    for (g = 0; g < {full // 4}; g++) {{
+        kws_col[2 * g] = KWS_PACK(x[4 * g], x[4 * g + 2]);
+        kws_col[2 * g + 1] = KWS_PACK(x[4 * g + 1], x[4 * g + 3]);
+    }}{tail_code}
+    for (o = 0; o < {n_out}; o++) {{
+        const int8_t *wr = {layer.name}_w + o * {k4};
+        uint32_t acc = (uint32_t)(int32_t){layer.name}_b[o];
+        int32_t v;
+{steps}
+        v = {_requant32(layer, f"kws_wrap32(acc, {layer.bits_accumulator})")};{relu}
+        {_store(layer, following, "v", "y[o]")}
+    }}
+}}
+"""
+
+
+_PACKED = """
+/* Packed kernel: two int16 values per 32-bit word (low half first); KWS_DOT4 adds the products
+   of four int8 weights w[0..3] with the words c[0] = (x0, x2) and c[1] = (x1, x3) to a 32-bit
+   register that wraps. With the DSP extension: one word load, __sxtb16 and two __smlad; elsewhere
+   the same sum in portable C. Both are exact modulo 2^32, and kws_wrap32 keeps the low bits. */
+#define KWS_PACK(a, b) ((uint32_t)(uint16_t)(a) | ((uint32_t)(uint16_t)(b) << 16))
+#define KWS_LO(c) (((int32_t)((c) & 0xFFFFu) ^ 0x8000) - 0x8000)
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#include <string.h>
+/* __sxtb16 of the word rotated by 8 bits, in one instruction (gcc does not fuse the rotation). */
+static inline int32_t kws_sxtb16_ror8(uint32_t w)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+}
+#define KWS_DOT4(acc, w, c) do { \
+        uint32_t kws_w_; \
+        memcpy(&kws_w_, (w), 4); \
+        (acc) = (uint32_t)__smlad(__sxtb16(kws_w_), (int32_t)(c)[0], (int32_t)(acc)); \
+        (acc) = (uint32_t)__smlad(kws_sxtb16_ror8(kws_w_), (int32_t)(c)[1], (int32_t)(acc)); \
+    } while (0)
+#else
+#define KWS_HI(c) (((int32_t)((c) >> 16) ^ 0x8000) - 0x8000)
+#define KWS_DOT4(acc, w, c) do { \
+        (acc) += (uint32_t)((w)[0] * KWS_LO((c)[0]) + (w)[1] * KWS_LO((c)[1]) \
+                            + (w)[2] * KWS_HI((c)[0]) + (w)[3] * KWS_HI((c)[1])); \
+    } while (0)
+#endif
+
+/* kws_requant for a 32-bit value and 0 < shift < 32, in 32-bit arithmetic: the same result
+   (|v| + 2^(shift-1) stays below 2^32). */
+static inline int32_t kws_requant32(int32_t v, int shift, int32_t lo, int32_t hi)
+{
+    uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    int32_t r = (int32_t)((a + ((uint32_t)1 << (shift - 1))) >> shift);
+    r = v < 0 ? -r : r;
+    return r < lo ? lo : r > hi ? hi : r;
+}
+
+/* Two's-complement value of the low ``bits`` (at most 32) bits of a 32-bit register. */
+static int32_t kws_wrap32(uint32_t reg, int bits)
+{
+    uint32_t half = (uint32_t)1 << (bits - 1);
+    uint32_t low = bits == 32 ? reg : reg & ((half << 1) - 1);
+    return (int32_t)((int64_t)(low ^ half) - (int64_t)half);
+}
+"""
+
 _ROUND_DIV = """
 /* v / n rounded half away from zero (global average pooling of output codes). */
 static int64_t kws_round_div(int64_t v, int64_t n)
@@ -220,7 +413,7 @@ static int64_t kws_round_div(int64_t v, int64_t n)
 }
 """
 
-_HELPERS = """
+_WRAP = """
 /* Two's-complement value of the low bits of an accumulator register (mask = 2^bits - 1,
    half = 2^(bits-1)): the wraparound of a bits-wide adder. */
 static int64_t kws_wrap(uint64_t reg, uint64_t mask, int64_t half)
@@ -228,7 +421,9 @@ static int64_t kws_wrap(uint64_t reg, uint64_t mask, int64_t half)
     int64_t v = (int64_t)(reg & mask);
     return v >= half ? v - 2 * half : v;
 }
+"""
 
+_HELPERS = """
 /* v / 2^shift rounded half away from zero (v * 2^-shift when shift < 0), saturated to [lo, hi]. */
 static int32_t kws_requant(int64_t v, int shift, int32_t lo, int32_t hi)
 {
@@ -298,9 +493,20 @@ def _source(int_model):
     parts += [_weights_c(layer) for layer in layers]
     parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
                  f"static int16_t kws_arena[{arena // 2}];\n")
-    parts.append(_HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
+    parts.append((_WRAP if not all(_dsp(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
+    packed = [layer for layer in layers if _dsp(layer)]
+    if packed:
+        parts.append(_PACKED)
+        shared = [_row_length(layer)[1] // 2 for layer in packed
+                  if layer.kind == "linear" or _row_length(layer)[1] // 2 > _LOCAL_WORDS]
+        if shared:
+            parts.append(f"\n/* The packed inputs of one position (or of a fully connected layer). */\n"
+                         f"static uint32_t kws_col[{max(shared)}];\n")
     for layer, following in zip(layers, layers[1:] + (None,)):
-        parts.append(_linear_c(layer, following) if layer.kind == "linear" else _conv_c(layer, following))
+        if _dsp(layer):
+            parts.append(_linear_dsp_c(layer, following) if layer.kind == "linear" else _conv_dsp_c(layer, following))
+        else:
+            parts.append(_linear_c(layer, following) if layer.kind == "linear" else _conv_c(layer, following))
     calls = []
     src = "features"
     for i, (layer, following) in enumerate(zip(layers, layers[1:] + (None,))):

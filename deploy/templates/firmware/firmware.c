@@ -1,0 +1,204 @@
+/* Test harness of the microcontroller build: replays the test split's clips (feature codes, in
+ * test_data.h) through kws_infer, compares every score with the Python integer engine's, counts
+ * instructions per inference with SysTick and reports flash and RAM from the linker's symbols.
+ * Output goes through semihosting; the last line is the summary. No malloc, no printf. */
+#include <stdint.h>
+
+#include "firmware.h"
+#include "model.h"
+#include "test_data.h"
+
+/* SysTick: a 24-bit down counter at the board's 25 MHz clock. Under QEMU -icount shift=0 one
+ * instruction takes 1 ns of virtual time, so one tick is 40 instructions. */
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
+#define SYST_MASK 0xFFFFFFu
+#define INSTRUCTIONS_PER_TICK 40u
+#define CORE_HZ 80000000u          /* the reference core for the real-time share */
+#define INFERENCES_PER_SECOND 10u  /* one inference every 100 ms */
+
+extern const char __flash_start, __flash_end, __model_text_start, __model_text_end;
+extern const char __model_data_start, __model_data_end, __model_bss_start, __model_bss_end;
+extern const char __test_data_start, __test_data_end;
+extern const char __data_start, __data_end, __bss_start, __bss_end;
+
+static char out[256];
+static int out_len;
+
+static void put(const char *s)
+{
+    while (*s && out_len < (int)sizeof out - 2)
+        out[out_len++] = *s++;
+}
+
+static void put_u(uint64_t v)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && out_len < (int)sizeof out - 2)
+        out[out_len++] = digits[--n];
+}
+
+static void put_i(int64_t v)
+{
+    if (v < 0) {
+        put("-");
+        put_u((uint64_t)(-v));
+    } else {
+        put_u((uint64_t)v);
+    }
+}
+
+/* v / 100 with two decimals. */
+static void put_hundredths(uint64_t v)
+{
+    put_u(v / 100);
+    put(".");
+    put_u(v / 10 % 10);
+    put_u(v % 10);
+}
+
+static void flush_line(void)
+{
+    out[out_len++] = '\n';
+    out[out_len] = '\0';
+    kws_fw_print(out);
+    out_len = 0;
+}
+
+static uint32_t span(const char *start, const char *end)
+{
+    return (uint32_t)(end - start);
+}
+
+int main(void)
+{
+    static int32_t scores[KWS_N_CLASSES];
+    uint32_t clip, k, differing = 0, first_differing = 0;
+    uint64_t ticks = 0, overhead;
+    uint32_t start, stop, min_ticks = SYST_MASK, max_ticks = 0;
+    const uint32_t *startup_low = kws_fw_stack_low_water(), *low, *sp;
+    uint32_t model_stack, model_flash, model_ram, harness_flash, harness_ram, test_flash, peak_stack;
+
+    SYST_RVR = SYST_MASK;
+    SYST_CVR = 0;
+    SYST_CSR = 5;   /* enable, processor clock, no interrupt */
+    start = SYST_CVR;
+    stop = SYST_CVR;
+    overhead = (start - stop) & SYST_MASK;
+
+    for (clip = 0; clip < KWS_TEST_CLIPS; clip++) {
+        const kws_input_t *features = kws_test_features + (uint32_t)clip * KWS_N_INPUTS;
+        const int32_t *expected = kws_test_scores + (uint32_t)clip * KWS_N_CLASSES;
+        uint32_t t;
+        if (clip == 0) {
+            kws_fw_paint_stack();
+            __asm__ volatile("mov %0, sp" : "=r"(sp));
+        }
+        start = SYST_CVR;
+        kws_infer(features, scores);
+        stop = SYST_CVR;
+        t = ((start - stop) & SYST_MASK) - (uint32_t)overhead;
+        ticks += t;
+        min_ticks = t < min_ticks ? t : min_ticks;
+        max_ticks = t > max_ticks ? t : max_ticks;
+        if (clip == 0)
+            model_stack = (uint32_t)((const char *)sp - (const char *)kws_fw_stack_low_water());
+        for (k = 0; k < KWS_N_CLASSES; k++)
+            if (scores[k] != expected[k])
+                break;
+        if (k < KWS_N_CLASSES && differing++ == 0)
+            first_differing = clip;
+    }
+    low = kws_fw_stack_low_water();
+    peak_stack = (uint32_t)((const char *)&__stack_top - (const char *)(low < startup_low ? low : startup_low));
+
+    model_flash = span(&__model_text_start, &__model_text_end) + span(&__model_data_start, &__model_data_end);
+    model_ram = span(&__model_data_start, &__model_data_end) + span(&__model_bss_start, &__model_bss_end)
+                + model_stack;
+    test_flash = span(&__test_data_start, &__test_data_end);
+    harness_flash = span(&__flash_start, &__flash_end) - model_flash - test_flash;
+    harness_ram = span(&__data_start, &__data_end) + span(&__bss_start, &__bss_end)
+                  - (model_ram - model_stack) + peak_stack;
+
+    put("model: code and constants ");
+    put_u(span(&__model_text_start, &__model_text_end));
+    put(" B, data ");
+    put_u(span(&__model_data_start, &__model_data_end));
+    put(" B, bss ");
+    put_u(span(&__model_bss_start, &__model_bss_end));
+    put(" B, peak stack ");
+    put_u(model_stack);
+    put(" B");
+    flush_line();
+    put("test harness and C library: flash ");
+    put_u(harness_flash);
+    put(" B, RAM ");
+    put_u(harness_ram);
+    put(" B (peak stack of the whole program ");
+    put_u(peak_stack);
+    put(" B); test data: flash ");
+    put_u(test_flash);
+    put(" B");
+    flush_line();
+    put("instructions per inference: min ");
+    put_u((uint64_t)min_ticks * INSTRUCTIONS_PER_TICK);
+    put(", max ");
+    put_u((uint64_t)max_ticks * INSTRUCTIONS_PER_TICK);
+    put(" (SysTick resolution ");
+    put_u(INSTRUCTIONS_PER_TICK);
+    put("); ");
+    put_u(KWS_MACS);
+    put(" MACs per classification (");
+    put_u(KWS_MACS_COMPUTED);
+    put(" executed: outputs a max pool drops are skipped)");
+    flush_line();
+    if (differing) {
+        const int32_t *expected = kws_test_scores + first_differing * KWS_N_CLASSES;
+        kws_infer(kws_test_features + first_differing * KWS_N_INPUTS, scores);
+        put("clip ");
+        put_u(first_differing);
+        put(": scores");
+        for (k = 0; k < KWS_N_CLASSES; k++) {
+            put(" ");
+            put_i(scores[k]);
+        }
+        put(", expected");
+        for (k = 0; k < KWS_N_CLASSES; k++) {
+            put(" ");
+            put_i(expected[k]);
+        }
+        flush_line();
+    }
+    {
+        /* mean instructions per inference, rounded */
+        uint64_t instructions = (ticks * INSTRUCTIONS_PER_TICK + KWS_TEST_CLIPS / 2) / KWS_TEST_CLIPS;
+        put(KWS_TARGET ": ");
+        if (differing) {
+            put("scores differ on ");
+            put_u(differing);
+            put(" of ");
+        } else {
+            put("scores identical on ");
+        }
+        put_u(KWS_TEST_CLIPS);
+        put(" clips; flash ");
+        put_u(model_flash);
+        put(" B, RAM ");
+        put_u(model_ram);
+        put(" B; ");
+        put_u(instructions);
+        put(" instructions per inference (");
+        put_hundredths((instructions * 100 + KWS_MACS / 2) / KWS_MACS);
+        put(" per MAC); ");
+        put_hundredths((instructions * INFERENCES_PER_SECOND * 10000 + CORE_HZ / 2) / CORE_HZ);
+        put("% of an 80 MHz core");
+        flush_line();
+    }
+    return differing ? 1 : 0;
+}

@@ -1,0 +1,109 @@
+"""export.py --target cortex-m4: the firmware folder builds with arm-none-eabi-gcc, runs under
+qemu-system-arm, reproduces the Python integer engine's score on every test clip and reports
+flash, RAM and instructions; bad targets and a float model are one-line errors."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_c_model, run_script
+from tiny import build_tiny_corpus, run_folders, tiny_config
+
+SUMMARY = re.compile(r"^(cortex-m[47]): scores identical on (\d+) clips; flash (\d+) B, RAM (\d+) B; "
+                     r"(\d+) instructions per inference \((\d+\.\d\d) per MAC\); (\d+\.\d\d)% of an 80 MHz core$")
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-epoch run on the tiny corpus and its quantization.yml (every group at 8 bits)."""
+    tmp = tmp_path_factory.mktemp("firmware")
+    corpus = build_tiny_corpus(tmp / "corpus")
+    config = tiny_config(tmp, corpus)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
+    config.write_text(yaml.safe_dump(cfg))
+    run_script("train.py", "-c", config)
+    run_dir = run_folders(tmp)[-1]
+    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    return tmp, run_dir / "model_best.pth", run_dir / "quantization.yml"
+
+
+def _last_line(stdout):
+    """The program's last line: GNU make adds its own "Leaving directory" line after it with -C."""
+    return [line for line in stdout.strip().splitlines() if not re.match(r"make(\[\d+\])?: (Entering|Leaving) directory", line)][-1]
+
+
+def _ints(path):
+    return np.array([[int(v) for v in line.split()] for line in path.read_text().splitlines()])
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_firmware_reproduces_every_score_under_qemu(run, target, tmp_path):
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install gcc-arm-none-eabi "
+                    f"libnewlib-arm-none-eabi qemu-system-arm)")
+    _, ckpt, q = run
+    out = tmp_path / "fw"
+    text = run_script("export.py", "-r", ckpt, "-q", q, "-o", out, "--target", target).stdout
+    assert f"make -C {out} run" in text
+    summary = yaml.safe_load((out / "export.yml").read_text())
+    assert summary["target"] == target
+    assert {"startup.c", "link.ld", "Makefile", "test_features.bin", "test_scores.bin"} <= set(summary["files"])
+    clips = len(_ints(out / "expected_scores.txt"))
+    assert clips == summary["clips"] == 10
+    # the host build of the same model.c still gives the same scores (portable kernels)
+    assert np.array_equal(run_c_model(out, (out / "test_vectors.txt").read_text(), tmp_path),
+                          _ints(out / "expected_scores.txt"))
+    proc = subprocess.run(["make", "-C", str(out), "run"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = _last_line(proc.stdout)
+    m = SUMMARY.match(last)
+    assert m, last
+    assert last.isascii()
+    assert m.group(1) == target and int(m.group(2)) == clips
+    flash, ram, instructions = (int(m.group(i)) for i in (3, 4, 5))
+    assert flash > 0 and ram > 0 and instructions > 0
+    # the figures are consistent: per MAC divides by the profiler's MAC count, the share assumes
+    # one inference every 100 ms on an 80 MHz core
+    assert float(m.group(6)) == pytest.approx(instructions / summary["macs"], abs=0.006)
+    assert float(m.group(7)) == pytest.approx(instructions * 10 / 80e6 * 100, abs=0.006)
+    # weights alone take this much flash: the measured figure includes them
+    assert flash >= summary["flash_bytes"]
+
+
+def test_a_changed_expected_score_is_reported(run, tmp_path):
+    """The firmware really compares: one wrong expected score makes make run fail and say so."""
+    if any(shutil.which(tool) is None for tool in TOOLS):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    _, ckpt, q = run
+    out = tmp_path / "fw"
+    run_script("export.py", "-r", ckpt, "-q", q, "-o", out, "--target", "cortex-m4")
+    scores = np.fromfile(out / "test_scores.bin", dtype="<i4")
+    scores[5] += 1
+    scores.tofile(out / "test_scores.bin")
+    proc = subprocess.run(["make", "-C", str(out), "run"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert _last_line(proc.stdout).startswith("cortex-m4: scores differ on 1 of 10 clips;")
+
+
+def test_unknown_target_is_an_argparse_error(run, tmp_path):
+    _, ckpt, q = run
+    proc = run_script("export.py", "-r", ckpt, "-q", q, "-o", tmp_path / "fw", "--target", "cortex-m0",
+                      check=False)
+    assert proc.returncode == 2
+    assert "invalid choice: 'cortex-m0'" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "fw").exists()
+
+
+def test_target_without_quantization_is_a_one_line_error(run, tmp_path):
+    _, ckpt, _ = run
+    proc = run_script("export.py", "-r", ckpt, "-o", tmp_path / "fw", "--target", "cortex-m4", check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --target cortex-m4 needs an integer model"), proc.stderr
+    assert not (tmp_path / "fw").exists()
