@@ -3,7 +3,6 @@ classes are unknown (class 0, empty on Speech Commands), the 35 words of v0.02 a
 shared corpus, which has too few clips of some words for every split, and on a corpus without
 most of the words, train.py stops with one line naming the words, exit 1, nothing written."""
 import os
-import re
 
 import yaml
 
