@@ -45,8 +45,8 @@ QUANTIZATION = "quantization.yml"
 C_FILES = ("model.h", "model.c", "main.c")
 VECTORS, SCORES, LABELS = "test_vectors.txt", "expected_scores.txt", "test_labels.txt"
 SUMMARY = "export.yml"
-DERIVED_FILES = C_FILES + (VECTORS, SCORES, LABELS) + FIRMWARE_FILES   # generated from the integer model
-INTEGER_FILES = (QUANTIZATION,) + DERIVED_FILES
+INTEGER_FILES = (QUANTIZATION,) + C_FILES + (VECTORS, SCORES, LABELS)   # every export with -q writes these
+DERIVED_FILES = INTEGER_FILES[1:] + FIRMWARE_FILES   # generated from the integer model: an earlier export's are removed
 
 
 @dataclass

@@ -319,11 +319,12 @@ def test_c_driver_rejects_bad_lines(tmp_path):
 
 def test_c_model_memory_hand_worked(tmp_path):
     x = _features(10, seed=4)
-    # Unpruned, 8-bit weights and activations. Flash: weights 72 + 576 + 11776 + 256 = 12680
-    # bytes as int8, biases (8 + 8 + 64 + 4) * 4 = 336 -> 13016. RAM: conv1 reads 1x100x13 int8
-    # features (1300) and writes 8x49x5 pooled codes (1960) -> 3260, the largest pair.
+    # Unpruned, 8-bit weights and activations, every layer in the packed kernel (rows of weights
+    # zero padded to a multiple of 4). Flash: weights 8 x 12 (conv1's rows of 9) + 576 + 11776 +
+    # 256 = 12704 bytes as int8, biases (8 + 8 + 64 + 4) * 4 = 336 -> 13040. RAM: conv1 reads
+    # 1x100x13 int8 features (1300) and writes 8x49x5 pooled codes (1960) -> 3260, the largest pair.
     eight = IntegerModel.from_model(_quantize(_model(seed=0), x, 8, (8,) * 4, 32, 8))
-    assert c_model_memory(eight) == (13016, 3260)
+    assert c_model_memory(eight) == (13040, 3260)
     # 4-bit weights pack two per byte: 36 + 288 + 5888 + 128 = 6340, + 336 bias bytes.
     four = IntegerModel.from_model(_quantize(_model(seed=0), x, 8, (4,) * 4, 32, 8))
     assert c_model_memory(four) == (6676, 3260)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_script
-from tiny import build_tiny_corpus, run_folders, tiny_config
+from tiny import quantized_tiny_run, run_folders, tiny_config
 from utils.atomic import _TEMP
 
 HOOK = r"""
@@ -77,14 +77,7 @@ def run(tmp_path_factory):
     """A 2-epoch run on the tiny corpus with its quantization.yml (every group at 8 bits: the
     export needs all of them in fixed point) and pruning.yml."""
     tmp = tmp_path_factory.mktemp("faults")
-    corpus = build_tiny_corpus(tmp / "corpus")
-    config = tiny_config(tmp, corpus)
-    cfg = yaml.safe_load(config.read_text())
-    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
-    config.write_text(yaml.safe_dump(cfg))
-    run_script("train.py", "-c", config)
-    run_dir = run_folders(tmp)[-1]
-    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    corpus, config, run_dir = quantized_tiny_run(tmp)
     run_script("prune.py", "-r", run_dir / "model_best.pth")
     return tmp, corpus, config, run_dir
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import run_c_model, run_script
-from tiny import build_tiny_corpus, run_folders, tiny_config
+from tiny import quantized_tiny_run
 
 SUMMARY = re.compile(r"^(cortex-m[47]): scores identical on (\d+) clips; flash (\d+) B, RAM (\d+) B; "
                      r"(\d+) instructions per inference \((\d+\.\d\d) per MAC\); (\d+\.\d\d)% of an 80 MHz core$")
@@ -21,14 +21,7 @@ TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm")
 def run(tmp_path_factory):
     """A 2-epoch run on the tiny corpus and its quantization.yml (every group at 8 bits)."""
     tmp = tmp_path_factory.mktemp("firmware")
-    corpus = build_tiny_corpus(tmp / "corpus")
-    config = tiny_config(tmp, corpus)
-    cfg = yaml.safe_load(config.read_text())
-    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
-    config.write_text(yaml.safe_dump(cfg))
-    run_script("train.py", "-c", config)
-    run_dir = run_folders(tmp)[-1]
-    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    _, _, run_dir = quantized_tiny_run(tmp)
     return tmp, run_dir / "model_best.pth", run_dir / "quantization.yml"
 
 

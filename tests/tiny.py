@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, run_script
 
 WORDS = ("one", "two", "three", "bed", "cat")
 PER_WORD = 8            # per word: 4 training, 2 validation, 2 test clips
@@ -74,3 +74,18 @@ def assert_unchanged(before, after):
     """Every file that existed before still exists with the same size, time and content."""
     changed = [str(p) for p, v in before.items() if after.get(p) != v]
     assert not changed, f"files changed or lost: {changed}"
+
+
+def quantized_tiny_run(tmp):
+    """A 2-epoch run on the tiny corpus and its quantization.yml with every group at 8 bits (the
+    C export needs all of them in fixed point): (corpus, config path, run folder)."""
+    tmp = Path(tmp)
+    corpus = build_tiny_corpus(tmp / "corpus")
+    config = tiny_config(tmp, corpus)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
+    config.write_text(yaml.safe_dump(cfg))
+    run_script("train.py", "-c", config)
+    run_dir = run_folders(tmp)[-1]
+    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    return corpus, config, run_dir
