@@ -210,8 +210,9 @@ def _stream_validation(config, data, mean, std, logger):
         return None
     corpus = getattr(data, "corpus", None)
     if corpus is None:
-        raise UserError(f"trainer.monitor {monitor[1]} needs a corpus of audio clips to build the validation "
-                        f"stream from; this data loader holds features only: monitor val_balanced_accuracy")
+        raise UserError(f"monitor {monitor[1]} (trainer.monitor or optimization.finetuning.monitor) needs a "
+                        f"corpus of audio clips to build the validation stream from; this data loader holds "
+                        f"features only: monitor val_balanced_accuracy")
     settings = detector_config(config) or detector_config({"detector": {}})
     measure = StreamValidation(corpus, data.features, mean, std, tuple(data.class_names), DetectorSettings(),
                                settings["target_false_alarms_per_hour"], settings["stream_hours"],

@@ -194,7 +194,7 @@ def plot(results, keywords, path):
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("test recall / balanced accuracy")
-    axes[1].legend(fontsize="small", loc="lower right")
+    (axes[1] if axes[1].get_visible() else axes[0]).legend(fontsize="small", loc="lower right")
     atomic.save_figure(fig, path)
     plt.close(fig)
 
