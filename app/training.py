@@ -249,8 +249,8 @@ def run_summary(run, log_dir, best_epoch, best_log, finetuned, start_log=None):
         rates = [{"false_alarm_rate": log.get("val_false_alarm_rate")} for log in (start_log, best_log)]
         if None not in (rates[0]["false_alarm_rate"], rates[1]["false_alarm_rate"]):
             lines += false_alarm_change(*rates, f"finetuning (start -> best epoch {best_epoch})",
-                                        "trainer.monitor 'min val_false_alarm_rate' keeps the epoch with the "
-                                        "fewest, or compress less")
+                                        "optimization.finetuning.monitor 'min val_false_alarm_rate' keeps the "
+                                        "epoch with the fewest, or compress less")
     var = "F" if finetuned else "R"
     lines += ["Next:", f"{var}={run}", f"python3 test.py -r ${var}/model_best.pth"]
     if finetuned:

@@ -58,7 +58,7 @@ def _validation_counts(checkpoint, quantization=None, pruning=None):
 
 ADVICE = {"quantization": "; finetune the quantized model (python3 train.py -r ",
           "pruning": "; finetune the pruned model (python3 train.py -r ",
-          "finetuning": "; trainer.monitor 'min val_false_alarm_rate' keeps the epoch with the fewest"}
+          "finetuning": "; optimization.finetuning.monitor 'min val_false_alarm_rate' keeps the epoch with the fewest"}
 
 
 def _one_line(out, step):
