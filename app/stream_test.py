@@ -85,14 +85,18 @@ def frame_scan(classifier, blocks, settings):
     return result.starts_s, result.posteriors, result.duration_s
 
 
-def split_stream(classifier, ckpt, data_dir, split, hours, seed):
-    """(plan, blocks factory) of the stream built from ``split`` of the checkpoint's corpus."""
-    data = data_for_checkpoint(ckpt, data_dir, progress=False)
-    corpus = getattr(data, "corpus", None)
+def checkpoint_corpus(ckpt, data_dir):
+    """The corpus of audio clips the checkpoint was trained on (or ``data_dir``), to build streams from."""
+    corpus = getattr(data_for_checkpoint(ckpt, data_dir, progress=False), "corpus", None)
     if corpus is None:
         raise UserError("a stream is built from a corpus of audio clips; this checkpoint's data loader holds "
                         "features only: give --data-dir with a corpus, or --stream REC.wav --labels REC.txt")
-    return plan_stream(corpus, split, classifier.sample_rate, hours, seed)
+    return corpus
+
+
+def split_stream(classifier, ckpt, data_dir, split, hours, seed):
+    """The StreamPlan of the stream built from ``split`` of the checkpoint's corpus."""
+    return plan_stream(checkpoint_corpus(ckpt, data_dir), split, classifier.sample_rate, hours, seed)
 
 
 def evaluate(posteriors, starts_s, settings, class_names, labels, background_hours, target):
@@ -274,12 +278,7 @@ class StreamValidation:
         target = float(stored.get("target_false_alarms_per_hour",
                                   config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
         settings, _ = stored_settings(ckpt)
-        data = data_for_checkpoint(ckpt, data_dir, progress=False)
-        corpus = getattr(data, "corpus", None)
-        if corpus is None:
-            raise UserError("the streaming measures need a corpus of audio clips; this checkpoint's data loader "
-                            "holds features only: give --data-dir with a corpus")
-        return cls(corpus, classifier.params, classifier.transform.mean, classifier.transform.std,
+        return cls(checkpoint_corpus(ckpt, data_dir), classifier.params, classifier.transform.mean, classifier.transform.std,
                    classifier.class_names, settings, target, float(config.get("stream_hours", DEFAULT_HOURS)),
                    int(config.get("seed", 0)))
 
