@@ -231,7 +231,7 @@ def _calibrate_best(config, data, best, logger):
     detector = calibrate_checkpoint(best, settings, data.data_dir)
     logger.info(describe_detector(detector))
     if deaf_warning(detector):
-        logger.warning(deaf_warning(detector))
+        logger.warning(f"warning: {deaf_warning(detector)}")
 
 
 def run_summary(run, log_dir, best_epoch, best_log, finetuned, start_log=None):
