@@ -70,7 +70,9 @@ def _one_line(out, step):
         doubled = int(m.group(5)) > 2 * int(m.group(4))
     else:
         doubled = float(m.group(3)) > 2 * float(m.group(2))
-    warnings = [li for li in out.splitlines() if li.startswith("warning: ")]
+    # the step's own warnings; the detector's calibration has its own (tests/test_stream.py)
+    warnings = [li for li in out.splitlines()
+                if li.startswith("warning: ") and not li.startswith("warning: at this operating point")]
     assert len(warnings) == (1 if doubled else 0), out[-3000:]
     if doubled:
         what = "more than doubled the false alarms" if float(m.group(2)) else "brought false alarms where"
