@@ -635,7 +635,9 @@ def _header(int_model, class_names=None):
 #define KWS_INPUT_MIN ({lo})
 #define KWS_INPUT_MAX {hi}
 #define KWS_SCORE_FL {last.fl_outputs}
-{_class_names_define(class_names)}
+{_class_names_define(class_names)}#define KWS_N_LAYERS {len(int_model.layers)}
+#define KWS_LAYER_NAMES {{{", ".join('"' + layer.name + '"' for layer in int_model.layers)}}}
+
 typedef {_data_ctype(first.bits_inputs)} kws_input_t;
 
 int kws_infer(const kws_input_t *features, int32_t *scores);
@@ -673,9 +675,18 @@ def _source(int_model):
         else:
             offset = 0 if i % 2 == 0 else arena - pairs[i][1]
             dst = f"({_out_ctype(following)} *)(void *)((unsigned char *)kws_arena + {offset})"
-        calls.append(f"    kws_{layer.name}({src}, {dst});")
+        calls.append(f"    KWS_LAYER_HOOK({i});\n    kws_{layer.name}({src}, {dst});")
         src = dst
+    calls.append(f"    KWS_LAYER_HOOK({len(layers)});")
     parts.append("""
+/* KWS_LAYER_HOOK(i) runs before layer i and after the last (i = KWS_N_LAYERS): nothing, unless
+   the build defines it as a function's name (the firmware's per-layer instruction counts). */
+#ifdef KWS_LAYER_HOOK
+void KWS_LAYER_HOOK(int layer);
+#else
+#define KWS_LAYER_HOOK(layer) ((void)0)
+#endif
+
 int kws_infer(const kws_input_t *features, int32_t *scores)
 {
     int k, best = 0;
