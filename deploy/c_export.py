@@ -98,10 +98,17 @@ def _array(ctype, name, values, comment):
 def _dsp(layer):
     """Whether the layer gets the packed kernel (dual 16-bit MACs on a core with the DSP extension,
     the same arithmetic in portable C elsewhere): int8 weights, a 32-bit accumulator, and a
-    fully connected layer or a conv without padding and without global average pooling."""
+    fully connected layer or a (not depthwise) conv; a padded conv reads a zero-padded copy of its
+    input."""
     return (4 < layer.bits_weights <= 8 and layer.bits_accumulator <= 32
-            and (layer.kind == "linear" or (layer.kind == "conv" and tuple(layer.padding) == (0, 0)
-                                            and not layer.avgpool)))
+            and layer.kind in ("linear", "conv"))
+
+
+def _padded_shape(layer):
+    """(channels, height, width) of a conv's input with its zero padding on both sides."""
+    c_in, h, w = layer.input_shape
+    ph, pw = layer.padding
+    return c_in, h + 2 * ph, w + 2 * pw
 
 
 def _row_length(layer):
@@ -281,7 +288,7 @@ def _pool_positions(layer):
     """Input offsets of the conv positions one max-pool output reads (padded to an even count
     with a repeat of the last: the kernel computes positions in pairs, and a repeat does not
     change a maximum)."""
-    _, h, w = layer.input_shape
+    _, h, w = _padded_shape(layer)
     sh, sw = layer.stride
     win = layer.maxpool
     offsets = [dy * sh * w + dx * sw for dy in range(win) for dx in range(win)]
@@ -322,12 +329,28 @@ def _conv_dsp_c(layer, following):
     inputs feeds two multiply-accumulates). Max pooling takes the largest wrapped accumulator of
     the window and rescales it once: rescaling, saturation and relu are monotone, so this is the
     simulation's rescale-relu-then-pool."""
-    c_in, h, w = layer.input_shape
+    c_in, h, w = _padded_shape(layer)
     c_out = layer.conv_shape[0]
     _, oh, ow = layer.output_shape
     kh, kw = layer.weight.shape[2:]
     sh, sw = layer.stride
     _, k4 = _row_length(layer)
+    ph, pw = layer.padding
+    xin = "x_in" if ph or pw else "x"
+    pad = ""
+    if ph or pw:   # the input copied into a zero-padded buffer: the kernel then needs no bounds checks
+        c0, h0, w0 = layer.input_shape
+        pad = f"""
+    static {_data_ctype(layer.bits_inputs)} x[{c_in * h * w}];   /* the input, zero padded {ph}x{pw} */
+    {{
+        int i, r, q;
+        for (i = 0; i < {c_in * h * w}; i++)
+            x[i] = 0;
+        for (i = 0; i < {c0}; i++)
+            for (r = 0; r < {h0}; r++)
+                for (q = 0; q < {w0}; q++)
+                    x[(i * {h} + r + {ph}) * {w} + q + {pw}] = x_in[(i * {h0} + r) * {w0} + q];
+    }}"""
     words = k4 // 2
     bits = layer.bits_accumulator
     xt = _data_ctype(layer.bits_inputs)
@@ -335,7 +358,9 @@ def _conv_dsp_c(layer, following):
     taps = [(c * h + ky) * w + kx for c in range(c_in) for ky in range(kh) for kx in range(kw)]
     name = layer.name
     odd = c_out % 2 == 1
-    head = f"/* {name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}{', relu' if layer.relu else ''}, "
+    c0, h0, w0 = layer.input_shape
+    head = (f"/* {name}: {c_out} filters {c_in}x{kh}x{kw} over {c0}x{h0}x{w0}, stride {sh}x{sw}, padding {ph}x{pw}"
+            f"{', relu' if layer.relu else ''}, ")
     init = (f"uint32_t a00 = (uint32_t)(int32_t){name}_b[o], a01 = a00, "
             f"a10 = (uint32_t)(int32_t){name}_b[o + 1], a11 = a10;")
     if layer.maxpool:
@@ -353,8 +378,8 @@ def _conv_dsp_c(layer, following):
                                         True, " " * 12)
         return f"""
 {head}max pool {win}x{win} -> {c_out}x{oh}x{ow} (packed kernel, 2x2 blocking). */
-static void kws_{name}(const {xt} *x, {_out_ctype(following)} *y)
-{{
+static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
+{{{pad}
     static const int16_t offsets[{len(positions)}] = {{{", ".join(map(str, positions))}}};
     int o, py, px, n;
     for (py = 0; py < {oh}; py++) {{
@@ -387,6 +412,8 @@ static void kws_{name}(const {xt} *x, {_out_ctype(following)} *y)
     }}
 }}
 """
+    _, ch, cw = layer.conv_shape
+    oh, ow = ch, cw
     total = oh * ow
     gather_a = _pack_lines([f"pa[{t}]" for t in taps], "        ", "kws_col", half)
     gather_b = _pack_lines([f"pb[{t}]" for t in taps], "        ", f"kws_col + {words}", half)
@@ -398,12 +425,26 @@ static void kws_{name}(const {xt} *x, {_out_ctype(following)} *y)
               _emit_value(layer, following, "kws_wrap32(a11, %d)" % bits, f"y[(o + 1) * {total} + nb]", False, i12)]
     if odd:
         second = [f"{i12}if (o + 1 < {c_out}) {{"] + [s.replace("\n" + i12, "\n" + i12 + "    ").replace(i12, i12 + "    ", 1) for s in second] + [f"{i12}}}"]
+    pool_decl = finish = ""
+    if layer.avgpool:   # each rescaled, relu'd output added to its channel's sum (a repeated odd last one once)
+        def add(acc, o, repeat=False):
+            relu = f"\n{i12}if (v < 0)\n{i12}    v = 0;" if layer.relu else ""
+            line = f"pool[{o}] += v;" if not repeat else f"if (nb != u)\n{i12}    pool[{o}] += v;"
+            return f"{i12}v = {_requant32(layer, f'kws_wrap32({acc}, {bits})')};{relu}\n{i12}{line}"
+        stores = [add("a00", "o"), add("a01", "o", True)]
+        second = [add("a10", "o + 1"), add("a11", "o + 1", True)]   # pool has an even count: no check
+        pool_decl = f"\n    int32_t pool[{_paired(c_out)}] = {{0}};"
+        finish = f"""
+    for (o = 0; o < {c_out}; o++) {{
+        int64_t mean = kws_round_div(pool[o], {total});
+        {_store(layer, following, "mean", "y[o]")}
+    }}"""
     body = "\n".join(stores + second)
     return f"""
-{head}-> {c_out}x{oh}x{ow} (packed kernel, 2x2 blocking). */
-static void kws_{name}(const {xt} *x, {_out_ctype(following)} *y)
-{{
-    int o, u;
+{head}{"global average pool -> " + str(c_out) + "x1x1" if layer.avgpool else f"-> {c_out}x{oh}x{ow}"} (packed kernel, 2x2 blocking). */
+static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
+{{{pad}
+    int o, u;{pool_decl}
     for (u = 0; u < {total}; u += 2) {{
         int nb = u + 1 < {total} ? u + 1 : u;   /* an odd last output is computed twice */
         const {xt} *pa = x + u / {ow} * {sh * w} + u % {ow} * {sw};
@@ -418,7 +459,7 @@ static void kws_{name}(const {xt} *x, {_out_ctype(following)} *y)
 {_conv_steps(layer, i12)}
 {body}
         }}
-    }}
+    }}{finish}
 }}
 """
 
