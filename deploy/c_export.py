@@ -44,6 +44,8 @@ def _data_bytes(bits):
 def _weight_bytes(layer):
     if _dsp(layer):
         return _paired(layer.weight.shape[0]) * _row_length(layer)[1]
+    if _dw_packed(layer):
+        return layer.weight.shape[0] * layer.weight.shape[2] * _dw_words(layer) * 4
     n = layer.weight.size
     if layer.bits_weights <= 4:
         return (n + 1) // 2
@@ -104,6 +106,18 @@ def _dsp(layer):
             and layer.kind in ("linear", "conv"))
 
 
+def _dw_packed(layer):
+    """Whether a depthwise conv gets the packed kernel: each kernel row's weights stored as int16
+    pairs in 32-bit words, its inputs read as int16 pairs from a zero-padded copy of one channel
+    (one dual multiply-accumulate per pair); a 32-bit accumulator and no pooling."""
+    return layer.kind == "depthwise" and layer.bits_accumulator <= 32 and not layer.maxpool and not layer.avgpool
+
+
+def _dw_words(layer):
+    """32-bit words of packed weights per kernel row (an odd last weight paired with a zero)."""
+    return (layer.weight.shape[3] + 1) // 2
+
+
 def _padded_shape(layer):
     """(channels, height, width) of a conv's input with its zero padding on both sides."""
     c_in, h, w = layer.input_shape
@@ -124,7 +138,14 @@ def _weights_c(layer):
     codes = layer.weight.reshape(-1).astype(np.int64)
     shape = "x".join(map(str, layer.weight.shape))
     fmt = f"{layer.bits_weights}-bit weight codes {shape}, fl = {layer.fl_weights}"
-    if _dsp(layer):
+    if _dw_packed(layer):
+        c, _, kh, kw = layer.weight.shape
+        rows = np.zeros((c, kh, 2 * _dw_words(layer)), dtype=np.int64)
+        rows[:, :, :kw] = layer.weight[:, 0]
+        words = (rows[..., 0::2] & 0xFFFF) | ((rows[..., 1::2] & 0xFFFF) << 16)
+        text = _array("uint32_t", f"{name}_w", words.reshape(-1),
+                      fmt + ", each kernel row as int16 pairs (low half first, an odd last one with 0)")
+    elif _dsp(layer):
         k, k4 = _row_length(layer)
         n = layer.weight.shape[0]
         rows = np.zeros((_paired(n), k4), dtype=np.int64)
@@ -464,6 +485,47 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 """
 
 
+def _dw_packed_c(layer, following):
+    """A depthwise conv (stride, zero padding) through the packed kernel: each channel copied into
+    a zero-padded int16 plane, then every output a sum of dual multiply-accumulates of a row's
+    weight pair with two neighbouring inputs (one word load each)."""
+    c, h, w = layer.input_shape
+    _, ch, cw = layer.conv_shape
+    kh, kw = layer.weight.shape[2:]
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    ph2, pw2 = h + 2 * ph, w + 2 * pw
+    words = _dw_words(layer)
+    bits = layer.bits_accumulator
+    steps = "\n".join(f"                KWS_DW(acc, wc[{ky * words + j}], p + {ky * pw2 + 2 * j});"
+                       for ky in range(kh) for j in range(words))
+    return f"""
+/* {layer.name}: {c} depthwise filters 1x{kh}x{kw} over {c}x{h}x{w}, stride {sh}x{sw}, padding {ph}x{pw}{", relu" if layer.relu else ""}, -> {c}x{ch}x{cw} (packed kernel). */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    /* one channel, zero padded; one more element: an odd kernel row's last pair reads it (times 0) */
+    static int16_t plane[{ph2 * pw2 + 1}];
+    int k, r, q, oy, ox;
+    for (k = 0; k < {ph2 * pw2 + 1}; k++)
+        plane[k] = 0;
+    for (k = 0; k < {c}; k++) {{
+        const uint32_t *wc = {layer.name}_w + k * {kh * words};
+        for (r = 0; r < {h}; r++)
+            for (q = 0; q < {w}; q++)
+                plane[(r + {ph}) * {pw2} + q + {pw}] = x[(k * {h} + r) * {w} + q];
+        for (oy = 0; oy < {ch}; oy++) {{
+            for (ox = 0; ox < {cw}; ox++) {{
+                const int16_t *p = plane + oy * {sh * pw2} + ox * {sw};
+                uint32_t acc = (uint32_t)(int32_t){layer.name}_b[k];
+                int32_t v;
+{steps}
+{_emit_value(layer, following, f"kws_wrap32(acc, {bits})", f"y[(k * {ch} + oy) * {cw} + ox]", False, " " * 16)}
+            }}
+        }}
+    }}
+}}
+"""
+
+
 def _linear_dsp_c(layer, following):
     """A fully connected layer through the packed kernel: the inputs packed once into kws_col,
     then two outputs at a time (each loaded word of inputs feeds two multiply-accumulates)."""
@@ -559,6 +621,14 @@ static inline uint32_t kws_load32(const int8_t *w)
         (a10) = (uint32_t)__smlad(l1_, xa_, (int32_t)(a10)); \\
         (a11) = (uint32_t)__smlad(l1_, xb_, (int32_t)(a11)); \\
     } while (0)
+/* depthwise: a word of two int16 weights times the two int16 inputs at p (an unaligned word load) */
+static inline int32_t kws_load_pair(const int16_t *p)
+{
+    int32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+#define KWS_DW(acc, wp, p) ((acc) = (uint32_t)__smlad((int32_t)(wp), kws_load_pair(p), (int32_t)(acc)))
 #define KWS_STEP12(a0, a1, w, c) do { \\
         uint32_t u0_ = kws_load32(w), u1_ = kws_load32((w) + 4); \\
         KWS_MAC2(a0, __sxtb16(u0_), kws_sxtb16_ror8(u0_), c); \\
@@ -581,6 +651,7 @@ static inline uint32_t kws_load32(const int8_t *w)
         (a00) += KWS_DOT2((w), (ca)); (a01) += KWS_DOT2((w), (cb)); \\
         (a10) += KWS_DOT2((w) + 4, (ca)); (a11) += KWS_DOT2((w) + 4, (cb)); \\
     } while (0)
+#define KWS_DW(acc, wp, p) ((acc) += (uint32_t)(KWS_LO(wp) * (p)[0]) + (uint32_t)(KWS_HI(wp) * (p)[1]))
 #define KWS_STEP12(a0, a1, w, c) do { (a0) += KWS_DOT4((w), (c)); (a1) += KWS_DOT4((w) + 4, (c)); } while (0)
 #define KWS_HALF12(a0, a1, w, c) do { (a0) += KWS_DOT2((w), (c)); (a1) += KWS_DOT2((w) + 4, (c)); } while (0)
 #endif
@@ -697,15 +768,18 @@ def _source(int_model):
     parts += [_weights_c(layer) for layer in layers]
     parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
                  f"static int16_t kws_arena[{arena // 2}];\n")
-    parts.append((_WRAP if not all(_dsp(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
+    parts.append((_WRAP if not all(_dsp(layer) or _dw_packed(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
     packed = [layer for layer in layers if _dsp(layer)]
-    if packed:
+    if packed or any(_dw_packed(layer) for layer in layers):
         parts.append(_PACKED)
+    if packed:
         parts.append(f"\n/* The packed inputs of the positions one output reads (or of a fully connected layer). */\n"
                      f"static uint32_t kws_col[{max(_col_words(layer) for layer in packed)}];\n")
     for layer, following in zip(layers, layers[1:] + (None,)):
         if _dsp(layer):
             parts.append(_linear_dsp_c(layer, following) if layer.kind == "linear" else _conv_dsp_c(layer, following))
+        elif _dw_packed(layer):
+            parts.append(_dw_packed_c(layer, following))
         else:
             parts.append(_linear_c(layer, following) if layer.kind == "linear" else _conv_c(layer, following))
     calls = []
