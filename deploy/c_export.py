@@ -16,6 +16,13 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
   reads, or sums them for a global average pool (rounded half away from zero, as the simulation
   does), and writes pooled, relu'd codes already in the next layer's input format, so no
   full-resolution map is ever stored. The blocks come from the model's description.
+* Packed kernels (one C source: the DSP extension's dual 16-bit multiply-accumulates where the
+  compiler targets it, ``__ARM_FEATURE_DSP``, the same sums in portable C elsewhere; exact modulo
+  2^32, then the low bits_accumulator bits as above): convs (padded ones read a zero-padded copy
+  of their input) and fully connected layers with 5- to 8-bit weights, with inputs gathered as
+  int16 pairs and weights re-ordered at export so each loaded word feeds two multiply-accumulates
+  (two output channels by two positions); depthwise convs without pooling with each kernel row's
+  weights as int16 pairs. Other layers take the portable loops.
 * Activations live in one static arena: layer outputs alternate between its two ends, so it only
   needs the largest input+output pair. No malloc, no float.
 

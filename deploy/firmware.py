@@ -17,6 +17,10 @@ computes MFCCs from PCM on the device is not part of it. Its last line is the su
 inference (<X> per MAC); <L>% of an 80 MHz core``: flash and RAM of the model (code, constants,
 data, bss and its peak stack, measured by painting), instructions counted with SysTick under
 ``qemu -icount shift=0`` (one instruction per nanosecond, 40 per tick of the 25 MHz SysTick).
+Before it, one line per layer (``layer NAME: I instructions per inference, M MACs executed (X per
+MAC)``), from a second build of model.c that reads SysTick around each layer (KWS_LAYER_HOOK).
+``run_firmware`` runs ``make run`` and ``parse_run`` reads these figures (export.py stores them
+in export.yml).
 """
 import re
 import shutil
