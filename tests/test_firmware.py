@@ -74,12 +74,13 @@ SC12_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "
 SC12_NAMES = ["unknown", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "silence"]
 
 
-@pytest.fixture(scope="module")
-def run12(tmp_path_factory):
-    """The 12-class task (config_lenet5_sc12.yml: unknown, ten command words, silence) on a tiny
-    corpus of those words and two unknown ones, 2 epochs, quantized at 8 bits."""
+@pytest.fixture(scope="module", params=["config_lenet5_sc12.yml", "config_dscnn_sc12.yml"])
+def run12(request, tmp_path_factory):
+    """The 12-class task (unknown, ten command words, silence) with LeNet5 and with DS-CNN (whose
+    padded, depthwise and average-pooled convs take the other packed kernels) on a tiny corpus of
+    those words and two unknown ones, 2 epochs, quantized at 8 bits."""
     tmp = tmp_path_factory.mktemp("firmware_sc12")
-    _, _, run_dir = quantized_tiny_run(tmp, SC12_WORDS, "config_lenet5_sc12.yml")
+    _, _, run_dir = quantized_tiny_run(tmp, SC12_WORDS, request.param)
     return run_dir / "model_best.pth", run_dir / "quantization.yml"
 
 
@@ -91,8 +92,12 @@ def test_twelve_class_firmware_reproduces_every_score(run12, tmp_path):
     ckpt, q = run12
     out = tmp_path / "fw"
     text = run_script("export.py", "-r", ckpt, "-q", q, "-o", out, "--target", "cortex-m4").stdout
-    names = re.search(r"^#define KWS_CLASS_NAMES \{(.*)\}$", (out / "model.h").read_text(), re.M).group(1)
-    assert [n.strip().strip('"') for n in names.split(",")] == SC12_NAMES
+    header = (out / "model.h").read_text()
+
+    def names(macro):
+        found = re.search(rf"^#define {macro} \{{(.*)\}}$", header, re.M).group(1)
+        return [n.strip().strip('"') for n in found.split(",")]
+    assert names("KWS_CLASS_NAMES") == SC12_NAMES
     assert "#define KWS_N_CLASSES 12" in (out / "model.h").read_text()
     labels = _ints(out / "test_labels.txt")[:, 0]
     assert set(labels) == set(range(12))   # every class among the replayed clips, silence (11) too
@@ -104,7 +109,8 @@ def test_twelve_class_firmware_reproduces_every_score(run12, tmp_path):
     assert f"Firmware on cortex-m4 (QEMU): scores identical on {len(labels)} clips" in text
     # the per-layer counts: every layer, the MACs the C code executes, and together about the
     # whole inference (each layer's count includes one hook call)
-    assert [la["name"] for la in fw["layers"]] == ["conv1", "conv2", "fc3", "fc4"]
+    layers = names("KWS_LAYER_NAMES")
+    assert [la["name"] for la in fw["layers"]] == layers and len(layers) in (4, 10)   # LeNet5; DS-CNN: conv1, 4 x (dw, pw), fc
     assert sum(la["macs_executed"] for la in fw["layers"]) == int(
         re.search(r"KWS_MACS_COMPUTED (\d+)u", (out / "test_data.h").read_text()).group(1))
     total = sum(la["instructions"] for la in fw["layers"])
