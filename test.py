@@ -1,4 +1,5 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 

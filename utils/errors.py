@@ -3,6 +3,8 @@ import errno
 import functools
 import sys
 
+from utils import interrupt
+
 
 MAX_MESSAGE = 2000   # characters of an error message printed (a forged file can make one huge)
 
@@ -38,6 +40,7 @@ def exit_on_user_error(main):
     """Decorator for a script's main(): a UserError becomes ``error: <message>`` and exit status 1."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        interrupt.during_main()
         try:
             return main(*args, **kwargs)
         except UserError as e:
@@ -49,6 +52,6 @@ def exit_on_user_error(main):
             print(f"error: {one_line(e.filename or 'a file')}: {e.strerror}; {WRITE_ERRORS[e.errno]}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            print(interrupt.MESSAGE, file=sys.stderr)
+            sys.exit(interrupt.STATUS)
     return wrapper
