@@ -1,11 +1,10 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, report_folder, run_test, save_report
-from utils.cli import add_device_option, use_devices
+from utils.cli import ArgumentParser, add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
@@ -13,7 +12,7 @@ from utils.errors import exit_on_user_error
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Test a trained keyword spotter")
+    parser = ArgumentParser(description="Test a trained keyword spotter")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to test (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")

@@ -110,7 +110,7 @@ def _check_outdir(outdir, inputs):
     for path in (outdir, *outdir.parents):
         if path.exists():
             if not path.is_dir():
-                raise UserError(f"output folder {outdir}: {path} is not a folder; give a folder with -o")
+                raise UserError(f"output folder {outdir}: {path} is a file, not a folder; give a folder with -o")
             break
     names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES
     targets = {(outdir / name).resolve(): name for name in names}

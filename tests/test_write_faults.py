@@ -187,7 +187,7 @@ def _link(tmp):
 NOT_REGULAR = [
     ("quantize.py", lambda w, t: ["-r", w.ckpt, "-o", _fifo(t)], "is a FIFO, not a regular file"),
     ("prune.py", lambda w, t: ["-r", w.ckpt, "-o", _link(t)], "is a symbolic link, not a regular file"),
-    ("export.py", lambda w, t: ["-r", w.ckpt, "-o", _fifo(t)], "is not a folder"),
+    ("export.py", lambda w, t: ["-r", w.ckpt, "-o", _fifo(t)], "is a file, not a folder"),
     ("test.py", lambda w, t: ["-r", w.ckpt, "-o", _fifo(t)], "is not a folder"),
 ]
 
