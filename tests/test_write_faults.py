@@ -58,7 +58,9 @@ DISK_FULL = [   # script, its arguments, the file whose write meets the full dis
     ("train.py", lambda w, t: ["-c", w.config], "checkpoint-epoch1.pth"),
     ("train.py", lambda w, t: ["-r", w.ckpt, "--epochs", "3"], "checkpoint-epoch3.pth"),
     ("quantize.py", lambda w, t: ["-r", w.ckpt], "quantization.yml"),
+    ("quantize.py", lambda w, t: ["-r", w.ckpt], "quantization.png"),   # the YAML is not replaced either
     ("prune.py", lambda w, t: ["-r", w.ckpt], "pruning.yml"),
+    ("prune.py", lambda w, t: ["-r", w.ckpt], "pruning.png"),
     ("test.py", lambda w, t: ["-r", w.ckpt], "model_best-test-float.png"),
     ("test.py", lambda w, t: ["-r", w.ckpt, "-q", w.q], "model_best-test-quantized.yml"),
     ("export.py", lambda w, t: ["-r", w.ckpt, "-o", t / "bundle"], "model_compact.pth"),
@@ -71,10 +73,13 @@ def test_a_full_disk_is_one_line_and_loses_nothing(script, build, at, run, tmp_p
     args = build(run, tmp_path)
     before = snapshot(run.tmp, tmp_path)
     runs = run_folders(run.tmp)
+    partner = run.run_dir / Path(at).with_suffix(".yml")   # a figure's YAML: replaced with it or not at all
+    partner_before = partner.is_file()
     full_disk.at = f".{at}."
     status, _, err = run_in_process(script, args, capsys)
     assert_one_line_error(status, err, f"{at}: No space left on device; the disk is full")
     assert_unchanged(before, snapshot(run.tmp, tmp_path))
+    assert partner.is_file() == partner_before
     assert not _temps(run.tmp, tmp_path)
     if script == "train.py" and at == "config.yml":   # the run folder it had claimed is gone
         assert run_folders(run.tmp) == runs
