@@ -257,12 +257,13 @@ FLAG_VALUES = st.one_of(st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e12"
 PREDICT_FLAGS = ("--hop-ms", "--smooth-ms", "--threshold", "--refractory-ms")
 
 
-def _run_main(script, argv):
-    """``script``'s main() in this process with ``argv``: (exit status, stdout, stderr)."""
+def _run_main(script, argv, cwd=ROOT):
+    """``script``'s main() in this process with ``argv``, in folder ``cwd``: (exit status, stdout,
+    stderr)."""
     namespace = runpy.run_path(str(ROOT / script), run_name="fuzz_case")
-    out, err, saved, cwd = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
+    out, err, saved, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
     sys.argv = [script, *map(str, argv)]
-    os.chdir(ROOT)
+    os.chdir(cwd)
     status = 0
     try:
         with redirect_stdout(out), redirect_stderr(err):
@@ -271,7 +272,7 @@ def _run_main(script, argv):
         status = e.code
     finally:
         sys.argv = saved
-        os.chdir(cwd)
+        os.chdir(here)
     return status, out.getvalue(), err.getvalue()
 
 
@@ -292,3 +293,36 @@ def test_fuzzed_predict_flags_end_in_success_or_one_line(tiny_run, flags):
     else:
         assert out.strip(), err
     assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tiny_run.run_dir.iterdir()) == before
+
+
+def _assert_exit_0_or_one_line(status, out, err):
+    event(f"exit {status}")
+    assert status in (0, 1), (status, err)
+    assert "Traceback" not in err, err
+    if status == 1:
+        assert err.count("\n") == 1 and err.startswith("error: ") and err[:-1].isprintable(), err
+    else:
+        assert out.strip(), err
+
+
+@settings(LIMITED, max_examples=25)
+@given(data=st.data())
+def test_fuzzed_test_flags_end_in_success_or_one_line(tiny_run, data, tmp_path_factory):
+    """test.py with hostile output folders and corpora (-o, --data-dir: a FIFO, a device, /sys, /proc,
+    a file, a missing path, escapes, the corpus, a folder), --all and --no-stored, run in a
+    scratch folder: exit 0 or 1 with one ``error:`` line; the run's files unchanged."""
+    here = tmp_path_factory.mktemp("test-flags")
+    (here / "file").write_text("x")
+    os.mkfifo(here / "fifo")
+    paths = st.sampled_from([str(here), str(here / "file"), str(here / "fifo"), str(here / "missing"),
+                             str(here / "file" / "under"), "/dev/null", "/sys", "/proc/self",
+                             str(here / "\x1b[2J"), str(tiny_run.corpus), str(tiny_run.run_dir / "model_best.pth")])
+    argv = ["-r", tiny_run.ckpt]
+    for flag in data.draw(st.lists(st.sampled_from(["-o", "--data-dir", "--all", "--no-stored"]), max_size=3)):
+        argv += [flag] if flag.startswith("--a") or flag == "--no-stored" else [flag, data.draw(paths)]
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tiny_run.run_dir.iterdir())
+    with limits():
+        status, out, err = _run_main("test.py", argv, cwd=here)
+    _assert_exit_0_or_one_line(status, out, err)
+    after = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tiny_run.run_dir.iterdir())
+    assert [f for f in after if "-test-" not in f[0]] == [f for f in before if "-test-" not in f[0]]

@@ -262,3 +262,10 @@ def test_a_refused_write_outside_the_atomic_writer_is_one_line(capsys):
         os.rmdir("/nonexistent-kws-folder")
     with pytest.raises(FileNotFoundError):
         other()
+
+
+def test_a_folder_that_takes_no_new_file_is_one_line():
+    """/proc/self exists but creating a file in it is ENOENT: a refused write too, not a traceback."""
+    with pytest.raises(atomic.WriteError, match=r"^cannot write /proc/self/report.yml: No such file or directory; "
+                                                r"that folder takes no new files: write elsewhere$"):
+        atomic.write_text("/proc/self/report.yml", "x")

@@ -12,6 +12,7 @@ permission) is a :class:`WriteError`: one line naming the path and what to do, a
 OSError, so a caller that can do without the file (the feature cache) goes on. A path that
 exists and is not a regular file (a FIFO, a device, a folder, a symbolic link) is never replaced.
 """
+import errno
 import io
 import os
 import re
@@ -49,10 +50,14 @@ class WriteError(UserError, OSError):
 def write_failure(error, path):
     """``error`` (an OSError of writing ``path``) as a WriteError when it is a refused write
     (WRITE_ERRORS), else ``error`` itself."""
-    if isinstance(error, UserError) or not isinstance(error, OSError) or error.errno not in WRITE_ERRORS:
+    if isinstance(error, UserError) or not isinstance(error, OSError):
         return error
-    return WriteError(f"cannot write {path}: {error.strerror or os.strerror(error.errno)}; "
-                      f"{WRITE_ERRORS[error.errno]}", error.errno)
+    advice = WRITE_ERRORS.get(error.errno)
+    if error.errno == errno.ENOENT and Path(path).parent.is_dir():   # /proc: a folder that takes no new file
+        advice = "that folder takes no new files: write elsewhere"
+    if advice is None:
+        return error
+    return WriteError(f"cannot write {path}: {error.strerror or os.strerror(error.errno)}; {advice}", error.errno)
 
 
 KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
