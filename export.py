@@ -1,17 +1,18 @@
 """Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.export_bundle import export_bundle, format_summary
 from deploy.firmware import HOST, TARGETS
 from utils.allocator import reuse_freed_memory
+from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
 
 
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Export a (pruned, quantized) keyword spotter for deployment")
+    parser = ArgumentParser(description="Export a (pruned, quantized) keyword spotter for deployment")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to export (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None,
                         help="quantization.yml: also write integer C code and test vectors")

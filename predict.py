@@ -1,9 +1,10 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.detection import DetectorSettings, format_result, predict_files
 from utils.allocator import reuse_freed_memory
+from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
 
 
@@ -12,7 +13,7 @@ def main():
     reuse_freed_memory()
     defaults = DetectorSettings()
     stored = " (default: the checkpoint's calibrated one, else %g)"
-    parser = argparse.ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
+    parser = ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: simulated fixed point")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")

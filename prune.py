@@ -1,9 +1,9 @@
 """Post-training minimum-weight kernel pruning within an accuracy margin (writes pruning.yml)."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.workflow import run_pruning
-from utils.cli import add_device_option, use_devices
+from utils.cli import ArgumentParser, add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
@@ -11,7 +11,7 @@ from utils.errors import exit_on_user_error
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Prune kernels of a trained keyword spotter")
+    parser = ArgumentParser(description="Prune kernels of a trained keyword spotter")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to prune (model_best.pth)")
     parser.add_argument("-c", "--config", default=None, help="config whose optimization.pruning to use "
                                                              "(default: the checkpoint's)")

@@ -1,9 +1,9 @@
 """Post-training dynamic fixed-point quantization within an accuracy margin (writes quantization.yml)."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.workflow import run_quantization
-from utils.cli import add_device_option, use_devices
+from utils.cli import ArgumentParser, add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
@@ -11,7 +11,7 @@ from utils.errors import exit_on_user_error
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Quantize a trained keyword spotter (Ristretto-style)")
+    parser = ArgumentParser(description="Quantize a trained keyword spotter (Ristretto-style)")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to quantize (model_best.pth)")
     parser.add_argument("-c", "--config", default=None, help="config whose optimization.quantization to use "
                                                              "(default: the checkpoint's)")

@@ -1,10 +1,10 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
-from app.testing import format_report, run_test, save_report
-from utils.cli import add_device_option, use_devices
+from app.testing import format_report, report_folder, run_test, save_report
+from utils.cli import ArgumentParser, add_device_option, use_devices
 from utils.allocator import reuse_freed_memory
 from utils.errors import exit_on_user_error
 
@@ -12,7 +12,7 @@ from utils.errors import exit_on_user_error
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Test a trained keyword spotter")
+    parser = ArgumentParser(description="Test a trained keyword spotter")
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to test (model_best.pth)")
     parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
     parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
@@ -38,10 +38,13 @@ def main():
     stream.add_argument("--target", type=float, default=None,
                         help="false alarms per hour the best threshold is sought for (default: the "
                              "checkpoint's calibration target, else 1)")
-    stream.add_argument("-o", "--output", default=None,
-                        help="folder for the stream report (default: beside the checkpoint)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="folder for the report (default: beside the checkpoint; the current folder "
+                             "when the checkpoint's folder cannot be written)")
     args = parser.parse_args()
     use_devices(args)
+    if args.output is not None:
+        report_folder(args.output)   # before any work
     if args.stream is not None:
         return stream_main(args)
     print(f"Loading checkpoint: {args.resume} ...")
@@ -50,7 +53,9 @@ def main():
     print(f"Evaluated: {result['evaluated']}")
     print(format_report(result))
     if args.data_dir is None:
-        report = save_report(result, args.resume, args.quantization, args.pruning)
+        report, note = save_report(result, args.resume, args.quantization, args.pruning, args.output)
+        if note:
+            print(note)
         print(f"Wrote {report} and {report.with_suffix('.png')} (confusion matrix)")
     else:
         print("Nothing written (another corpus: the report beside the checkpoint is for its own test split)")
@@ -62,7 +67,9 @@ def stream_main(args):
                              recording=args.stream or None, labels=args.labels, data_dir=args.data_dir,
                              split=args.split, hours=args.stream_hours, seed=args.stream_seed,
                              threshold=args.threshold, target=args.target)
-    report = save_stream_report(result, args.resume, args.quantization, args.pruning, args.output)
+    report, note = save_stream_report(result, args.resume, args.quantization, args.pruning, args.output)
+    if note:
+        print(note)
     print(f"Wrote {report} and {report.with_suffix('.png')} (DET curve)")
     print(format_stream_report(result))
 

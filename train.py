@@ -1,7 +1,7 @@
 """Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-import argparse
 import collections
 import contextlib
 
@@ -11,13 +11,14 @@ from trainer.finetuning import finetune_config
 from app.training import run_training
 from utils.checkpoint import load_checkpoint
 from utils.allocator import reuse_freed_memory
+from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
 
 
 @exit_on_user_error
 def main():
     reuse_freed_memory()
-    parser = argparse.ArgumentParser(description="Train a keyword spotter (the architecture the config names), resume a run "
+    parser = ArgumentParser(description="Train a keyword spotter (the architecture the config names), resume a run "
                                      "(-r), or finetune a quantized/pruned model (-r CKPT -q/-p YML)")
     parser.add_argument("-c", "--config", default=None, help="config file (YAML)")
     parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume or finetune")

@@ -96,6 +96,8 @@ def stored_settings(ckpt, threshold=None, smooth_ms=None, hop_ms=None, refractor
     for key, value in (("threshold", threshold), ("smooth_ms", smooth_ms), ("hop_ms", hop_ms),
                        ("refractory_ms", refractory_ms)):
         if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):   # argparse gives [] for "--x=--"
+                raise UserError(f"--{key.replace('_', '-')} must be a number, got {value!r}")
             values[key] = float(value)
             if key == "threshold":
                 source = "--threshold"

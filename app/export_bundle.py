@@ -34,7 +34,7 @@ from deploy.onnx_export import check_onnx, export_onnx
 from model.metric import balanced_accuracy, confusion_matrix, top1
 from optimization.profiling import profile_model
 from optimization.solutions import solution_text
-from utils.atomic import read_yaml, write_text, write_yaml
+from utils.atomic import make_folder, read_yaml, write_text, write_yaml
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
@@ -111,7 +111,7 @@ def _check_outdir(outdir, inputs):
     for path in (outdir, *outdir.parents):
         if path.exists():
             if not path.is_dir():
-                raise UserError(f"output folder {outdir}: {path} is a file; give a folder with -o")
+                raise UserError(f"output folder {outdir}: {path} is a file, not a folder; give a folder with -o")
             break
     names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES
     targets = {(outdir / name).resolve(): name for name in names}
@@ -159,7 +159,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("test", mean, std)
     inputs, labels = loader.inputs, loader.labels.numpy()
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_folder(outdir)
     previous = _previous_files(outdir)
 
     compact = compact_model(masked)

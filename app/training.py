@@ -18,6 +18,7 @@ from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
 from trainer.trainer import Distillation, Ensemble, Trainer
+from utils.atomic import make_folder
 from utils.checkpoint import load_checkpoint
 from app.calibration import calibrate_checkpoint, deaf_warning, detector_config
 from app.stream_test import STREAM_METRICS, StreamValidation
@@ -188,7 +189,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
                       silence=module_metric.silence_class(getattr(data, "class_names", ())))
     trainer.checkpoint_dir = checkpoint_dir
     if trainer.is_writer:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(checkpoint_dir)
     if checkpoint is not None and not finetune:
         trainer.resume_checkpoint(config.resume)
     start = trainer.validate() if finetune else None  # the compressed model finetuning starts from
