@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from base import BaseModel
-from fixedpoint.graph import run
+from fixedpoint.execution import run
 from utils.checkpoint import MAX_CLASSES, MAX_WIDTH
 from utils.errors import UserError
 
@@ -111,7 +111,7 @@ class KeywordModel(BaseModel):
     Subclasses set ``input_shape``, ``widths`` and ``arch_args`` and implement ``describe()``."""
 
     def logits(self, x, **resume):
-        """``resume``: ``start``, ``codes_of`` and ``capture`` of ``fixedpoint.graph.run``."""
+        """``resume``: ``start``, ``codes_of`` and ``capture`` of ``fixedpoint.execution.run``."""
         return run(self.describe(), x, **resume)
 
     def forward(self, x, **resume):
