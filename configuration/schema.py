@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from model import metric as model_metric, registry
-from utils.checkpoint import FEATURE_RANGES, check_features
+from utils.checkpoint_checks import FEATURE_RANGES, check_features
 from utils.errors import UserError
 
 # --- scalar checks -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch.nn as nn
 from fixedpoint.graph import Block, Graph
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, FoldableBatchNorm2d
 from model.registry import KeywordModel, register
-from utils.checkpoint import MAX_WIDTH
+from utils.checkpoint_checks import MAX_WIDTH
 
 MAX_BLOCKS = 64
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from base import BaseModel
 from fixedpoint.execution import run
-from utils.checkpoint import MAX_CLASSES, MAX_WIDTH
+from utils.checkpoint_checks import MAX_CLASSES, MAX_WIDTH
 from utils.errors import UserError
 
 ARCHITECTURES = {}

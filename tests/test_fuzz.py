@@ -20,7 +20,7 @@ from conftest import ROOT
 from configuration.schema import validate_stored_loader
 from parse_config import ConfigParser
 from utils import yaml_reader
-from utils.checkpoint import validate_checkpoint
+from utils.checkpoint_checks import validate_checkpoint
 from utils.errors import UserError
 
 BASE = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
