@@ -3,7 +3,8 @@
 A depthwise block is tied to the block it follows (its kernel k reads that block's channel k
 only), so both are pruned together (``tied_depthwise``, ``propagate_pruning``); a layer's live
 inputs are the live kernels of the block before it (``input_masks``). Apart from the description
-because they are rules about masks, read by the pruning search, solutions and compaction only.
+because they are rules about masks, read only by what prunes or counts pruned work (profiling, the
+pruning search, solutions, compaction).
 """
 import torch
 
