@@ -55,7 +55,7 @@ class ExportSummary:
     outdir: str
     files: list
     clips: int
-    widths: list               # compact (conv1, conv2, fc3) widths
+    widths: list               # the compact model's arch_args widths (from its description)
     macs: int                  # of the compact model, per classification
     parameters: int
     compact_max_diff: float    # max |log-prob| difference masked vs compact float model

@@ -11,7 +11,7 @@ import yaml
 
 import data_loader.data_loaders as module_data
 from configuration.schema import validate_stored_loader
-from fixedpoint.graph import fold_batchnorm
+from fixedpoint.folding import fold_batchnorm
 from model.registry import build_model
 from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
 from utils import yaml_reader

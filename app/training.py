@@ -17,7 +17,8 @@ from optimization.scores import false_alarm_change
 from trainer.distributed import per_rank_batch_size
 from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
                                 finetuning_settings, float_run_rate)
-from trainer.trainer import Distillation, Ensemble, Trainer
+from trainer.distillation import Distillation, Ensemble
+from trainer.trainer import Trainer
 from utils.atomic import make_folder
 from utils.checkpoint import load_checkpoint
 from app.calibration import calibrate_checkpoint, deaf_warning, detector_config

@@ -16,7 +16,6 @@ import time
 import torch
 
 from deploy.compact import compact_model
-from model.model import INPUT_SHAPE, KeywordLeNet5Clone
 from optimization.profiling import profile_model
 from utils.errors import UserError, exit_on_user_error
 from app.restore import restore_model
@@ -24,7 +23,7 @@ from app.restore import restore_model
 
 def median_latencies(models, batch, seconds, generator):
     """Median seconds per forward call of each model on one random batch, timed interleaved."""
-    x = torch.randn((batch,) + INPUT_SHAPE, generator=generator)
+    x = torch.randn((batch,) + tuple(models[0].input_shape), generator=generator)
     times = [[] for _ in models]
     with torch.no_grad():
         for model in models:   # warm-up: first calls allocate
@@ -51,7 +50,7 @@ def main():
     torch.set_num_threads(1)
     masked, _ = restore_model(args.resume, None, args.pruning)
     compact = compact_model(masked)
-    dense = KeywordLeNet5Clone(num_classes=masked.fc4.out_features, widths=masked.widths)
+    dense = type(masked)(**masked.compact_args(masked.widths), input_shape=masked.input_shape)  # pruned kernels kept
     print(f"masked:  widths {masked.widths}, computes {profile_model(dense).macs:,} MACs per clip "
           f"(pruned kernels included)")
     print(f"compact: widths {compact.widths}, computes {profile_model(compact).macs:,} MACs per clip")

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from model import metric as model_metric, registry
-from utils.checkpoint import FEATURE_RANGES, check_features
+from utils.checkpoint_checks import FEATURE_RANGES, check_features
 from utils.errors import UserError
 
 # --- scalar checks -------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def _pruning_section(path, value):
 
 # --- the config file ----------------------------------------------------------------------------
 
-# Bounds: the ranges a checkpoint's features must lie in (utils/checkpoint.FEATURE_RANGES), so a
+# Bounds: the ranges a checkpoint's features must lie in (utils/checkpoint_checks.FEATURE_RANGES), so a
 # config that trains is one every later script reads, and the cross-checks (win_length <= n_fft,
 # n_mfcc <= n_mels, fmin < fmax <= Nyquist, clips of at most 10 s, frames the clip holds).
 FEATURE_SECTION = Section({

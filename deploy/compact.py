@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import torch
 
-from fixedpoint.graph import describe, input_masks
+from fixedpoint.graph import describe
+from fixedpoint.pruning_rules import input_masks
 from utils.errors import UserError
 
 

@@ -29,7 +29,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from deploy.compact import compact_model
 from fixedpoint.fixed_point import code_limits, to_integer
-from fixedpoint.graph import describe, round_div
+from fixedpoint.execution import round_div
+from fixedpoint.graph import describe
 from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
 
@@ -182,7 +183,7 @@ class IntegerModel:
         unfolded = [b.name for b in graph.blocks if b.batchnorm is not None and not bool(b.batchnorm.folded)]
         if unfolded:
             raise UserError(f"the batch norm of {', '.join(unfolded)} is not folded into its conv; "
-                            f"fold it (fixedpoint.graph.fold_batchnorm) before quantizing")
+                            f"fold it (fixedpoint.folding.fold_batchnorm) before quantizing")
         compact = describe(compact_model(model))
         shape = tuple(input_shape or graph.input_shape)
         layers = []

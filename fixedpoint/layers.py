@@ -1,7 +1,7 @@
 """Convolution and linear layers that can run in simulated dynamic fixed point and be pruned.
 
-They subclass ``nn.Conv2d`` / ``nn.Linear`` so a float model's state dict (``conv1.weight``,
-``conv1.bias``, ...) loads unchanged; with no quantization set and no kernel pruned they compute
+They subclass ``nn.Conv2d`` / ``nn.Linear`` so a float model's state dict (``<layer>.weight``,
+``<layer>.bias``, ...) loads unchanged; with no quantization set and no kernel pruned they compute
 exactly what the torch layers compute.
 
 Quantized data path of one layer (each group optional, 0 bits = float):
@@ -192,9 +192,10 @@ class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
 
     def _op(self, x, w, b):
         if w.stride() != self.weight.stride() and self.weight.is_contiguous(memory_format=torch.channels_last):
-            # Elementwise ops give a weight whose layout is ambiguous (a size-1 dimension: conv1's one input
-            # channel) NCHW strides, and oneDNN picks the layout from the strides: conv1 and its max pooling
-            # then ran in NCHW, 2.5x slower in fixed point than in float. Keep the parameter's layout.
+            # Elementwise ops give a weight whose layout is ambiguous (a size-1 dimension: a first conv's
+            # one input channel) NCHW strides, and oneDNN picks the layout from the strides: that conv and
+            # its max pooling would run in NCHW, much slower (docs/benchmarks.md, "Channels-last kept in
+            # fixed point"). Keep the parameter's layout.
             w = w.to(memory_format=torch.channels_last)
         return self._conv_forward(x, w, b)
 

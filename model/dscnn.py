@@ -5,7 +5,7 @@ conv1 1->C k(10,4) stride 2 (padding (5,1)) + BN + relu, then ``blocks`` x [dept
 relu, pointwise 1x1 C->C + BN + relu], global average pooling, (dropout), fc C->classes. The
 default C = 48, 4 blocks: 13,492 parameters (batch norm folded into the convs, as deployed) and
 3,936,576 MACs per clip (conv outputs 51 x 6). Batch norm trains as usual and is folded into the
-convolutions (``fixedpoint.graph.fold_batchnorm``) before quantization, pruning and export.
+convolutions (``fixedpoint.folding.fold_batchnorm``) before quantization, pruning and export.
 
 ``widths``: the kernel counts of conv1 and each pointwise conv (the depthwise convs have as many
 as the layer before them); they differ from ``channels`` only in a compact model.
@@ -15,7 +15,7 @@ import torch.nn as nn
 from fixedpoint.graph import Block, Graph
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, FoldableBatchNorm2d
 from model.registry import KeywordModel, register
-from utils.checkpoint import MAX_WIDTH
+from utils.checkpoint_checks import MAX_WIDTH
 
 MAX_BLOCKS = 64
 

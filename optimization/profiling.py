@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from fixedpoint.graph import describe, output_shapes
-from fixedpoint.graph import input_masks as graph_input_masks
+from fixedpoint.pruning_rules import input_masks as graph_input_masks
 
 FLOAT_BITS = 32  # storage of a group left in floating point (0 bits in LayerQuantization)
 
@@ -63,7 +63,7 @@ class Profile:
 
 def input_masks(model):
     """Name -> bool tensor over each layer's inputs that live kernels produce (see
-    ``fixedpoint.graph.input_masks``)."""
+    ``fixedpoint.pruning_rules.input_masks``)."""
     return graph_input_masks(describe(model))
 
 

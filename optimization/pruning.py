@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from configuration import schema
-from fixedpoint.graph import describe, tied_depthwise
+from fixedpoint.graph import describe
+from fixedpoint.pruning_rules import tied_depthwise
 from fixedpoint.layers import FixedPointConv2d
 from optimization.plots import plot_pruning
 from optimization.scores import RULE, format_scores, passes

@@ -17,7 +17,8 @@ COLUMNS = [f"{group}_{stat}" for group in GROUPS for stat in ("min", "max", "abs
 def collect_ranges(model, inputs, batch_size=1024):
     """Min, max and absmax of each fixed-point layer's inputs, masked weights and outputs over all
     ``inputs``: ``{layer name: {column: value}}`` in forward order, columns ``COLUMNS`` in order
-    (a plain dict: pandas, 0.3 s to import, bought nothing for a four-row table).
+    (a plain dict: a table library's import costs a script's start-up more than a table of a few
+    rows is worth; docs/benchmarks.md, "Start-up").
 
     Quantization is switched off while measuring (the ranges are those of the float network) and
     the layers' formats and the model's train/eval mode are restored afterwards, also on errors.

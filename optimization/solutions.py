@@ -7,7 +7,8 @@ file, the layer and what to change.
 from dataclasses import fields, replace
 from pathlib import Path
 
-from fixedpoint.graph import describe, propagate_pruning
+from fixedpoint.graph import describe
+from fixedpoint.pruning_rules import propagate_pruning
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils import yaml_reader
 from utils.atomic import read_yaml

@@ -13,7 +13,8 @@ from deploy.c_export import export_c
 from deploy.compact import compact_model
 from deploy.integer_engine import IntegerModel
 from fixedpoint.fixed_point import integer_length
-from fixedpoint.graph import Block, Graph, describe, fold_batchnorm
+from fixedpoint.folding import fold_batchnorm
+from fixedpoint.graph import Block, Graph, describe
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
 from model.dscnn import DSCNN
 from model.model import KeywordLeNet5Clone

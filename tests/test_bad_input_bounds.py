@@ -18,7 +18,8 @@ from configuration.schema import validate_config, validate_stored_loader
 from data_loader.audio import AudioError, read_wave, shown
 from parse_config import ConfigParser, create_run_dirs
 from utils import atomic, yaml_reader
-from utils.checkpoint import load_checkpoint, validate_checkpoint
+from utils.checkpoint import load_checkpoint
+from utils.checkpoint_checks import validate_checkpoint
 from utils.errors import UserError
 
 

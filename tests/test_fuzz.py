@@ -30,7 +30,7 @@ from fixedpoint.layers import fixed_point_layers
 from parse_config import ConfigParser
 from tiny import quantized_tiny_run
 from utils import yaml_reader
-from utils.checkpoint import validate_checkpoint
+from utils.checkpoint_checks import validate_checkpoint
 from utils.errors import UserError
 
 BASE = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())

@@ -14,7 +14,7 @@ from model.model import KeywordLeNet5Clone
 from fixedpoint.layers import fixed_point_layers
 from optimization.pruning import format_report, search_pruning
 from optimization.quantization import search_quantization
-from trainer.trainer import Distillation, Ensemble
+from trainer.distillation import Distillation, Ensemble
 
 
 # --- units ------------------------------------------------------------------------------------

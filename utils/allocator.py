@@ -2,14 +2,14 @@
 
 PyTorch's CPU tensors come from the C library's malloc. glibc serves every block over its mmap
 threshold (128 kB, adapting up to 32 MB) with a fresh ``mmap`` and hands it back on ``free``, and
-trims the heap's top above 128 kB: each step of a batch-512 epoch then page-faults and zeroes its
-activations' megabytes anew. That was 30% of a LeNet5 training step on these cores (36 ms against
-25 ms a step). PyTorch's CPU tuning guide swaps in jemalloc or tcmalloc with ``LD_PRELOAD`` for
-this; ``mallopt`` asks glibc itself from inside the process: blocks up to 32 MB (glibc's largest
-threshold; every activation of a batch-512 LeNet5 step) come from the heap, and the heap is never
-trimmed. Larger blocks (float64 evaluations of 16-bit quantization candidates) are still mapped and
-returned: with no mmap at all they fragmented the heap and quantize.py's peak grew from 0.59 GB to
-0.73-0.79 GB. A no-op where the C library is not glibc.
+trims the heap's top above 128 kB: each step of a large-batch epoch then page-faults and zeroes its
+activations' megabytes anew, a large share of a small model's training step. PyTorch's CPU tuning
+guide swaps in jemalloc or tcmalloc with ``LD_PRELOAD`` for this; ``mallopt`` asks glibc itself
+from inside the process: blocks up to 32 MB (glibc's largest threshold, above a batch's activation
+tensors) come from the heap, and the heap is never trimmed. Larger blocks (float64 evaluations of
+16-bit quantization candidates) are still mapped and returned: with no mmap at all they fragment
+the heap and raise quantize.py's peak memory. The figures are in docs/benchmarks.md ("Freed memory
+kept in the process"). A no-op where the C library is not glibc.
 """
 import ctypes
 import os
