@@ -493,6 +493,10 @@ LOADER_ARGS = {
 TASK = Section({"silence_share": _capped(_number(0), 100), "unknown_share": _optional(_capped(_number(0), 1000)),
                 "quiet_fraction": _number(0, 1)}, nullable=True)
 LOADER_ARGS["task"] = TASK
+# windows cut from the training split's stream, added to the training clips (data_loader.stream_windows)
+STREAM_WINDOWS = Section({"hours": _number(0, 10, low_open=True), "per_keyword": _capped(_int(1), 100),
+                          "negatives": _number(0, 100), "seed": _capped(_int(0), MAX_SEED)}, nullable=True)
+LOADER_ARGS["stream_windows"] = STREAM_WINDOWS
 RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
 
 

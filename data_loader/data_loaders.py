@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
+from data_loader.stream_windows import stream_windows
 from data_loader.corpus import check_words, class_names, scan_corpus, speech_commands_task
 from data_loader.dataset import SplitData, load_split
 from data_loader.download import ensure_speech_commands
@@ -144,14 +145,19 @@ class InMemoryLoader:
             yield inputs[idx], labels[idx]
 
 
+STREAM_WINDOWS = {"hours": 0.5, "per_keyword": 3, "negatives": 1.0, "seed": 0}   # stream_windows' defaults
+
+
 class SpeechCommandsDataLoader:
     """Builds the train / validation / test loaders of a corpus in Speech Commands layout."""
 
     def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
                  background_noise=None, augment=None, features=None, cache_dir="data/cache",
-                 download=None, seed=0, progress=True, normalize=True, task=None):
+                 download=None, seed=0, progress=True, normalize=True, task=None, stream_windows=None):
         """``task``: the Speech Commands 12-class set-up (silence_share, unknown_share,
-        quiet_fraction; see corpus.speech_commands_task); None: the lab's classes."""
+        quiet_fraction; see corpus.speech_commands_task); None: the lab's classes.
+        ``stream_windows``: windows cut from the training split's stream added to the training
+        clips (hours, per_keyword, negatives, seed; see data_loader.stream_windows); None: none."""
         self.data_dir = Path(data_dir)
         self.normalize = bool(normalize)
         if download and not self.data_dir.is_dir():
@@ -176,6 +182,7 @@ class SpeechCommandsDataLoader:
         self.unknown_share = task.get("unknown_share")
         self.quiet_fraction = float(task.get("quiet_fraction", 0.1)) if self.silence_share else 0.0
         self.class_names = class_names(self.keywords, self.silence_share > 0)
+        self.stream_windows = None if stream_windows is None else {**STREAM_WINDOWS, **stream_windows}
         self._corpus = None
         self._splits = {}
         self._noise_bank = None
@@ -232,9 +239,15 @@ class SpeechCommandsDataLoader:
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
         augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
                      if self.augment.enabled else None)
-        loader = InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size,
+        mel, labels, mfcc = data.mel, data.labels, data.mfcc
+        if self.stream_windows:
+            extra, extra_labels = stream_windows(self.corpus, self.features, **self.stream_windows)
+            mel, labels, mfcc = torch.cat([mel, extra]), torch.cat([labels, extra_labels]), None
+            print(f"training on {len(extra_labels)} windows of the training split's stream besides its "
+                  f"{len(data.labels)} clips ({int((extra_labels > 0).sum())} around a keyword)")
+        loader = InMemoryLoader(mel, labels, self.transform(mean, std), self.batch_size,
                                 shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank,
-                                world_size=world_size, mfcc=data.mfcc)
+                                world_size=world_size, mfcc=mfcc)
         if augmenter is None:
             self.release("train")  # the loader holds its inputs; the split is read again if asked for
         return loader

@@ -1,0 +1,65 @@
+"""Training windows cut from a long recording built from the training split.
+
+A detector sees the word at every position a 100 ms hop gives it, between the neighbouring words
+of a stream and under its noise; the training clips show it centred, alone, at most shifted by
+the augmentation. ``stream_windows`` builds the training split's stream (data_loader.stream: the
+same pauses, gains and noise at SNRs as the test stream, from the training region of the noise
+recordings) and cuts one-second windows from it:
+
+- *positives*: ``per_keyword`` windows per keyword clip, their starts drawn uniformly where the
+  whole clip lies inside the window (a clip of a second or more: the window on the clip);
+- *negatives*: ``negatives`` times as many windows, drawn where no keyword clip overlaps them;
+- windows that hold part of a keyword clip are not used (neither label is true of them).
+
+They are returned as mel power (the training split's form), to be appended to it.
+"""
+import numpy as np
+import torch
+
+from data_loader.features import FeatureParams, MelPower
+from data_loader.stream import plan_stream, render_blocks
+
+MEL_BATCH = 512   # windows per mel computation
+
+
+def window_starts(events, total, clip, per_keyword, negatives, rng):
+    """(starts, labels) in samples: positives inside which a whole keyword clip lies, negatives
+    that overlap no keyword clip."""
+    starts, labels = [], []
+    keyword_spans = [(e.start, e.start + e.length) for e in events if e.label > 0]
+    for e in events:
+        if e.label <= 0:
+            continue
+        lo, hi = e.start + e.length - clip, e.start   # the window [s, s + clip) holds the clip
+        if lo > hi:                                   # a clip longer than the window: the window on it
+            lo = hi = e.start + (e.length - clip) // 2
+        lo, hi = max(lo, 0), min(hi, total - clip)
+        for s in rng.integers(lo, hi + 1, size=per_keyword):
+            starts.append(int(s))
+            labels.append(e.label)
+    wanted = int(round(negatives * len(starts)))
+    spans = np.array(keyword_spans, dtype=np.int64).reshape(-1, 2)
+    found = []
+    while len(found) < wanted:
+        s = rng.integers(0, total - clip + 1, size=4 * wanted + 16)
+        overlap = ((s[:, None] < spans[None, :, 1]) & (s[:, None] + clip > spans[None, :, 0])).any(axis=1)
+        found.extend(int(v) for v in s[~overlap])
+    starts.extend(found[:wanted])
+    labels.extend([0] * wanted)
+    return np.array(starts, dtype=np.int64), np.array(labels, dtype=np.int64)
+
+
+def stream_windows(corpus, params: FeatureParams, hours, per_keyword, negatives, seed):
+    """(mel (N, n_mels, frames), labels (N,)) of windows cut from the training split's stream."""
+    plan = plan_stream(corpus, "train", params.sample_rate, hours, seed)
+    wave = np.concatenate(list(render_blocks(plan)))
+    rng = np.random.default_rng(seed)
+    starts, labels = window_starts(plan.events, len(wave), params.clip_samples, per_keyword, negatives, rng)
+    mel_of = MelPower(params)
+    mels = []
+    with torch.no_grad():
+        for i in range(0, len(starts), MEL_BATCH):
+            batch = np.stack([wave[s:s + params.clip_samples] for s in starts[i:i + MEL_BATCH]])
+            mels.append(mel_of(torch.from_numpy(batch)))
+    mel = torch.cat(mels) if mels else torch.zeros(0, params.n_mels, params.frames)
+    return mel, torch.from_numpy(labels)
