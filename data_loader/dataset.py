@@ -22,6 +22,7 @@ from utils.progress import progress_bar
 
 from data_loader.audio import MAX_CLIP_SECONDS, MAX_NOISE_SECONDS, AudioError, fit_length, read_wave
 from data_loader.features import FeatureParams, MelPower, MfccFromMel
+from data_loader.integer_frontend import clip_features
 from utils import atomic
 from utils.errors import UserError
 
@@ -193,7 +194,9 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
         raise UserError(f"the {split} split of {corpus.root} is empty; check validation_list.txt / "
                         f"testing_list.txt and the word folders")
     mel = _mel_of(waves, params)
-    data = SplitData(mel, torch.tensor(keep_labels, dtype=torch.int64), names, skipped, mfcc_of(mel, params))
+    mfcc = (torch.from_numpy(clip_features(np.stack(waves), params)) if params.frontend == "integer"
+            else mfcc_of(mel, params))
+    data = SplitData(mel, torch.tensor(keep_labels, dtype=torch.int64), names, skipped, mfcc)
     bank = _mel_of(noise_bank_waves(corpus.root, corpus.noise_files, params), params) if with_noise_bank else None
     blob = {"mel": data.mel, "labels": data.labels, "names": data.names, "skipped": skipped, "mfcc": data.mfcc}
     if bank is not None:

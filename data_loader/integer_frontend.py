@@ -214,6 +214,12 @@ def integer_mfcc(pcm, params, t=None):
     return out
 
 
+def clip_features(waves, params):
+    """Float waveforms (N, clip_samples) -> integer MFCCs as float32 (N, 1, frames, n_mfcc) in dB
+    (c / 2^8, exact): the feature cache's MFCCs of an integer-frontend config."""
+    return (integer_mfcc(to_pcm(waves), params) / (1 << MFCC_FL)).astype(np.float32)[:, None]
+
+
 def representable_normalization(mean, std):
     """The per-coefficient mean rounded to the integer MFCC's grid (2^-8) and the std rounded to
     the nearest power of two (in log2): the normalisation that folds into an exact shift."""
