@@ -2,7 +2,8 @@
 with ``frontend_config.h`` (constants) and ``frontend_tables.h`` (const arrays) written here from
 ``data_loader.integer_frontend`` for one set of feature parameters, plus, given a checkpoint's
 normalisation and input format, the fold that turns integer MFCCs into the model's input codes.
-``frontend_main.c`` is a host program: PCM lines in, MFCC (and code) lines out.
+``frontend_main.c`` is a host program: PCM lines in, MFCC (and code) lines out; ``main_pcm.c``
+runs the whole integer pipeline, PCM in and the model's scores out (with model.c from c_export).
 """
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from utils.atomic import write_text
 
 _TEMPLATES = Path(__file__).parent / "templates"
 FRONTEND_FILES = ("frontend.h", "frontend.c", "frontend_main.c")
+PCM_VECTORS = "test_pcm.txt"
+PIPELINE_FILES = ("frontend_config.h", "frontend_tables.h") + FRONTEND_FILES + ("main_pcm.c", PCM_VECTORS)
 
 
 def _const(ctype, name, values, comment):
@@ -73,3 +76,18 @@ def export_frontend(params, outdir, fold=None):
     for name, text in files.items():
         write_text(outdir / name, text)
     return [outdir / name for name in files]
+
+
+def export_pcm_pipeline(engine, params, mean, std, pcm, outdir):
+    """The front end of an integer-frontend checkpoint folded into ``engine``'s input format
+    (deploy.integer_engine.IntegerModel), ``main_pcm.c`` and the test clips' PCM (``pcm``, int16
+    (N, clip_samples)) as ``test_pcm.txt``; returns (file names, the input codes the front end
+    gives for ``pcm``: the numpy reference of what the C computes)."""
+    fold = ife.fold(mean, std, engine.input_bits, engine.input_fl)
+    export_frontend(params, outdir, fold)
+    outdir = Path(outdir)
+    write_text(outdir / "main_pcm.c", (_TEMPLATES / "main_pcm.c").read_text(encoding="utf-8"))
+    pcm = np.asarray(pcm, dtype=np.int16)
+    write_text(outdir / PCM_VECTORS, "".join(" ".join(map(str, row)) + "\n" for row in pcm.tolist()))
+    codes = ife.input_codes(ife.integer_mfcc(pcm, params), fold)
+    return list(PIPELINE_FILES), codes

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from configuration.schema import validate_config
 from data_loader import integer_frontend as ife
 from data_loader.audio import fit_length, read_wave
@@ -19,6 +19,8 @@ from data_loader.dataset import cache_key
 from data_loader.features import FeatureParams, Mfcc
 from deploy.c_frontend import export_frontend
 from fixedpoint.fixed_point import Format
+from tiny import build_tiny_corpus, run_folders, tiny_config
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 CONFIG = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
@@ -147,3 +149,32 @@ def test_the_c_program_refuses_bad_pcm(tmp_path):
         proc = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
         assert proc.returncode == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
         assert proc.stdout == ""
+
+
+def test_export_of_an_integer_frontend_checkpoint_runs_pcm_to_scores_in_c(tmp_path):
+    """A tiny run trained on integer features, quantized and exported: main_pcm.c (front end,
+    folded normalisation, network) gives expected_scores.txt on the test clips' PCM."""
+    corpus = build_tiny_corpus(tmp_path / "corpus")
+    config = tiny_config(tmp_path, corpus)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data_loader"]["args"]["features"] = {"fmax": 4000, "frontend": "integer"}
+    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
+    config.write_text(yaml.safe_dump(cfg))
+    run_script("train.py", "-c", config)
+    run_dir = run_folders(tmp_path)[-1]
+    ckpt = load_checkpoint(run_dir / "model_best.pth")
+    assert ckpt.features["frontend"] == "integer"
+    std = np.asarray(ckpt.normalization["std"], dtype=np.float64)
+    assert np.all(np.log2(std) == np.rint(np.log2(std)))   # a power of two: the fold is a shift
+    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    out = run_script("export.py", "-r", run_dir / "model_best.pth", "-q", run_dir / "quantization.yml",
+                     "-o", tmp_path / "bundle").stdout
+    bundle = tmp_path / "bundle"
+    assert "Integer front end (PCM in, main_pcm.c) vs the features: 0 of 10 clips' input codes differ" in out
+    exe = tmp_path / "pipeline"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-o", str(exe), str(bundle / "model.c"),
+                    str(bundle / "frontend.c"), str(bundle / "main_pcm.c")], check=True)
+    scores = subprocess.run([str(exe), str(bundle / "test_pcm.txt")], capture_output=True, text=True,
+                            check=True).stdout
+    assert scores == (bundle / "expected_scores.txt").read_text()
+    assert len(scores.splitlines()) == 10

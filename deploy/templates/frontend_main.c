@@ -44,6 +44,10 @@ int main(int argc, char **argv)
             n = 0;
         }
     }
+    if (!feof(in)) {
+        fprintf(stderr, "error: not a PCM sample in the input\n");
+        return 1;
+    }
     if (n) {
         fprintf(stderr, "error: the input ends inside a clip (%d of %d samples)\n", n, KWS_FE_CLIP_SAMPLES);
         return 1;
