@@ -75,8 +75,8 @@ def test_c_equals_numpy_on_every_clip_of_the_test_split(setting, test_waves, tmp
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_close_to_the_float_mfcc(setting, test_waves):
-    """Measured on the test split: mean |integer - float| is 0.006 (lenet5) and 0.005 (sc12) of
-    each coefficient's standard deviation; the bounds leave a factor 2."""
+    """|integer - float| in units of each coefficient's standard deviation: the bounds are about
+    twice what bench/frontend_error.py measures on this split (docs/frontend.md)."""
     params = FeatureParams.from_dict({**SETTINGS[setting], "frontend": "integer"})
     pcm = _pcm(test_waves, params)
     integer = ife.integer_mfcc(pcm, params) / 2.0 ** ife.MFCC_FL
