@@ -252,9 +252,10 @@ def fold(mean, std, bits, fl):
 def input_codes(mfcc, f):
     """Integer MFCC (..., n_mfcc) -> the model's input codes (step 8)."""
     v = np.asarray(mfcc, dtype=np.int64) - f.offset
+    lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
     right = np.maximum(f.shift, 0)
     half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    # a left shift saturates first (it cannot then overflow, and saturates to the same code)
     shifted = np.where(f.shift > 0, np.sign(v) * ((np.abs(v) + half) >> right),
-                       v << np.maximum(-f.shift, 0))
-    lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
+                       np.clip(v, lo, hi) << np.maximum(-f.shift, 0))
     return np.clip(shifted, lo, hi)

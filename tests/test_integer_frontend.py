@@ -178,3 +178,17 @@ def test_export_of_an_integer_frontend_checkpoint_runs_pcm_to_scores_in_c(tmp_pa
                             check=True).stdout
     assert scores == (bundle / "expected_scores.txt").read_text()
     assert len(scores.splitlines()) == 10
+
+
+def test_the_fold_saturates_large_left_shifts_in_c_as_in_numpy(tmp_path):
+    """A tiny std against a wide format: shifts left by 40, which would overflow 64 bits unsaturated."""
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 1600, "frames": 10})
+    pcm = ife.to_pcm(np.random.default_rng(0).uniform(-0.5, 0.5, (3, 1600)))
+    mfcc = ife.integer_mfcc(pcm, params)
+    fold = ife.fold(np.zeros(params.n_mfcc), np.full(params.n_mfcc, 2.0 ** -18), 16, 30)
+    assert fold.shift.tolist() == [-40] * params.n_mfcc
+    codes = ife.input_codes(mfcc, fold)
+    assert set(np.unique(codes)) <= {-32768, 0, 32767} and (codes == 32767).any() and (codes == -32768).any()
+    lines = _run_c(params, fold, pcm, tmp_path)
+    np.testing.assert_array_equal(np.array([line.split() for line in lines[1::2]], dtype=np.int64),
+                                  codes.reshape(len(pcm), -1))

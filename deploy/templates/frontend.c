@@ -135,8 +135,9 @@ void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes)
                 int64_t a = v < 0 ? -v : v;
                 a = (a + ((int64_t)1 << (s - 1))) >> s;
                 r = v < 0 ? -a : a;
-            } else {
-                r = v * ((int64_t)1 << -s);
+            } else {   /* saturated first: the shift cannot overflow, the code is the same */
+                r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
+                r *= (int64_t)1 << -s;
             }
             if (r < KWS_FE_CODE_MIN)
                 r = KWS_FE_CODE_MIN;
