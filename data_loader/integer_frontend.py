@@ -160,11 +160,19 @@ def _fft(re, im, t):
         i = im.reshape(-1, n // (2 * h), 2, h)
         ar, ai, br, bi = r[:, :, 0], i[:, :, 0], r[:, :, 1], i[:, :, 1]
         half = np.int64(1 << (TWIDDLE_BITS - 1))
-        tr = (br * wr - bi * wi + half) >> TWIDDLE_BITS
-        ti = (br * wi + bi * wr + half) >> TWIDDLE_BITS
-        new_r = np.stack([(ar + tr + 1) >> 1, (ar - tr + 1) >> 1], axis=2)
-        new_i = np.stack([(ai + ti + 1) >> 1, (ai - ti + 1) >> 1], axis=2)
-        re, im = new_r.reshape(-1, n), new_i.reshape(-1, n)
+        tr = br * wr
+        tr -= bi * wi
+        tr += half
+        tr >>= TWIDDLE_BITS
+        ti = br * wi
+        ti += bi * wr
+        ti += half
+        ti >>= TWIDDLE_BITS
+        ar, ai = ar + 1, ai + 1                      # the halving's rounding
+        np.right_shift(ar - tr, 1, out=br)           # b = (a - t + 1) >> 1, in place (a, b are views)
+        np.right_shift(ai - ti, 1, out=bi)
+        np.right_shift(ar + tr, 1, out=r[:, :, 0])   # a = (a + t + 1) >> 1
+        np.right_shift(ai + ti, 1, out=i[:, :, 0])
         h *= 2
     return re, im
 
