@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from deploy.c_export import c_model_memory, export_c
+from deploy.c_frontend import PIPELINE_FILES, export_pcm_pipeline
 from deploy.compact import compact_model
 from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware, run_firmware
 from deploy.integer_engine import IntegerModel
@@ -46,7 +47,7 @@ C_FILES = ("model.h", "model.c", "main.c")
 VECTORS, SCORES, LABELS = "test_vectors.txt", "expected_scores.txt", "test_labels.txt"
 SUMMARY = "export.yml"
 INTEGER_FILES = (QUANTIZATION,) + C_FILES + (VECTORS, SCORES, LABELS)   # every export with -q writes these
-DERIVED_FILES = INTEGER_FILES[1:] + FIRMWARE_FILES   # generated from the integer model: an earlier export's are removed
+DERIVED_FILES = INTEGER_FILES[1:] + FIRMWARE_FILES + PIPELINE_FILES   # generated from the integer model: an earlier export's are removed
 
 
 @dataclass
@@ -73,6 +74,7 @@ class ExportSummary:
     detector: dict = None          # the operating point the checkpoint carries (threshold, smoothing, ...)
     target: str = HOST             # "host", or the microcontroller the firmware files are for
     firmware: dict = None          # measured under QEMU (deploy.firmware.parse_run), when the tools are installed
+    pcm_mismatches: int = None     # integer front end: clips whose PCM-computed input codes != the features'
 
 
 def compact_checkpoint(ckpt, compact, source):
@@ -113,7 +115,7 @@ def _check_outdir(outdir, inputs):
             if not path.is_dir():
                 raise UserError(f"output folder {outdir}: {path} is a file, not a folder; give a folder with -o")
             break
-    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES
+    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES + PIPELINE_FILES
     targets = {(outdir / name).resolve(): name for name in names}
     for given in inputs:
         if given and Path(given).resolve() in targets:
@@ -183,6 +185,13 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
         **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
+        if getattr(data.features, "frontend", "float") == "integer":   # the C front end, PCM in
+            files, pcm_codes = export_pcm_pipeline(engine, data.features, mean, std, data.split("test").pcm,
+                                                   outdir)
+            summary.files += files
+            codes = engine.quantize_input(inputs)
+            summary.pcm_mismatches = int((pcm_codes.reshape(len(codes), -1) != codes.reshape(len(codes), -1))
+                                         .any(axis=1).sum())
         if target != HOST:
             summary.firmware = run_firmware(outdir)
     summary.files.append(SUMMARY)
@@ -241,6 +250,9 @@ def format_summary(summary):
                      f"integer {summary.balanced_integer:.4f}")
         lines.append(f"Integer scores vs simulated logits: {summary.integer_mismatches} of "
                      f"{summary.clips} clips differ")
+        if summary.pcm_mismatches is not None:
+            lines.append(f"Integer front end (PCM in, main_pcm.c) vs the features: {summary.pcm_mismatches} of "
+                         f"{summary.clips} clips' input codes differ")
         lines.append(f"C model: flash {summary.flash_bytes:,} bytes (weights and biases), "
                      f"RAM {summary.ram_bytes:,} bytes (largest pair of live activation buffers)")
     if summary.firmware:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from model import metric as model_metric, registry
-from utils.checkpoint_checks import FEATURE_RANGES, check_features
+from utils.checkpoint_checks import FEATURE_RANGES, FRONTENDS, check_features
 from utils.errors import UserError
 
 # --- scalar checks -------------------------------------------------------------------------
@@ -448,6 +448,7 @@ FEATURE_SECTION = Section({
     "n_mfcc": _int(1), "frames": _int(1), "top_db": _optional(_number(0, low_open=True)),
 })
 FEATURE_SECTION.keys = {k: _capped(check, FEATURE_RANGES[k][2]) for k, check in FEATURE_SECTION.keys.items()}
+FEATURE_SECTION.keys["frontend"] = _choice(*FRONTENDS)   # data_loader/integer_frontend.py: int16 PCM in
 
 
 def FEATURES(path, value):

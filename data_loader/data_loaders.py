@@ -15,22 +15,28 @@ from data_loader.corpus import check_words, class_names, scan_corpus, speech_com
 from data_loader.dataset import SplitData, load_split
 from data_loader.download import ensure_speech_commands
 from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
+from data_loader.integer_frontend import MFCC_FL, representable_normalization
 from data_loader.ia_dataset import FILE_NAME as IA_FILE, load_ia_splits
 from utils.errors import UserError
 
 
 class FeatureTransform(nn.Module):
     """Mel power -> MFCC normalised per coefficient with the *training* split's statistics (kept in
-    the checkpoint, so every later script uses the same ones)."""
+    the checkpoint, so every later script uses the same ones). With the integer frontend the
+    MFCCs of (augmented) mel spectra are rounded to the integer MFCC's grid."""
 
     def __init__(self, params: FeatureParams, mean, std):
         super().__init__()
         self.mfcc = MfccFromMel(params)
+        self.grid = 2.0 ** MFCC_FL if params.frontend == "integer" else None
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
 
     def forward(self, mel):
-        return self.mfcc(mel).sub_(self.mean).div_(self.std)
+        mfcc = self.mfcc(mel)
+        if self.grid is not None:
+            mfcc = mfcc.mul_(self.grid).round_().div_(self.grid)
+        return mfcc.sub_(self.mean).div_(self.std)
 
     def normalised(self, mfcc):
         """What ``forward`` gives for the mel spectra whose MFCCs ``mfcc`` are (the same ops on the
@@ -229,6 +235,8 @@ class SpeechCommandsDataLoader:
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise UserError(f"the MFCC normalisation statistics of the training split of {self.data_dir} "
                             f"are not finite; check the training clips")
+        if self.features.frontend == "integer":  # folds into a shift: data_loader/integer_frontend.py
+            mean, std = (torch.from_numpy(v).float() for v in representable_normalization(mean, std))
         return mean, std
 
     def transform(self, mean, std):

@@ -2,7 +2,9 @@
 
 A split is stored as its mel power spectra (N, n_mels, frames), where augmentation works, and
 their MFCCs (N, 1, frames, n_mfcc, not normalised), which a loader that does not augment uses
-directly: a third of the bytes, and no conversion at each start. The file is memory-mapped, so
+directly: a third of the bytes, and no conversion at each start. With ``features.frontend:
+integer`` the MFCCs are the integer front end's (data_loader/integer_frontend.py) and the
+evaluation splits also keep their int16 PCM, the exported C front end's test input. The file is memory-mapped, so
 the part a step does not use is never read; an older cache without MFCCs gets them on its next
 load. The cache file name is a hash of the split's file list (paths, sizes, modification times),
 the feature parameters, the keywords and the background-noise settings, so any change rebuilds it
@@ -22,6 +24,7 @@ from utils.progress import progress_bar
 
 from data_loader.audio import MAX_CLIP_SECONDS, MAX_NOISE_SECONDS, AudioError, fit_length, read_wave
 from data_loader.features import FeatureParams, MelPower, MfccFromMel
+from data_loader.integer_frontend import clip_features, to_pcm
 from utils import atomic
 from utils.errors import UserError
 
@@ -42,6 +45,7 @@ class SplitData:
     names: list            # clip paths relative to the corpus root ("noise:<file>@<second>" for noise)
     skipped: list          # unreadable files left out
     mfcc: torch.Tensor = None  # (N, 1, frames, n_mfcc) MfccFromMel of ``mel`` (not normalised), or None
+    pcm: torch.Tensor = None   # (N, clip_samples) int16: the integer front end's input (its eval splits)
 
     def __len__(self):
         return len(self.labels)
@@ -186,7 +190,8 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
                 _save_cache(blob, path)
             if first_non_finite(blob["mel"]) is not None or first_non_finite(blob["mfcc"]) is not None:
                 raise ValueError("non-finite features")   # a damaged cache: rebuilt below
-            data = SplitData(blob["mel"], blob["labels"], blob["names"], blob["skipped"], blob["mfcc"])
+            data = SplitData(blob["mel"], blob["labels"], blob["names"], blob["skipped"], blob["mfcc"],
+                             blob.get("pcm"))
             return data, blob.get("noise_bank")
         except Exception:  # a damaged cache is rebuilt, never trusted
             log.warning("cache %s is unreadable; rebuilding it", path)
@@ -211,11 +216,17 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
         raise UserError(f"the {split} split of {corpus.root} is empty; check validation_list.txt / "
                         f"testing_list.txt and the word folders")
     mel = _mel_of(waves, params)
-    data = SplitData(mel, torch.tensor(keep_labels, dtype=torch.int64), names, skipped, mfcc_of(mel, params))
+    integer = params.frontend == "integer"
+    mfcc = torch.from_numpy(clip_features(np.stack(waves), params)) if integer else mfcc_of(mel, params)
+    # the exported C front end is checked on the PCM of the evaluation splits
+    pcm = torch.from_numpy(to_pcm(np.stack(waves))) if integer and split != "train" else None
+    data = SplitData(mel, torch.tensor(keep_labels, dtype=torch.int64), names, skipped, mfcc, pcm)
     for features in (data.mel, data.mfcc):
         check_finite_features(features, names, f"the {split} split of {corpus.root}")
     bank = _mel_of(noise_bank_waves(corpus.root, corpus.noise_files, params), params) if with_noise_bank else None
     blob = {"mel": data.mel, "labels": data.labels, "names": data.names, "skipped": skipped, "mfcc": data.mfcc}
+    if pcm is not None:
+        blob["pcm"] = pcm
     if bank is not None:
         blob["noise_bank"] = bank
     _save_cache(blob, path)

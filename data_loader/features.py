@@ -30,6 +30,7 @@ class FeatureParams:
     n_mfcc: int = 13
     frames: int = 100
     top_db: float = 80.0
+    frontend: str = "float"   # or "integer": data_loader/integer_frontend.py from int16 PCM
 
     @classmethod
     def from_dict(cls, values):
@@ -43,7 +44,12 @@ class FeatureParams:
         return cls(**(values or {}))
 
     def to_dict(self):
-        return asdict(self)
+        """The parameters; ``frontend`` only when not float, so float features keep their cache keys
+        and checkpoints."""
+        values = asdict(self)
+        if values["frontend"] == "float":
+            del values["frontend"]
+        return values
 
 
 def _hz_to_mel(f):

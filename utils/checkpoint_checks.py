@@ -22,6 +22,7 @@ FEATURE_RANGES = {"sample_rate": (int, 4_000, 192_000), "clip_samples": (int, 1,
                   "n_fft": (int, 16, 16_384), "win_length": (int, 1, 16_384), "hop_length": (int, 1, 16_384),
                   "n_mels": (int, 1, 512), "fmin": (float, 0.0, 96_000.0), "fmax": (float, 1.0, 96_000.0),
                   "n_mfcc": (int, 1, 512), "frames": (int, 1, 100_000), "top_db": (float, 1e-3, 1e4)}
+FRONTENDS = ("float", "integer")   # data_loader/features.py, data_loader/integer_frontend.py
 
 
 def _number(value, kind):
@@ -52,10 +53,15 @@ def _check_features(features, where):
         if features["precomputed"] != "IA_DATASET" or set(features) != {"precomputed", "frames", "n_mfcc"}:
             raise UserError(f"{where}: precomputed features must be {{precomputed: IA_DATASET, frames, n_mfcc}}")
         features = {k: features[k] for k in ("frames", "n_mfcc")}
-    unknown = sorted(set(features) - set(FEATURE_RANGES))
+    unknown = sorted(set(features) - set(FEATURE_RANGES) - {"frontend"})
     if unknown:
         raise UserError(f"{where}: unknown feature parameters {unknown}")
+    frontend = features.get("frontend", "float")
+    if frontend not in FRONTENDS:
+        raise UserError(f"{where}: features.frontend must be one of {', '.join(FRONTENDS)}, found {frontend!r}")
     for key, value in features.items():
+        if key == "frontend":
+            continue
         kind, low, high = FEATURE_RANGES[key]
         if key == "top_db" and value is None:
             continue
@@ -71,6 +77,8 @@ def _check_features(features, where):
         problems.append("win_length exceeds n_fft")
     if not f["fmin"] < f["fmax"] <= f["sample_rate"] / 2:
         problems.append("need fmin < fmax <= sample_rate / 2")
+    if frontend == "integer" and f["n_fft"] & (f["n_fft"] - 1):
+        problems.append("the integer frontend's radix-2 FFT needs n_fft a power of two")
     if f["n_mfcc"] > f["n_mels"]:
         problems.append("n_mfcc exceeds n_mels")
     if f["clip_samples"] > 10 * f["sample_rate"]:

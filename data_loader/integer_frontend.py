@@ -1,0 +1,269 @@
+"""The integer MFCC front end: 16-bit PCM in, the model's input codes out, in integer arithmetic
+only, specified here once (numpy, the reference) and generated as C99 by ``deploy/c_frontend.py``;
+the two agree bit for bit. It approximates ``data_loader.features`` (librosa's MFCC) step by step:
+
+1. framing as ``torch.stft(center=True)``: ``n_fft // 2`` zeros before and after the clip, frame
+   ``t`` starts at ``t * hop_length``, the ``win_length`` window sits centred in the ``n_fft``
+   frame; the first ``frames`` frames are kept;
+2. window: periodic Hann as a Q15 table, ``y = (x * w + 2^14) >> 15``;
+3. FFT, radix 2, decimation in time, ``n_fft`` a power of two. Scaling: **block floating point on
+   the input and a fixed halving per stage**. Each frame is shifted left by ``s`` so that its
+   largest sample has 29 bits (the frame's exponent ``s``, kept); every butterfly stage then
+   halves its outputs (rounded), which bounds every component by 2^29 whatever the signal
+   (|a + b w| <= 2 max), so no stage can overflow 32 bits, quiet frames keep their precision, and
+   the exponent is added back exactly in the log domain. Twiddles are Q30 (int64 products);
+4. power ``re^2 + im^2`` (64 bits, at most 2^59), shifted right by ``POWER_SHIFT`` so that a mel
+   band's sum cannot pass 2^63;
+5. mel filterbank: the Slaney filters scaled to a largest weight of 2^12 - 1 and rounded;
+6. log2 of every band energy: the leading one's position (a leading-zero count in C) plus a
+   64-entry table of log2(1 + i/64) in Q12, linearly interpolated on the next 10 mantissa bits;
+   the frame exponent and the scale of steps 2-5 are removed here, so the value is log2 of the
+   float mel power in Q12; the float pipeline's floor (amin 1e-10) and ``top_db`` (per clip,
+   below the clip's peak) follow as integer clamps;
+7. DCT: the orthonormal DCT-II times 10 log10(2) (dB per log2 unit) in Q15; the sum, rounded
+   half up to ``MFCC_FL`` = 8 fractional bits, is the integer MFCC ``c`` (dB units times 2^8);
+8. normalisation folded into the output: with an integer frontend the checkpoint's mean is a
+   multiple of 2^-8 and its std a power of two (``representable_normalization``), so
+   ``(c / 2^8 - mean) / std * 2^fl`` is ``(c - M) * 2^-(8 + e - fl)``: an exact shift, rounded
+   half away from zero and saturated as ``fixedpoint.fixed_point.to_integer`` rounds the float
+   features, so the codes equal the simulation's input codes bit for bit.
+
+Right shifts of negative values are arithmetic (floor), as numpy's and gcc's.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_loader.features import dct_matrix, mel_filterbank
+from utils.errors import UserError
+
+WINDOW_BITS = 15        # Q15 window
+SAMPLE_BITS = 29        # a frame's largest sample after block normalisation has this many bits
+TWIDDLE_BITS = 30       # Q30 twiddles
+MEL_WEIGHT_MAX = 4095   # largest integer mel weight
+LOG_FL = 12             # log2 values in Q12
+LOG_TABLE_BITS = 6      # 64 intervals
+LOG_INTERP_BITS = 10    # mantissa bits interpolated within an interval
+DCT_FL = 15             # DCT table in Q15
+MFCC_FL = 8             # integer MFCC: dB units times 2^8
+PCM_SCALE = 32768       # float samples in [-1, 1) -> int16 PCM (soundfile's scaling of 16-bit WAV)
+CHUNK = 64              # clips per numpy step (about 50 MB of int64 spectra for 100 frames)
+
+
+def to_pcm(waves):
+    """Float waveforms (as read_wave gives them) -> int16 PCM, rounded and saturated."""
+    w = np.rint(np.asarray(waves, dtype=np.float64) * PCM_SCALE)
+    return np.clip(w, -32768, 32767).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Every constant of the front end for one set of feature parameters (the C's const arrays)."""
+    n_fft: int
+    win_length: int
+    hop_length: int
+    frames: int
+    n_mels: int
+    n_mfcc: int
+    window: np.ndarray        # (win_length,) Q15
+    twiddle_re: np.ndarray    # (n_fft / 2,) Q30 cos(2 pi k / n)
+    twiddle_im: np.ndarray    # (n_fft / 2,) Q30 -sin(2 pi k / n)
+    bitrev: np.ndarray        # (n_fft,) bit-reversed index
+    mel_start: np.ndarray     # (n_mels,) first bin of each band
+    mel_length: np.ndarray    # (n_mels,) bins per band
+    mel_weights: np.ndarray   # (n_mels, n_fft / 2 + 1) integer weights (zero outside a band)
+    power_shift: int
+    log_table: np.ndarray     # (65,) Q12 log2(1 + i / 64)
+    log_offset: int           # Q12: log2(float mel) = log2(E) - 2 s + log_offset / 2^12
+    log_floor: int            # Q12 log2(1e-10)
+    top_db: int               # Q12 log2 units below the clip's peak, or -1 (no clamp)
+    dct: np.ndarray           # (n_mels, n_mfcc) Q15, times 10 log10(2)
+
+
+def check_params(params):
+    """A UserError unless the integer front end can compute these feature parameters."""
+    n = params.n_fft
+    if n & (n - 1):
+        raise UserError(f"features.frontend integer needs n_fft a power of two (radix-2 FFT), found {n}")
+
+
+def tables(params):
+    """The front end's tables for ``params`` (data_loader.features.FeatureParams)."""
+    check_params(params)
+    n, win = params.n_fft, params.win_length
+    hann = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(win) / win)  # torch.hann_window(periodic=True)
+    window = np.rint(hann * ((1 << WINDOW_BITS) - 1)).astype(np.int64)
+    k = np.arange(n // 2)
+    tw_re = np.rint(np.cos(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
+    tw_im = np.rint(-np.sin(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
+    bits = n.bit_length() - 1
+    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n)], dtype=np.int64)
+    fb = mel_filterbank(params.sample_rate, n, params.n_mels, params.fmin, params.fmax).astype(np.float64)
+    gain = MEL_WEIGHT_MAX / fb.max()
+    weights = np.rint(fb * gain).astype(np.int64)
+    starts, lengths = [], []
+    for row in weights:
+        nz = np.flatnonzero(row)
+        starts.append(int(nz[0]) if len(nz) else 0)
+        lengths.append(int(nz[-1] - nz[0] + 1) if len(nz) else 0)
+    # a band sums at most max(lengths) powers of at most 2^(2 * SAMPLE_BITS + 1), times the weight
+    need = 2 * SAMPLE_BITS + 1 + MEL_WEIGHT_MAX.bit_length() + max(max(lengths), 1).bit_length()
+    power_shift = max(0, need - 63)
+    log_table = np.rint(np.log2(1 + np.arange(65) / 64) * (1 << LOG_FL)).astype(np.int64)
+    # E = 2^(2s - power_shift) * (32767 * weight-gain-free) ... the scale of steps 2-5:
+    # y ~ x_float * hann * (2^15 - 1); FFT output / n; power / 2^power_shift; weights * gain
+    scale = ((1 << WINDOW_BITS) - 1) ** 2 * gain / n ** 2 / 2.0 ** power_shift
+    log_offset = int(round(-math.log2(scale) * (1 << LOG_FL)))
+    log_floor = int(round(math.log2(1e-10) * (1 << LOG_FL)))
+    top_db = -1 if params.top_db is None else int(round(params.top_db / (10 * math.log10(2)) * (1 << LOG_FL)))
+    dct = np.rint(dct_matrix(params.n_mels, params.n_mfcc).astype(np.float64) * 10 * math.log10(2)
+                  * (1 << DCT_FL)).astype(np.int64)
+    return Tables(n, win, params.hop_length, params.frames, params.n_mels, params.n_mfcc, window, tw_re, tw_im,
+                  bitrev, np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64), weights,
+                  power_shift, log_table, log_offset, log_floor, top_db, dct)
+
+
+def _frames(pcm, t):
+    """(N, frames, win_length) int64 samples of every frame's window span."""
+    pad = t.n_fft // 2
+    padded = np.zeros((pcm.shape[0], pcm.shape[1] + 2 * pad), dtype=np.int64)
+    padded[:, pad:pad + pcm.shape[1]] = pcm
+    off = (t.n_fft - t.win_length) // 2
+    idx = np.arange(t.frames)[:, None] * t.hop_length + off + np.arange(t.win_length)[None, :]
+    if idx.max() >= padded.shape[1]:
+        raise UserError(f"features: {t.frames} frames of hop {t.hop_length} need more samples than the "
+                        f"clip's {pcm.shape[1]}")
+    return padded[:, idx]
+
+
+def _bit_length(v):
+    """Bit length of every non-negative int64 value (0 for 0)."""
+    out = np.zeros(v.shape, dtype=np.int64)
+    v = v.copy()
+    for step in (32, 16, 8, 4, 2, 1):
+        big = v >= (np.int64(1) << step)
+        out += big * step
+        v = np.where(big, v >> step, v)
+    return out + (v > 0)
+
+
+def _fft(re, im, t):
+    """In-place radix-2 DIT FFT of (F, n) int64 arrays, each stage halved with rounding."""
+    n = t.n_fft
+    re, im = re[:, t.bitrev], im[:, t.bitrev]
+    h = 1
+    while h < n:
+        step = n // (2 * h)
+        wr, wi = t.twiddle_re[::step][:h], t.twiddle_im[::step][:h]
+        r = re.reshape(-1, n // (2 * h), 2, h)
+        i = im.reshape(-1, n // (2 * h), 2, h)
+        ar, ai, br, bi = r[:, :, 0], i[:, :, 0], r[:, :, 1], i[:, :, 1]
+        half = np.int64(1 << (TWIDDLE_BITS - 1))
+        tr = br * wr
+        tr -= bi * wi
+        tr += half
+        tr >>= TWIDDLE_BITS
+        ti = br * wi
+        ti += bi * wr
+        ti += half
+        ti >>= TWIDDLE_BITS
+        ar, ai = ar + 1, ai + 1                      # the halving's rounding
+        np.right_shift(ar - tr, 1, out=br)           # b = (a - t + 1) >> 1, in place (a, b are views)
+        np.right_shift(ai - ti, 1, out=bi)
+        np.right_shift(ar + tr, 1, out=r[:, :, 0])   # a = (a + t + 1) >> 1
+        np.right_shift(ai + ti, 1, out=i[:, :, 0])
+        h *= 2
+    return re, im
+
+
+def _log2(energy, t):
+    """Q12 log2 of positive int64 values (the leading one, a table and linear interpolation)."""
+    e = np.maximum(energy, 1)
+    top = _bit_length(e) - 1
+    m = np.where(top >= 16, e >> np.maximum(top - 16, 0), e << np.maximum(16 - top, 0))  # [2^16, 2^17)
+    idx = (m >> LOG_INTERP_BITS) & 63
+    frac = m & ((1 << LOG_INTERP_BITS) - 1)
+    lo, hi = t.log_table[idx], t.log_table[idx + 1]
+    return (top << LOG_FL) + lo + (((hi - lo) * frac + (1 << (LOG_INTERP_BITS - 1))) >> LOG_INTERP_BITS)
+
+
+def integer_mfcc(pcm, params, t=None):
+    """int16 PCM (N, clip_samples) -> integer MFCC (N, frames, n_mfcc) int64, dB units times 2^8
+    (steps 1-7 of the module docstring)."""
+    pcm = np.asarray(pcm)
+    if pcm.dtype != np.int16 or pcm.ndim != 2:
+        raise UserError(f"the integer front end takes int16 PCM of shape (clips, samples), found "
+                        f"{pcm.dtype} {pcm.shape}")
+    t = t or tables(params)
+    out = np.zeros((pcm.shape[0], t.frames, t.n_mfcc), dtype=np.int64)
+    for c0 in range(0, pcm.shape[0], CHUNK):
+        x = _frames(pcm[c0:c0 + CHUNK], t)
+        n_clips = x.shape[0]
+        y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
+        y = y.reshape(-1, t.win_length)
+        peak = np.abs(y).max(axis=1)
+        shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
+        re = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
+        off = (t.n_fft - t.win_length) // 2
+        re[:, off:off + t.win_length] = y << shift[:, None]
+        re, im = _fft(re, np.zeros_like(re), t)
+        bins = t.n_fft // 2 + 1
+        power = (re[:, :bins] * re[:, :bins] + im[:, :bins] * im[:, :bins]) >> t.power_shift
+        energy = power @ t.mel_weights.T                                     # (F, n_mels)
+        log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset,
+                       t.log_floor)
+        log = np.maximum(log, t.log_floor).reshape(n_clips, t.frames, t.n_mels)
+        if t.top_db >= 0:
+            floor = log.max(axis=(1, 2), keepdims=True) - t.top_db
+            log = np.maximum(log, floor)
+        acc = log @ t.dct
+        out[c0:c0 + n_clips] = (acc + (1 << (LOG_FL + DCT_FL - MFCC_FL - 1))) >> (LOG_FL + DCT_FL - MFCC_FL)
+    return out
+
+
+def clip_features(waves, params):
+    """Float waveforms (N, clip_samples) -> integer MFCCs as float32 (N, 1, frames, n_mfcc) in dB
+    (c / 2^8, exact): the feature cache's MFCCs of an integer-frontend config."""
+    return (integer_mfcc(to_pcm(waves), params) / (1 << MFCC_FL)).astype(np.float32)[:, None]
+
+
+def representable_normalization(mean, std):
+    """The per-coefficient mean rounded to the integer MFCC's grid (2^-8) and the std rounded to
+    the nearest power of two (in log2): the normalisation that folds into an exact shift."""
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    return np.rint(mean * (1 << MFCC_FL)) / (1 << MFCC_FL), 2.0 ** np.rint(np.log2(std))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Step 8: code = saturate(round_half_away((c - offset) * 2^-shift)) per coefficient."""
+    offset: np.ndarray   # (n_mfcc,) int64: the mean in units of 2^-8
+    shift: np.ndarray    # (n_mfcc,) int64: 8 + log2(std) - fl (negative: a left shift)
+    bits: int
+
+
+def fold(mean, std, bits, fl):
+    """The normalisation fold for the checkpoint's (representable) ``mean``/``std`` into the
+    input format (``bits``, ``fl``); a UserError if they are not representable."""
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    offset = mean * (1 << MFCC_FL)
+    e = np.log2(std)
+    if not (np.all(offset == np.rint(offset)) and np.all(e == np.rint(e))):
+        raise UserError("the checkpoint's normalisation does not fold into the integer front end (its mean must "
+                        "be a multiple of 2^-8 and its std a power of two); retrain with features.frontend integer")
+    return Fold(offset.astype(np.int64), (MFCC_FL + e - fl).astype(np.int64), int(bits))
+
+
+def input_codes(mfcc, f):
+    """Integer MFCC (..., n_mfcc) -> the model's input codes (step 8)."""
+    v = np.asarray(mfcc, dtype=np.int64) - f.offset
+    lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
+    right = np.maximum(f.shift, 0)
+    half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    # a left shift saturates first (it cannot then overflow, and saturates to the same code)
+    shifted = np.where(f.shift > 0, np.sign(v) * ((np.abs(v) + half) >> right),
+                       np.clip(v, lo, hi) << np.maximum(-f.shift, 0))
+    return np.clip(shifted, lo, hi)

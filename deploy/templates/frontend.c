@@ -1,0 +1,150 @@
+/* The integer MFCC front end; see frontend.h and data_loader/integer_frontend.py (the steps and
+ * the choice of block floating point with a halving per FFT stage). Right shifts of negative
+ * values are arithmetic, as gcc and clang implement them. */
+#include "frontend.h"
+#include "frontend_tables.h"
+
+#define KWS_FE_BINS (KWS_FE_N_FFT / 2 + 1)
+#define KWS_FE_OFF ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2)
+
+static int32_t fe_re[KWS_FE_N_FFT], fe_im[KWS_FE_N_FFT];
+static uint64_t fe_power[KWS_FE_BINS];
+static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
+
+static int fe_bit_length(uint64_t v)
+{
+#if defined(__GNUC__)
+    return v ? 64 - __builtin_clzll(v) : 0;
+#else
+    int n = 0;
+    while (v) {
+        n++;
+        v >>= 1;
+    }
+    return n;
+#endif
+}
+
+/* Q12 log2 of e > 0: the leading one, then a table interpolated on the next mantissa bits. */
+static int32_t fe_log2(uint64_t e)
+{
+    int top = fe_bit_length(e) - 1;
+    uint32_t m = top >= 16 ? (uint32_t)(e >> (top - 16)) : (uint32_t)(e << (16 - top));
+    int idx = (int)((m >> KWS_FE_LOG_INTERP_BITS) & 63u);
+    int32_t frac = (int32_t)(m & ((1u << KWS_FE_LOG_INTERP_BITS) - 1u));
+    int32_t lo = kws_fe_log_table[idx], hi = kws_fe_log_table[idx + 1];
+    return (int32_t)top * (1 << KWS_FE_LOG_FL) + lo
+           + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
+}
+
+static void fe_fft(void)
+{
+    int i, h;
+    for (i = 0; i < KWS_FE_N_FFT; i++) {
+        int j = kws_fe_bitrev[i];
+        if (i < j) {
+            int32_t r = fe_re[i], m = fe_im[i];
+            fe_re[i] = fe_re[j];
+            fe_im[i] = fe_im[j];
+            fe_re[j] = r;
+            fe_im[j] = m;
+        }
+    }
+    for (h = 1; h < KWS_FE_N_FFT; h *= 2) {
+        int step = KWS_FE_N_FFT / (2 * h), g, k;
+        for (g = 0; g < KWS_FE_N_FFT; g += 2 * h) {
+            for (k = 0; k < h; k++) {
+                int a = g + k, b = a + h;
+                int64_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
+                int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
+                int64_t tr = ((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS;
+                int64_t ti = ((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS;
+                int64_t ar = fe_re[a], ai = fe_im[a];
+                fe_re[a] = (int32_t)((ar + tr + 1) >> 1);
+                fe_re[b] = (int32_t)((ar - tr + 1) >> 1);
+                fe_im[a] = (int32_t)((ai + ti + 1) >> 1);
+                fe_im[b] = (int32_t)((ai - ti + 1) >> 1);
+            }
+        }
+    }
+}
+
+void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
+{
+    int32_t peak_log = INT32_MIN;
+    int t, i, j, k;
+    for (t = 0; t < KWS_FE_FRAMES; t++) {
+        int32_t start = (int32_t)t * KWS_FE_HOP_LENGTH + KWS_FE_OFF - KWS_FE_N_FFT / 2;
+        int32_t peak = 0;
+        int shift;
+        int32_t *log = fe_log + t * KWS_FE_N_MELS;
+        for (i = 0; i < KWS_FE_N_FFT; i++)
+            fe_re[i] = fe_im[i] = 0;
+        for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
+            int32_t n = start + i;
+            int32_t x = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? pcm[n] : 0;
+            int32_t y = (x * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+            fe_re[KWS_FE_OFF + i] = y;
+            if ((y < 0 ? -y : y) > peak)
+                peak = y < 0 ? -y : y;
+        }
+        /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
+        shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
+        for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
+            fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
+        fe_fft();
+        for (k = 0; k < KWS_FE_BINS; k++)
+            fe_power[k] = (uint64_t)((int64_t)fe_re[k] * fe_re[k] + (int64_t)fe_im[k] * fe_im[k])
+                          >> KWS_FE_POWER_SHIFT;
+        for (j = 0; j < KWS_FE_N_MELS; j++) {
+            uint64_t e = 0;
+            const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
+            for (k = 0; k < kws_fe_mel_length[j]; k++)
+                e += fe_power[kws_fe_mel_start[j] + k] * w[k];
+            log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
+            if (log[j] < KWS_FE_LOG_FLOOR)
+                log[j] = KWS_FE_LOG_FLOOR;
+            if (log[j] > peak_log)
+                peak_log = log[j];
+        }
+    }
+    for (t = 0; t < KWS_FE_FRAMES; t++) {
+        const int32_t *log = fe_log + t * KWS_FE_N_MELS;
+        for (k = 0; k < KWS_FE_N_MFCC; k++) {
+            int64_t acc = 0;
+            for (j = 0; j < KWS_FE_N_MELS; j++) {
+                int32_t v = log[j];
+                if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
+                    v = peak_log - KWS_FE_TOP_DB;
+                acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
+            }
+            mfcc[t * KWS_FE_N_MFCC + k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
+        }
+    }
+}
+
+#if KWS_FE_HAS_FOLD
+void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes)
+{
+    int t, k;
+    for (t = 0; t < KWS_FE_FRAMES; t++) {
+        for (k = 0; k < KWS_FE_N_MFCC; k++) {
+            int64_t v = (int64_t)mfcc[t * KWS_FE_N_MFCC + k] - kws_fe_fold_offset[k], r;
+            int s = kws_fe_fold_shift[k];
+            if (s > 0) {
+                int64_t a = v < 0 ? -v : v;
+                a = (a + ((int64_t)1 << (s - 1))) >> s;
+                r = v < 0 ? -a : a;
+            } else {   /* saturated first: the shift cannot overflow, the code is the same */
+                r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
+                r *= (int64_t)1 << -s;
+            }
+            if (r < KWS_FE_CODE_MIN)
+                r = KWS_FE_CODE_MIN;
+            if (r > KWS_FE_CODE_MAX)
+                r = KWS_FE_CODE_MAX;
+            codes[t * KWS_FE_N_MFCC + k] = (kws_fe_code_t)r;
+        }
+    }
+}
+#endif

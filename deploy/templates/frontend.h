@@ -1,0 +1,20 @@
+/* The integer MFCC front end (data_loader/integer_frontend.py specifies it; this C99 code and
+ * that numpy reference agree bit for bit). 16-bit PCM in, integers out, no float, no malloc.
+ * Its constants are in frontend_config.h and its tables in frontend_tables.h, written by
+ * deploy/c_frontend.py for one set of feature parameters (and, for kws_frontend_codes, one
+ * checkpoint's input format). */
+#ifndef KWS_FRONTEND_H
+#define KWS_FRONTEND_H
+#include <stdint.h>
+#include "frontend_config.h"
+
+/* One clip of KWS_FE_CLIP_SAMPLES samples -> KWS_FE_FRAMES x KWS_FE_N_MFCC integer MFCCs
+ * (frame-major), dB units times 2^KWS_FE_MFCC_FL. Not reentrant (static work buffers). */
+void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc);
+
+#if KWS_FE_HAS_FOLD
+/* Integer MFCCs -> the model's input codes: the checkpoint's normalisation folded into a shift
+ * per coefficient, rounded half away from zero and saturated to KWS_FE_CODE_BITS bits. */
+void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes);
+#endif
+#endif

@@ -1,0 +1,194 @@
+"""The integer MFCC front end (data_loader/integer_frontend.py, deploy/c_frontend.py): the C and
+the numpy reference agree on every feature of every clip of the real corpus's test split, its
+folded normalisation gives the simulation's input codes, it is close to the float MFCC, it is
+selectable as training features, and bad input is refused in one line."""
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, run_script
+from configuration.schema import validate_config
+from data_loader import integer_frontend as ife
+from data_loader.audio import fit_length, read_wave
+from data_loader.corpus import scan_corpus
+from data_loader.data_loaders import FeatureTransform
+from data_loader.dataset import cache_key
+from data_loader.features import FeatureParams, Mfcc
+from deploy.c_frontend import export_frontend
+from fixedpoint.fixed_point import Format
+from tiny import build_tiny_corpus, run_folders, tiny_config
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+
+CONFIG = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+SC12 = yaml.safe_load((ROOT / "config_lenet5_sc12.yml").read_text())
+SETTINGS = {"lenet5": CONFIG["data_loader"]["args"]["features"], "sc12": SC12["data_loader"]["args"]["features"]}
+
+
+@pytest.fixture(scope="module")
+def test_waves(corpus_dir):
+    """Every clip of the test split of the default config's keywords, as read_wave gives it."""
+    corpus = scan_corpus(corpus_dir, CONFIG["data_loader"]["args"]["keywords"])
+    return [read_wave(corpus.root / rel, 16000, 10.0) for rel, _ in corpus.clips["test"]]
+
+
+def _pcm(waves, params):
+    return ife.to_pcm(np.stack([fit_length(w, params.clip_samples) for w in waves]))
+
+
+def _run_c(params, fold, pcm, folder):
+    export_frontend(params, folder, fold)
+    exe = folder / "frontend"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(exe),
+                    str(folder / "frontend.c"), str(folder / "frontend_main.c")], check=True)
+    text = "\n".join(" ".join(map(str, row)) for row in pcm) + "\n"
+    return subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_c_equals_numpy_on_every_clip_of_the_test_split(setting, test_waves, tmp_path):
+    params = FeatureParams.from_dict({**SETTINGS[setting], "frontend": "integer"})
+    pcm = _pcm(test_waves, params)
+    mfcc = ife.integer_mfcc(pcm, params)
+    assert mfcc.shape == (len(pcm), params.frames, params.n_mfcc)
+    flat = mfcc.reshape(-1, params.n_mfcc) / 2.0 ** ife.MFCC_FL
+    mean, std = ife.representable_normalization(flat.mean(0), flat.std(0))
+    fmt = Format(8, 2)
+    fold = ife.fold(mean, std, fmt.bits, fmt.fl)
+    codes = ife.input_codes(mfcc, fold)
+    lines = _run_c(params, fold, pcm, tmp_path)
+    assert len(lines) == 2 * len(pcm)
+    c_mfcc = np.array([line.split() for line in lines[0::2]], dtype=np.int64)
+    c_codes = np.array([line.split() for line in lines[1::2]], dtype=np.int64)
+    np.testing.assert_array_equal(c_mfcc, mfcc.reshape(len(pcm), -1))
+    np.testing.assert_array_equal(c_codes, codes.reshape(len(pcm), -1))
+    # the fold is the simulation's input quantization of the normalised float features, bit for bit
+    transform = FeatureTransform(params, torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+    features = torch.from_numpy(ife.clip_features(ife.to_pcm(pcm / 32768.0) / 32768.0, params))
+    simulated = fmt.codes(transform.normalised(features)).squeeze(1).numpy().astype(np.int64)
+    np.testing.assert_array_equal(simulated, codes)
+    assert len(np.unique(codes)) > 50  # codes span the format, not a saturated constant
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_close_to_the_float_mfcc(setting, test_waves):
+    """|integer - float| in units of each coefficient's standard deviation: the bounds are about
+    twice what bench/frontend_error.py measures on this split (docs/frontend.md)."""
+    params = FeatureParams.from_dict({**SETTINGS[setting], "frontend": "integer"})
+    pcm = _pcm(test_waves, params)
+    integer = ife.integer_mfcc(pcm, params) / 2.0 ** ife.MFCC_FL
+    with torch.no_grad():
+        floating = Mfcc(params)(torch.from_numpy(pcm.astype(np.float32) / 32768)).squeeze(1).numpy()
+    assert integer.shape == floating.shape
+    std = floating.reshape(-1, params.n_mfcc).std(0)
+    error = np.abs(integer - floating) / std
+    assert error.mean() < 0.012
+    assert error.mean(axis=(0, 1)).max() < 0.02
+    assert np.quantile(error, 0.99) < 0.15
+
+
+def test_frontend_is_part_of_the_features_and_the_cache_key(corpus_dir):
+    floating = FeatureParams.from_dict({"fmax": 4000})
+    integer = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer"})
+    assert "frontend" not in floating.to_dict()   # float features keep their cache keys and checkpoints
+    assert integer.to_dict()["frontend"] == "integer"
+    assert FeatureParams.from_dict(integer.to_dict()) == integer
+    corpus = scan_corpus(corpus_dir, ["one"])
+    assert cache_key(corpus, "test", floating, 0, False) != cache_key(corpus, "test", integer, 0, False)
+
+
+def test_the_normalisation_folds_into_exact_shifts():
+    mean, std = ife.representable_normalization([-306.49, 30.1], [100.0, 23.0])
+    assert mean.tolist() == [-306.48828125, 30.1015625] and std.tolist() == [128.0, 32.0]
+    fold = ife.fold(mean, std, 8, 5)
+    assert fold.offset.tolist() == [-78461, 7706] and fold.shift.tolist() == [10, 8]
+    # half away from zero and saturation, as fixedpoint.fixed_point.to_integer
+    codes = ife.input_codes(np.array([[-78461 + 512, 7706 - 128], [-78461 - 512, 7706 + 10 ** 6]]), fold)
+    assert codes.tolist() == [[1, -1], [-1, 127]]
+
+
+def _config_error(features):
+    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+    cfg["data_loader"]["args"]["features"] = features
+    with pytest.raises(UserError) as error:
+        validate_config(cfg)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_bad_frontend_settings_are_one_line_errors():
+    assert "frontend" in _config_error({"frontend": "fixed"}) and "integer" in _config_error({"frontend": "fixed"})
+    assert "power of two" in _config_error({"frontend": "integer", "n_fft": 500, "win_length": 400})
+    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+    cfg["data_loader"]["args"]["features"] = {"fmax": 4000, "frontend": "integer"}
+    assert validate_config(cfg)["data_loader"]["args"]["features"]["frontend"] == "integer"
+
+
+def test_bad_input_to_the_front_end():
+    params = FeatureParams.from_dict({"frontend": "integer"})
+    with pytest.raises(UserError, match="int16 PCM"):
+        ife.integer_mfcc(np.zeros((1, 16000), dtype=np.float32), params)
+    with pytest.raises(UserError, match="power of two"):
+        ife.fold([0.1], [1.0], 8, 4)
+    with pytest.raises(UserError, match="power of two"):
+        ife.fold([0.0], [3.0], 8, 4)
+    silence = ife.integer_mfcc(np.zeros((1, 16000), dtype=np.int16), params)
+    assert (silence == silence[0, 0]).all()   # digital silence: every frame at the floor, no error
+
+
+def test_the_c_program_refuses_bad_pcm(tmp_path):
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 1600, "frames": 10})
+    export_frontend(params, tmp_path)
+    exe = tmp_path / "frontend"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-o", str(exe), str(tmp_path / "frontend.c"),
+                    str(tmp_path / "frontend_main.c")], check=True)
+    for text, message in (("40000\n", "not 16-bit PCM"), ("1 2 3\n", "ends inside a clip")):
+        proc = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
+        assert proc.returncode == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
+        assert proc.stdout == ""
+
+
+def test_export_of_an_integer_frontend_checkpoint_runs_pcm_to_scores_in_c(tmp_path):
+    """A tiny run trained on integer features, quantized and exported: main_pcm.c (front end,
+    folded normalisation, network) gives expected_scores.txt on the test clips' PCM."""
+    corpus = build_tiny_corpus(tmp_path / "corpus")
+    config = tiny_config(tmp_path, corpus)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data_loader"]["args"]["features"] = {"fmax": 4000, "frontend": "integer"}
+    cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
+    config.write_text(yaml.safe_dump(cfg))
+    run_script("train.py", "-c", config)
+    run_dir = run_folders(tmp_path)[-1]
+    ckpt = load_checkpoint(run_dir / "model_best.pth")
+    assert ckpt.features["frontend"] == "integer"
+    std = np.asarray(ckpt.normalization["std"], dtype=np.float64)
+    assert np.all(np.log2(std) == np.rint(np.log2(std)))   # a power of two: the fold is a shift
+    run_script("quantize.py", "-r", run_dir / "model_best.pth")
+    out = run_script("export.py", "-r", run_dir / "model_best.pth", "-q", run_dir / "quantization.yml",
+                     "-o", tmp_path / "bundle").stdout
+    bundle = tmp_path / "bundle"
+    assert "Integer front end (PCM in, main_pcm.c) vs the features: 0 of 10 clips' input codes differ" in out
+    exe = tmp_path / "pipeline"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-o", str(exe), str(bundle / "model.c"),
+                    str(bundle / "frontend.c"), str(bundle / "main_pcm.c")], check=True)
+    scores = subprocess.run([str(exe), str(bundle / "test_pcm.txt")], capture_output=True, text=True,
+                            check=True).stdout
+    assert scores == (bundle / "expected_scores.txt").read_text()
+    assert len(scores.splitlines()) == 10
+
+
+def test_the_fold_saturates_large_left_shifts_in_c_as_in_numpy(tmp_path):
+    """A tiny std against a wide format: shifts left by 40, which would overflow 64 bits unsaturated."""
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 1600, "frames": 10})
+    pcm = ife.to_pcm(np.random.default_rng(0).uniform(-0.5, 0.5, (3, 1600)))
+    mfcc = ife.integer_mfcc(pcm, params)
+    fold = ife.fold(np.zeros(params.n_mfcc), np.full(params.n_mfcc, 2.0 ** -18), 16, 30)
+    assert fold.shift.tolist() == [-40] * params.n_mfcc
+    codes = ife.input_codes(mfcc, fold)
+    assert set(np.unique(codes)) <= {-32768, 0, 32767} and (codes == 32767).any() and (codes == -32768).any()
+    lines = _run_c(params, fold, pcm, tmp_path)
+    np.testing.assert_array_equal(np.array([line.split() for line in lines[1::2]], dtype=np.int64),
+                                  codes.reshape(len(pcm), -1))
