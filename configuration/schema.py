@@ -20,16 +20,9 @@ from dataclasses import dataclass
 from model import metric as model_metric, registry
 from utils.checkpoint import FEATURE_RANGES, check_features
 from utils.errors import UserError
+from utils.values import is_int as _is_int, is_number as _is_number
 
 # --- scalar checks -------------------------------------------------------------------------
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _int(low=None, high=None):

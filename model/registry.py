@@ -16,6 +16,7 @@ from base import BaseModel
 from fixedpoint.graph import run
 from utils.checkpoint import MAX_CLASSES, MAX_WIDTH
 from utils.errors import UserError
+from utils.values import is_int, is_number
 
 ARCHITECTURES = {}
 
@@ -47,10 +48,6 @@ def input_shape_of(features):
     return (1, int(features.get("frames", 100)), int(features.get("n_mfcc", 13)))
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_arch_args(cls, args, where):
     """Arguments of ``cls`` from a config or a (possibly forged) checkpoint, checked before any
     tensor is allocated: known names, class count, dropout, widths within limits, then the
@@ -62,14 +59,14 @@ def check_arch_args(cls, args, where):
     if unknown:
         raise UserError(f"{where}: unknown arch_args {unknown}; allowed: {', '.join(allowed)}")
     classes = args.get("num_classes", 4)
-    if not _is_int(classes) or not 2 <= classes <= MAX_CLASSES:
+    if not is_int(classes) or not 2 <= classes <= MAX_CLASSES:
         raise UserError(f"{where}: arch_args.num_classes must be an integer in 2..{MAX_CLASSES}, found {classes!r}")
     dropout = args.get("dropout", 0.5)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if not is_number(dropout) or not 0 <= dropout < 1:
         raise UserError(f"{where}: arch_args.dropout must be a number in [0, 1), found {dropout!r}")
     widths = args.get("widths")
     if widths is not None and (not isinstance(widths, (list, tuple))
-                               or not all(_is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)):
+                               or not all(is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)):
         raise UserError(f"{where}: arch_args.widths must be integers in 1..{MAX_WIDTH}, found {widths!r}")
     try:
         getattr(cls, "check_args", lambda a: None)(dict(args))

@@ -20,6 +20,7 @@ import torch
 
 from utils import atomic
 from utils.errors import UserError
+from utils.values import is_finite_number, is_int
 
 REQUIRED = ("arch", "state_dict", "config", "features", "normalization")
 MAX_CLASSES = 1000
@@ -122,11 +123,7 @@ def _check_zip(path):
 
 
 def _number(value, kind):
-    if isinstance(value, bool):
-        return False
-    if kind is int:
-        return isinstance(value, int)
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    return is_int(value) if kind is int else is_finite_number(value)
 
 
 def _check_arch_args(args, where):
