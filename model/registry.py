@@ -49,7 +49,7 @@ def input_shape_of(features):
 
 
 def check_arch_args(cls, args, where):
-    """Arguments of ``cls`` from a config or a (possibly forged) checkpoint, checked before any
+    """Arguments of ``cls`` from a (possibly forged) checkpoint, checked before any
     tensor is allocated: known names, class count, dropout, widths within limits, then the
     architecture's own ``check_args``."""
     if not isinstance(args, dict):
@@ -74,14 +74,17 @@ def check_arch_args(cls, args, where):
         raise UserError(f"{where}: arch_args.{e}") from None
 
 
-def make_model(arch, arch_args, features, source="config"):
+def make_model(arch, arch_args, features, source="config", checked=False):
     """The architecture's model for these features, its parameters in channels-last layout: oneDNN's
     convolutions and max pooling make a training epoch 1.3-2x faster on CPU in NHWC for models of
     few channels (``bench/train_throughput.py``, NCHW row). Values are the same; only the summation order
-    inside a convolution differs. A state dict loads into a model of either layout."""
+    inside a convolution differs. A state dict loads into a model of either layout. ``checked``: the
+    args come from a config the schema validated (configuration/schema.py), so they are not checked
+    again here; a checkpoint's are."""
     cls = architecture(arch, f"{source} arch.type" if source == "config" else source)
     args = arch_args if arch_args is not None else {}
-    check_arch_args(cls, args, source)
+    if not checked:
+        check_arch_args(cls, args, source)
     args = dict(args)
     try:
         model = cls(**args, input_shape=input_shape_of(features))
