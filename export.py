@@ -1,5 +1,5 @@
 """Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
-from app.cli import run, script_parser
+from app.cli import entry, script_parser
 from app.export_bundle import export_bundle, format_summary
 from deploy.firmware import HOST, TARGETS
 
@@ -18,7 +18,7 @@ def parser():
     return parser
 
 
-def main(args):
+def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
                             use_stored=not args.no_stored, target=args.target)
@@ -31,5 +31,7 @@ def main(args):
               f"./kws test_vectors.txt | cmp - expected_scores.txt)")
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

@@ -1,5 +1,5 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
-from app.cli import NO_STORED, run, script_parser
+from app.cli import NO_STORED, entry, script_parser
 from app.detection import DetectorSettings, format_result, predict_files
 
 
@@ -22,7 +22,7 @@ def parser():
     return parser
 
 
-def main(args):
+def run(args):
     flags = {"hop_ms": args.hop_ms, "smooth_ms": args.smooth_ms, "threshold": args.threshold,
              "refractory_ms": args.refractory_ms}
     classifier, settings, source, results = predict_files(args.resume, args.audio, args.quantization, args.pruning,
@@ -31,5 +31,7 @@ def main(args):
         print(format_result(path, result, classifier.class_names, settings, source))
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

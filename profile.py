@@ -1,5 +1,5 @@
 """Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
-from app.cli import CPU_DEVICE, NO_STORED, run, script_parser  # first: keeps this file from shadowing the stdlib's profile
+from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser  # first: keeps this file from shadowing the stdlib's profile
 from app.workflow import run_profile
 
 
@@ -9,11 +9,13 @@ def parser():
                          no_stored=NO_STORED, device=CPU_DEVICE)
 
 
-def main(args):
+def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     _, text = run_profile(args.resume, args.quantization, args.pruning, use_stored=not args.no_stored)
     print(text)
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

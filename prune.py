@@ -1,5 +1,5 @@
 """Post-training minimum-weight kernel pruning within an accuracy margin (writes pruning.yml)."""
-from app.cli import CPU_DEVICE, run, script_parser
+from app.cli import CPU_DEVICE, entry, script_parser
 from app.workflow import run_pruning
 
 
@@ -12,10 +12,12 @@ def parser():
                          output="where to write (default: pruning.yml next to the checkpoint)")
 
 
-def main(args):
+def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     run_pruning(args.resume, args.quantization, args.config, args.output)
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

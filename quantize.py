@@ -1,5 +1,5 @@
 """Post-training dynamic fixed-point quantization within an accuracy margin (writes quantization.yml)."""
-from app.cli import CPU_DEVICE, run, script_parser
+from app.cli import CPU_DEVICE, entry, script_parser
 from app.workflow import run_quantization
 
 
@@ -14,10 +14,12 @@ def parser():
     return parser
 
 
-def main(args):
+def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     run_quantization(args.resume, args.per_layer, args.pruning, args.config, args.output)
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

@@ -1,5 +1,5 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
-from app.cli import CPU_DEVICE, NO_STORED, run, script_parser
+from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, run_test, save_report
 
@@ -32,7 +32,7 @@ def parser():
     return parser
 
 
-def main(args):
+def run(args):
     if args.stream is not None:
         return stream_main(args)
     print(f"Loading checkpoint: {args.resume} ...")
@@ -58,5 +58,7 @@ def stream_main(args):
     print(format_stream_report(result))
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

@@ -1,6 +1,6 @@
 """Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
-from app.cli import run, script_parser
+from app.cli import entry, script_parser
 import collections
 import contextlib
 
@@ -40,7 +40,7 @@ def parser():
     return parser
 
 
-def main(args):
+def run(args):
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     transform = None
     if checkpoint is not None and (args.quantization or args.pruning):
@@ -53,5 +53,7 @@ def main(args):
             run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
 
 
+main = entry(parser, run)
+
 if __name__ == "__main__":
-    run(main, parser)
+    main()

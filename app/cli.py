@@ -1,7 +1,7 @@
 """The one entry of the scripts: the options they share, and one runner for start and errors.
 
 Every script builds its parser with ``script_parser`` (the lab's ``-r/-c/-q/-p/-d/-o/--no-stored``,
-each with the script's own help text, in the order given) and runs ``run(main, parser)``: glibc
+each with the script's own help text, in the order given) and sets ``main = entry(parser, run)``: glibc
 keeps freed memory for the next training step, ``-d`` is applied before anything touches CUDA, and
 a UserError becomes one ``error: ...`` line and exit status 1.
 """
@@ -36,15 +36,14 @@ def script_parser(description, required=("resume",), **helps):
     return parser
 
 
-def run(main, parser):
-    """Parse the command line with ``parser()`` and call ``main(args)``, with the scripts' one
-    error handling (exit_on_user_error)."""
-    reuse_freed_memory()
-
+def entry(parser, run):
+    """A script's ``main()``: parse the command line with ``parser()`` and call ``run(args)``, with
+    the scripts' one error handling (exit_on_user_error)."""
     @exit_on_user_error
-    def entry():
+    def main():
+        reuse_freed_memory()
         args = parser().parse_args()
         if getattr(args, "device", None) is not None:   # before anything touches CUDA
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args.device)
-        return main(args)
-    return entry()
+        return run(args)
+    return main

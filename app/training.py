@@ -5,6 +5,7 @@ checkpoint's weights with a fresh optimizer; train.py builds its config with
 ``finetune_config`` before the run folder is written, so the run's config.yml says what ran.
 """
 import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -31,6 +32,29 @@ from utils.seeding import prepare_device, seed_everything
 
 def _load_best(path, source):
     return build_model(load_checkpoint(path), source=source).eval()
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every training of one train.py run shares (the teachers' and the student's): the
+    config, the data and its normalization, progress bars, the torchrun context and the logger."""
+    config: object
+    data: object
+    mean: object
+    std: object
+    progress: bool
+    distributed: object
+    logger: object
+
+
+@dataclass(frozen=True)
+class Start:
+    """What one training starts from: nothing (from scratch), a checkpoint to resume, or a
+    checkpoint to finetune (``finetune``) under quantization and/or pruning solutions."""
+    checkpoint: object = None
+    finetune: bool = False
+    quantization: object = None
+    pruning: object = None
 
 
 def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
@@ -70,6 +94,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
         mean, std = normalization_of(checkpoint)
     else:
         mean, std = data.normalization()
+    shared = Shared(config, data, mean, std, progress, distributed, logger)
     ensemble = None
     if teachers:
         members, paths = [], []
@@ -79,7 +104,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
             seed_everything(seed_k + rank, deterministic)
             data.seed = seed_k
             folder = config.save_dir / f"teacher{k}"
-            _train_one(config, data, mean, std, None, False, None, None, progress, distributed, logger, folder)
+            _train_one(shared, folder)
             if distributed is not None:
                 distributed.barrier()
             paths.append(str(folder / "model_best.pth"))
@@ -89,15 +114,16 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
                     f"(temperature {temperature}, alpha {alpha})")
         seed_everything(seed + rank, deterministic)
         data.seed = seed
-    return _train_one(config, data, mean, std, checkpoint, finetune, quantization, pruning, progress,
-                      distributed, logger, config.save_dir, ensemble, (temperature, alpha))
+    return _train_one(shared, config.save_dir, Start(checkpoint, finetune, quantization, pruning), ensemble)
 
 
-def _train_one(config, data, mean, std, checkpoint, finetune, quantization, pruning, progress, distributed,
-               logger, checkpoint_dir, ensemble=None, soft=None):
-    """One training (or resume, or finetuning) into ``checkpoint_dir``; returns the last epoch's
-    log. ``ensemble``: (Ensemble, teacher paths) to distil from, with ``soft`` = (temperature,
-    alpha)."""
+def _train_one(shared, checkpoint_dir, start=Start(), ensemble=None):
+    """One training (or resume, or finetuning) from ``start`` into ``checkpoint_dir``; returns the
+    last epoch's log. ``ensemble``: (Ensemble, teacher paths) to distil from, with the temperature
+    and alpha of ``trainer.distillation``."""
+    config, data, mean, std, logger = shared.config, shared.data, shared.mean, shared.std, shared.logger
+    progress, distributed = shared.progress, shared.distributed
+    checkpoint, finetune, quantization, pruning = start.checkpoint, start.finetune, start.quantization, start.pruning
     rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
     if checkpoint is not None:
         model = build_model(checkpoint, source=str(config.resume))
@@ -147,7 +173,8 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
         extra["class_names"] = list(data.class_names)  # a silence class
     distillation = None
     if ensemble is not None:
-        distillation = Distillation(ensemble[0].to(device), soft[0], soft[1], weights)
+        soft = settings.distillation
+        distillation = Distillation(ensemble[0].to(device), soft.temperature, soft.alpha, weights)
         extra["teachers"] = list(ensemble[1])
     if finetune or (checkpoint is not None and checkpoint.finetuned_from):
         origin = checkpoint.finetuned_from or {}

@@ -652,7 +652,8 @@ class TrainerConfig:
 def parse_trainer_config(section):
     """Validate a ``trainer`` mapping into a TrainerConfig."""
     values = TRAINER("trainer", section)
-    teachers = TeachersConfig(**{k: v for k, v in (values.pop("distillation", None) or {}).items()})
+    teachers = TeachersConfig(**{k: float(v) if k in ("temperature", "alpha") else v
+                                 for k, v in (values.pop("distillation", None) or {}).items()})
     weights = values.pop("class_weights", None)
     return TrainerConfig(**values, class_weights=None if weights is None else tuple(weights),
                          distillation=teachers)
