@@ -1,5 +1,6 @@
 """Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
-from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser  # first: keeps this file from shadowing the stdlib's profile
+import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
+from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.workflow import run_profile
 
 

@@ -1,4 +1,5 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
+import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, run_test, save_report

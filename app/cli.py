@@ -5,7 +5,6 @@ each with the script's own help text, in the order given) and sets ``main = entr
 keeps freed memory for the next training step, ``-d`` is applied before anything touches CUDA, and
 a UserError becomes one ``error: ...`` line and exit status 1.
 """
-import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 import argparse
 import os
 

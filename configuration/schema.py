@@ -8,6 +8,9 @@ with the nearest known name; every problem is one line (a UserError) naming the 
 
 The quantization and pruning sections are parsed here too (``parse_quantization_config``,
 ``parse_pruning_config``), so the config, ``quantize.py -c`` and the searches share one reading.
+So are the sections other modules read (``parse_trainer_config``, ``parse_finetuning_config``,
+``parse_detector_config``, ``parse_run_config``): each returns a frozen dataclass holding the
+defaults, which live here only; the readers check nothing again.
 A lab ``decrement`` string is parsed with ``ast``, never evaluated, and only two forms are
 accepted: ``lambda bw: bw // K`` and ``lambda bw: bw - K``.
 """
@@ -18,9 +21,10 @@ import math
 from dataclasses import dataclass, field
 
 from model import metric as model_metric, registry
-from utils.checkpoint import FEATURE_RANGES, MAX_CLASSES, MAX_WIDTH, check_features
+from utils.checkpoint import FEATURE_RANGES, check_features
 from utils.errors import UserError
 from utils.values import is_int as _is_int, is_number as _is_number
+from utils.checkpoint import MAX_CLASSES, MAX_WIDTH
 
 # --- scalar checks -------------------------------------------------------------------------
 
