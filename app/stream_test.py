@@ -15,11 +15,11 @@ import torch
 
 from app.detection import KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
 from app.restore import data_for_checkpoint
-from configuration.schema import DEFAULT_HOURS, DEFAULT_TARGET, DetectorConfig, parse_detector_config
 from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
 from data_loader.stream import describe_plan, plan_stream, render_blocks
+from configuration.schema import DEFAULT_HOURS, DEFAULT_TARGET, DetectorConfig, parse_detector_config
 from model.detector import detections_of_smoothed, smooth_posteriors
 from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, match, misses_at, operating_point,
                                  recall_over_rates, sweep, tolerance_text)
