@@ -152,7 +152,7 @@ def _train_one(shared, checkpoint_dir, start=Start(), ensemble=None):
 
     loss_name = config["loss"]
     criterion = module_loss.loss_by_name(loss_name)
-    weights = module_loss.class_weights(settings.class_weights, train_loader.labels, num_classes)
+    weights = module_loss.class_weights(settings.class_weights)
     if weights is not None:
         criterion = functools.partial(criterion, weight=weights.to(device))
         criterion.__name__ = loss_name
