@@ -1,4 +1,5 @@
 """Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import entry, script_parser
 from app.export_bundle import export_bundle, format_summary

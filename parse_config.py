@@ -58,9 +58,14 @@ class ConfigParser:
         self.make_dirs = writer
         self._marker = _marker(save_dir, name, run_id, os.getpid())
         if writer:
-            self._marker.touch()
-            atomic.write_yaml(self.save_dir / "config.yml", self._config)
-            setup_logging(self.log_dir)
+            try:
+                self._marker.touch()
+                atomic.write_yaml(self.save_dir / "config.yml", self._config)
+                setup_logging(self.log_dir)
+            except BaseException as e:   # a full disk, Ctrl-C: no run folder left behind
+                discard_empty_run(self.save_dir, self.log_dir)
+                self._marker.unlink(missing_ok=True)
+                raise atomic.write_failure(e, self.save_dir) if isinstance(e, OSError) else e from None
         elif distributed is not None:
             _log_warnings_only(distributed.rank)
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -152,19 +157,24 @@ def create_run_dirs(save_dir, name, run_id):
     exist_ok), so two runs started in the same second get two folders: the second becomes
     ``<run_id>_2`` (then ``_3``, ...). Returns the run id that was claimed."""
     models, logs = save_dir / "models" / name, save_dir / "log" / name
-    models.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
+    atomic.make_folder(models)
+    atomic.make_folder(logs)
     for n in range(1, MAX_RUNS_PER_SECOND + 1):
         candidate = run_id if n == 1 else f"{run_id}_{n}"
         try:
             os.mkdir(models / candidate)
         except FileExistsError:
             continue
+        except OSError as e:   # read-only, no permission, disk full
+            raise atomic.write_failure(e, models / candidate) from None
         try:
             os.mkdir(logs / candidate)
         except FileExistsError:   # a log folder without its run folder: leave it, take the next name
             os.rmdir(models / candidate)
             continue
+        except OSError as e:
+            os.rmdir(models / candidate)
+            raise atomic.write_failure(e, logs / candidate) from None
         return candidate
     raise UserError(f"cannot claim a run folder under {models} and {logs}: {MAX_RUNS_PER_SECOND} names "
                     f"taken; do models/ and log/ of trainer.save_dir {save_dir} lead to the same folder?")

@@ -1,4 +1,5 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import NO_STORED, entry, script_parser
 from app.detection import DetectorSettings, format_result, predict_files

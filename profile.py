@@ -1,4 +1,5 @@
 """Network statistics: MACs per classification, parameters, weight and activation memory, accuracy."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.workflow import run_profile

@@ -1,4 +1,5 @@
 """Post-training dynamic fixed-point quantization within an accuracy margin (writes quantization.yml)."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import CPU_DEVICE, entry, script_parser
 from app.workflow import run_quantization

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
-from app.testing import format_report, run_test, save_report
+from app.testing import format_report, report_folder, run_test, save_report
 
 
 def parser():
@@ -28,12 +29,15 @@ def parser():
     stream.add_argument("--target", type=float, default=None,
                         help="false alarms per hour the best threshold is sought for (default: the "
                              "checkpoint's calibration target, else 1)")
-    stream.add_argument("-o", "--output", default=None,
-                        help="folder for the stream report (default: beside the checkpoint)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="folder for the report (default: beside the checkpoint; the current folder "
+                             "when the checkpoint's folder cannot be written)")
     return parser
 
 
 def run(args):
+    if args.output is not None:
+        report_folder(args.output)   # before any work
     if args.stream is not None:
         return stream_main(args)
     print(f"Loading checkpoint: {args.resume} ...")
@@ -42,7 +46,9 @@ def run(args):
     print(f"Evaluated: {result['evaluated']}")
     print(format_report(result))
     if args.data_dir is None:
-        report = save_report(result, args.resume, args.quantization, args.pruning)
+        report, note = save_report(result, args.resume, args.quantization, args.pruning, args.output)
+        if note:
+            print(note)
         print(f"Wrote {report} and {report.with_suffix('.png')} (confusion matrix)")
     else:
         print("Nothing written (another corpus: the report beside the checkpoint is for its own test split)")
@@ -54,7 +60,9 @@ def stream_main(args):
                              recording=args.stream or None, labels=args.labels, data_dir=args.data_dir,
                              split=args.split, hours=args.stream_hours, seed=args.stream_seed,
                              threshold=args.threshold, target=args.target)
-    report = save_stream_report(result, args.resume, args.quantization, args.pruning, args.output)
+    report, note = save_stream_report(result, args.resume, args.quantization, args.pruning, args.output)
+    if note:
+        print(note)
     print(f"Wrote {report} and {report.with_suffix('.png')} (DET curve)")
     print(format_stream_report(result))
 

@@ -1,5 +1,6 @@
 """Train a keyword spotter; resume with -r; finetune a compressed model with -r CKPT -q/-p YML.
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
+import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
 from app.cli import entry, script_parser
 import collections

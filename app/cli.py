@@ -3,12 +3,13 @@
 Every script builds its parser with ``script_parser`` (the lab's ``-r/-c/-q/-p/-d/-o/--no-stored``,
 each with the script's own help text, in the order given) and sets ``main = entry(parser, run)``: glibc
 keeps freed memory for the next training step, ``-d`` is applied before anything touches CUDA, and
-a UserError becomes one ``error: ...`` line and exit status 1.
+a UserError (a bad flag too: utils.cli.ArgumentParser) becomes one ``error: ...``
+line and exit status 1.
 """
-import argparse
 import os
 
 from utils.allocator import reuse_freed_memory
+from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
 
 # name: (flags, argparse keywords) of the options several scripts share
@@ -28,7 +29,7 @@ NO_STORED = "ignore the solutions a finetuned checkpoint carries (evaluate its w
 def script_parser(description, required=("resume",), **helps):
     """An ArgumentParser with the common options named in ``helps`` (name -> help text, in that
     order); those in ``required`` must be given."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     for name, text in helps.items():
         flags, keywords = COMMON_OPTIONS[name]
         parser.add_argument(*flags, **keywords, **({"required": True} if name in required else {}), help=text)

@@ -28,13 +28,13 @@ import torch
 
 from deploy.c_export import c_model_memory, export_c
 from deploy.compact import compact_model
-from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware
+from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware, run_firmware
 from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx, export_onnx
 from model.metric import balanced_accuracy, confusion_matrix, top1
 from optimization.profiling import profile_model
 from optimization.solutions import solution_text
-from utils.atomic import read_yaml, write_text, write_yaml
+from utils.atomic import make_folder, read_yaml, write_text, write_yaml
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
@@ -72,6 +72,7 @@ class ExportSummary:
     class_names: list = None       # the checkpoint's, one per score (also KWS_CLASS_NAMES in model.h)
     detector: dict = None          # the operating point the checkpoint carries (threshold, smoothing, ...)
     target: str = HOST             # "host", or the microcontroller the firmware files are for
+    firmware: dict = None          # measured under QEMU (deploy.firmware.parse_run), when the tools are installed
 
 
 def compact_checkpoint(ckpt, compact, source):
@@ -110,7 +111,7 @@ def _check_outdir(outdir, inputs):
     for path in (outdir, *outdir.parents):
         if path.exists():
             if not path.is_dir():
-                raise UserError(f"output folder {outdir}: {path} is a file; give a folder with -o")
+                raise UserError(f"output folder {outdir}: {path} is a file, not a folder; give a folder with -o")
             break
     names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES
     targets = {(outdir / name).resolve(): name for name in names}
@@ -158,7 +159,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     mean, std = normalization_of(ckpt)
     loader = data.eval_loader("test", mean, std)
     inputs, labels = loader.inputs, loader.labels.numpy()
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_folder(outdir)
     previous = _previous_files(outdir)
 
     compact = compact_model(masked)
@@ -182,6 +183,8 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
         **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
         _export_integer(summary, quantization, engine, inputs, labels, outdir)
+        if target != HOST:
+            summary.firmware = run_firmware(outdir)
     summary.files.append(SUMMARY)
     write_yaml(outdir / SUMMARY, asdict(summary))
     for name in DERIVED_FILES:
@@ -240,4 +243,12 @@ def format_summary(summary):
                      f"{summary.clips} clips differ")
         lines.append(f"C model: flash {summary.flash_bytes:,} bytes (weights and biases), "
                      f"RAM {summary.ram_bytes:,} bytes (largest pair of live activation buffers)")
+    if summary.firmware:
+        fw = summary.firmware
+        layers = ", ".join(f"{la['name']} {la['instructions']:,} ({la['instructions_per_mac']:.2f} per MAC)"
+                           for la in fw["layers"])
+        lines.append(f"Firmware on {summary.target} (QEMU): scores {'identical' if fw['scores_identical'] else 'DIFFER'} "
+                     f"on {fw['clips']} clips; flash {fw['flash_bytes']:,} B, RAM {fw['ram_bytes']:,} B; "
+                     f"{fw['instructions']:,} instructions per inference ({fw['instructions_per_mac']:.2f} per MAC); "
+                     f"per layer: {layers} (in export.yml)")
     return "\n".join(lines)

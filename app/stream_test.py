@@ -15,6 +15,7 @@ import torch
 
 from app.detection import KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
 from app.restore import data_for_checkpoint
+from app.testing import save_beside
 from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
@@ -189,8 +190,8 @@ def format_stream_report(result):
     return "\n".join(lines)
 
 
-def det_png(result, path):
-    """A DET curve (miss rate against false alarms per hour) with the operating point marked."""
+def det_png(result):
+    """PNG bytes: a DET curve (miss rate against false alarms per hour) with the operating point marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -208,20 +209,24 @@ def det_png(result, path):
     ax.set_title(f"{result['name']} stream: {result['hours']:.2f} h, {result['keywords']} keywords")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    atomic.save_figure(fig, path)
+    png = atomic.figure_png(fig)
     plt.close(fig)
+    return png
 
 
 def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_dir=None):
-    """<stem>-stream-<name>-<variant>.yml and its DET PNG beside the checkpoint (or in ``out_dir``)."""
+    """<stem>-stream-<name>-<variant>.yml and its DET PNG beside the checkpoint (or in ``out_dir``;
+    see app.testing.save_beside), both replaced together. Returns (YAML path, note)."""
+    return save_beside(lambda folder: _write_stream_report(result, checkpoint, quantization, pruning, folder),
+                       checkpoint, out_dir)
+
+
+def _write_stream_report(result, checkpoint, quantization, pruning, folder):
     applied = result.get("applied") or {}
     quantization = applied.get("quantization", quantization)
     pruning = applied.get("pruning", pruning)
     variant = "-".join(v for v, on in (("quantized", quantization), ("pruned", pruning)) if on) or "float"
-    folder = Path(out_dir) if out_dir is not None else Path(checkpoint).parent
-    if out_dir is not None and not folder.is_dir():
-        raise UserError(f"-o {out_dir} is not a folder; create it or name another")
-    stem = folder / f"{Path(checkpoint).stem}-stream-{result['name']}-{variant}"
+    stem = Path(folder) / f"{Path(checkpoint).stem}-stream-{result['name']}-{variant}"
     own = result["own"]
     data = {"checkpoint": str(checkpoint), "quantization": quantization and str(quantization),
             "pruning": pruning and str(pruning), "recording": result["described"],
@@ -232,9 +237,8 @@ def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_
             "operating_point": own.to_dict(), "per_keyword": result["per_word"],
             "best_for_target": dict(result["best"].to_dict(), met=bool(result["met"])),
             "sweep": [s.to_dict() for s in result["scores"]]}
-    png = stem.with_suffix(".png")
-    det_png(result, png)
-    atomic.write_yaml(stem.with_suffix(".yml"), data)
+    atomic.write_together({stem.with_suffix(".yml"): atomic.yaml_bytes(data),
+                           stem.with_suffix(".png"): det_png(result)})
     return stem.with_suffix(".yml")
 
 

@@ -1,5 +1,7 @@
 """What test.py does: evaluate a checkpoint (optionally quantized and/or pruned) on a test split
 and report the lab's confusion matrix, per-sample metrics and per-class recall and precision."""
+import errno
+import os
 from pathlib import Path
 
 import torch
@@ -11,6 +13,7 @@ from model.metric import false_alarm_counts, precisions, recalls, silence_class
 from trainer.evaluation import evaluate
 from utils import atomic
 from app.restore import data_for_checkpoint, normalization_of, restore_model
+from utils.errors import UserError
 from utils.plots import confusion_png
 
 
@@ -106,16 +109,49 @@ def format_report(result):
     return "\n".join(lines)
 
 
-def save_report(result, checkpoint, quantization=None, pruning=None):
-    """test-<variant>.yml and a confusion-matrix PNG beside it, next to the checkpoint."""
+def report_folder(out_dir):
+    """``-o``: an existing folder the reports go into."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        raise UserError(f"-o {out_dir} is not a folder; create it or name another")
+    return folder
+
+
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def save_beside(save, checkpoint, out_dir=None):
+    """``save(folder)`` into ``-o`` when given, else beside the checkpoint; a checkpoint kept in a
+    folder this process cannot write to (read-only, no permission) gets its report in the current
+    folder instead, and the evaluation is not lost. Returns (report path, a one-line note or None)."""
+    if out_dir is not None:
+        return save(report_folder(out_dir)), None
+    try:
+        return save(Path(checkpoint).parent), None
+    except atomic.WriteError as e:
+        if e.errno not in READ_ONLY or Path.cwd().resolve() == Path(checkpoint).parent.resolve():
+            raise
+        note = (f"warning: {Path(checkpoint).parent} cannot be written ({os.strerror(e.errno)}); the report "
+                f"goes to the current folder {Path.cwd()} (-o chooses another)")
+        return save(Path.cwd()), note
+
+
+def save_report(result, checkpoint, quantization=None, pruning=None, out_dir=None):
+    """test-<variant>.yml and a confusion-matrix PNG beside it, next to the checkpoint (or in
+    ``out_dir``; see save_beside), both replaced together. Returns (YAML path, note)."""
+    return save_beside(lambda folder: _write_report(result, checkpoint, quantization, pruning, folder),
+                       checkpoint, out_dir)
+
+
+def _write_report(result, checkpoint, quantization, pruning, folder):
     applied = result.get("applied") or {}
     quantization = applied.get("quantization", quantization)
     pruning = applied.get("pruning", pruning)
     variant = "-".join(v for v, on in (("quantized", quantization), ("pruned", pruning)) if on) or "float"
-    stem = Path(checkpoint).with_name(f"{Path(checkpoint).stem}-test-{variant}")
+    stem = Path(folder) / f"{Path(checkpoint).stem}-test-{variant}"
     n = len(result["class_names"])
     table, macro_recall, macro_precision = class_scores(result["confusion"])
-    atomic.write_yaml(stem.with_suffix(".yml"), {
+    atomic.write_together({stem.with_suffix(".yml"): atomic.yaml_bytes({
         "checkpoint": str(checkpoint), "quantization": quantization and str(quantization),
         "pruning": pruning and str(pruning), "loss": float(result["loss"]), "top1": float(result["top1"]),
         "balanced_accuracy": float(result["balanced_accuracy"]),
@@ -124,6 +160,6 @@ def save_report(result, checkpoint, quantization=None, pruning=None):
         "recall": {result["class_names"][c]: float(r) for c, (_, r, _) in enumerate(table)},
         "precision": {result["class_names"][c]: float(p) for c, (_, _, p) in enumerate(table)},
         "macro_recall": macro_recall, "macro_precision": macro_precision,
-        "confusion": confusion_table(result["confusion"])})
-    atomic.write_bytes(stem.with_suffix(".png"), confusion_png(result, n))
+        "confusion": confusion_table(result["confusion"])}),
+        stem.with_suffix(".png"): confusion_png(result, n)})
     return stem.with_suffix(".yml")

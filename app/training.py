@@ -20,6 +20,7 @@ from configuration.schema import (DetectorConfig, parse_detector_config, parse_f
                                   parse_run_config, parse_trainer_config)
 from trainer.finetuning import build_teacher, check_teacher_outputs, explain, finetune_record, float_run_rate
 from trainer.trainer import Distillation, Ensemble, Trainer
+from utils.atomic import make_folder
 from utils.checkpoint import load_checkpoint
 from app.calibration import calibrate_checkpoint, deaf_warning
 from app.stream_test import STREAM_METRICS, StreamValidation
@@ -200,7 +201,7 @@ def _train_one(shared, checkpoint_dir, start=Start(), ensemble=None):
                       silence=module_metric.silence_class(getattr(data, "class_names", ())))
     trainer.checkpoint_dir = checkpoint_dir
     if trainer.is_writer:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(checkpoint_dir)
     if checkpoint is not None and not finetune:
         trainer.resume_checkpoint(config.resume)
     start = trainer.validate() if finetune else None  # the compressed model finetuning starts from

@@ -25,7 +25,7 @@ from optimization.quantization import search_per_layer_weights, search_quantizat
 from optimization.quantization_report import format_report as quantization_report, save_quantization
 from optimization.scores import false_alarm_change
 from trainer.evaluation import evaluate
-from utils.atomic import read_yaml
+from utils.atomic import check_replaceable, read_yaml
 from utils.errors import UserError
 from app.restore import data_for_checkpoint, normalization_of, restore_model
 from app.testing import run_test
@@ -110,6 +110,8 @@ def output_path(checkpoint, output, name, inputs=()):
     for given in (checkpoint, *inputs):
         if given and Path(given).resolve() in (path.resolve(), path.with_suffix(".png").resolve()):
             raise UserError(f"output {path} would overwrite the input {given}; choose another -o")
+    check_replaceable(path)   # a FIFO, a device, a symbolic link: refused before the search
+    check_replaceable(path.with_suffix(".png"))
     return path
 
 

@@ -129,7 +129,8 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
 
 # columns where lower is better: the worst seed has the highest
 LOWER_IS_BETTER = ("stream_misses", "stream_fa_per_hour", "stream_misses_at_target", "stream_misses_at_10x",
-                   "false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes")
+                   "false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes",
+                   "instructions_per_mac")
 
 
 def summarise(rows, keywords):

@@ -7,7 +7,9 @@
 For every config (default: config_lenet5_keywords.yml and config_dscnn_keywords.yml) and seed, the
 chain of bench/accuracy_seeds.py (``one_seed``: train, test, quantize, prune -q, finetune, test),
 then ``profile.py`` of the float model and ``export.py`` of the finetuned one, whose export.yml
-gives the compact model's MACs and parameters and the flash and RAM of its generated C code.
+gives the compact model's MACs and parameters and the flash and RAM of its generated C code;
+where arm-none-eabi-gcc and qemu-system-arm are installed the export targets the Cortex-M4, and
+its export.yml also gives the instructions per MAC that the firmware measures under QEMU.
 Prints per architecture the worst and the mean over seeds of the float and the compressed model:
 test top-1, balanced accuracy, recall per keyword (and of unknown and silence in the 12-class
 task), false alarms, MACs, parameters; flash and RAM of the C model. ``--out`` writes the rows (and every seed's) as YAML and a plot of balanced accuracy
@@ -19,6 +21,7 @@ Slow (the DS-CNN trains for minutes per epoch on a loaded CPU): run it on a free
 """
 import argparse
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from accuracy_seeds import newest_run, one_seed, report_classes, run, summarise  # noqa: E402
+from deploy.firmware import TOOLS  # noqa: E402
 from utils import atomic  # noqa: E402
 
 CONFIGS = ("config_lenet5_keywords.yml", "config_dscnn_keywords.yml")
@@ -52,9 +56,12 @@ def one_model(config, seed, data_dir, save_dir, reuse=False):
         result["float"]["macs"], result["float"]["parameters"] = float_cost(run(["profile.py", "-r", best], log))
         tuned = newest_run(save_dir, name + "_finetune") / "model_best.pth"
         bundle = Path(save_dir) / f"{name}-bundle"
-        run(["export.py", "-r", tuned, "-o", bundle], log)
+        firmware = all(shutil.which(tool) for tool in TOOLS)
+        run(["export.py", "-r", tuned, "-o", bundle] + (["--target", "cortex-m4"] if firmware else []), log)
     summary = yaml.safe_load((bundle / "export.yml").read_text())
     result["compressed"].update({k: summary[k] for k in ("macs", "parameters", "flash_bytes", "ram_bytes")})
+    if summary.get("firmware"):
+        result["compressed"]["instructions_per_mac"] = summary["firmware"]["instructions_per_mac"]
     result["arch"] = cfg["arch"]["type"]
     return result
 
@@ -67,8 +74,10 @@ def summary_rows(results, kind, keywords):
 
 def format_table(table, keywords):
     cols = ["top1", "balanced"] + keywords + ["false_alarms"]
+    rows = [row for kinds in table.values() for stats in kinds.values() for row in stats.values()]
+    measured = any("instructions_per_mac" in row for row in rows)   # the firmware ran (Cortex-M4, QEMU)
     head = (f"{'model':<34}" + "".join(f"{c[:9]:>10}" for c in cols)
-            + f"{'MACs':>11}{'params':>9}{'flash B':>9}{'RAM B':>8}")
+            + f"{'MACs':>11}{'params':>9}{'flash B':>9}{'RAM B':>8}" + (f"{'instr/MAC':>10}" if measured else ""))
     lines = [head, "-" * len(head)]
     for arch, kinds in table.items():
         for kind, stats in kinds.items():
@@ -76,8 +85,11 @@ def format_table(table, keywords):
                 cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
                 flash = (f"{row['flash_bytes']:>9,.0f}{row['ram_bytes']:>8,.0f}" if "flash_bytes" in row
                          else f"{'-':>9}{'-':>8}")
+                per_mac = ""
+                if measured:
+                    per_mac = f"{row['instructions_per_mac']:>10.2f}" if "instructions_per_mac" in row else f"{'-':>10}"
                 lines.append(f"{f'{arch} {kind} {stat}':<34}{cells}{row['macs']:>11,.0f}{row['parameters']:>9,.0f}"
-                             f"{flash}")
+                             f"{flash}{per_mac}")
     return "\n".join(lines)
 
 

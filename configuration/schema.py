@@ -467,6 +467,7 @@ AUGMENT = Section({
     "spec_time_masks": _capped(_int(0), MAX_MASKS), "spec_time_width": _capped(_int(0), MAX_MASKS),
     "spec_freq_masks": _capped(_int(0), MAX_MASKS), "spec_freq_width": _capped(_int(0), MAX_MASKS),
     "bandlimit_prob": _number(0, 1), "bandlimit_hz": _capped(_number(0, low_open=True), 96_000),
+    "edge_negatives": _number(0, 1), "edge_keep": _number(0, 1),
 }, nullable=True)
 
 BACKGROUND_NOISE = Section({"train": _capped(_int(0), MAX_COUNT), "validation": _capped(_int(0), MAX_COUNT),

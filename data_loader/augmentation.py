@@ -32,6 +32,8 @@ class AugmentParams:
     spec_freq_width: int = 0         # ... each up to this many bands
     bandlimit_prob: float = 0.0      # chance that a clip loses everything above bandlimit_hz ...
     bandlimit_hz: float = 4000.0     # ... as a clip recorded at 8 kHz (a phone, a cheap microphone) does
+    edge_negatives: float = 0.0      # share of keyword clips moved to the window's edge and labelled 0 ...
+    edge_keep: float = 0.3           # ... keeping at most this share of the word's frames in the window
 
     @classmethod
     def from_dict(cls, values):
@@ -54,6 +56,7 @@ class AugmentParams:
 
 
 SNR_REFERENCES = ("window", "speech")
+EDGE_LABEL = 0           # what an edge negative is labelled: not a keyword
 SPEECH_FLOOR_DB = 20.0   # "speech" frames: within this of the window's loudest frame
 
 
@@ -138,6 +141,34 @@ class MelAugmenter:
                 masked |= span[:, None, :] if axis == 2 else span[:, :, None]
         fill = mel.clamp(min=1e-10).log().mean(dim=(1, 2)).exp()
         return torch.where(masked, fill[:, None, None], mel)
+
+    def edge_negatives(self, mel, labels, generator):
+        """(mel, labels) with a share ``edge_negatives`` of the keyword clips (label > 0) moved so
+        that at most ``edge_keep`` of the word's speech frames stay in the window, at its start or
+        its end at random, and relabelled 0. A window that holds only the beginning or the end of
+        a keyword is what a stream shows the model on every hop before and after the word: as a
+        negative it teaches the model to fire on the whole word, not on a part that other words
+        share. Speech frames are found as in ``signal_power``; the vacated frames are silence."""
+        p = self.params
+        n, _, frames = mel.shape
+        pick = (labels > 0) & (torch.rand(n, generator=generator) < p.edge_negatives)
+        to_end = torch.rand(n, generator=generator) < 0.5
+        if not bool(pick.any()):
+            return mel, labels
+        frame_power = mel.mean(dim=1)
+        speech = frame_power >= frame_power.amax(dim=1, keepdim=True) * 10.0 ** (-SPEECH_FLOOR_DB / 10.0)
+        pos = torch.arange(frames)
+        first = torch.where(speech, pos, frames).amin(dim=1)
+        last = torch.where(speech, pos, -1).amax(dim=1)
+        keep = ((last - first + 1).to(mel.dtype) * p.edge_keep).floor().long()
+        # to the end: the word's first frame lands keep frames before the window's end;
+        # to the start: its last frame lands keep - 1 frames after the window's start
+        shift = torch.where(to_end, frames - keep - first, keep - 1 - last) * pick
+        src = pos[None, :] - shift[:, None]
+        valid = (src >= 0) & (src < frames)
+        idx = src.clamp(0, frames - 1)[:, None, :].expand_as(mel)
+        moved = torch.gather(mel, 2, idx) * valid[:, None, :]
+        return moved, torch.where(pick, torch.full_like(labels, EDGE_LABEL), labels)
 
     @staticmethod
     def _resample_axis(mel, axis, factor, centre):

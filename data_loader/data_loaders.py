@@ -128,10 +128,16 @@ class InMemoryLoader:
                 (self.seed * 1_000_003 + self.epoch) * 4099 + self.rank)
             # Augment and convert the whole epoch in a few large chunks (in epoch order), so a
             # batch is still only a slice: per-batch tensor calls would dominate a model this small.
-            with torch.no_grad():
-                inputs = torch.cat([self.transform(self.augmenter(self.mel[order[i:i + self.CHUNK]], aug_gen))
-                                    for i in range(0, len(order), self.CHUNK)])
             labels = self.labels[order]
+            chunks = []
+            with torch.no_grad():
+                for i in range(0, len(order), self.CHUNK):
+                    mel = self.mel[order[i:i + self.CHUNK]]
+                    if self.augmenter.params.enabled and self.augmenter.params.edge_negatives > 0:
+                        mel, labels[i:i + self.CHUNK] = self.augmenter.edge_negatives(
+                            mel, labels[i:i + self.CHUNK], aug_gen)
+                    chunks.append(self.transform(self.augmenter(mel, aug_gen)))
+            inputs = torch.cat(chunks)
             order = torch.arange(len(order))
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]

@@ -145,6 +145,22 @@ def _mel_of(waves, params, batch_size=512):
     return torch.cat(out) if out else torch.zeros(0, params.n_mels, params.frames)
 
 
+def first_non_finite(features):
+    """The index of the first row of ``features`` holding a NaN or an infinity, else None."""
+    bad = ~torch.isfinite(features.reshape(len(features), -1)).all(dim=1)
+    return int(bad.nonzero()[0]) if bad.any() else None
+
+
+def check_finite_features(features, names, where):
+    """A UserError naming the first clip whose features hold a NaN or an infinity (``names``: one
+    per row), so training never starts on features that make a NaN model."""
+    first = first_non_finite(features)
+    if first is not None:
+        more = int((~torch.isfinite(features.reshape(len(features), -1)).all(dim=1)).sum()) - 1
+        raise UserError(f"the features of {names[first]} in {where} are not finite (NaN or infinite)"
+                        f"{f', and those of {more} more clip(s)' if more else ''}; remove or replace the clip")
+
+
 def mfcc_of(mel, params, batch_size=512):
     """MfccFromMel of every row, ``batch_size`` rows at a time: the chunks the loaders convert in,
     so the cached MFCCs are bit for bit what a loader computed from the mel spectra."""
@@ -168,6 +184,8 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
             if blob.get("mfcc") is None:  # written before MFCCs were cached: add them, once
                 blob["mfcc"] = mfcc_of(blob["mel"], params)
                 _save_cache(blob, path)
+            if first_non_finite(blob["mel"]) is not None or first_non_finite(blob["mfcc"]) is not None:
+                raise ValueError("non-finite features")   # a damaged cache: rebuilt below
             data = SplitData(blob["mel"], blob["labels"], blob["names"], blob["skipped"], blob["mfcc"])
             return data, blob.get("noise_bank")
         except Exception:  # a damaged cache is rebuilt, never trusted
@@ -194,6 +212,8 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
                         f"testing_list.txt and the word folders")
     mel = _mel_of(waves, params)
     data = SplitData(mel, torch.tensor(keep_labels, dtype=torch.int64), names, skipped, mfcc_of(mel, params))
+    for features in (data.mel, data.mfcc):
+        check_finite_features(features, names, f"the {split} split of {corpus.root}")
     bank = _mel_of(noise_bank_waves(corpus.root, corpus.noise_files, params), params) if with_noise_bank else None
     blob = {"mel": data.mel, "labels": data.labels, "names": data.names, "skipped": skipped, "mfcc": data.mfcc}
     if bank is not None:

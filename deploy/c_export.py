@@ -16,6 +16,13 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
   reads, or sums them for a global average pool (rounded half away from zero, as the simulation
   does), and writes pooled, relu'd codes already in the next layer's input format, so no
   full-resolution map is ever stored. The blocks come from the model's description.
+* Packed kernels (one C source: the DSP extension's dual 16-bit multiply-accumulates where the
+  compiler targets it, ``__ARM_FEATURE_DSP``, the same sums in portable C elsewhere; exact modulo
+  2^32, then the low bits_accumulator bits as above): convs (padded ones read a zero-padded copy
+  of their input) and fully connected layers with 5- to 8-bit weights, with inputs gathered as
+  int16 pairs and weights re-ordered at export so each loaded word feeds two multiply-accumulates
+  (two output channels by two positions); depthwise convs without pooling with each kernel row's
+  weights as int16 pairs. Other layers take the portable loops.
 * Activations live in one static arena: layer outputs alternate between its two ends, so it only
   needs the largest input+output pair. No malloc, no float.
 
@@ -43,7 +50,9 @@ def _data_bytes(bits):
 
 def _weight_bytes(layer):
     if _dsp(layer):
-        return layer.weight.shape[0] * _row_length(layer)[1]
+        return _paired(layer.weight.shape[0]) * _row_length(layer)[1]
+    if _dw_packed(layer):
+        return layer.weight.shape[0] * layer.weight.shape[2] * _dw_words(layer) * 4
     n = layer.weight.size
     if layer.bits_weights <= 4:
         return (n + 1) // 2
@@ -55,8 +64,14 @@ def _accumulator_bits(bits):
     return 16 if bits <= 16 else 32 if bits <= 32 else 64
 
 
+def _paired(n):
+    """Output channels as the packed kernel stores them: two at a time, an odd last one zero padded."""
+    return n + n % 2
+
+
 def _bias_bytes(layer):
-    return layer.bias.size * _accumulator_bits(layer.bits_accumulator) // 8
+    n = _paired(layer.bias.size) if _dsp(layer) else layer.bias.size
+    return n * _accumulator_bits(layer.bits_accumulator) // 8
 
 
 def _buffers(int_model):
@@ -92,10 +107,29 @@ def _array(ctype, name, values, comment):
 def _dsp(layer):
     """Whether the layer gets the packed kernel (dual 16-bit MACs on a core with the DSP extension,
     the same arithmetic in portable C elsewhere): int8 weights, a 32-bit accumulator, and a
-    fully connected layer or a conv without padding and without global average pooling."""
+    fully connected layer or a (not depthwise) conv; a padded conv reads a zero-padded copy of its
+    input."""
     return (4 < layer.bits_weights <= 8 and layer.bits_accumulator <= 32
-            and (layer.kind == "linear" or (layer.kind == "conv" and tuple(layer.padding) == (0, 0)
-                                            and not layer.avgpool)))
+            and layer.kind in ("linear", "conv"))
+
+
+def _dw_packed(layer):
+    """Whether a depthwise conv gets the packed kernel: each kernel row's weights stored as int16
+    pairs in 32-bit words, its inputs read as int16 pairs from a zero-padded copy of one channel
+    (one dual multiply-accumulate per pair); a 32-bit accumulator and no pooling."""
+    return layer.kind == "depthwise" and layer.bits_accumulator <= 32 and not layer.maxpool and not layer.avgpool
+
+
+def _dw_words(layer):
+    """32-bit words of packed weights per kernel row (an odd last weight paired with a zero)."""
+    return (layer.weight.shape[3] + 1) // 2
+
+
+def _padded_shape(layer):
+    """(channels, height, width) of a conv's input with its zero padding on both sides."""
+    c_in, h, w = layer.input_shape
+    ph, pw = layer.padding
+    return c_in, h + 2 * ph, w + 2 * pw
 
 
 def _row_length(layer):
@@ -111,11 +145,22 @@ def _weights_c(layer):
     codes = layer.weight.reshape(-1).astype(np.int64)
     shape = "x".join(map(str, layer.weight.shape))
     fmt = f"{layer.bits_weights}-bit weight codes {shape}, fl = {layer.fl_weights}"
-    if _dsp(layer):
+    if _dw_packed(layer):
+        c, _, kh, kw = layer.weight.shape
+        rows = np.zeros((c, kh, 2 * _dw_words(layer)), dtype=np.int64)
+        rows[:, :, :kw] = layer.weight[:, 0]
+        words = (rows[..., 0::2] & 0xFFFF) | ((rows[..., 1::2] & 0xFFFF) << 16)
+        text = _array("uint32_t", f"{name}_w", words.reshape(-1),
+                      fmt + ", each kernel row as int16 pairs (low half first, an odd last one with 0)")
+    elif _dsp(layer):
         k, k4 = _row_length(layer)
-        rows = np.zeros((layer.weight.shape[0], k4), dtype=np.int64)
-        rows[:, :k] = layer.weight.reshape(layer.weight.shape[0], k)
-        text = _array("int8_t", f"{name}_w", rows.reshape(-1), fmt + f", rows zero padded to {k4}")
+        n = layer.weight.shape[0]
+        rows = np.zeros((_paired(n), k4), dtype=np.int64)
+        rows[:n, :k] = layer.weight.reshape(n, k)
+        # the rows of each pair of outputs interleaved four weights at a time (one word each)
+        pairs = rows.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+        text = _array("int8_t", f"{name}_w", pairs, fmt + f", rows zero padded to {k4} (and to an even "
+                      f"count), each pair's two rows interleaved four weights at a time")
     elif layer.bits_weights <= 4:
         nibbles = np.concatenate([codes & 0xF, np.zeros(len(codes) % 2, dtype=np.int64)])
         packed = nibbles[0::2] | (nibbles[1::2] << 4)
@@ -126,7 +171,10 @@ def _weights_c(layer):
         text = _array(_data_ctype(layer.bits_weights), f"{name}_w", codes, fmt)
         text += f"#define {macro}_W(i) ((int32_t){name}_w[i])\n"
     bias_type = f"int{_accumulator_bits(layer.bits_accumulator)}_t"
-    text += _array(bias_type, f"{name}_b", layer.bias,
+    bias = layer.bias
+    if _dsp(layer) and bias.size % 2:
+        bias = np.concatenate([bias, np.zeros(1, dtype=bias.dtype)])
+    text += _array(bias_type, f"{name}_b", bias,
                    f"bias codes at the accumulator scale, fl = {layer.fl_inputs + layer.fl_weights}")
     return text
 
@@ -235,21 +283,26 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 """
 
 
-def _pack_lines(values, indent):
-    """C statements filling kws_col from ``values`` (C expressions, zero padded to a multiple of
+def _half_step(layer):
+    """Whether the last group of four inputs holds one input only (its odd words are zero and the
+    packed kernel skips them)."""
+    return _row_length(layer)[0] % 4 == 1
+
+
+def _pack_lines(values, indent, dest="kws_col", half=False):
+    """C statements filling ``dest`` from ``values`` (C expressions, zero padded to a multiple of
     4): each group of four v0..v3 becomes the words (v0, v2) and (v1, v3), so that one word of
     four int8 weights w0..w3 gives (w0, w2) with __sxtb16 and (w1, w3) with __sxtb16 of it
-    rotated by 8 bits."""
+    rotated by 8 bits. With ``half`` the last group's second word (all zero) is not written: the
+    kernel's half step does not read it."""
     values = list(values) + ["0"] * (-len(values) % 4)
     lines = []
     for g in range(0, len(values), 4):
         v = values[g:g + 4]
-        lines.append(f"{indent}kws_col[{g // 2}] = KWS_PACK({v[0]}, {v[2]});")
-        lines.append(f"{indent}kws_col[{g // 2 + 1}] = KWS_PACK({v[1]}, {v[3]});")
+        lines.append(f"{indent}{dest}[{g // 2}] = KWS_PACK({v[0]}, {v[2]});")
+        if not (half and g + 4 == len(values)):
+            lines.append(f"{indent}{dest}[{g // 2 + 1}] = KWS_PACK({v[1]}, {v[3]});")
     return "\n".join(lines)
-
-
-_LOCAL_WORDS = 6   # packed inputs of at most this many words stay in registers
 
 
 def _requant32(layer, value):
@@ -259,60 +312,220 @@ def _requant32(layer, value):
     return f"{fn}({value}, {layer.output_shift}, {lo}, {hi})"
 
 
+def _pool_positions(layer):
+    """Input offsets of the conv positions one max-pool output reads (padded to an even count
+    with a repeat of the last: the kernel computes positions in pairs, and a repeat does not
+    change a maximum)."""
+    _, h, w = _padded_shape(layer)
+    sh, sw = layer.stride
+    win = layer.maxpool
+    offsets = [dy * sh * w + dx * sw for dy in range(win) for dx in range(win)]
+    return offsets + offsets[-1:] * (len(offsets) % 2)
+
+
+def _col_words(layer):
+    """32-bit words of kws_col the layer's packed kernel uses."""
+    words = _row_length(layer)[1] // 2
+    if layer.kind == "linear":
+        return words
+    return words * (len(_pool_positions(layer)) if layer.maxpool else 2)
+
+
+def _emit_value(layer, following, acc, dest, pooled, indent):
+    """Statements rescaling ``acc`` (a wrapped accumulator, or a maximum of them) and storing it."""
+    relu = f"\n{indent}if (v < 0)\n{indent}    v = 0;" if layer.relu else ""
+    return f"{indent}v = {_requant32(layer, acc)};{relu}\n{indent}{_store(layer, following, 'v', dest)}"
+
+
+def _conv_steps(layer, indent):
+    """The unrolled dot products of two output channels (weights wr: the pair's rows interleaved
+    four bytes at a time) with two positions (packed inputs ca, cb) into a00, a01, a10, a11."""
+    _, k4 = _row_length(layer)
+    groups = k4 // 4
+    lines = [f"{indent}KWS_STEP22(a00, a01, a10, a11, wr + {8 * g}, ca + {2 * g}, cb + {2 * g});"
+             for g in range(groups)]
+    if _half_step(layer):
+        lines[-1] = lines[-1].replace("KWS_STEP22", "KWS_HALF22")
+    return "\n".join(lines)
+
+
 def _conv_dsp_c(layer, following):
-    """A conv without padding through the packed kernel: the window's inputs gathered once per
-    position into kws_col (int16 pairs), then for each output channel a dot product of
-    KWS_DOT4 steps. Max pooling takes the largest wrapped accumulator of the window and rescales
-    it once: rescaling, saturation and relu are monotone, so this is the simulation's
-    rescale-relu-then-pool."""
-    c_in, h, w = layer.input_shape
-    c_out, ch, cw = layer.conv_shape
+    """A conv without padding through the packed kernel: the inputs of the conv positions one
+    output reads (the max pool's window, or two neighbouring outputs without a pool) gathered
+    once into kws_col (int16 pairs), then for each pair of output channels the dot products of
+    two channels with two positions at a time (2x2 blocking: each loaded word of weights or of
+    inputs feeds two multiply-accumulates). Max pooling takes the largest wrapped accumulator of
+    the window and rescales it once: rescaling, saturation and relu are monotone, so this is the
+    simulation's rescale-relu-then-pool."""
+    c_in, h, w = _padded_shape(layer)
+    c_out = layer.conv_shape[0]
     _, oh, ow = layer.output_shape
     kh, kw = layer.weight.shape[2:]
     sh, sw = layer.stride
-    k, k4 = _row_length(layer)
-    lo, hi = code_limits(layer.bits_outputs)
+    _, k4 = _row_length(layer)
+    ph, pw = layer.padding
+    xin = "x_in" if ph or pw else "x"
+    pad = ""
+    if ph or pw:   # the input copied into a zero-padded buffer: the kernel then needs no bounds checks
+        c0, h0, w0 = layer.input_shape
+        pad = f"""
+    static {_data_ctype(layer.bits_inputs)} x[{c_in * h * w}];   /* the input, zero padded {ph}x{pw} */
+    {{
+        int i, r, q;
+        for (i = 0; i < {c_in * h * w}; i++)
+            x[i] = 0;
+        for (i = 0; i < {c0}; i++)
+            for (r = 0; r < {h0}; r++)
+                for (q = 0; q < {w0}; q++)
+                    x[(i * {h} + r + {ph}) * {w} + q + {pw}] = x_in[(i * {h0} + r) * {w0} + q];
+    }}"""
+    words = k4 // 2
     bits = layer.bits_accumulator
-    win = layer.maxpool or 1
-    offsets = [f"p[{(c * h + ky) * w + kx}]" for c in range(c_in) for ky in range(kh) for kx in range(kw)]
-    relu = "\n                if (v < 0)\n                    v = 0;" if layer.relu else ""
-    store = _store(layer, following, "v", f"y[(o * {oh} + py) * {ow} + px]")
-    steps = [f"                        KWS_DOT4(acc, wr + {4 * g}, kws_col + {2 * g});" for g in range(k4 // 4)]
-    if k % 4 == 1:   # the last group holds one input: one multiply-accumulate, not a full step
-        steps[-1] = (f"                        acc += (uint32_t)((int32_t)wr[{k - 1}] * "
-                     f"KWS_LO(kws_col[{2 * (k4 // 4 - 1)}]));")
-    unrolled = "\n".join(steps)
-    local = ""
-    if k4 // 2 <= _LOCAL_WORDS:   # few enough to live in registers: a local array the compiler scalarises
-        local = f"\n                    uint32_t kws_col[{k4 // 2}];"
-    return f"""
-/* {layer.name}: {c_out} filters {c_in}x{kh}x{kw} over {c_in}x{h}x{w}, stride {sh}x{sw}{", relu" if layer.relu else ""}, {f"max pool {win}x{win} " if layer.maxpool else ""}-> {c_out}x{oh}x{ow} (packed kernel). */
-static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
-{{
-    int o, py, px, dy, dx;
-    int32_t best[{c_out}];
+    xt = _data_ctype(layer.bits_inputs)
+    half = _half_step(layer)
+    taps = [(c * h + ky) * w + kx for c in range(c_in) for ky in range(kh) for kx in range(kw)]
+    name = layer.name
+    odd = c_out % 2 == 1
+    c0, h0, w0 = layer.input_shape
+    head = (f"/* {name}: {c_out} filters {c_in}x{kh}x{kw} over {c0}x{h0}x{w0}, stride {sh}x{sw}, padding {ph}x{pw}"
+            f"{', relu' if layer.relu else ''}, ")
+    init = (f"uint32_t a00 = (uint32_t)(int32_t){name}_b[o], a01 = a00, "
+            f"a10 = (uint32_t)(int32_t){name}_b[o + 1], a11 = a10;")
+    if layer.maxpool:
+        win = layer.maxpool
+        positions = _pool_positions(layer)
+        gather = _pack_lines([f"p[{t}]" for t in taps], "                ", "col", half)
+        i8 = " " * 16
+        second = ""
+        if odd:
+            second = (f"\n            if (o + 1 < {c_out}) {{\n"
+                      + _emit_value(layer, following, "best1", f"y[((o + 1) * {oh} + py) * {ow} + px]", True, i8)
+                      + "\n            }")
+        else:
+            second = "\n" + _emit_value(layer, following, "best1", f"y[((o + 1) * {oh} + py) * {ow} + px]",
+                                        True, " " * 12)
+        return f"""
+{head}max pool {win}x{win} -> {c_out}x{oh}x{ow} (packed kernel, 2x2 blocking). */
+static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
+{{{pad}
+    static const int16_t offsets[{len(positions)}] = {{{", ".join(map(str, positions))}}};
+    int o, py, px, n;
     for (py = 0; py < {oh}; py++) {{
         for (px = 0; px < {ow}; px++) {{
-            for (o = 0; o < {c_out}; o++)
-                best[o] = INT32_MIN;
-            for (dy = 0; dy < {win}; dy++) {{
-                for (dx = 0; dx < {win}; dx++) {{
-                    const {_data_ctype(layer.bits_inputs)} *p = x + (py * {win} + dy) * {sh * w} + (px * {win} + dx) * {sw};{local}
-{_pack_lines(offsets, "                    ")}
-                    for (o = 0; o < {c_out}; o++) {{
-                        const int8_t *wr = {layer.name}_w + o * {k4};
-                        uint32_t acc = (uint32_t)(int32_t){layer.name}_b[o];
-                        int32_t v;
-{unrolled}
-                        v = kws_wrap32(acc, {bits});
-                        if (v > best[o])
-                            best[o] = v;
-                    }}
-                }}
+            const {xt} *base = x + py * {win * sh * w} + px * {win * sw};
+            for (n = 0; n < {len(positions)}; n++) {{
+                const {xt} *p = base + offsets[n];
+                uint32_t *col = kws_col + n * {words};
+{gather}
             }}
-            for (o = 0; o < {c_out}; o++) {{
-                int32_t v = {_requant32(layer, "best[o]")};{relu}
-                {store}
+            for (o = 0; o < {c_out}; o += 2) {{
+                const int8_t *wr = {name}_w + o * {k4};
+                int32_t best0 = INT32_MIN, best1 = INT32_MIN, v;
+                for (n = 0; n < {len(positions)}; n += 2) {{
+                    const uint32_t *ca = kws_col + n * {words}, *cb = ca + {words};
+                    {init}
+{_conv_steps(layer, "                    ")}
+                    v = kws_wrap32(a00, {bits});
+                    best0 = v > best0 ? v : best0;
+                    v = kws_wrap32(a01, {bits});
+                    best0 = v > best0 ? v : best0;
+                    v = kws_wrap32(a10, {bits});
+                    best1 = v > best1 ? v : best1;
+                    v = kws_wrap32(a11, {bits});
+                    best1 = v > best1 ? v : best1;
+                }}
+{_emit_value(layer, following, "best0", f"y[(o * {oh} + py) * {ow} + px]", True, " " * 16)}{second.replace(chr(10) + " " * 12, chr(10) + " " * 16)}
+            }}
+        }}
+    }}
+}}
+"""
+    _, ch, cw = layer.conv_shape
+    oh, ow = ch, cw
+    total = oh * ow
+    gather_a = _pack_lines([f"pa[{t}]" for t in taps], "        ", "kws_col", half)
+    gather_b = _pack_lines([f"pb[{t}]" for t in taps], "        ", f"kws_col + {words}", half)
+    gather_b = gather_b.replace(f"kws_col + {words}[", f"kws_col[{words} + ")
+    i12 = " " * 12
+    stores = [_emit_value(layer, following, "kws_wrap32(a00, %d)" % bits, f"y[o * {total} + u]", False, i12),
+              _emit_value(layer, following, "kws_wrap32(a01, %d)" % bits, f"y[o * {total} + nb]", False, i12)]
+    second = [_emit_value(layer, following, "kws_wrap32(a10, %d)" % bits, f"y[(o + 1) * {total} + u]", False, i12),
+              _emit_value(layer, following, "kws_wrap32(a11, %d)" % bits, f"y[(o + 1) * {total} + nb]", False, i12)]
+    if odd:
+        second = [f"{i12}if (o + 1 < {c_out}) {{"] + [s.replace("\n" + i12, "\n" + i12 + "    ").replace(i12, i12 + "    ", 1) for s in second] + [f"{i12}}}"]
+    pool_decl = finish = ""
+    if layer.avgpool:   # each rescaled, relu'd output added to its channel's sum (a repeated odd last one once)
+        def add(acc, o, repeat=False):
+            relu = f"\n{i12}if (v < 0)\n{i12}    v = 0;" if layer.relu else ""
+            line = f"pool[{o}] += v;" if not repeat else f"if (nb != u)\n{i12}    pool[{o}] += v;"
+            return f"{i12}v = {_requant32(layer, f'kws_wrap32({acc}, {bits})')};{relu}\n{i12}{line}"
+        stores = [add("a00", "o"), add("a01", "o", True)]
+        second = [add("a10", "o + 1"), add("a11", "o + 1", True)]   # pool has an even count: no check
+        pool_decl = f"\n    int32_t pool[{_paired(c_out)}] = {{0}};"
+        finish = f"""
+    for (o = 0; o < {c_out}; o++) {{
+        int64_t mean = kws_round_div(pool[o], {total});
+        {_store(layer, following, "mean", "y[o]")}
+    }}"""
+    body = "\n".join(stores + second)
+    return f"""
+{head}{"global average pool -> " + str(c_out) + "x1x1" if layer.avgpool else f"-> {c_out}x{oh}x{ow}"} (packed kernel, 2x2 blocking). */
+static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
+{{{pad}
+    int o, u;{pool_decl}
+    for (u = 0; u < {total}; u += 2) {{
+        int nb = u + 1 < {total} ? u + 1 : u;   /* an odd last output is computed twice */
+        const {xt} *pa = x + u / {ow} * {sh * w} + u % {ow} * {sw};
+        const {xt} *pb = x + nb / {ow} * {sh * w} + nb % {ow} * {sw};
+{gather_a}
+{gather_b}
+        for (o = 0; o < {c_out}; o += 2) {{
+            const int8_t *wr = {name}_w + o * {k4};
+            const uint32_t *ca = kws_col, *cb = kws_col + {words};
+            int32_t v;
+            {init}
+{_conv_steps(layer, i12)}
+{body}
+        }}
+    }}{finish}
+}}
+"""
+
+
+def _dw_packed_c(layer, following):
+    """A depthwise conv (stride, zero padding) through the packed kernel: each channel copied into
+    a zero-padded int16 plane, then every output a sum of dual multiply-accumulates of a row's
+    weight pair with two neighbouring inputs (one word load each)."""
+    c, h, w = layer.input_shape
+    _, ch, cw = layer.conv_shape
+    kh, kw = layer.weight.shape[2:]
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    ph2, pw2 = h + 2 * ph, w + 2 * pw
+    words = _dw_words(layer)
+    bits = layer.bits_accumulator
+    steps = "\n".join(f"                KWS_DW(acc, wc[{ky * words + j}], p + {ky * pw2 + 2 * j});"
+                       for ky in range(kh) for j in range(words))
+    return f"""
+/* {layer.name}: {c} depthwise filters 1x{kh}x{kw} over {c}x{h}x{w}, stride {sh}x{sw}, padding {ph}x{pw}{", relu" if layer.relu else ""}, -> {c}x{ch}x{cw} (packed kernel). */
+static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
+{{
+    /* one channel, zero padded; one more element: an odd kernel row's last pair reads it (times 0) */
+    static int16_t plane[{ph2 * pw2 + 1}];
+    int k, r, q, oy, ox;
+    for (k = 0; k < {ph2 * pw2 + 1}; k++)
+        plane[k] = 0;
+    for (k = 0; k < {c}; k++) {{
+        const uint32_t *wc = {layer.name}_w + k * {kh * words};
+        for (r = 0; r < {h}; r++)
+            for (q = 0; q < {w}; q++)
+                plane[(r + {ph}) * {pw2} + q + {pw}] = x[(k * {h} + r) * {w} + q];
+        for (oy = 0; oy < {ch}; oy++) {{
+            for (ox = 0; ox < {cw}; ox++) {{
+                const int16_t *p = plane + oy * {sh * pw2} + ox * {sw};
+                uint32_t acc = (uint32_t)(int32_t){layer.name}_b[k];
+                int32_t v;
+{steps}
+{_emit_value(layer, following, f"kws_wrap32(acc, {bits})", f"y[(k * {ch} + oy) * {cw} + ox]", False, " " * 16)}
             }}
         }}
     }}
@@ -321,21 +534,33 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 
 
 def _linear_dsp_c(layer, following):
+    """A fully connected layer through the packed kernel: the inputs packed once into kws_col,
+    then two outputs at a time (each loaded word of inputs feeds two multiply-accumulates)."""
     n_out, n_in = layer.weight.shape
     _, k4 = _row_length(layer)
-    lo, hi = code_limits(layer.bits_outputs)
-    relu = "\n        if (v < 0)\n            v = 0;" if layer.relu else ""
+    bits = layer.bits_accumulator
     full = n_in // 4 * 4
     tail = [f"x[{i}]" for i in range(full, n_in)]
     groups = k4 // 4
-    steps = (f"        for (g = 0; g < {groups // 2 * 2}; g += 2) {{\n"
-             f"            KWS_DOT4(acc, wr + 4 * g, kws_col + 2 * g);\n"
-             f"            KWS_DOT4(acc, wr + 4 * g + 4, kws_col + 2 * g + 2);\n        }}")
-    if groups % 2:
-        steps += f"\n        KWS_DOT4(acc, wr + {4 * (groups - 1)}, kws_col + {2 * (groups - 1)});"
-    tail_code = ("\n" + _pack_lines(tail, "    ").replace("kws_col[", f"kws_col[{full // 2} + ")) if tail else ""
+    half = _half_step(layer)
+    looped = (groups - half) // 2 * 2
+    steps = (f"        for (g = 0; g < {looped}; g += 2) {{\n"
+             f"            KWS_STEP12(a0, a1, wr + 8 * g, kws_col + 2 * g);\n"
+             f"            KWS_STEP12(a0, a1, wr + 8 * g + 8, kws_col + 2 * g + 2);\n        }}") if looped else ""
+    for g in range(looped, groups):
+        macro = "KWS_HALF12" if half and g == groups - 1 else "KWS_STEP12"
+        steps += f"\n        {macro}(a0, a1, wr + {8 * g}, kws_col + {2 * g});"
+    tail_code = ""
+    if tail:
+        tail_code = "\n" + _pack_lines(tail, "    ", "kws_col", half).replace("kws_col[", f"kws_col[{full // 2} + ")
+    i8 = " " * 8
+    first = _emit_value(layer, following, f"kws_wrap32(a0, {bits})", "y[o]", False, i8)
+    second = _emit_value(layer, following, f"kws_wrap32(a1, {bits})", "y[o + 1]", False, i8)
+    if n_out % 2:
+        second = (f"{i8}if (o + 1 < {n_out}) {{\n"
+                  + "\n".join("    " + line for line in second.split("\n")) + f"\n{i8}}}")
     return f"""
-/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} (packed kernel) */
+/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} (packed kernel, two outputs at a time) */
 static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
 {{
     int o, g;
@@ -343,25 +568,31 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
         kws_col[2 * g] = KWS_PACK(x[4 * g], x[4 * g + 2]);
         kws_col[2 * g + 1] = KWS_PACK(x[4 * g + 1], x[4 * g + 3]);
     }}{tail_code}
-    for (o = 0; o < {n_out}; o++) {{
+    for (o = 0; o < {n_out}; o += 2) {{
         const int8_t *wr = {layer.name}_w + o * {k4};
-        uint32_t acc = (uint32_t)(int32_t){layer.name}_b[o];
+        uint32_t a0 = (uint32_t)(int32_t){layer.name}_b[o], a1 = (uint32_t)(int32_t){layer.name}_b[o + 1];
         int32_t v;
 {steps}
-        v = {_requant32(layer, f"kws_wrap32(acc, {layer.bits_accumulator})")};{relu}
-        {_store(layer, following, "v", "y[o]")}
+{first}
+{second}
     }}
+    (void)g;
 }}
 """
 
 
 _PACKED = """
-/* Packed kernel: two int16 values per 32-bit word (low half first); KWS_DOT4 adds the products
-   of four int8 weights w[0..3] with the words c[0] = (x0, x2) and c[1] = (x1, x3) to a 32-bit
-   register that wraps. With the DSP extension: one word load, __sxtb16 and two __smlad; elsewhere
-   the same sum in portable C. Both are exact modulo 2^32, and kws_wrap32 keeps the low bits. */
-#define KWS_PACK(a, b) ((uint32_t)(uint16_t)(a) | ((uint32_t)(uint16_t)(b) << 16))
+/* Packed kernel: two int16 values per 32-bit word (low half first). For four int8 weights w[0..3]
+   and the words c[0] = (x0, x2), c[1] = (x1, x3) of packed inputs, a step adds
+   w0 x0 + w1 x1 + w2 x2 + w3 x3 to a 32-bit register that wraps; KWS_STEP22 does it for two
+   output channels (weights w, w + 4) and two positions (inputs ca, cb), KWS_STEP12 for two
+   channels and one input vector; the HALF forms for a last group holding x0 only. With the DSP
+   extension: a word load, __sxtb16 (and sxtb16 ror #8) per weight word, one __smlad per pair of
+   products; elsewhere the same sums in portable C. Both are exact modulo 2^32, and kws_wrap32
+   keeps the low bits_accumulator bits. */
+#define KWS_PACK(a, b) ((uint32_t)(uint16_t)(a) | ((uint32_t)(uint16_t)(b) << 16))   /* pkhbt on the M4 */
 #define KWS_LO(c) (((int32_t)((c) & 0xFFFFu) ^ 0x8000) - 0x8000)
+#define KWS_HI(c) (((int32_t)((c) >> 16) ^ 0x8000) - 0x8000)
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #include <string.h>
@@ -372,18 +603,64 @@ static inline int32_t kws_sxtb16_ror8(uint32_t w)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
     return r;
 }
-#define KWS_DOT4(acc, w, c) do { \
-        uint32_t kws_w_; \
-        memcpy(&kws_w_, (w), 4); \
-        (acc) = (uint32_t)__smlad(__sxtb16(kws_w_), (int32_t)(c)[0], (int32_t)(acc)); \
-        (acc) = (uint32_t)__smlad(kws_sxtb16_ror8(kws_w_), (int32_t)(c)[1], (int32_t)(acc)); \
+static inline uint32_t kws_load32(const int8_t *w)
+{
+    uint32_t u;
+    memcpy(&u, w, 4);
+    return u;
+}
+#define KWS_MAC2(acc, l, h, c) \\
+    ((acc) = (uint32_t)__smlad((h), (int32_t)(c)[1], __smlad((l), (int32_t)(c)[0], (int32_t)(acc))))
+#define KWS_STEP22(a00, a01, a10, a11, w, ca, cb) do { \\
+        uint32_t u0_ = kws_load32(w), u1_ = kws_load32((w) + 4); \\
+        int32_t l0_ = __sxtb16(u0_), h0_ = kws_sxtb16_ror8(u0_); \\
+        int32_t l1_ = __sxtb16(u1_), h1_ = kws_sxtb16_ror8(u1_); \\
+        KWS_MAC2(a00, l0_, h0_, ca); \\
+        KWS_MAC2(a01, l0_, h0_, cb); \\
+        KWS_MAC2(a10, l1_, h1_, ca); \\
+        KWS_MAC2(a11, l1_, h1_, cb); \\
+    } while (0)
+#define KWS_HALF22(a00, a01, a10, a11, w, ca, cb) do { \\
+        int32_t l0_ = __sxtb16(kws_load32(w)), l1_ = __sxtb16(kws_load32((w) + 4)); \\
+        int32_t xa_ = (int32_t)(ca)[0], xb_ = (int32_t)(cb)[0]; \\
+        (a00) = (uint32_t)__smlad(l0_, xa_, (int32_t)(a00)); \\
+        (a01) = (uint32_t)__smlad(l0_, xb_, (int32_t)(a01)); \\
+        (a10) = (uint32_t)__smlad(l1_, xa_, (int32_t)(a10)); \\
+        (a11) = (uint32_t)__smlad(l1_, xb_, (int32_t)(a11)); \\
+    } while (0)
+/* depthwise: a word of two int16 weights times the two int16 inputs at p (an unaligned word load) */
+static inline int32_t kws_load_pair(const int16_t *p)
+{
+    int32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+#define KWS_DW(acc, wp, p) ((acc) = (uint32_t)__smlad((int32_t)(wp), kws_load_pair(p), (int32_t)(acc)))
+#define KWS_STEP12(a0, a1, w, c) do { \\
+        uint32_t u0_ = kws_load32(w), u1_ = kws_load32((w) + 4); \\
+        KWS_MAC2(a0, __sxtb16(u0_), kws_sxtb16_ror8(u0_), c); \\
+        KWS_MAC2(a1, __sxtb16(u1_), kws_sxtb16_ror8(u1_), c); \\
+    } while (0)
+#define KWS_HALF12(a0, a1, w, c) do { \\
+        int32_t x_ = (int32_t)(c)[0]; \\
+        (a0) = (uint32_t)__smlad(__sxtb16(kws_load32(w)), x_, (int32_t)(a0)); \\
+        (a1) = (uint32_t)__smlad(__sxtb16(kws_load32((w) + 4)), x_, (int32_t)(a1)); \\
     } while (0)
 #else
-#define KWS_HI(c) (((int32_t)((c) >> 16) ^ 0x8000) - 0x8000)
-#define KWS_DOT4(acc, w, c) do { \
-        (acc) += (uint32_t)((w)[0] * KWS_LO((c)[0]) + (w)[1] * KWS_LO((c)[1]) \
-                            + (w)[2] * KWS_HI((c)[0]) + (w)[3] * KWS_HI((c)[1])); \
+#define KWS_DOT4(w, c) ((uint32_t)((w)[0] * KWS_LO((c)[0]) + (w)[1] * KWS_LO((c)[1]) \\
+                                   + (w)[2] * KWS_HI((c)[0]) + (w)[3] * KWS_HI((c)[1])))
+#define KWS_DOT2(w, c) ((uint32_t)((w)[0] * KWS_LO((c)[0]) + (w)[2] * KWS_HI((c)[0])))
+#define KWS_STEP22(a00, a01, a10, a11, w, ca, cb) do { \\
+        (a00) += KWS_DOT4((w), (ca)); (a01) += KWS_DOT4((w), (cb)); \\
+        (a10) += KWS_DOT4((w) + 4, (ca)); (a11) += KWS_DOT4((w) + 4, (cb)); \\
     } while (0)
+#define KWS_HALF22(a00, a01, a10, a11, w, ca, cb) do { \\
+        (a00) += KWS_DOT2((w), (ca)); (a01) += KWS_DOT2((w), (cb)); \\
+        (a10) += KWS_DOT2((w) + 4, (ca)); (a11) += KWS_DOT2((w) + 4, (cb)); \\
+    } while (0)
+#define KWS_DW(acc, wp, p) ((acc) += (uint32_t)(KWS_LO(wp) * (p)[0]) + (uint32_t)(KWS_HI(wp) * (p)[1]))
+#define KWS_STEP12(a0, a1, w, c) do { (a0) += KWS_DOT4((w), (c)); (a1) += KWS_DOT4((w) + 4, (c)); } while (0)
+#define KWS_HALF12(a0, a1, w, c) do { (a0) += KWS_DOT2((w), (c)); (a1) += KWS_DOT2((w) + 4, (c)); } while (0)
 #endif
 
 /* kws_requant for a 32-bit value and 0 < shift < 32, in 32-bit arithmetic: the same result
@@ -396,12 +673,15 @@ static inline int32_t kws_requant32(int32_t v, int shift, int32_t lo, int32_t hi
     return r < lo ? lo : r > hi ? hi : r;
 }
 
-/* Two's-complement value of the low ``bits`` (at most 32) bits of a 32-bit register. */
-static int32_t kws_wrap32(uint32_t reg, int bits)
+/* Two's-complement value of the low ``bits`` (at most 32) bits of a 32-bit register, in 32-bit
+   arithmetic (bits is a constant at every call, so one branch remains). */
+static inline int32_t kws_wrap32(uint32_t reg, int bits)
 {
-    uint32_t half = (uint32_t)1 << (bits - 1);
-    uint32_t low = bits == 32 ? reg : reg & ((half << 1) - 1);
-    return (int32_t)((int64_t)(low ^ half) - (int64_t)half);
+    uint32_t half;
+    if (bits == 32)
+        return reg < 0x80000000u ? (int32_t)reg : -(int32_t)~reg - 1;
+    half = (uint32_t)1 << (bits - 1);
+    return (int32_t)((reg & ((half << 1) - 1)) ^ half) - (int32_t)half;
 }
 """
 
@@ -474,7 +754,9 @@ def _header(int_model, class_names=None):
 #define KWS_INPUT_MIN ({lo})
 #define KWS_INPUT_MAX {hi}
 #define KWS_SCORE_FL {last.fl_outputs}
-{_class_names_define(class_names)}
+{_class_names_define(class_names)}#define KWS_N_LAYERS {len(int_model.layers)}
+#define KWS_LAYER_NAMES {{{", ".join('"' + layer.name + '"' for layer in int_model.layers)}}}
+
 typedef {_data_ctype(first.bits_inputs)} kws_input_t;
 
 int kws_infer(const kws_input_t *features, int32_t *scores);
@@ -493,18 +775,18 @@ def _source(int_model):
     parts += [_weights_c(layer) for layer in layers]
     parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
                  f"static int16_t kws_arena[{arena // 2}];\n")
-    parts.append((_WRAP if not all(_dsp(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
+    parts.append((_WRAP if not all(_dsp(layer) or _dw_packed(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
     packed = [layer for layer in layers if _dsp(layer)]
-    if packed:
+    if packed or any(_dw_packed(layer) for layer in layers):
         parts.append(_PACKED)
-        shared = [_row_length(layer)[1] // 2 for layer in packed
-                  if layer.kind == "linear" or _row_length(layer)[1] // 2 > _LOCAL_WORDS]
-        if shared:
-            parts.append(f"\n/* The packed inputs of one position (or of a fully connected layer). */\n"
-                         f"static uint32_t kws_col[{max(shared)}];\n")
+    if packed:
+        parts.append(f"\n/* The packed inputs of the positions one output reads (or of a fully connected layer). */\n"
+                     f"static uint32_t kws_col[{max(_col_words(layer) for layer in packed)}];\n")
     for layer, following in zip(layers, layers[1:] + (None,)):
         if _dsp(layer):
             parts.append(_linear_dsp_c(layer, following) if layer.kind == "linear" else _conv_dsp_c(layer, following))
+        elif _dw_packed(layer):
+            parts.append(_dw_packed_c(layer, following))
         else:
             parts.append(_linear_c(layer, following) if layer.kind == "linear" else _conv_c(layer, following))
     calls = []
@@ -515,9 +797,18 @@ def _source(int_model):
         else:
             offset = 0 if i % 2 == 0 else arena - pairs[i][1]
             dst = f"({_out_ctype(following)} *)(void *)((unsigned char *)kws_arena + {offset})"
-        calls.append(f"    kws_{layer.name}({src}, {dst});")
+        calls.append(f"    KWS_LAYER_HOOK({i});\n    kws_{layer.name}({src}, {dst});")
         src = dst
+    calls.append(f"    KWS_LAYER_HOOK({len(layers)});")
     parts.append("""
+/* KWS_LAYER_HOOK(i) runs before layer i and after the last (i = KWS_N_LAYERS): nothing, unless
+   the build defines it as a function's name (the firmware's per-layer instruction counts). */
+#ifdef KWS_LAYER_HOOK
+void KWS_LAYER_HOOK(int layer);
+#else
+#define KWS_LAYER_HOOK(layer) ((void)0)
+#endif
+
 int kws_infer(const kws_input_t *features, int32_t *scores)
 {
     int k, best = 0;

@@ -4,7 +4,7 @@ Figures are built on ``matplotlib.figure.Figure`` and rendered by the Agg canvas
 pyplot: no GUI backend is touched and no global figure state leaks between calls. matplotlib is
 imported when a figure is drawn, not when a script starts.
 """
-from utils.atomic import save_figure
+from utils.atomic import figure_png, write_bytes
 
 METRIC_NAMES = {"top1": "top-1", "balanced_accuracy": "balanced accuracy",
                 "stream_recall_at_target": "keywords found at the target false alarms/h (stream)",
@@ -24,14 +24,21 @@ def _reference_lines(ax, baseline, floor):
     ax.axhline(floor, color="red", linestyle="--", label=f"floor {floor:.4f}")
 
 
+def _png(fig, path):
+    png = figure_png(fig)
+    if path is not None:
+        write_bytes(path, png)
+    return png
+
+
 def axis_label(metric):
     """The y axis of a search figure: the decision metric its points are, on the validation split."""
     return f"validation {METRIC_NAMES.get(metric, metric)}"
 
 
-def plot_quantization(sweeps, baseline, floor, path, metric="top1"):
+def plot_quantization(sweeps, baseline, floor, path=None, metric="top1"):
     """The decision ``metric`` against bitwidth, one line per group sweep (``{label: {bitwidth:
-    score}}``)."""
+    score}}``): PNG bytes, also written to ``path`` when given."""
     fig, ax = _figure()
     for label, sweep in sweeps.items():
         bits = sorted(sweep, reverse=True)
@@ -44,12 +51,12 @@ def plot_quantization(sweeps, baseline, floor, path, metric="top1"):
     ax.set_title("Dynamic fixed-point quantization")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    save_figure(fig, path)
+    return _png(fig, path)
 
 
-def plot_pruning(rates, accuracies, accepted, baseline, floor, path, metric="top1"):
+def plot_pruning(rates, accuracies, accepted, baseline, floor, path=None, metric="top1"):
     """The decision ``metric`` against total pruning rate (fractions) per search step; rejected
-    steps marked."""
+    steps marked: PNG bytes, also written to ``path`` when given."""
     fig, ax = _figure()
     kept = [(r * 100, a) for r, a, ok in zip(rates, accuracies, accepted) if ok]
     ax.plot([0.0] + [r for r, _ in kept], [baseline] + [a for _, a in kept], marker=".",
@@ -63,4 +70,4 @@ def plot_pruning(rates, accuracies, accepted, baseline, floor, path, metric="top
     ax.set_title("Minimum-weight kernel pruning")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    save_figure(fig, path)
+    return _png(fig, path)

@@ -22,7 +22,7 @@ from fixedpoint.graph import describe, tied_depthwise
 from fixedpoint.layers import FixedPointConv2d
 from optimization.plots import plot_pruning
 from optimization.scores import RULE, format_scores, passes
-from utils.atomic import write_yaml
+from utils.atomic import write_together, yaml_bytes
 from utils.progress import progress_bar, write_line
 
 MARGIN_EXCEEDED = ("Pruning stops: the next kernel would take the metric below the floor; it stays, "
@@ -250,9 +250,11 @@ def save_pruning(path, result, config):
                "notes": list(result.notes or [])}
     if result.scores:
         results["scores"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.scores.items()}
-    write_yaml(path, {"config": schema.parse_pruning_config(config).to_dict(), "results": results,
-                      "pruned_filters": {name: list(k) for name, k in result.pruned.items()}})
     figure = path.with_suffix(".png")
-    plot_pruning([s.rate for s in result.steps], [s.accuracy for s in result.steps],
-                 [s.accepted for s in result.steps], result.baseline, result.floor, figure, metric=result.metric)
+    write_together({   # the YAML and its figure are replaced together or not at all
+        path: yaml_bytes({"config": schema.parse_pruning_config(config).to_dict(), "results": results,
+                          "pruned_filters": {name: list(k) for name, k in result.pruned.items()}}),
+        figure: plot_pruning([s.rate for s in result.steps], [s.accuracy for s in result.steps],
+                             [s.accepted for s in result.steps], result.baseline, result.floor,
+                             metric=result.metric)})
     return figure

@@ -9,7 +9,7 @@ from configuration.schema import parse_quantization_config
 from optimization.plots import plot_quantization
 from optimization.quantization import GROUP_NAMES, GROUPS, SWEEP_TITLES, bits_label
 from optimization.scores import RULE, format_scores
-from utils.atomic import write_yaml
+from utils.atomic import write_together, yaml_bytes
 
 
 def _label(bits):
@@ -72,9 +72,10 @@ def save_quantization(path, result, config):
     layers = {name: q.to_dict() for name, q in result.layers.items()}
     # ``solutions`` repeats the formats under the lab's name, where its loader reads them
     # (seven keys per layer), so the lab's test.py, profile.py and train.py accept our file too.
-    write_yaml(path, {"config": parse_quantization_config(config).to_dict(), "results": results,
-                      "layers": layers, "solutions": {name: dict(q) for name, q in layers.items()}})
     figure = path.with_suffix(".png")
-    plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
-                      result.floor, figure, metric=result.metric)
+    write_together({   # the YAML and its figure are replaced together or not at all
+        path: yaml_bytes({"config": parse_quantization_config(config).to_dict(), "results": results,
+                          "layers": layers, "solutions": {name: dict(q) for name, q in layers.items()}}),
+        figure: plot_quantization({GROUP_NAMES[g]: result.sweeps[g] for g in GROUPS}, result.baseline,
+                                  result.floor, metric=result.metric)})
     return figure

@@ -244,3 +244,38 @@ def test_a_dscnn_quantization_solution_does_not_apply_to_lenet5():
     solution = {"layers": {"dw1": LayerQuantization(8, 8, 32, 8, 1, 1, 1).to_dict()}}
     with pytest.raises(UserError, match="dw1"):
         load_quantization(solution, KeywordLeNet5Clone())
+
+
+class OddNet(KeywordModel):
+    """Odd shapes for the packed kernels: odd channel counts (a zero-padded last pair), a 3x3 max
+    pool (an odd window: its last position repeated), a conv without pool over an odd number of
+    positions (the last one computed twice) and a padded conv with a global average pool."""
+
+    def __init__(self, num_classes=3, widths=(5, 3, 7), input_shape=(1, 100, 13)):
+        super().__init__()
+        self.input_shape, self.widths = tuple(input_shape), tuple(widths)
+        self.arch_args = {"num_classes": num_classes}
+        a, b, c = widths
+        self.conv_a = FixedPointConv2d(1, a, kernel_size=3)                 # 98x11, max pool 3 -> 32x3
+        self.conv_b = FixedPointConv2d(a, b, kernel_size=(2, 1))            # 31x3: 93 positions
+        self.conv_c = FixedPointConv2d(b, c, kernel_size=3, padding=(1, 2))  # 31x5, average pool
+        self.head = FixedPointLinear(c, num_classes)
+
+    def describe(self):
+        return Graph(self.input_shape, (Block("conv_a", self.conv_a, relu=True, maxpool=3),
+                                        Block("conv_b", self.conv_b, relu=True),
+                                        Block("conv_c", self.conv_c, relu=True, avgpool=True),
+                                        Block("head", self.head)))
+
+
+@pytest.mark.parametrize("bits, bits_weights, bits_accumulator", [(8, 6, 32), (12, 8, 20), (8, 8, 14)])
+def test_packed_kernels_with_odd_shapes_are_bit_exact(bits, bits_weights, bits_accumulator, tmp_path):
+    """The packed kernels' edge cases (OddNet), with int8 and int16 inputs and accumulators that
+    wrap: C == integer engine == simulation on every clip."""
+    torch.manual_seed(1)
+    model = OddNet().eval()
+    x = _features(12, 3)
+    _quantize(model, x, bits=bits, bits_weights=bits_weights, bits_accumulator=bits_accumulator)
+    engine = _assert_bit_exact(model, x, tmp_path)
+    # every layer went through a packed kernel (the layer comments of model.c say which)
+    assert (tmp_path / "model.c").read_text().count("(packed kernel") == len(engine.layers) == 4

@@ -92,3 +92,52 @@ def test_speech_referenced_snr_measures_the_word_not_the_padding():
 def test_unknown_snr_reference_is_refused():
     with pytest.raises(UserError, match="snr_reference must be one of window, speech"):
         AugmentParams.from_dict({"snr_reference": "clip"})
+
+
+def _word_batch(starts, lengths, frames=100, bands=8):
+    """Silence-padded 'words': constant power 1.0 over [start, start + length), 1e-6 elsewhere."""
+    mel = torch.full((len(starts), bands, frames), 1e-6)
+    for i, (a, n) in enumerate(zip(starts, lengths)):
+        mel[i, :, a:a + n] = 1.0
+    return mel
+
+
+def test_edge_negatives_keep_the_share_of_the_word_at_an_edge_and_relabel_it():
+    aug = MelAugmenter(AugmentParams(edge_negatives=1.0, edge_keep=0.3), None, hop_ms=10)
+    mel = _word_batch([40, 30, 0, 45], [20, 40, 100, 10])
+    labels = torch.tensor([1, 2, 0, 3])
+    out, new = aug.edge_negatives(mel, labels, torch.Generator().manual_seed(0))
+    assert new.tolist() == [0, 0, 0, 0]
+    assert torch.equal(out[2], mel[2])                     # not a keyword: untouched
+    for i, n in ((0, 20), (1, 40), (3, 10)):
+        speech = (out[i, 0] >= 0.5).nonzero().flatten().tolist()
+        keep = int(n * 0.3)
+        assert len(speech) == keep                             # 30% of the word's frames, floored
+        assert speech in (list(range(keep)), list(range(100 - keep, 100)))   # at the start or the end
+    assert labels.tolist() == [1, 2, 0, 3]                 # the caller's labels are not changed
+
+
+def test_edge_negatives_at_share_zero_change_nothing_and_follow_the_seed():
+    mel, labels = _word_batch([40] * 64, [20] * 64), torch.ones(64, dtype=torch.long)
+    none = MelAugmenter(AugmentParams(edge_negatives=0.0), None, hop_ms=10)
+    out, new = none.edge_negatives(mel, labels, torch.Generator().manual_seed(0))
+    assert torch.equal(out, mel) and torch.equal(new, labels)
+    half = MelAugmenter(AugmentParams(edge_negatives=0.5), None, hop_ms=10)
+    a = half.edge_negatives(mel, labels, torch.Generator().manual_seed(3))
+    b = half.edge_negatives(mel, labels, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert 16 <= int((a[1] == 0).sum()) <= 48                 # about half of 64 (binomial, p=0.5)
+
+
+def test_loader_trains_on_the_edge_negatives_labels():
+    from data_loader.data_loaders import InMemoryLoader
+    mel = _word_batch([40] * 300, [20] * 300)
+    labels = torch.tensor([0, 1, 2] * 100)
+    aug = MelAugmenter(AugmentParams(edge_negatives=1.0, time_shift_ms=0, noise_prob=0), None, hop_ms=10)
+    loader = InMemoryLoader(mel, labels, lambda m: m.log(), batch_size=64, shuffle=True, augmenter=aug)
+    seen = torch.cat([y for _, y in loader])
+    assert seen.tolist() == [0] * 300                         # every keyword clip became a negative
+    assert labels.tolist() == [0, 1, 2] * 100                 # the stored labels stay
+    xs = torch.cat([x for x, _ in loader])
+    frames = (xs[:, 0] > -1).sum(dim=1)
+    assert (frames == 6).sum() == 200 and (frames == 20).sum() == 100   # keywords: 30% of 20 frames

@@ -50,6 +50,23 @@ def test_table_has_a_worst_and_a_mean_line_per_kind_with_false_alarms_and_costs(
     assert (tmp_path / "models.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_instructions_per_mac_column_when_the_firmware_ran():
+    """The firmware's instructions per MAC (export.yml, under QEMU) become a column: worst = the
+    highest seed, mean the average; the float model, never built for the M4, shows '-'."""
+    results = [{**r, "compressed": {**r["compressed"], "instructions_per_mac": x}}
+               for r, x in zip(RESULTS, (1.64, 1.70))]
+    stats = bench.summary_rows(results, "compressed", KEYWORDS)
+    assert stats["worst"]["instructions_per_mac"] == 1.70
+    assert abs(stats["mean"]["instructions_per_mac"] - 1.67) < 1e-12
+    table = {"Net": {kind: bench.summary_rows(results, kind, KEYWORDS) for kind in ("float", "compressed")}}
+    lines = bench.format_table(table, KEYWORDS).splitlines()
+    assert lines[0].split()[-1] == "instr/MAC"
+    assert [line.split()[-1] for line in lines[2:]] == ["-", "-", "1.70", "1.67"]
+    # without it, no such column (the table above)
+    assert "instr/MAC" not in bench.format_table(
+        {"Net": {kind: bench.summary_rows(RESULTS, kind, KEYWORDS) for kind in ("float", "compressed")}}, KEYWORDS)
+
+
 def test_float_cost_reads_profile_output():
     text = "Accuracy:\nMACs/classification: 170864\nNumber of Parameters: 12764\n"
     assert bench.float_cost(text) == (170864, 12764)

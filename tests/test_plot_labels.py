@@ -7,7 +7,7 @@ import optimization.plots as plots
 @pytest.fixture
 def drawn(monkeypatch):
     figures = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "figure_png", lambda fig: figures.append(fig) or b"png")
     return figures
 
 

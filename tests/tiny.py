@@ -15,12 +15,12 @@ WORDS = ("one", "two", "three", "bed", "cat")
 PER_WORD = 8            # per word: 4 training, 2 validation, 2 test clips
 
 
-def build_tiny_corpus(dest):
-    """``dest`` in Speech Commands layout: PER_WORD real clips of each of WORDS and a 12 s noise
+def build_tiny_corpus(dest, words=WORDS):
+    """``dest`` in Speech Commands layout: PER_WORD real clips of each of ``words`` and a 12 s noise
     recording; returns dest."""
     dest = Path(dest)
     validation, testing = [], []
-    for word in WORDS:
+    for word in words:
         (dest / word).mkdir(parents=True)
         for i, wav in enumerate(sorted((CORPUS / word).glob("*.wav"))[:PER_WORD]):
             shutil.copyfile(wav, dest / word / wav.name)
@@ -37,10 +37,11 @@ def build_tiny_corpus(dest):
     return dest
 
 
-def tiny_config(tmp, corpus, name="tiny", epochs=2, **trainer):
-    """The default config on ``corpus``, saving under ``tmp/saved``, a few small epochs."""
+def tiny_config(tmp, corpus, name="tiny", epochs=2, base="config_lenet5_keywords.yml", **trainer):
+    """The ``base`` config (the default's unless told) on ``corpus``, saving under ``tmp/saved``, a
+    few small epochs."""
     tmp = Path(tmp)
-    cfg = yaml.safe_load((ROOT / "config_lenet5_keywords.yml").read_text())
+    cfg = yaml.safe_load((ROOT / base).read_text())
     cfg["name"] = name
     cfg["data_loader"]["args"].update(data_dir=str(corpus), cache_dir=str(tmp / "cache"), batch_size=8,
                                       background_noise={"train": 8, "validation": 0, "test": 0})
@@ -76,12 +77,13 @@ def assert_unchanged(before, after):
     assert not changed, f"files changed or lost: {changed}"
 
 
-def quantized_tiny_run(tmp):
-    """A 2-epoch run on the tiny corpus and its quantization.yml with every group at 8 bits (the
-    C export needs all of them in fixed point): (corpus, config path, run folder)."""
+def quantized_tiny_run(tmp, words=WORDS, base="config_lenet5_keywords.yml"):
+    """A 2-epoch run on the tiny corpus (of ``words``) with the ``base`` config and its
+    quantization.yml with every group at 8 bits (the C export needs all of them in fixed point):
+    (corpus, config path, run folder)."""
     tmp = Path(tmp)
-    corpus = build_tiny_corpus(tmp / "corpus")
-    config = tiny_config(tmp, corpus)
+    corpus = build_tiny_corpus(tmp / "corpus", words)
+    config = tiny_config(tmp, corpus, base=base)
     cfg = yaml.safe_load(config.read_text())
     cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
     config.write_text(yaml.safe_dump(cfg))

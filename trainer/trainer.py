@@ -20,6 +20,7 @@ from model.metric import all_metrics, confusion_matrix, top1
 from fixedpoint.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
+from utils.errors import UserError
 from utils.progress import heartbeat, progress_bar
 
 VALIDATION_KEYS = ("loss", "top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
@@ -121,13 +122,17 @@ class Trainer(BaseTrainer):
                            leave=False, unit="batch")
         if self.progress and self.is_writer:  # in a log file: a line at most every 30 s within the epoch
             bar = heartbeat(bar, f"epoch {epoch}/{self.epochs}", total=len(batches))
-        for x, y in bar:
+        for batch, (x, y) in enumerate(bar, 1):
             x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(x)
             loss = self.criterion(out, y)
             if self.distillation is not None:
                 loss = self.distillation(out, y, x, loss)
+            if self.distributed is None and not torch.isfinite(loss.detach()):
+                # stop before the step makes the weights NaN (torchrun ranks meet the epoch's check)
+                raise UserError(f"training diverged: epoch {epoch}, batch {batch} has loss {float(loss.detach())}; lower "
+                                f"the learning rate (--lr) or check the data; checkpoints saved so far are kept")
             loss.backward()
             self.optimizer.step()
             if self._pruned:

@@ -6,20 +6,27 @@ remove its own, so every write first removes stale ones in its folder (once per 
 process): ours by name, whose writer process is gone or which are older than STALE_SECONDS.
 Folders matching ``.<name>.<pid>.<kind>-<random>`` (e.g. the download's extraction folder) are
 treated the same way by :func:`remove_stale`.
+
+A write that the file system refuses (disk full, quota, file-size limit, read-only, no
+permission) is a :class:`WriteError`: one line naming the path and what to do, and still an
+OSError, so a caller that can do without the file (the feature cache) goes on. A path that
+exists and is not a regular file (a FIFO, a device, a folder, a symbolic link) is never replaced.
 """
+import errno
 import io
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
 
 from utils import yaml_reader
-from utils.errors import UserError
+from utils.errors import WRITE_ERRORS, UserError
 
 
 _UMASK = os.umask(0)
@@ -30,6 +37,56 @@ STALE_SECONDS = 3600
 # .<name>.<8 random>.tmp without a pid is recognised too and removed by age only
 _TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?(?:[a-z0-9_]{8}\.tmp|[a-z]+-[a-z0-9_]{8})$")
 _cleaned = set()
+
+class WriteError(UserError, OSError):
+    """A write the file system refused, as one line naming the path and what to do; an OSError
+    with the original errno too."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.errno = code
+
+
+def write_failure(error, path):
+    """``error`` (an OSError of writing ``path``) as a WriteError when it is a refused write
+    (WRITE_ERRORS), else ``error`` itself."""
+    if isinstance(error, UserError) or not isinstance(error, OSError):
+        return error
+    advice = WRITE_ERRORS.get(error.errno)
+    if error.errno == errno.ENOENT and Path(path).parent.is_dir():   # /proc: a folder that takes no new file
+        advice = "that folder takes no new files: write elsewhere"
+    if advice is None:
+        return error
+    return WriteError(f"cannot write {path}: {error.strerror or os.strerror(error.errno)}; {advice}", error.errno)
+
+
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_replaceable(path):
+    """A UserError when ``path`` exists and is not a regular file: a FIFO, a device, a folder or
+    a symbolic link is never replaced by a file (as root, ``-o /dev/null`` would replace the device)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in KINDS if test(mode)), "not a regular file")
+        raise UserError(f"{path} is {kind}, not a regular file, and is not replaced; choose another path")
+
+
+def make_folder(path):
+    """``path`` and its parents as folders (existing ones kept); a refused write is a WriteError,
+    an existing non-folder a UserError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failure(e, path) from None
+    return path
 
 
 def temp_prefix(path):
@@ -94,20 +151,27 @@ def clean_once(folder):
 def atomic_open(path, mode="w", **kwargs):
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_once(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+    check_replaceable(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_once(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+    except OSError as e:
+        raise write_failure(e, path) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        failure = write_failure(e, path)
+        if failure is e:
+            raise
+        raise failure from None
 
 
 def write_text(path, text):
@@ -131,11 +195,33 @@ def torch_save(obj, path):
     write_bytes(path, buf.getvalue())
 
 
-def save_figure(fig, path):
-    """Save a matplotlib figure as PNG atomically."""
+def write_together(contents):
+    """Files that belong together ({path: bytes}, e.g. a YAML report and its PNG): every one is
+    written to its temporary file and synced first, and only then are they renamed into place, so
+    a refused write (a full disk) or an interruption while writing replaces none of them."""
+    with ExitStack() as stack:
+        for path, data in contents.items():
+            f = stack.enter_context(atomic_open(path, "wb"))
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def yaml_bytes(data):
+    """``data`` as the UTF-8 YAML text write_yaml writes (for write_together)."""
+    return yaml_reader.dumps(data).encode("utf-8")
+
+
+def figure_png(fig):
+    """A matplotlib figure as PNG bytes (the resolution every saved figure uses)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure as PNG atomically."""
+    write_bytes(path, figure_png(fig))
 
 
 def read_yaml(path, what="YAML file"):

@@ -1,9 +1,22 @@
 """One error type for bad user input: the scripts print its message on one line and exit 1."""
+import errno
 import functools
 import sys
 
+from utils import interrupt
+
 
 MAX_MESSAGE = 2000   # characters of an error message printed (a forged file can make one huge)
+
+# errno of a refused write -> what the user does about it (utils.atomic names the path it wrote)
+WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.EFBIG: "the file is larger than this file system or the file-size limit allows: write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "check the permissions, or write elsewhere",
+    errno.EPERM: "check the permissions, or write elsewhere",
+}
 
 
 def one_line(text, limit=MAX_MESSAGE):
@@ -27,12 +40,18 @@ def exit_on_user_error(main):
     """Decorator for a script's main(): a UserError becomes ``error: <message>`` and exit status 1."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        interrupt.during_main()
         try:
             return main(*args, **kwargs)
         except UserError as e:
             print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(1)
+        except OSError as e:   # a refused write outside utils.atomic (a log file, tensorboard's events)
+            if e.errno not in WRITE_ERRORS:
+                raise
+            print(f"error: {one_line(e.filename or 'a file')}: {e.strerror}; {WRITE_ERRORS[e.errno]}", file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            print(interrupt.MESSAGE, file=sys.stderr)
+            sys.exit(interrupt.STATUS)
     return wrapper

@@ -23,6 +23,20 @@ extern const char __model_data_start, __model_data_end, __model_bss_start, __mod
 extern const char __test_data_start, __test_data_end;
 extern const char __data_start, __data_end, __bss_start, __bss_end;
 
+/* Per-layer counts: model_layers.o is model.c built with KWS_LAYER_HOOK = kws_fw_layer_mark and
+ * kws_infer renamed kws_infer_layers, so the measured kws_infer above has no hook calls. The
+ * first LAYER_CLIPS clips run through it; a layer's count includes one hook call (a few
+ * instructions). */
+#define LAYER_CLIPS 10u
+int kws_infer_layers(const kws_input_t *features, int32_t *scores);
+void kws_fw_layer_mark(int layer);
+static uint32_t layer_mark[KWS_N_LAYERS + 1];
+
+void kws_fw_layer_mark(int layer)
+{
+    layer_mark[layer] = SYST_CVR;
+}
+
 static char out[256];
 static int out_len;
 
@@ -116,6 +130,30 @@ int main(void)
             first_differing = clip;
     }
     low = kws_fw_stack_low_water();
+    {
+        static const char *const names[KWS_N_LAYERS] = KWS_LAYER_NAMES;
+        static const uint32_t layer_macs[KWS_N_LAYERS] = KWS_LAYER_MACS;
+        uint64_t layer_ticks[KWS_N_LAYERS] = {0};
+        uint32_t n = KWS_TEST_CLIPS < LAYER_CLIPS ? KWS_TEST_CLIPS : LAYER_CLIPS;
+        for (clip = 0; clip < n; clip++) {
+            kws_infer_layers(kws_test_features + (uint32_t)clip * KWS_N_INPUTS, scores);
+            for (k = 0; k < KWS_N_LAYERS; k++)
+                layer_ticks[k] += (layer_mark[k] - layer_mark[k + 1]) & SYST_MASK;
+        }
+        for (k = 0; k < KWS_N_LAYERS; k++) {
+            uint64_t instructions = (layer_ticks[k] * INSTRUCTIONS_PER_TICK + n / 2) / n;
+            put("layer ");
+            put(names[k]);
+            put(": ");
+            put_u(instructions);
+            put(" instructions per inference, ");
+            put_u(layer_macs[k]);
+            put(" MACs executed (");
+            put_hundredths((instructions * 100 + layer_macs[k] / 2) / layer_macs[k]);
+            put(" per MAC)");
+            flush_line();
+        }
+    }
     peak_stack = (uint32_t)((const char *)&__stack_top - (const char *)(low < startup_low ? low : startup_low));
 
     model_flash = span(&__model_text_start, &__model_text_end) + span(&__model_data_start, &__model_data_end);
