@@ -1,30 +1,26 @@
 """Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-
+from app.cli import entry, script_parser
 from app.export_bundle import export_bundle, format_summary
 from deploy.firmware import HOST, TARGETS
-from utils.allocator import reuse_freed_memory
-from utils.cli import ArgumentParser
-from utils.errors import exit_on_user_error
 
 
-@exit_on_user_error
-def main():
-    reuse_freed_memory()
-    parser = ArgumentParser(description="Export a (pruned, quantized) keyword spotter for deployment")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint to export (model_best.pth)")
-    parser.add_argument("-q", "--quantization", default=None,
-                        help="quantization.yml: also write integer C code and test vectors")
-    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: remove the pruned kernels")
-    parser.add_argument("--no-stored", action="store_true",
-                        help="ignore the solutions a finetuned checkpoint carries (export its weights alone)")
-    parser.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
+def parser():
+    parser = script_parser("Export a (pruned, quantized) keyword spotter for deployment", required=("resume", "output"),
+                           resume="checkpoint to export (model_best.pth)",
+                           quantization="quantization.yml: also write integer C code and test vectors",
+                           pruning="pruning.yml: remove the pruned kernels",
+                           no_stored="ignore the solutions a finetuned checkpoint carries (export its weights alone)",
+                           output="folder to write the bundle into")
     parser.add_argument("--target", default=HOST, choices=(HOST, *TARGETS),
                         help="host: C99 for any compiler (default); cortex-m4 / cortex-m7: also a firmware "
                              "folder (startup code, linker script, Makefile, test data) that `make -C DIR run` "
                              "builds with arm-none-eabi-gcc and runs under qemu-system-arm (needs -q)")
-    args = parser.parse_args()
+    return parser
+
+
+def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
                             use_stored=not args.no_stored, target=args.target)
@@ -36,6 +32,8 @@ def main():
         print(f"Next: (cd {args.output} && gcc -std=c99 -O2 -Wall -Wextra -Werror model.c main.c -o kws && "
               f"./kws test_vectors.txt | cmp - expected_scores.txt)")
 
+
+main = entry(parser, run)
 
 if __name__ == "__main__":
     main()

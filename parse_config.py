@@ -15,7 +15,7 @@ from functools import reduce
 from operator import getitem
 from pathlib import Path
 
-from configuration.schema import validate_config
+from configuration.schema import parse_trainer_config, validate_config
 from logger import setup_logging
 from utils import atomic
 from utils.errors import UserError
@@ -40,7 +40,7 @@ class ConfigParser:
         # Checked before anything is written: a bad config creates no run folder.
         self._config = validate_config(_update_config(config, modification))
         self.resume = resume
-        save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
+        save_dir = Path(parse_trainer_config(self._config["trainer"]).save_dir)
         name = self._config["name"]
         if run_id is None:
             run_id = datetime.now().strftime(r"%m%d_%H%M%S")

@@ -1,24 +1,17 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-
+from app.cli import NO_STORED, entry, script_parser
 from app.detection import DetectorSettings, format_result, predict_files
-from utils.allocator import reuse_freed_memory
-from utils.cli import ArgumentParser
-from utils.errors import exit_on_user_error
 
 
-@exit_on_user_error
-def main():
-    reuse_freed_memory()
+def parser():
     defaults = DetectorSettings()
     stored = " (default: the checkpoint's calibrated one, else %g)"
-    parser = ArgumentParser(description="Spot keywords in WAV files (any sample rate and length)")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint (model_best.pth or model_compact.pth)")
-    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: simulated fixed point")
-    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
-    parser.add_argument("--no-stored", action="store_true",
-                        help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
+    parser = script_parser("Spot keywords in WAV files (any sample rate and length)",
+                           resume="checkpoint (model_best.pth or model_compact.pth)",
+                           quantization="quantization.yml: simulated fixed point", pruning="pruning.yml to apply",
+                           no_stored=NO_STORED)
     parser.add_argument("audio", nargs="+", help="WAV files")
     parser.add_argument("--hop-ms", type=float, default=defaults.hop_ms,
                         help="step of the sliding window over long recordings (default %(default)g)")
@@ -28,7 +21,10 @@ def main():
                         help="smoothed keyword probability that fires a detection" + stored % defaults.threshold)
     parser.add_argument("--refractory-ms", type=float, default=defaults.refractory_ms,
                         help="minimum time between two detections (default %(default)g)")
-    args = parser.parse_args()
+    return parser
+
+
+def run(args):
     flags = {"hop_ms": args.hop_ms, "smooth_ms": args.smooth_ms, "threshold": args.threshold,
              "refractory_ms": args.refractory_ms}
     classifier, settings, source, results = predict_files(args.resume, args.audio, args.quantization, args.pruning,
@@ -36,6 +32,8 @@ def main():
     for path, result in results:
         print(format_result(path, result, classifier.class_names, settings, source))
 
+
+main = entry(parser, run)
 
 if __name__ == "__main__":
     main()

@@ -1,24 +1,15 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
-
+from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, report_folder, run_test, save_report
-from utils.cli import ArgumentParser, add_device_option, use_devices
-from utils.allocator import reuse_freed_memory
-from utils.errors import exit_on_user_error
 
 
-@exit_on_user_error
-def main():
-    reuse_freed_memory()
-    parser = ArgumentParser(description="Test a trained keyword spotter")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint to test (model_best.pth)")
-    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml to apply")
-    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml to apply")
-    parser.add_argument("--no-stored", action="store_true",
-                        help="ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)")
-    add_device_option(parser, "; this step runs on the CPU")
+def parser():
+    parser = script_parser("Test a trained keyword spotter", resume="checkpoint to test (model_best.pth)",
+                           quantization="quantization.yml to apply", pruning="pruning.yml to apply",
+                           no_stored=NO_STORED, device=CPU_DEVICE)
     parser.add_argument("--data-dir", default=None, help="evaluate another corpus (its testing_list.txt)")
     parser.add_argument("--all", action="store_true", help="with --data-dir: every clip of the corpus")
     stream = parser.add_argument_group("streaming evaluation (misses against false alarms per hour)")
@@ -41,8 +32,10 @@ def main():
     parser.add_argument("-o", "--output", default=None,
                         help="folder for the report (default: beside the checkpoint; the current folder "
                              "when the checkpoint's folder cannot be written)")
-    args = parser.parse_args()
-    use_devices(args)
+    return parser
+
+
+def run(args):
     if args.output is not None:
         report_folder(args.output)   # before any work
     if args.stream is not None:
@@ -73,6 +66,8 @@ def stream_main(args):
     print(f"Wrote {report} and {report.with_suffix('.png')} (DET curve)")
     print(format_stream_report(result))
 
+
+main = entry(parser, run)
 
 if __name__ == "__main__":
     main()

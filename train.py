@@ -2,6 +2,7 @@
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+from app.cli import entry, script_parser
 import collections
 import contextlib
 
@@ -10,30 +11,25 @@ from trainer.distributed import DistributedContext
 from trainer.finetuning import finetune_config
 from app.training import run_training
 from utils.checkpoint import load_checkpoint
-from utils.allocator import reuse_freed_memory
-from utils.cli import ArgumentParser
-from utils.errors import exit_on_user_error
+
+CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
+OPTIONS = [
+    CustomArgs(["--lr", "--learning_rate"], float, "optimizer;args;lr"),
+    CustomArgs(["--bs", "--batch_size"], int, "data_loader;args;batch_size"),
+    CustomArgs(["--epochs"], int, "trainer;epochs"),
+    CustomArgs(["--data-dir"], str, "data_loader;args;data_dir"),
+    CustomArgs(["--seed"], int, "seed"),
+    CustomArgs(["--name"], str, "name"),
+]
 
 
-@exit_on_user_error
-def main():
-    reuse_freed_memory()
-    parser = ArgumentParser(description="Train a keyword spotter (the architecture the config names), resume a run "
-                                     "(-r), or finetune a quantized/pruned model (-r CKPT -q/-p YML)")
-    parser.add_argument("-c", "--config", default=None, help="config file (YAML)")
-    parser.add_argument("-r", "--resume", default=None, help="checkpoint to resume or finetune")
-    parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (CUDA_VISIBLE_DEVICES)")
-    parser.add_argument("-q", "--quantization", default=None, help="quantization.yml: finetune in fixed point")
-    parser.add_argument("-p", "--pruning", default=None, help="pruning.yml: finetune the pruned model")
-    CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
-    options = [
-        CustomArgs(["--lr", "--learning_rate"], float, "optimizer;args;lr"),
-        CustomArgs(["--bs", "--batch_size"], int, "data_loader;args;batch_size"),
-        CustomArgs(["--epochs"], int, "trainer;epochs"),
-        CustomArgs(["--data-dir"], str, "data_loader;args;data_dir"),
-        CustomArgs(["--seed"], int, "seed"),
-        CustomArgs(["--name"], str, "name"),
-    ]
+def parser():
+    parser = script_parser("Train a keyword spotter (the architecture the config names), resume a run "
+                           "(-r), or finetune a quantized/pruned model (-r CKPT -q/-p YML)", required=(),
+                           config="config file (YAML)", resume="checkpoint to resume or finetune",
+                           device="indices of GPUs to enable (CUDA_VISIBLE_DEVICES)",
+                           quantization="quantization.yml: finetune in fixed point",
+                           pruning="pruning.yml: finetune the pruned model")
     helps = {"--lr": "learning rate (optimizer.args.lr; when finetuning, the finetuning rate)",
              "--bs": "batch size (data_loader.args.batch_size)",
              "--epochs": "number of epochs (trainer.epochs; when finetuning, optimization.finetuning.epochs)",
@@ -41,20 +37,25 @@ def main():
                            "e.g. ../shared/data/kws_corpus",
              "--seed": "random seed of the run (seed)",
              "--name": "run name: runs go to saved/models/<name>/ (name)"}
-    for opt in options:
+    for opt in OPTIONS:
         parser.add_argument(*opt.flags, default=None, type=opt.type, help=helps[opt.flags[0]])
-    args = parser.parse_args()
+    return parser
+
+
+def run(args):
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     transform = None
     if checkpoint is not None and (args.quantization or args.pruning):
         transform = lambda config: finetune_config(config, checkpoint)[0]  # noqa: E731
     distributed = DistributedContext.from_environment()  # None unless started by torchrun
     with distributed or contextlib.nullcontext():
-        config = ConfigParser.from_args(args, options, config_from_checkpoint=checkpoint and checkpoint.config,
+        config = ConfigParser.from_args(args, OPTIONS, config_from_checkpoint=checkpoint and checkpoint.config,
                                         distributed=distributed, transform=transform)
         with config.discard_on_failure():
             run_training(config, checkpoint, args.quantization, args.pruning, distributed=distributed)
 
+
+main = entry(parser, run)
 
 if __name__ == "__main__":
     main()

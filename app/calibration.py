@@ -9,37 +9,23 @@ misses (ties: the shorter span). It is written into model_best.pth, where test.p
 and export.py read it. The test split is never used for it.
 """
 from app.detection import DetectorSettings, KeywordClassifier
-from app.stream_test import DEFAULT_HOURS, DEFAULT_TARGET, frame_scan, split_stream
+from app.stream_test import frame_scan, split_stream
 from data_loader.corpus import SILENCE
 from data_loader.stream import render_blocks
 from model.stream_metric import THRESHOLDS, operating_point, sweep
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
-SMOOTH_MS = (300.0, 500.0, 700.0)
-
-
-def detector_config(config):
-    """The config's ``detector`` section with its defaults (None, no section: calibration is off)."""
-    section = config.get("detector")
-    if section is None:
-        return None
-    return {"target_false_alarms_per_hour": float(section.get("target_false_alarms_per_hour", DEFAULT_TARGET)),
-            "stream_hours": float(section.get("stream_hours", DEFAULT_HOURS)),
-            "seed": int(section.get("seed", 0)),
-            "smooth_ms": [float(v) for v in section.get("smooth_ms", SMOOTH_MS)]}
-
-
 def calibrate(checkpoint, settings, data_dir=None):
     """The detector mapping for ``checkpoint`` (its stored solutions applied) from ``settings``
-    (detector_config)."""
+    (a configuration.schema.DetectorConfig)."""
     classifier = KeywordClassifier.from_checkpoint(checkpoint)
-    plan = split_stream(classifier, classifier.ckpt, data_dir, "validation", settings["stream_hours"],
-                        settings["seed"])
-    target = settings["target_false_alarms_per_hour"]
+    plan = split_stream(classifier, classifier.ckpt, data_dir, "validation", settings.stream_hours,
+                        settings.seed)
+    target = settings.target_false_alarms_per_hour
     hours = plan.background_s / 3600.0
     starts_s, posteriors, _ = frame_scan(classifier, render_blocks(plan), DetectorSettings())
     best = None
-    for smooth in sorted(settings["smooth_ms"]):
+    for smooth in sorted(settings.smooth_ms):
         detector = DetectorSettings(smooth_ms=smooth)
         scores = sweep(posteriors, starts_s, detector, classifier.class_names, plan.labels, hours, THRESHOLDS,
                        (SILENCE,))
@@ -53,7 +39,7 @@ def calibrate(checkpoint, settings, data_dir=None):
             "validation_miss_rate": float(score.miss_rate),
             "validation_false_alarms_per_hour": float(score.false_alarms_per_hour),
             "validation_keywords": int(score.keywords), "stream_hours": float(plan.duration_s / 3600.0),
-            "seed": int(settings["seed"])}
+            "seed": int(settings.seed)}
 
 
 def describe(detector):

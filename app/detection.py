@@ -31,6 +31,7 @@ from data_loader.features import FeatureParams, MelPower
 from data_loader.frame_features import FrameScanner, segments
 from fixedpoint.graph import describe
 from utils.errors import UserError
+from utils.values import is_number
 from app.restore import normalization_of, restore_model
 from model.detector import DetectorSettings, Detection, smooth_posteriors  # noqa: F401  (predict.py's API)
 from model.detector import find_detections as _find_detections
@@ -96,7 +97,7 @@ def stored_settings(ckpt, threshold=None, smooth_ms=None, hop_ms=None, refractor
     for key, value in (("threshold", threshold), ("smooth_ms", smooth_ms), ("hop_ms", hop_ms),
                        ("refractory_ms", refractory_ms)):
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):   # argparse gives [] for "--x=--"
+            if not is_number(value):   # argparse gives [] for "--x=--"
                 raise UserError(f"--{key.replace('_', '-')} must be a number, got {value!r}")
             values[key] = float(value)
             if key == "threshold":

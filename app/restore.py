@@ -10,7 +10,7 @@ import copy
 import yaml
 
 import data_loader.data_loaders as module_data
-from configuration.schema import validate_stored_loader
+from configuration.schema import DEFAULT_KEYWORDS, validate_stored_loader
 from fixedpoint.folding import fold_batchnorm
 from model.registry import build_model
 from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
@@ -119,7 +119,7 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
     cls = getattr(module_data, name, None) if name in DATA_LOADERS else None
     if cls is None:
         raise UserError(f"the checkpoint's data loader '{cfg.get('type')}' is not known to this version")
-    keywords = args.get("keywords", ("one", "two", "three"))
+    keywords = args.get("keywords", DEFAULT_KEYWORDS)
     if ckpt.keywords is not None and list(keywords if isinstance(keywords, (list, tuple)) else [keywords]) \
             != list(ckpt.keywords):
         raise UserError(f"the checkpoint's config names keywords {keywords!r} but its model was trained for "

@@ -20,14 +20,13 @@ from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
 from data_loader.stream import describe_plan, plan_stream, render_blocks
+from configuration.schema import DEFAULT_HOURS, DEFAULT_TARGET, DetectorConfig, parse_detector_config
 from model.detector import detections_of_smoothed, smooth_posteriors
 from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, match, misses_at, operating_point,
                                  recall_over_rates, sweep, tolerance_text)
 from utils import atomic
 from utils.errors import UserError
 
-DEFAULT_TARGET = 1.0        # false alarms per hour the operating point is chosen for
-DEFAULT_HOURS = 1.0         # non-keyword audio in a stream built from a split
 MAX_HOURS = 100.0
 MAX_LABEL_LINES = 1_000_000
 
@@ -277,14 +276,12 @@ class StreamValidation:
         """The measures for a checkpoint's model: the hours and seed of its ``detector`` config,
         its target and calibrated smoothing."""
         ckpt = classifier.ckpt
-        config = ckpt.config.get("detector") or {}
+        config = parse_detector_config(ckpt.config.get("detector")) or DetectorConfig()
         stored = ckpt.detector or {}
-        target = float(stored.get("target_false_alarms_per_hour",
-                                  config.get("target_false_alarms_per_hour", DEFAULT_TARGET)))
+        target = float(stored.get("target_false_alarms_per_hour", config.target_false_alarms_per_hour))
         settings, _ = stored_settings(ckpt)
         return cls(checkpoint_corpus(ckpt, data_dir), classifier.params, classifier.transform.mean, classifier.transform.std,
-                   classifier.class_names, settings, target, float(config.get("stream_hours", DEFAULT_HOURS)),
-                   int(config.get("seed", 0)))
+                   classifier.class_names, settings, target, config.stream_hours, config.seed)
 
     def __call__(self, model):
         """{STREAM_METRIC: ..., STREAM_MEAN_METRIC: ...} of ``model``."""

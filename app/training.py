@@ -5,6 +5,7 @@ checkpoint's weights with a fresh optimizer; train.py builds its config with
 ``finetune_config`` before the run folder is written, so the run's config.yml says what ran.
 """
 import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -15,13 +16,14 @@ from model.registry import build_model, make_model
 from optimization.profiling import profile_model
 from optimization.scores import false_alarm_change
 from trainer.distributed import per_rank_batch_size
-from trainer.finetuning import (build_teacher, check_teacher_outputs, explain, finetune_record,
-                                finetuning_settings, float_run_rate)
+from configuration.schema import (DetectorConfig, parse_detector_config, parse_finetuning_config,
+                                  parse_run_config, parse_trainer_config)
+from trainer.finetuning import build_teacher, check_teacher_outputs, explain, finetune_record, float_run_rate
 from trainer.distillation import Distillation, Ensemble
 from trainer.trainer import Trainer
 from utils.atomic import make_folder
 from utils.checkpoint import load_checkpoint
-from app.calibration import calibrate_checkpoint, deaf_warning, detector_config
+from app.calibration import calibrate_checkpoint, deaf_warning
 from app.stream_test import STREAM_METRICS, StreamValidation
 from model.detector import DetectorSettings
 from app.calibration import describe as describe_detector
@@ -30,27 +32,31 @@ from app.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
 
 
-def _ema_decay(config):
-    decay = config["trainer"].get("ema")
-    if decay is None or decay is False:
-        return None
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        raise UserError(f"trainer.ema must be null or a decay between 0 and 1 (e.g. 0.995), found {decay!r}")
-    return float(decay)
-
-
-def _teacher_settings(config, checkpoint):
-    """(teachers, temperature, alpha) of ``trainer.distillation``; no teachers when resuming or
-    finetuning (those continue one model)."""
-    section = config["trainer"].get("distillation") or {}
-    teachers = int(section.get("teachers", 0) or 0)
-    if checkpoint is not None:
-        teachers = 0
-    return teachers, float(section.get("temperature", 2.0)), float(section.get("alpha", 0.8))
-
-
 def _load_best(path, source):
     return build_model(load_checkpoint(path), source=source).eval()
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every training of one train.py run shares (the teachers' and the student's): the
+    config, the data and its normalization, progress bars, the torchrun context and the logger."""
+    config: object
+    data: object
+    mean: object
+    std: object
+    progress: bool
+    distributed: object
+    logger: object
+
+
+@dataclass(frozen=True)
+class Start:
+    """What one training starts from: nothing (from scratch), a checkpoint to resume, or a
+    checkpoint to finetune (``finetune``) under quantization and/or pruning solutions."""
+    checkpoint: object = None
+    finetune: bool = False
+    quantization: object = None
+    pruning: object = None
 
 
 def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
@@ -70,10 +76,12 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
         raise UserError("-q/-p finetune a trained model: give its checkpoint with -r as well")
     if checkpoint is not None and not finetune:  # resuming: the solutions it was trained under
         quantization, pruning = stored_solutions(checkpoint)
-    seed = int(config.get("seed", 0))
-    teachers, temperature, alpha = _teacher_settings(config, checkpoint)
+    run = parse_run_config(config)
+    seed, deterministic = run.seed, run.deterministic
+    soft = parse_trainer_config(config["trainer"]).distillation
+    # no teachers when resuming or finetuning (those continue one model)
+    teachers, temperature, alpha = (0 if checkpoint is not None else soft.teachers), soft.temperature, soft.alpha
     rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
-    deterministic = bool(config.get("deterministic", True))
     logger = config.get_logger("train")
 
     # Each rank draws its own dropout masks; DDP copies rank 0's initial weights to the others.
@@ -88,6 +96,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
         mean, std = normalization_of(checkpoint)
     else:
         mean, std = data.normalization()
+    shared = Shared(config, data, mean, std, progress, distributed, logger)
     ensemble = None
     if teachers:
         members, paths = [], []
@@ -97,7 +106,7 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
             seed_everything(seed_k + rank, deterministic)
             data.seed = seed_k
             folder = config.save_dir / f"teacher{k}"
-            _train_one(config, data, mean, std, None, False, None, None, progress, distributed, logger, folder)
+            _train_one(shared, folder)
             if distributed is not None:
                 distributed.barrier()
             paths.append(str(folder / "model_best.pth"))
@@ -107,21 +116,24 @@ def run_training(config, checkpoint=None, quantization=None, pruning=None, progr
                     f"(temperature {temperature}, alpha {alpha})")
         seed_everything(seed + rank, deterministic)
         data.seed = seed
-    return _train_one(config, data, mean, std, checkpoint, finetune, quantization, pruning, progress,
-                      distributed, logger, config.save_dir, ensemble, (temperature, alpha))
+    return _train_one(shared, config.save_dir, Start(checkpoint, finetune, quantization, pruning), ensemble)
 
 
-def _train_one(config, data, mean, std, checkpoint, finetune, quantization, pruning, progress, distributed,
-               logger, checkpoint_dir, ensemble=None, soft=None):
-    """One training (or resume, or finetuning) into ``checkpoint_dir``; returns the last epoch's
-    log. ``ensemble``: (Ensemble, teacher paths) to distil from, with ``soft`` = (temperature,
-    alpha)."""
+def _train_one(shared, checkpoint_dir, start=Start(), ensemble=None):
+    """One training (or resume, or finetuning) from ``start`` into ``checkpoint_dir``; returns the
+    last epoch's log. ``ensemble``: (Ensemble, teacher paths) to distil from, with the temperature
+    and alpha of ``trainer.distillation``."""
+    config, data, mean, std, logger = shared.config, shared.data, shared.mean, shared.std, shared.logger
+    progress, distributed = shared.progress, shared.distributed
+    checkpoint, finetune, quantization, pruning = start.checkpoint, start.finetune, start.quantization, start.pruning
     rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
     if checkpoint is not None:
         model = build_model(checkpoint, source=str(config.resume))
     else:
-        model = make_model(config["arch"]["type"], config["arch"].get("args"), data.features.to_dict())
-    num_classes = int((config["arch"].get("args") or {}).get("num_classes", 4))
+        model = make_model(config["arch"]["type"], config["arch"].get("args"), data.features.to_dict(),
+                           checked=True)
+    run, settings = parse_run_config(config), parse_trainer_config(config["trainer"])
+    num_classes = run.num_classes
     apply_solutions(model, quantization, pruning)
     logger.info(model)
     if pruning:  # masked kernels get no gradient: count what finetuning really trains
@@ -135,15 +147,14 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
         device = distributed.device
         model = distributed.wrap(model.to(device))
     else:
-        device, device_ids = prepare_device(int(config.get("n_gpu", 0)))
+        device, device_ids = prepare_device(run.n_gpu)
         model = model.to(device)
         if len(device_ids) > 1:
             model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     loss_name = config["loss"]
     criterion = module_loss.loss_by_name(loss_name)
-    weights = module_loss.class_weights(config["trainer"].get("class_weights"), train_loader.labels,
-                                        num_classes)
+    weights = module_loss.class_weights(settings.class_weights)
     if weights is not None:
         criterion = functools.partial(criterion, weight=weights.to(device))
         criterion.__name__ = loss_name
@@ -163,7 +174,8 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
         extra["class_names"] = list(data.class_names)  # a silence class
     distillation = None
     if ensemble is not None:
-        distillation = Distillation(ensemble[0].to(device), soft[0], soft[1], weights)
+        soft = settings.distillation
+        distillation = Distillation(ensemble[0].to(device), soft.temperature, soft.alpha, weights)
         extra["teachers"] = list(ensemble[1])
     if finetune or (checkpoint is not None and checkpoint.finetuned_from):
         origin = checkpoint.finetuned_from or {}
@@ -175,17 +187,17 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
                                          quantization, pruning))
         else:  # resuming a finetuning run: carry its record on
             extra.update({"finetuned_from": origin, "solutions": checkpoint.solutions})
-        _, _, distill = finetuning_settings(config)
-        if distill["enabled"]:
+        distill = parse_finetuning_config(config).distillation
+        if distill.enabled:
             teacher = build_teacher(checkpoint, distill, data.keywords, data.features.to_dict()).to(device)
             check_teacher_outputs(teacher, num_classes)
-            distillation = Distillation(teacher, distill["temperature"], distill["alpha"], weights)
-            logger.info(f"distillation: temperature {distill['temperature']}, alpha {distill['alpha']}, "
-                        f"teacher {distill['teacher'] or 'the float model of the checkpoint'}")
+            distillation = Distillation(teacher, distill.temperature, distill.alpha, weights)
+            logger.info(f"distillation: temperature {distill.temperature}, alpha {distill.alpha}, "
+                        f"teacher {distill.teacher or 'the float model of the checkpoint'}")
     trainer = Trainer(model, criterion, metrics, optimizer, config=config, device=device,
                       data_loader=train_loader, valid_data_loader=valid_loader, lr_scheduler=lr_scheduler,
                       checkpoint_extra=extra, progress=progress, distributed=distributed,
-                      ema_decay=_ema_decay(config), distillation=distillation, num_classes=num_classes,
+                      ema_decay=settings.ema, distillation=distillation, num_classes=num_classes,
                       stream_validation=_stream_validation(config, data, mean, std, logger),
                       silence=module_metric.silence_class(getattr(data, "class_names", ())))
     trainer.checkpoint_dir = checkpoint_dir
@@ -207,7 +219,7 @@ def _train_one(config, data, mean, std, checkpoint, finetune, quantization, prun
 def _stream_validation(config, data, mean, std, logger):
     """The validation stream's measures for every epoch when ``trainer.monitor`` names one
     (``val_stream_recall_at_target`` or ``val_stream_mean_recall``); None otherwise."""
-    monitor = str(config["trainer"].get("monitor", "off")).split()
+    monitor = parse_trainer_config(config["trainer"]).monitor.split()
     if len(monitor) != 2 or monitor[1].removeprefix("val_") not in STREAM_METRICS:
         return None
     corpus = getattr(data, "corpus", None)
@@ -215,21 +227,20 @@ def _stream_validation(config, data, mean, std, logger):
         raise UserError(f"monitor {monitor[1]} (trainer.monitor or optimization.finetuning.monitor) needs a "
                         f"corpus of audio clips to build the validation stream from; this data loader holds "
                         f"features only: monitor val_balanced_accuracy")
-    settings = detector_config(config) or detector_config({"detector": {}})
+    settings = parse_detector_config(config.get("detector")) or DetectorConfig()
     measure = StreamValidation(corpus, data.features, mean, std, tuple(data.class_names), DetectorSettings(),
-                               settings["target_false_alarms_per_hour"], settings["stream_hours"],
-                               settings["seed"])
+                               settings.target_false_alarms_per_hour, settings.stream_hours, settings.seed)
     logger.info(f"monitor: {measure.describe}")
     return measure
 
 
 def _calibrate_best(config, data, best, logger):
     """The operating point of model_best.pth on the validation stream, written into it."""
-    settings = detector_config(config)
+    settings = parse_detector_config(config.get("detector"))
     if settings is None or not best.is_file() or getattr(data, "corpus", None) is None:
         return
-    logger.info(f"Calibrating the detector on the validation stream ({settings['stream_hours']:g} h of "
-                f"non-keyword audio, target {settings['target_false_alarms_per_hour']:g} false alarm(s)/h) ...")
+    logger.info(f"Calibrating the detector on the validation stream ({settings.stream_hours:g} h of "
+                f"non-keyword audio, target {settings.target_false_alarms_per_hour:g} false alarm(s)/h) ...")
     detector = calibrate_checkpoint(best, settings, data.data_dir)
     logger.info(describe_detector(detector))
     if deaf_warning(detector):

@@ -10,7 +10,8 @@ from utils.errors import UserError
 
 
 class BaseTrainer:
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra):
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra, settings):
+        """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig)."""
         self.config = config
         self.logger = logging.getLogger("trainer")
         self.model = model
@@ -19,18 +20,15 @@ class BaseTrainer:
         self.optimizer = optimizer
         self.checkpoint_extra = checkpoint_extra  # features, normalization, ... stored with every checkpoint
 
-        cfg = config["trainer"]
-        self.epochs = int(cfg["epochs"])
-        self.save_period = int(cfg.get("save_period", 1))
-        self.monitor = cfg.get("monitor", "off")
+        self.epochs = settings.epochs
+        self.save_period = settings.save_period
+        self.monitor = settings.monitor
         if self.monitor == "off":
             self.mnt_mode, self.mnt_best = "off", 0
         else:
             self.mnt_mode, self.mnt_metric = self.monitor.split()
-            if self.mnt_mode not in ("min", "max"):
-                raise UserError(f"trainer.monitor '{self.monitor}' must be 'min <metric>', 'max <metric>' or 'off'")
             self.mnt_best = math.inf if self.mnt_mode == "min" else -math.inf
-            self.early_stop = cfg.get("early_stop", math.inf) or math.inf
+            self.early_stop = settings.early_stop or math.inf
         self.start_epoch = 1
         self.not_improved = 0
         self.best_epoch, self.best_log = None, {}  # the epoch model_best.pth holds, and its numbers

@@ -8,6 +8,9 @@ with the nearest known name; every problem is one line (a UserError) naming the 
 
 The quantization and pruning sections are parsed here too (``parse_quantization_config``,
 ``parse_pruning_config``), so the config, ``quantize.py -c`` and the searches share one reading.
+So are the sections other modules read (``parse_trainer_config``, ``parse_finetuning_config``,
+``parse_detector_config``, ``parse_run_config``): each returns a frozen dataclass holding the
+defaults, which live here only; the readers check nothing again.
 A lab ``decrement`` string is parsed with ``ast``, never evaluated, and only two forms are
 accepted: ``lambda bw: bw // K`` and ``lambda bw: bw - K``.
 """
@@ -15,21 +18,15 @@ import ast
 import copy
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model import metric as model_metric, registry
 from utils.checkpoint_checks import FEATURE_RANGES, FRONTENDS, check_features
 from utils.errors import UserError
+from utils.values import is_int as _is_int, is_number as _is_number
+from utils.checkpoint_checks import MAX_CLASSES, MAX_WIDTH
 
 # --- scalar checks -------------------------------------------------------------------------
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _int(low=None, high=None):
@@ -503,7 +500,7 @@ RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
 
 def task_classes(args):
     """Classes of a data_loader.args mapping: unknown, the keywords, and silence when it is one."""
-    keywords = args.get("keywords", ["one", "two", "three"])
+    keywords = args.get("keywords", list(DEFAULT_KEYWORDS))
     reserved = [w for w in keywords if w in RESERVED_WORDS]
     if reserved:
         raise UserError(f"config data_loader.args.keywords names '{reserved[0]}', which is a class of its own "
@@ -531,7 +528,14 @@ def _data_loader(path, value):
     return Section({"type": lambda p, v: v, "args": LOADERS[kind]}, required=("type", "args"))(path, value)
 
 
-COMMON_ARCH_ARGS = {"num_classes": _int(2), "dropout": _number(0, 1, high_open=True)}
+COMMON_ARCH_ARGS = {"num_classes": _capped(_int(2), MAX_CLASSES), "dropout": _number(0, 1, high_open=True)}
+
+
+def _widths_within_limits(path, widths):
+    """After the architecture's own check: widths within the checkpoint reader's bounds."""
+    if widths is not None and (not isinstance(widths, (list, tuple))
+                               or not all(_is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)):
+        raise UserError(f"config {path} must be integers in 1..{MAX_WIDTH}, found {widths!r}")
 
 
 def _arch(path, value):
@@ -551,6 +555,7 @@ def _arch(path, value):
         getattr(cls, "check_args", lambda a: None)(dict(args or {}))
     except ValueError as e:
         raise UserError(f"config {path}.args of {value['type']}: {e}") from None
+    _widths_within_limits(f"{path}.args.widths", (args or {}).get("widths"))
     return value if args is None else {**value, "args": args}
 
 
@@ -621,6 +626,115 @@ CONFIG = Section({
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
 
+# --- typed sections: what the other modules read; the defaults are here and nowhere else -------
+
+DEFAULT_TARGET = 1.0        # false alarms per hour the operating point is chosen for
+DEFAULT_HOURS = 1.0         # non-keyword audio in a stream built from a split
+SMOOTH_MS = (300.0, 500.0, 700.0)
+DEFAULT_CLASSES = 4         # arch.args.num_classes: unknown and the default keywords one, two, three
+DEFAULT_KEYWORDS = ("one", "two", "three")
+
+
+@dataclass(frozen=True)
+class TeachersConfig:
+    """``trainer.distillation``: K teachers trained first, the run's model distilled from their
+    average (temperature, alpha)."""
+    teachers: int = 0
+    temperature: float = 2.0
+    alpha: float = 0.8
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The ``trainer`` section, validated, with its defaults."""
+    epochs: int
+    save_dir: str = "saved"
+    save_period: int = 1
+    verbosity: int = 2
+    monitor: str = "off"
+    early_stop: object = None         # None or 0: no early stop
+    class_weights: object = None      # None or a tuple of one weight per class
+    tensorboard: bool = True
+    ema: object = None                # None or the decay of the weight average, in (0, 1)
+    distillation: TeachersConfig = field(default_factory=TeachersConfig)
+
+
+def parse_trainer_config(section):
+    """Validate a ``trainer`` mapping into a TrainerConfig."""
+    values = TRAINER("trainer", section)
+    teachers = TeachersConfig(**{k: float(v) if k in ("temperature", "alpha") else v
+                                 for k, v in (values.pop("distillation", None) or {}).items()})
+    weights = values.pop("class_weights", None)
+    return TrainerConfig(**values, class_weights=None if weights is None else tuple(weights),
+                         distillation=teachers)
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """``optimization.finetuning.distillation``: the float model (or ``teacher``, a checkpoint)
+    teaches its compressed copy."""
+    enabled: bool = False
+    temperature: float = 4.0
+    alpha: float = 0.5
+    teacher: object = None            # None: the float model of the checkpoint; else a checkpoint path
+
+
+@dataclass(frozen=True)
+class FinetuningConfig:
+    """``optimization.finetuning``: epochs, the rate as a factor of the float run's, the monitor
+    (None: trainer.monitor) and the distillation."""
+    epochs: int = 20
+    lr_factor: float = 0.1
+    monitor: object = None
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+
+
+def parse_finetuning_config(config):
+    """The ``optimization.finetuning`` section of a config mapping (read or validated), validated
+    into a FinetuningConfig."""
+    values = dict((OPTIMIZATION("optimization", config.get("optimization")) or {}).get("finetuning") or {})
+    distill = DistillationConfig(**(values.pop("distillation", None) or {}))
+    return FinetuningConfig(**values, distillation=distill)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The ``detector`` section: calibrate the operating point for ``target_false_alarms_per_hour``
+    on a validation stream of ``stream_hours`` hours built with ``seed``, trying each smoothing span."""
+    target_false_alarms_per_hour: float = DEFAULT_TARGET
+    stream_hours: float = DEFAULT_HOURS
+    seed: int = 0
+    smooth_ms: tuple = SMOOTH_MS
+
+
+def parse_detector_config(section):
+    """A ``detector`` mapping validated into a DetectorConfig; None (no section) stays None."""
+    values = DETECTOR("detector", section)
+    if values is None:
+        return None
+    values = {k: float(v) if k in ("target_false_alarms_per_hour", "stream_hours") else v
+              for k, v in values.items()}
+    if "smooth_ms" in values:
+        values["smooth_ms"] = tuple(values["smooth_ms"])
+    return DetectorConfig(**values)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The top-level settings of a run."""
+    seed: int = 0
+    deterministic: bool = True
+    n_gpu: int = 0
+    num_classes: int = DEFAULT_CLASSES
+
+
+def parse_run_config(config):
+    """The run settings of a validated config mapping."""
+    return RunConfig(seed=int(config.get("seed", 0)), deterministic=bool(config.get("deterministic", True)),
+                     n_gpu=int(config.get("n_gpu", 0)),
+                     num_classes=(config["arch"].get("args") or {}).get("num_classes", DEFAULT_CLASSES))
+
+
 def validate_config(raw):
     """A checked, canonical copy of a config mapping (see the module docstring); the input is not
     modified."""
@@ -632,8 +746,8 @@ def validate_config(raw):
     if args.get("validation_split", 0) is None:
         args.pop("validation_split")
     arch_args = config["arch"].get("args") or {}
-    keywords = args.get("keywords", ["one", "two", "three"])
-    classes = arch_args.get("num_classes", 4)
+    keywords = args.get("keywords", list(DEFAULT_KEYWORDS))
+    classes = arch_args.get("num_classes", DEFAULT_CLASSES)
     if classes != task_classes(args):
         raise UserError(f"config arch.args.num_classes is {classes} but {len(keywords)} keywords give "
                         f"{task_classes(args)} classes (class 0 is every other word"
@@ -699,7 +813,7 @@ def _check_torch_objects(config):
             raise UserError(f"config {where} do not fit {opt['type'] if where[0] == 'o' else sched['type']}: "
                             f"{_shown(str(e).splitlines()[0] if str(e) else type(e).__name__, 200)}") from None
         features = config["data_loader"]["args"].get("features")
-        model = registry.make_model(arch["type"], arch.get("args"), features)
+        model = registry.make_model(arch["type"], arch.get("args"), features, checked=True)
         try:
             with torch.no_grad():
                 model(torch.zeros(1, *registry.input_shape_of(features)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from utils.errors import UserError
+from utils.values import is_int
 
 
 @dataclass
@@ -49,7 +50,7 @@ class AugmentParams:
                             f"found {values['snr_reference']!r}")
         for key in ("spec_time_masks", "spec_time_width", "spec_freq_masks", "spec_freq_width"):
             v = values.get(key, 0)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if not is_int(v) or v < 0:
                 raise UserError(f"augment.{key} must be a non-negative integer, found {v!r}")
         return cls(**values)
 

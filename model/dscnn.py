@@ -15,6 +15,7 @@ import torch.nn as nn
 from fixedpoint.graph import Block, Graph
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, FoldableBatchNorm2d
 from model.registry import KeywordModel, register
+from utils.values import is_int
 from utils.checkpoint_checks import MAX_WIDTH
 
 MAX_BLOCKS = 64
@@ -46,12 +47,12 @@ class DSCNN(KeywordModel):
     def check_args(cls, args):
         for key, high in (("channels", MAX_WIDTH), ("blocks", MAX_BLOCKS)):
             value = args.get(key, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            if not is_int(value) or not 1 <= value <= high:
                 raise ValueError(f"{key} must be an integer in 1..{high}, found {value!r}")
         widths = args.get("widths")
         n = args.get("blocks", 4) + 1
         if widths is not None and (not isinstance(widths, (list, tuple)) or len(widths) != n or not all(
-                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+                is_int(w) and w >= 1 for w in widths)):
             raise ValueError(f"widths must be {n} positive integers (conv1 and each pointwise conv), "
                              f"found {widths!r}")
 

@@ -19,17 +19,8 @@ def loss_by_name(name, what="config loss"):
     return LOSSES[name]
 
 
-def class_weights(setting, labels, num_classes):
-    """Loss weights per class: None (all 1), ``balanced`` (inverse class frequency of the training
-    labels, mean 1, so rare keywords count as much as the dominant class 0), or an explicit list."""
+def class_weights(setting):
+    """Loss weights per class: None (all 1) or the validated ``trainer.class_weights``, one per
+    class (configuration/schema.py checks the list and its length)."""
     import torch
-    if setting is None:
-        return None
-    if setting == "balanced":
-        counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
-        w = counts.sum() / (num_classes * counts)
-        return (w / w.mean()).float()
-    if isinstance(setting, (list, tuple)) and len(setting) == num_classes:
-        return torch.tensor([float(v) for v in setting])
-    raise UserError(f"trainer.class_weights must be null, 'balanced' or a list of {num_classes} numbers, "
-                    f"not {setting!r}")
+    return None if setting is None else torch.tensor([float(v) for v in setting])

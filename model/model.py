@@ -4,6 +4,7 @@ import torch.nn as nn
 from fixedpoint.graph import Block, Graph
 from fixedpoint.layers import FixedPointConv2d, FixedPointLinear
 from model.registry import KeywordModel, register
+from utils.values import is_int
 
 INPUT_SHAPE = (1, 100, 13)  # channels x MFCC frames x coefficients (the default features)
 
@@ -37,7 +38,7 @@ class KeywordLeNet5Clone(KeywordModel):
     def check_args(cls, args):
         widths = args.get("widths", (8, 8, 64))
         if (not isinstance(widths, (list, tuple)) or len(widths) != 3
-                or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+                or not all(is_int(w) and w >= 1 for w in widths)):
             raise ValueError(f"widths must be three positive integers (conv1, conv2, fc3), found {widths!r}")
 
     def describe(self):

@@ -12,7 +12,7 @@ both count in the pruning rate.
 The weights do not change during the search, so the order is computed once and each step costs
 exactly one ``evaluate(model)``: a step only flips one entry of a layer's kernel mask.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -91,6 +91,49 @@ def kernel_ranking(model):
     return sorted(ranking, key=lambda c: (c[2], order[c[0]], c[1]))
 
 
+class _Groups:
+    """The model's layers and, for each candidate, the depthwise layers tied to it: a kernel is
+    masked, restored and counted with its group. ``remaining``: the unpruned kernels per layer;
+    ``ranking``: the candidates in pruning order (kernel_ranking)."""
+
+    def __init__(self, model):
+        self.layers = describe(model).layers()
+        self.tied = candidate_layers(model)
+        self.total_weights = sum(layer.weight.numel() for layer in self.layers.values())
+        self.remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in self.layers.items()}
+        self.ranking = kernel_ranking(model)
+
+    def set_mask(self, name, kernel, value):
+        for member in [name] + self.tied[name]:
+            self.layers[member].kernel_mask[kernel] = value
+
+    def weights(self, name):
+        return sum(kernel_weights(self.layers[member]) for member in [name] + self.tied[name])
+
+
+class _Scorer:
+    """``evaluate(model)`` reduced to the decision metric; ``last`` keeps its full scores."""
+
+    def __init__(self, evaluate, metric):
+        self.evaluate, self.metric, self.last = evaluate, metric, None
+
+    def __call__(self, model):
+        scores = self.evaluate(model)
+        value = float(scores[self.metric]) if isinstance(scores, dict) else float(scores)
+        self.last = scores
+        return value
+
+
+@dataclass
+class _Search:
+    """The search's state: the evaluated steps, and the running solution's pruned weights,
+    decision metric and full scores."""
+    pruned_weights: int
+    accuracy: float = None
+    scores: object = None
+    steps: list = field(default_factory=list)
+
+
 def search_pruning(model, evaluate, config, combined_floor=None):
     """Greedy minimum-weight kernel pruning within the error margin; ``evaluate(model)`` returns
     the validation decision metric (or a dict of metrics) and is called once for the baseline and
@@ -100,67 +143,22 @@ def search_pruning(model, evaluate, config, combined_floor=None):
     set, pruned weights and biases zeroed); on an exception its original masks are restored.
     Kernels pruned before the call stay pruned and are counted."""
     cfg = schema.parse_pruning_config(config)
-    details = {}
-
-    def score(m):
-        scores = evaluate(m)
-        value = float(scores[cfg.metric]) if isinstance(scores, dict) else float(scores)
-        details["last"] = scores
-        return value
-    layers = describe(model).layers()
-    tied = candidate_layers(model)
-
-    def set_mask(name, kernel, value):
-        for member in [name] + tied[name]:
-            layers[member].kernel_mask[kernel] = value
-
-    def group_weights(name):
-        return sum(kernel_weights(layers[member]) for member in [name] + tied[name])
-    total_weights = sum(layer.weight.numel() for layer in layers.values())
+    score, groups = _Scorer(evaluate, cfg.metric), _Groups(model)
+    layers, remaining = groups.layers, groups.remaining
     original = {name: layer.kernel_mask.clone() for name, layer in layers.items()}
-    remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in layers.items()}
-    pruned_weights = sum(len(layer.pruned_kernels) * kernel_weights(layer) for layer in layers.values())
-    ranking = kernel_ranking(model)
-    budget = sum(remaining[name] - 1 for name in tied if remaining[name] > 1)
+    search = _Search(sum(len(layer.pruned_kernels) * kernel_weights(layer) for layer in layers.values()))
+    budget = sum(remaining[name] - 1 for name in groups.tied if remaining[name] > 1)
     if cfg.max_steps is not None:
         budget = min(budget, cfg.max_steps)
     bar = progress_bar(total=budget, desc="pruning", unit="step")
-    steps, notes = [], []
+    notes = []
     try:
-        baseline = accuracy = score(model)
-        details["baseline"] = details["solution"] = details["last"]
+        baseline = search.accuracy = score(model)
+        baseline_scores = search.scores = score.last
         floor = baseline - cfg.error_margin / 100
-        for name, kernel, _ in ranking:
-            if len(steps) == budget:
-                break
-            layer = layers[name]
-            if remaining[name] == 1:
-                continue
-            set_mask(name, kernel, 0.0)
-            top1 = score(model)
-            rate = (pruned_weights + group_weights(name)) / total_weights
-            steps.append(PruningStep(name, kernel, top1, rate, passes(top1, floor)))
-            bar.update()
-            if not steps[-1].accepted:
-                set_mask(name, kernel, 1.0)
-                write_line(MARGIN_EXCEEDED)
-                break
-            remaining[name] -= 1
-            pruned_weights += group_weights(name)
-            accuracy = top1
-            details["solution"] = details["last"]
-        accepted = [s for s in steps if s.accepted]
-        while combined_floor is not None and not passes(accuracy, combined_floor) and accepted:
-            last = accepted.pop()
-            set_mask(last.layer, last.kernel, 1.0)
-            pruned_weights -= group_weights(last.layer)
-            before, accuracy = accuracy, score(model)
-            details["solution"] = details["last"]
-            notes.append(f"Back-off: combined {cfg.metric} {before:.5f} < floor {combined_floor:.5f}; "
-                         f"restored {last.layer} kernel {last.kernel} -> {accuracy:.5f}")
-        if combined_floor is not None and not passes(accuracy, combined_floor):
-            notes.append(f"Combined {cfg.metric} {accuracy:.5f} is below the floor {combined_floor:.5f} "
-                         f"without any pruning: the quantization alone misses it")
+        _prune_greedily(model, groups, score, search, budget, floor, bar)
+        if combined_floor is not None:
+            notes = _back_off(model, groups, score, search, combined_floor)
         for layer in layers.values():
             layer.prune_kernels(layer.pruned_kernels)
     except BaseException:
@@ -176,8 +174,50 @@ def search_pruning(model, evaluate, config, combined_floor=None):
                                   len(layer.pruned_kernels) * kernel_weights(layer))
                for name, layer in layers.items()}
     pruned = {name: layer.pruned_kernels for name, layer in layers.items()}
-    return PruningResult(baseline, floor, steps, pruned, summary, accuracy, pruned_weights / total_weights,
-                         cfg.metric, {"baseline": details["baseline"], "solution": details["solution"]}, notes)
+    return PruningResult(baseline, floor, search.steps, pruned, summary, search.accuracy,
+                         search.pruned_weights / groups.total_weights, cfg.metric,
+                         {"baseline": baseline_scores, "solution": search.scores}, notes)
+
+
+def _prune_greedily(model, groups, score, search, budget, floor, bar):
+    """Remove the kernels in ranking order, one evaluation each, until the budget is spent or a
+    step would fall below ``floor`` (that kernel stays); accepted steps update the solution."""
+    steps, remaining = search.steps, groups.remaining
+    for name, kernel, _ in groups.ranking:
+        if len(steps) == budget:
+            break
+        if remaining[name] == 1:
+            continue
+        groups.set_mask(name, kernel, 0.0)
+        top1 = score(model)
+        rate = (search.pruned_weights + groups.weights(name)) / groups.total_weights
+        steps.append(PruningStep(name, kernel, top1, rate, passes(top1, floor)))
+        bar.update()
+        if not steps[-1].accepted:
+            groups.set_mask(name, kernel, 1.0)
+            write_line(MARGIN_EXCEEDED)
+            break
+        remaining[name] -= 1
+        search.pruned_weights += groups.weights(name)
+        search.accuracy, search.scores = top1, score.last
+
+
+def _back_off(model, groups, score, search, combined_floor):
+    """Restore the last accepted kernels, one evaluation each, until the solution meets
+    ``combined_floor``; returns the notes for the report."""
+    solution, accepted, notes = search, [s for s in search.steps if s.accepted], []
+    while not passes(solution.accuracy, combined_floor) and accepted:
+        last = accepted.pop()
+        groups.set_mask(last.layer, last.kernel, 1.0)
+        solution.pruned_weights -= groups.weights(last.layer)
+        before, solution.accuracy = solution.accuracy, score(model)
+        solution.scores = score.last
+        notes.append(f"Back-off: combined {score.metric} {before:.5f} < floor {combined_floor:.5f}; "
+                     f"restored {last.layer} kernel {last.kernel} -> {solution.accuracy:.5f}")
+    if not passes(solution.accuracy, combined_floor):
+        notes.append(f"Combined {score.metric} {solution.accuracy:.5f} is below the floor {combined_floor:.5f} "
+                     f"without any pruning: the quantization alone misses it")
+    return notes
 
 
 def format_report(result, quantized=False):

@@ -13,6 +13,7 @@ from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils import yaml_reader
 from utils.atomic import read_yaml
 from utils.errors import UserError
+from utils.values import is_int
 
 QUANTIZATION_KEYS = tuple(f.name for f in fields(LayerQuantization))
 BIT_KEYS = tuple(k for k in QUANTIZATION_KEYS if k.startswith("bits_"))
@@ -22,10 +23,6 @@ BIT_KEYS = tuple(k for k in QUANTIZATION_KEYS if k.startswith("bits_"))
 MAX_DATA_BITS = 32
 MAX_ACCUMULATOR_BITS = 53
 MAX_INTEGER_LENGTH = 128   # |il|: 2^(bits - il - 1) must stay a finite float
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_names(label, names, model):
@@ -62,7 +59,7 @@ def _layer_quantization(path, name, entry):
         raise UserError(f"layer {name} in {path} has unknown keys {unknown}; "
                         f"allowed: {', '.join(QUANTIZATION_KEYS)}")
     for key, value in entry.items():
-        if not _is_int(value):
+        if not is_int(value):
             raise UserError(f"{name}.{key} in {path} must be an integer, found {value!r}")
         if key in BIT_KEYS:
             high = MAX_ACCUMULATOR_BITS if key == "bits_accumulator" else MAX_DATA_BITS
@@ -99,7 +96,7 @@ def load_pruning(path, model):
     pruned = {}
     for name, indices in section.items():
         indices = [] if indices is None else indices
-        if not isinstance(indices, list) or not all(_is_int(i) for i in indices):
+        if not isinstance(indices, list) or not all(is_int(i) for i in indices):
             raise UserError(f"pruned_filters.{name} in {path} must be a list of kernel indices, "
                             f"found {indices!r}")
         count = layers[name].out_channels_or_features

@@ -178,3 +178,50 @@ def test_train_refuses_a_bad_config_before_writing_anything(tmp_path, corpus_dir
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "saved").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
+
+
+def test_the_typed_sections_hold_the_shipped_values_and_the_defaults():
+    from configuration.schema import (DetectorConfig, DistillationConfig, FinetuningConfig, TeachersConfig,
+                                      parse_detector_config, parse_finetuning_config, parse_run_config,
+                                      parse_trainer_config)
+    cfg = validate_config(default_config())
+    trainer = parse_trainer_config(cfg["trainer"])
+    assert (trainer.epochs, trainer.save_period, trainer.monitor, trainer.early_stop, trainer.ema) == \
+        (120, 20, "max val_balanced_accuracy", 40, 0.995)
+    assert trainer.class_weights == (1, 1.5, 1.5, 1.5) and trainer.distillation == TeachersConfig(0, 2.0, 0.8)
+    assert parse_finetuning_config(cfg) == FinetuningConfig(20, 0.1, "max val_stream_mean_recall",
+                                                            DistillationConfig(True, 4.0, 0.5, None))
+    assert parse_detector_config(cfg["detector"]) == DetectorConfig(1.0, 1.0, 0, (300.0, 500.0, 700.0))
+    assert parse_detector_config(None) is None
+    assert (parse_run_config(cfg).num_classes, parse_run_config(cfg).deterministic) == (4, True)
+    bare = parse_trainer_config({"epochs": 3})
+    assert (bare.save_dir, bare.save_period, bare.monitor, bare.tensorboard, bare.ema, bare.class_weights) == \
+        ("saved", 1, "off", True, None, None)
+    assert parse_finetuning_config({}) == FinetuningConfig(20, 0.1, None, DistillationConfig(False, 4.0, 0.5, None))
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"epochs": 0}, "config optimization.finetuning.epochs must be an integer >= 1, found 0"),
+    ({"distillation": {"alpha": 1.5}}, "config optimization.finetuning.distillation.alpha must be a number in [0, 1], found 1.5"),
+    ({"distillation": {"tempreature": 2}},
+     "config key optimization.finetuning.distillation.tempreature is not known; did you mean "
+     "optimization.finetuning.distillation.temperature?"),
+])
+def test_a_finetuning_recipe_read_before_validation_gets_the_schemas_message(section, message):
+    """train.py -r CKPT -q reads the finetuning recipe from the raw config before validate_config:
+    the same check, the same line."""
+    from types import SimpleNamespace
+    from trainer.finetuning import finetune_config
+    cfg = default_config()
+    cfg["optimization"]["finetuning"] = section
+    with pytest.raises(UserError) as error:
+        finetune_config(cfg, SimpleNamespace(finetuned_from=None, config=cfg))
+    assert str(error.value) == message
+
+
+def test_more_classes_than_a_checkpoint_holds_is_refused_by_the_schema():
+    from utils.checkpoint_checks import MAX_CLASSES
+    words = [f"w{i}" for i in range(MAX_CLASSES)]
+    message = error_of(lambda c: (c["data_loader"]["args"].update(keywords=words),
+                                  c["arch"]["args"].update(num_classes=MAX_CLASSES + 1)))
+    assert message == f"config arch.args.num_classes must be at most {MAX_CLASSES}, found {MAX_CLASSES + 1}"

@@ -17,6 +17,7 @@ a model that lost most of its bits needs more than the hard labels.
 import copy
 from dataclasses import replace
 
+from configuration.schema import parse_finetuning_config
 from fixedpoint.graph import describe
 from optimization.solutions import solution_text
 from model.registry import build_model
@@ -24,45 +25,6 @@ from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 FINETUNE_SUFFIX = "_finetune"
-DEFAULTS = {"epochs": 20, "lr_factor": 0.1}
-DISTILLATION_DEFAULTS = {"enabled": False, "temperature": 4.0, "alpha": 0.5, "teacher": None}
-
-
-def _number(value, key, low=None, low_open=False, high=None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise UserError(f"optimization.finetuning.{key} must be a number, found {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise UserError(f"optimization.finetuning.{key} must be {'>' if low_open else '>='} {low}, "
-                        f"found {value!r}")
-    if high is not None and value > high:
-        raise UserError(f"optimization.finetuning.{key} must be <= {high}, found {value!r}")
-    return value
-
-
-def finetuning_settings(config):
-    """(epochs, lr_factor, distillation dict) from ``optimization.finetuning``, validated."""
-    section = dict(((config.get("optimization") or {}).get("finetuning")) or {})
-    epochs = section.get("epochs", DEFAULTS["epochs"])
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise UserError(f"optimization.finetuning.epochs must be an integer >= 1, found {epochs!r}")
-    factor = _number(section.get("lr_factor", DEFAULTS["lr_factor"]), "lr_factor", 0, low_open=True)
-    distill = section.get("distillation") or {}
-    if not isinstance(distill, dict):
-        raise UserError("optimization.finetuning.distillation must be a mapping "
-                        "(enabled, temperature, alpha, teacher)")
-    unknown = set(distill) - set(DISTILLATION_DEFAULTS)
-    if unknown:
-        raise UserError(f"unknown optimization.finetuning.distillation keys {sorted(unknown)}; "
-                        f"allowed: {', '.join(DISTILLATION_DEFAULTS)}")
-    distill = {**DISTILLATION_DEFAULTS, **distill}
-    _number(distill["temperature"], "distillation.temperature", 0, low_open=True)
-    _number(distill["alpha"], "distillation.alpha", 0, high=1)
-    if not isinstance(distill["enabled"], bool):
-        raise UserError(f"optimization.finetuning.distillation.enabled must be true or false, "
-                        f"found {distill['enabled']!r}")
-    if distill["teacher"] is not None and not isinstance(distill["teacher"], str):
-        raise UserError("optimization.finetuning.distillation.teacher must be a checkpoint path or null")
-    return epochs, float(factor), distill
 
 
 def finetune_config(config, checkpoint):
@@ -71,17 +33,16 @@ def finetune_config(config, checkpoint):
     ones, no scheduler. The rate is ``lr_factor`` times the rate of the
     float training run, also when the checkpoint is itself finetuned."""
     config = copy.deepcopy(config)
-    epochs, factor, _ = finetuning_settings(config)
+    settings = parse_finetuning_config(config)
     base_lr = float_run_rate(checkpoint, config)
     name = str(config.get("name", "run"))
     if not name.endswith(FINETUNE_SUFFIX):
         config["name"] = name + FINETUNE_SUFFIX
-    config.setdefault("trainer", {})["epochs"] = epochs
-    monitor = ((config.get("optimization") or {}).get("finetuning") or {}).get("monitor")
-    if monitor is not None:   # the epoch finetuning keeps may be chosen by another measure
-        config["trainer"]["monitor"] = monitor
+    config.setdefault("trainer", {})["epochs"] = settings.epochs
+    if settings.monitor is not None:   # the epoch finetuning keeps may be chosen by another measure
+        config["trainer"]["monitor"] = settings.monitor
     config.setdefault("optimizer", {}).setdefault("args", {})
-    config["optimizer"]["args"]["lr"] = base_lr * factor
+    config["optimizer"]["args"]["lr"] = base_lr * settings.lr_factor
     config.pop("lr_scheduler", None)
     return config, base_lr
 
@@ -124,10 +85,11 @@ def finetune_record(checkpoint, source, base_lr, quantization, pruning):
 
 
 def build_teacher(checkpoint, distill, keywords, features):
-    """The teacher of a distillation: ``distill['teacher']`` (a checkpoint of the same
-    architecture, keywords and features) or, by default, the float model of ``checkpoint``."""
-    if distill.get("teacher"):
-        path = distill["teacher"]
+    """The teacher of a distillation (``distill``: a configuration.schema.DistillationConfig):
+    ``distill.teacher`` (a checkpoint of the same architecture, keywords and features) or, by
+    default, the float model of ``checkpoint``."""
+    if distill.teacher:
+        path = distill.teacher
         teacher_ckpt = load_checkpoint(path)
         if teacher_ckpt.arch != checkpoint.arch:
             raise UserError(f"distillation teacher {path} is a {teacher_ckpt.arch}, the student a "

@@ -13,6 +13,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from base.base_trainer import BaseTrainer
+from configuration.schema import parse_trainer_config
 from logger import TensorboardWriter
 from model.metric import all_metrics, confusion_matrix, top1
 from fixedpoint.layers import fixed_point_layers
@@ -32,7 +33,8 @@ class Trainer(BaseTrainer):
         """``stream_validation``: a callable (model -> {name: value}) whose values join each epoch's
         validation log as ``val_<name>`` (app.stream_test.StreamValidation), so that
         ``trainer.monitor`` can select by a streaming measure."""
-        super().__init__(model, criterion, metric_ftns, optimizer, config, checkpoint_extra or {})
+        settings = parse_trainer_config(config["trainer"])
+        super().__init__(model, criterion, metric_ftns, optimizer, config, checkpoint_extra or {}, settings)
         self.stream_validation = stream_validation
         self.device = device
         self.data_loader = data_loader
@@ -45,8 +47,7 @@ class Trainer(BaseTrainer):
         self.silence = silence  # the silence class's index (false alarms), None without one
         if distributed is not None:
             self.is_writer = distributed.is_main
-        self.writer = TensorboardWriter(config.log_dir, enabled=self.is_writer and
-                                        bool(config["trainer"].get("tensorboard", True)))
+        self.writer = TensorboardWriter(config.log_dir, enabled=self.is_writer and settings.tensorboard)
         # pruned kernels per layer, found once: the mask does not change while training
         layers = fixed_point_layers(self.core_model).items()
         self._pruned = {name: (layer, layer.pruned_kernels) for name, layer in layers if layer.pruned_kernels}

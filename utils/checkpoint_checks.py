@@ -12,6 +12,7 @@ import math
 import torch
 
 from utils.errors import UserError
+from utils.values import is_finite_number, is_int
 
 MAX_CLASSES = 1000
 MAX_WEIGHT = 1e10         # |weight| or batch-norm statistic: a trained model's are below ~1e3
@@ -26,11 +27,7 @@ FRONTENDS = ("float", "integer")   # data_loader/features.py, data_loader/intege
 
 
 def _number(value, kind):
-    if isinstance(value, bool):
-        return False
-    if kind is int:
-        return isinstance(value, int)
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    return is_int(value) if kind is int else is_finite_number(value)
 
 
 def _check_arch_args(args, where):
