@@ -19,16 +19,18 @@ from app.testing import save_beside
 from data_loader.audio import AudioError, stream_wave
 from data_loader.corpus import SILENCE
 from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
-from data_loader.stream import describe_plan, plan_stream, render_blocks
+from data_loader.stream import clip_under, describe_plan, plan_stream, render_blocks
 from configuration.schema import DEFAULT_HOURS, DEFAULT_TARGET, DetectorConfig, parse_detector_config
 from model.detector import detections_of_smoothed, smooth_posteriors
-from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, match, misses_at, operating_point,
-                                 recall_over_rates, sweep, tolerance_text)
+from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, loudest_false_alarms, match, misses_at,
+                                 operating_point, recall_over_rates, sweep, tolerance_text)
 from utils import atomic
 from utils.errors import UserError
 
 MAX_HOURS = 100.0
 MAX_LABEL_LINES = 1_000_000
+LOUDEST_SHOWN = 5   # of them in the printed report
+LOUDEST = 10   # the false alarms with the highest scores, reported with the clip under them
 
 
 def check_target(target):
@@ -114,7 +116,10 @@ def evaluate(posteriors, starts_s, settings, class_names, labels, background_hou
         mine = [lab for lab in labels if lab[1] == word]
         found, _ = match([d for d in dets if d.name == word], mine)
         per_word[word] = {"keywords": len(mine), "misses": len(mine) - found}
-    return {"scores": scores, "best": best, "met": met, "own": own, "per_word": per_word, "detections": dets}
+    lowest = detections_of_smoothed(smoothed, starts_s, settings.with_threshold(THRESHOLDS[0]), class_names, skip)
+    loudest = loudest_false_alarms(lowest, labels, LOUDEST)
+    return {"scores": scores, "best": best, "met": met, "own": own, "per_word": per_word, "detections": dets,
+            "loudest": [{"time_s": round(d.start_s, 2), "word": d.name, "score": round(d.score, 4)} for d in loudest]}
 
 
 def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True, recording=None, labels=None,
@@ -160,6 +165,9 @@ def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True
         described = describe_plan(plan)
         name = split
     result = evaluate(posteriors, starts_s, settings, classifier.class_names, truth, background_h, target)
+    if recording is None:
+        for alarm in result["loudest"]:
+            alarm["clip"] = clip_under(plan, alarm["time_s"], classifier.clip_samples / classifier.sample_rate)
     result.update({"described": described, "hours": seconds / 3600.0, "background_hours": background_h,
                    "keywords": len(truth), "settings": settings, "source": source, "target": target,
                    "name": name, "applied": ckpt.applied or {}})
@@ -182,6 +190,10 @@ def format_stream_report(result):
         lines.append(f"No threshold of the sweep meets {result['target']:g} false alarm(s)/h on this stream")
     lines.append("Misses per keyword at the operating point: " + ", ".join(
         f"{w} {v['misses']}/{v['keywords']}" for w, v in result["per_word"].items()))
+    if result["loudest"]:
+        lines.append("Loudest false alarms (a threshold above them avoids them): " + "; ".join(
+            f"{a['word']} {a['score']:.3f} at {a['time_s']:.1f} s" + (f" ({a['clip']})" if "clip" in a else "")
+            for a in result["loudest"][:LOUDEST_SHOWN]))
     lines.append(f"Operating point: threshold {result['settings'].threshold:g}, smoothing "
                  f"{result['settings'].smooth_ms:g} ms ({result['source']})")
     lines.append(f"stream: {result['hours']:.2f} h, {result['keywords']} keywords; misses "
@@ -236,7 +248,8 @@ def _write_stream_report(result, checkpoint, quantization, pruning, folder):
             "target_false_alarms_per_hour": float(result["target"]),
             "operating_point": own.to_dict(), "per_keyword": result["per_word"],
             "best_for_target": dict(result["best"].to_dict(), met=bool(result["met"])),
-            "sweep": [s.to_dict() for s in result["scores"]]}
+            "sweep": [s.to_dict() for s in result["scores"]],
+            "loudest_false_alarms": result["loudest"]}
     atomic.write_together({stem.with_suffix(".yml"): atomic.yaml_bytes(data),
                            stem.with_suffix(".png"): det_png(result)})
     return stem.with_suffix(".yml")

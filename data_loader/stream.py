@@ -14,11 +14,12 @@ ONSET_DB of the clip's loudest one (clips start with a variable stretch of near-
 ``render_blocks`` produces the samples a block at a time (memory bounded by the split's clips,
 not by the recording's length); the same plan renders the same samples.
 """
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_loader.audio import MAX_CLIP_SECONDS, AudioError, read_wave
+from data_loader.audio import MAX_CLIP_SECONDS, AudioError, read_wave, shown
 from data_loader.features import FeatureParams
 from data_loader.dataset import NOISE_REGIONS, SPLITS_INDEX, read_noise
 from utils.errors import UserError
@@ -152,6 +153,20 @@ def plan_stream(corpus, split, sample_rate, stream_hours=1.0, seed=0):
     return StreamPlan(split, sample_rate, seed, tuple(events), tuple(labels), position, background_s, variants,
                       len(other_rows), noise_files, str(root), waves,
                       {i: regions[r] for i, r in enumerate(noise_files)})
+
+
+def clip_under(plan, window_start_s, window_s):
+    """What the recording holds at the centre of the window starting at ``window_start_s``: the
+    corpus clip (its path relative to the corpus root, printable), or ``pause before <clip>``."""
+    centre = int(round((window_start_s + window_s / 2) * plan.sample_rate))
+    starts = [e.start for e in plan.events]
+    i = bisect.bisect_right(starts, centre) - 1
+    if i < 0:
+        return f"pause before {shown(plan.events[0].rel)}"
+    event = plan.events[i]
+    if centre < event.start + event.length:
+        return shown(event.rel)
+    return f"pause before {shown(plan.events[i + 1].rel)}" if i + 1 < len(plan.events) else "the end of the recording"
 
 
 def describe_plan(plan):

@@ -51,21 +51,35 @@ class StreamScore:
                 "false_alarms_per_hour": float(self.false_alarms_per_hour)}
 
 
-def match(detections, labels):
-    """(hits, false alarms) of time-sorted ``detections`` against ``labels`` ((start_s, word))."""
+def hit_flags(detections, labels):
+    """For each of the time-sorted ``detections``, whether it is a hit of ``labels`` ((start_s, word))."""
     labels = sorted(labels)
     times = np.array([t for t, _ in labels], dtype=np.float64)
     taken = np.zeros(len(labels), dtype=bool)
-    hits = 0
+    flags = []
     for det in detections:
         lo = np.searchsorted(times, det.start_s - HIT_BEFORE_S, side="left")
         hi = np.searchsorted(times, det.start_s + HIT_AFTER_S, side="right")
+        hit = False
         for i in range(lo, hi):
             if not taken[i] and labels[i][1] == det.name:
-                taken[i] = True
-                hits += 1
+                taken[i] = hit = True
                 break
+        flags.append(hit)
+    return flags
+
+
+def match(detections, labels):
+    """(hits, false alarms) of time-sorted ``detections`` against ``labels`` ((start_s, word))."""
+    hits = sum(hit_flags(detections, labels))
     return hits, len(detections) - hits
+
+
+def loudest_false_alarms(detections, labels, count):
+    """The ``count`` false alarms among ``detections`` with the highest scores, strongest first:
+    what a threshold must stay above to avoid them."""
+    wrong = [d for d, hit in zip(detections, hit_flags(detections, labels)) if not hit]
+    return sorted(wrong, key=lambda d: -d.score)[:count]
 
 
 def sweep(posteriors, starts_s, settings, class_names, labels, background_hours, thresholds=THRESHOLDS,

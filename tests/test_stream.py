@@ -8,9 +8,10 @@ import yaml
 
 from conftest import run_script as run
 from data_loader.corpus import Corpus, scan_corpus
-from data_loader.stream import labels_text, plan_stream, render_blocks
+from data_loader.stream import clip_under, labels_text, plan_stream, render_blocks
 from model.detector import Detection, DetectorSettings
-from model.stream_metric import HIT_AFTER_S, HIT_BEFORE_S, StreamScore, match, misses_at, operating_point
+from model.stream_metric import (HIT_AFTER_S, HIT_BEFORE_S, StreamScore, loudest_false_alarms, match, misses_at,
+                                 operating_point)
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
@@ -30,6 +31,26 @@ def test_a_detection_hits_the_right_word_within_the_tolerance_once():
             det(29.9, "one")]                        # wrong word: false alarm and "three" missed
     assert match(dets, labels) == (1, 3)
     assert match([], labels) == (0, 0)
+
+
+def test_the_loudest_false_alarms_are_the_strongest_detections_that_hit_nothing():
+    labels = [(10.0, "one"), (20.0, "two")]
+    dets = [Detection(10.0, 1, "one", 0.99),   # hit
+            Detection(15.0, 2, "two", 0.95), Detection(20.0, 1, "one", 0.97),   # wrong word at a label
+            Detection(30.0, 3, "three", 0.6), Detection(40.0, 1, "one", 0.8)]
+    assert loudest_false_alarms(dets, labels, 3) == [dets[2], dets[1], dets[4]]
+    assert loudest_false_alarms(dets[:1], labels, 3) == []
+
+
+def test_the_clip_under_a_window_is_the_event_at_its_centre(corpus_dir):
+    plan = plan_stream(scan_corpus(corpus_dir), "test", 16000, 0.05, seed=0)
+    first, second = plan.events[0], plan.events[1]
+    inside = (first.start + first.length // 2) / 16000 - 0.5      # window centred in the first clip
+    assert clip_under(plan, inside, 1.0) == first.rel
+    pause = (second.start - second.pause // 2) / 16000 - 0.5    # centred in the pause before the second
+    assert clip_under(plan, pause, 1.0) == f"pause before {second.rel}"
+    assert clip_under(plan, -10.0, 1.0) == f"pause before {first.rel}"
+    assert clip_under(plan, plan.duration_s + 5, 1.0) == "the end of the recording"
 
 
 def test_the_operating_point_is_the_fewest_misses_within_the_target():
@@ -94,7 +115,7 @@ def test_an_operating_point_that_finds_nothing_is_warned_about():
     assert "raise detector.target_false_alarms_per_hour" in deaf_warning({"validation_miss_rate": 1.0})
 
 
-def test_test_stream_reports_misses_at_false_alarms_per_hour(stream_run):
+def test_test_stream_reports_misses_at_false_alarms_per_hour(stream_run, corpus_dir):
     ckpt, out, proc = stream_run
     lines = proc.stdout.strip().splitlines()
     m = LAST_LINE.fullmatch(lines[-1])
@@ -112,6 +133,17 @@ def test_test_stream_reports_misses_at_false_alarms_per_hour(stream_run):
     rates = [s["false_alarms_per_hour"] for s in report["sweep"]]
     assert rates == sorted(rates, reverse=True)   # a higher threshold never fires more often
     assert sum(v["misses"] for v in report["per_keyword"].values()) == own["misses"]
+    # the loudest false alarms of the lowest threshold: strongest first, each far from a keyword of
+    # its word, named by the clip under its window (the test split's clips or a pause)
+    loudest = report["loudest_false_alarms"]
+    assert len(loudest) == min(10, report["sweep"][0]["false_alarms"])
+    assert [a["score"] for a in loudest] == sorted((a["score"] for a in loudest), reverse=True)
+    assert all(a["score"] >= report["sweep"][0]["threshold"] for a in loudest)
+    test_clips = {line.strip() for line in (corpus_dir / "testing_list.txt").read_text().splitlines()}
+    for a in loudest:
+        assert a["clip"] in test_clips or a["clip"].startswith("pause before "), a
+    shown = [line for line in lines if line.startswith("Loudest false alarms")]
+    assert len(shown) == (1 if loudest else 0) and all(a["clip"] in shown[0] for a in loudest[:5])
 
 
 def test_a_users_recording_with_labels_scores_as_the_built_stream(trained, corpus_dir, stream_run, tmp_path):
