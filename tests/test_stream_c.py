@@ -2,6 +2,8 @@
 window's integer MFCCs frame by frame once (data_loader.integer_frontend.StreamFrames), runs the
 integer engine and the integer detector (model.detector), and these are exactly the per-window
 integer pipeline's numbers on a stream built from real corpus clips."""
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from app.detection import KeywordClassifier, DetectorSettings, scan_frames, scan
 from app.stream_test import split_stream
 from data_loader.stream import render_blocks
 from model.detector import integer_detections, integer_posteriors, integer_smooth, threshold_code
+from conftest import GCC
 from tiny import quantized_tiny_run
 
 
@@ -68,3 +71,34 @@ def test_the_integer_detector():
         [(0.2, "one", 33000 / 65536), (1.2, "two", 40000 / 65536), (2.2, "one", 50000 / 65536)]
     assert len(integer_detections(p, DetectorSettings(smooth_ms=0, threshold=0.5, refractory_ms=1001), 16000,
                                   names)) == 2   # 12 is now within 22's refractory time
+
+
+def test_the_c_stream_makes_predict_py_s_detections(stream, tmp_path):
+    """stream.c fed the stream's PCM in 10 ms blocks: the same windows and, detection for
+    detection, the same times, words and scores as predict.py's scan (app.detection.scan_frames)."""
+    from data_loader import integer_frontend as ife
+    from data_loader.corpus import SILENCE
+    from deploy.c_export import export_c
+    from deploy.c_stream import export_stream
+    from app.restore import normalization_of
+    classifier, plan = stream
+    first = scan_frames(classifier, render_blocks(plan), DetectorSettings())
+    settings = DetectorSettings(threshold=float(np.quantile(first.posteriors[:, 1:].max(axis=1), 0.95)),
+                                refractory_ms=700)
+    python = scan_frames(classifier, render_blocks(plan), settings)
+    assert len(python.detections) >= 3
+    export_c(classifier.engine, tmp_path, classifier.class_names)
+    export_stream(classifier.engine, classifier.params, *normalization_of(classifier.ckpt), settings,
+                  classifier.class_names, tmp_path, skip=(SILENCE,))
+    exe = tmp_path / "stream"
+    subprocess.run(GCC + ["-pedantic", "-o", str(exe)] + [str(tmp_path / f) for f in
+                   ("model.c", "frontend.c", "stream.c", "stream_main.c")], check=True)
+    pcm = ife.to_pcm(np.concatenate(list(render_blocks(plan))))
+    (tmp_path / "stream_pcm.txt").write_text("\n".join(map(str, pcm.tolist())) + "\n")
+    out = subprocess.run([str(exe), str(tmp_path / "stream_pcm.txt")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[-1] == f"windows {len(python.starts_s)}"
+    hop = settings.hop_samples(classifier.sample_rate)
+    c = [(int(w) * hop / classifier.sample_rate, classifier.class_names[int(k)], int(s) / 65536)
+         for w, k, s in (line.split() for line in out[:-1])]
+    assert c == [(d.start_s, d.name, d.score) for d in python.detections]
