@@ -13,6 +13,7 @@ from utils.errors import UserError
 
 _TEMPLATES = Path(__file__).parent / "templates"
 STREAM_FILES = ("stream.h", "stream.c", "stream_main.c")
+STREAM_CONFIG = "stream_config.h"
 MAX_CANDIDATES = 32      # pending detections at once (a chain of close candidates)
 
 
@@ -48,7 +49,7 @@ def export_stream(engine, params, mean, std, settings, class_names, outdir, skip
     outdir = Path(outdir)
     fold = ife.fold(mean, std, engine.input_bits, engine.input_fl)
     names = [p.name for p in export_frontend(params, outdir, fold)]
-    write_text(outdir / "stream_config.h", _config(engine, params, settings, class_names, skip))
+    write_text(outdir / STREAM_CONFIG, _config(engine, params, settings, class_names, skip))
     for name in STREAM_FILES:
         write_text(outdir / name, (_TEMPLATES / name).read_text(encoding="utf-8"))
-    return names + ["stream_config.h", *STREAM_FILES]
+    return names + [STREAM_CONFIG, *STREAM_FILES]

@@ -102,3 +102,28 @@ def test_the_c_stream_makes_predict_py_s_detections(stream, tmp_path):
     c = [(int(w) * hop / classifier.sample_rate, classifier.class_names[int(k)], int(s) / 65536)
          for w, k, s in (line.split() for line in out[:-1])]
     assert c == [(d.start_s, d.name, d.score) for d in python.detections]
+
+
+def test_export_writes_the_stream_at_the_checkpoint_s_operating_point(integer_run, stream, tmp_path):
+    """export.py of the integer-frontend run writes stream.c with its stored settings; built from
+    the bundle alone it gives predict.py's detections (settings from the checkpoint) on the stream."""
+    from app.detection import stored_settings
+    from data_loader import integer_frontend as ife
+    from conftest import run_script
+    _, run_dir = integer_run
+    classifier, plan = stream
+    bundle = tmp_path / "bundle"
+    run_script("export.py", "-r", run_dir / "model_best.pth", "-q", run_dir / "quantization.yml", "-o", bundle)
+    settings, _ = stored_settings(classifier.ckpt)
+    assert f"#define KWS_ST_SMOOTH ({settings.smooth_windows})" in (bundle / "stream_config.h").read_text()
+    exe = tmp_path / "stream"
+    subprocess.run(GCC + ["-o", str(exe)] + [str(bundle / f) for f in
+                   ("model.c", "frontend.c", "stream.c", "stream_main.c")], check=True)
+    pcm = ife.to_pcm(np.concatenate(list(render_blocks(plan))))
+    text = "\n".join(map(str, pcm.tolist())) + "\n"
+    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout.splitlines()
+    python = scan_frames(classifier, render_blocks(plan), settings)
+    hop = settings.hop_samples(classifier.sample_rate)
+    assert out[-1] == f"windows {len(python.starts_s)}"
+    assert [(int(w) * hop / classifier.sample_rate, classifier.class_names[int(k)]) for w, k, _ in
+            (line.split() for line in out[:-1])] == [(d.start_s, d.name) for d in python.detections]
