@@ -28,21 +28,40 @@ from data_loader.audio import AudioError, audio_info, fit_length, read_wave, str
 from data_loader.corpus import SILENCE
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
+from data_loader import integer_frontend as ife
 from data_loader.frame_features import FrameScanner, segments
+from deploy.integer_engine import IntegerModel
 from fixedpoint.graph import describe
+from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
 from utils.values import is_number
 from app.restore import normalization_of, restore_model
 from model.detector import DetectorSettings, Detection, smooth_posteriors  # noqa: F401  (predict.py's API)
 from model.detector import find_detections as _find_detections
+from model.detector import POSTERIOR_FL, integer_detections, integer_posteriors
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
 WHOLE_READ_CLIPS = 2.0  # recordings up to 2 clip lengths are read whole, longer ones streamed
+INTEGER_BATCH = 256     # windows per integer front end step (about 10 MB of int64 spectra)
+
+
+def integer_engine(model, params):
+    """The IntegerModel of a fully quantized ``model`` on the integer front end, else None: such a
+    model is run as the exported C runs it (integer codes, scores and detector)."""
+    if params.frontend != "integer":
+        return None
+    groups = [(q.bits_inputs, q.bits_weights, q.bits_accumulator, q.bits_outputs)
+              for q in (layer.quantization for layer in fixed_point_layers(model).values())]
+    if not all(min(g) > 0 for g in groups):
+        return None
+    return IntegerModel.from_model(model)
 
 
 class KeywordClassifier:
-    """A restored model with the feature pipeline of its checkpoint."""
+    """A restored model with the feature pipeline of its checkpoint. With the integer front end
+    the features are the integer MFCCs of the clips' 16-bit PCM (data_loader.integer_frontend), and
+    a fully quantized model also runs as integers (``engine``): the device's numbers."""
 
     def __init__(self, model, ckpt):
         self.model = model.eval()
@@ -51,6 +70,10 @@ class KeywordClassifier:
         self.mel = MelPower(self.params)
         self.transform = FeatureTransform(self.params, *normalization_of(ckpt))
         self.class_names = ckpt.names()
+        self.integer = self.params.frontend == "integer"
+        self.engine = integer_engine(self.model, self.params)
+        self.fold = None if self.engine is None else ife.fold(*normalization_of(ckpt), self.engine.input_bits,
+                                                              self.engine.input_fl)
         outputs = describe(self.model).output.layer.weight.shape[0]
         if len(self.class_names) != outputs:
             raise UserError(f"the checkpoint names {len(self.class_names)} classes but its model has "
@@ -71,13 +94,29 @@ class KeywordClassifier:
 
     def features(self, clips):
         """(N, clip_samples) float32 samples -> normalised MFCC (N, 1, frames, n_mfcc)."""
+        if self.integer:
+            return self.transform.normalised(torch.from_numpy(ife.clip_features(np.asarray(clips), self.params)))
         clips = torch.tensor(np.asarray(clips, dtype=np.float32))   # a copy: windows are read-only views
         with torch.no_grad():
             return torch.cat([self.transform(self.mel(clips[i:i + WINDOW_BATCH]))
                               for i in range(0, len(clips), WINDOW_BATCH)])
 
+    def posteriors_of_mfcc(self, mfcc):
+        """Integer MFCCs (N, frames, n_mfcc) -> (N, classes) float64 probabilities: with ``engine``
+        the integer detector's Q16 posteriors over 2^16 (model.detector), exact."""
+        if self.engine is not None:
+            codes = ife.input_codes(mfcc, self.fold)[:, None]
+            scores = self.engine.logits_int(codes)
+            return integer_posteriors(scores, self.engine.output_fl) / float(1 << POSTERIOR_FL)
+        feats = self.transform.normalised(torch.from_numpy((mfcc / float(1 << ife.MFCC_FL)).astype(np.float32)))
+        with torch.no_grad():
+            return self.model(feats[:, None]).exp().double().numpy()
+
     def probabilities(self, clips):
         """(N, clip_samples) samples -> (N, classes) class probabilities, batched."""
+        if self.integer:
+            mfcc = ife.integer_mfcc(ife.to_pcm(np.asarray(clips)), self.params)
+            return self.posteriors_of_mfcc(mfcc)
         out = []
         with torch.no_grad():
             for i in range(0, len(clips), WINDOW_BATCH):
@@ -148,6 +187,15 @@ def find_detections(posteriors, starts_s, settings, class_names):
     return _find_detections(posteriors, starts_s, settings, class_names, skip=(SILENCE,))
 
 
+def classifier_detections(classifier, posteriors, starts_s, settings):
+    """The detections of ``classifier``'s window posteriors: an integer model's in integers
+    (model.detector.integer_detections, what the exported C stream gives), else find_detections."""
+    if classifier.engine is not None:
+        q16 = np.rint(posteriors * (1 << POSTERIOR_FL)).astype(np.int64)
+        return integer_detections(q16, settings, classifier.sample_rate, classifier.class_names, skip=(SILENCE,))
+    return find_detections(posteriors, starts_s, settings, classifier.class_names)
+
+
 @dataclass(frozen=True)
 class ClipResult:
     duration_s: float
@@ -171,6 +219,8 @@ def classify(classifier, wave, settings):
         return ClipResult(duration, int(np.argmax(probs)), probs)
     hop = settings.hop_samples(classifier.sample_rate)
     starts, views = windows(wave, classifier.clip_samples, hop)
+    if classifier.integer:
+        return scan_integer(classifier, [wave], settings)
     posteriors = classifier.probabilities(views)
     starts_s = starts / classifier.sample_rate
     return ScanResult(duration, starts_s, posteriors,
@@ -209,12 +259,37 @@ def scan_stream(classifier, blocks, settings):
     starts_s = np.concatenate(starts) / classifier.sample_rate
     posteriors = np.concatenate(posteriors)
     return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
-                      find_detections(posteriors, starts_s, settings, classifier.class_names))
+                      classifier_detections(classifier, posteriors, starts_s, settings))
+
+
+def scan_integer(classifier, blocks, settings):
+    """scan_stream's result for an integer front end: every window's integer MFCCs (those of its
+    16-bit PCM as a clip) computed frame by frame once (data_loader.integer_frontend.StreamFrames),
+    in runs of INTEGER_BATCH windows, so memory does not grow with the recording."""
+    hop = settings.hop_samples(classifier.sample_rate)
+    frames = ife.StreamFrames(classifier.params, hop)
+    runs = segments(blocks, classifier.clip_samples, hop, batch=INTEGER_BATCH)
+    starts, posteriors = [], []
+    while True:
+        try:
+            first, n, samples = next(runs)
+        except StopIteration as done:
+            total = done.value
+            break
+        starts.append((first + np.arange(n)) * hop)
+        posteriors.append(classifier.posteriors_of_mfcc(frames.window_mfcc(ife.to_pcm(samples), n)))
+    starts_s = np.concatenate(starts) / classifier.sample_rate
+    posteriors = np.concatenate(posteriors)
+    return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
+                      classifier_detections(classifier, posteriors, starts_s, settings))
 
 
 def scan_frames(classifier, blocks, settings):
     """scan_stream's result from features computed frame by frame once (data_loader.frame_features):
-    the same windows and posteriors up to float rounding, several times faster."""
+    the same windows and posteriors up to float rounding, several times faster; with the integer
+    front end scan_integer's (exact)."""
+    if classifier.integer:
+        return scan_integer(classifier, blocks, settings)
     hop = settings.hop_samples(classifier.sample_rate)
     scanner = FrameScanner(classifier.params, classifier.transform.mean, classifier.transform.std, hop)
     starts, posteriors, total = scanner.scan(blocks, classifier.model)

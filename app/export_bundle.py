@@ -28,6 +28,8 @@ import torch
 
 from deploy.c_export import c_model_memory, export_c
 from deploy.c_frontend import PIPELINE_FILES, export_pcm_pipeline
+from deploy.c_stream import STREAM_CONFIG, STREAM_FILES, export_stream
+from data_loader.corpus import SILENCE
 from deploy.compact import compact_model
 from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware, run_firmware
 from deploy.integer_engine import IntegerModel
@@ -38,6 +40,7 @@ from optimization.solutions import solution_text
 from utils.atomic import make_folder, read_yaml, write_text, write_yaml
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
+from app.detection import stored_settings
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
 COMPACT = "model_compact.pth"
@@ -47,7 +50,7 @@ C_FILES = ("model.h", "model.c", "main.c")
 VECTORS, SCORES, LABELS = "test_vectors.txt", "expected_scores.txt", "test_labels.txt"
 SUMMARY = "export.yml"
 INTEGER_FILES = (QUANTIZATION,) + C_FILES + (VECTORS, SCORES, LABELS)   # every export with -q writes these
-DERIVED_FILES = INTEGER_FILES[1:] + FIRMWARE_FILES + PIPELINE_FILES   # generated from the integer model: an earlier export's are removed
+DERIVED_FILES = INTEGER_FILES[1:] + FIRMWARE_FILES + PIPELINE_FILES + (STREAM_CONFIG,) + STREAM_FILES   # generated from the integer model: an earlier export's are removed
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _check_outdir(outdir, inputs):
             if not path.is_dir():
                 raise UserError(f"output folder {outdir}: {path} is a file, not a folder; give a folder with -o")
             break
-    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES + PIPELINE_FILES
+    names = (COMPACT, ONNX, SUMMARY) + INTEGER_FILES + FIRMWARE_FILES + PIPELINE_FILES + (STREAM_CONFIG,) + STREAM_FILES
     targets = {(outdir / name).resolve(): name for name in names}
     for given in inputs:
         if given and Path(given).resolve() in targets:
@@ -189,6 +192,11 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
             files, pcm_codes = export_pcm_pipeline(engine, data.features, mean, std, data.split("test").pcm,
                                                    outdir)
             summary.files += files
+            # the stream (stream.c, kws_push) at the checkpoint's operating point, as predict.py detects
+            settings, _ = stored_settings(ckpt)
+            stream_files = export_stream(engine, data.features, mean, std, settings, summary.class_names, outdir,
+                                         skip=(SILENCE,))
+            summary.files += [name for name in stream_files if name not in summary.files]
             codes = engine.quantize_input(inputs)
             summary.pcm_mismatches = int((pcm_codes.reshape(len(codes), -1) != codes.reshape(len(codes), -1))
                                          .any(axis=1).sum())

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.detection import KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
+from app.detection import INTEGER_BATCH, KeywordClassifier, check_audio, load_audio, scan_frames, stored_settings
 from app.restore import data_for_checkpoint
 from app.testing import save_beside
 from data_loader.audio import AudioError, stream_wave
+from data_loader import integer_frontend as ife
 from data_loader.corpus import SILENCE
-from data_loader.frame_features import MODEL_BATCH, FrameScanner, segments
+from data_loader.frame_features import MODEL_BATCH, SEGMENT_WINDOWS, FrameScanner, segments
 from data_loader.stream import clip_under, describe_plan, plan_stream, render_blocks
 from configuration.schema import DEFAULT_HOURS, DEFAULT_TARGET, DetectorConfig, parse_detector_config
 from model.detector import detections_of_smoothed, smooth_posteriors
@@ -101,14 +102,18 @@ def split_stream(classifier, ckpt, data_dir, split, hours, seed):
     return plan_stream(checkpoint_corpus(ckpt, data_dir), split, classifier.sample_rate, hours, seed)
 
 
-def evaluate(posteriors, starts_s, settings, class_names, labels, background_hours, target):
+def evaluate(posteriors, starts_s, settings, class_names, labels, background_hours, target, detections=None):
     """The sweep, the best threshold for ``target`` on this stream, and the figures at ``settings``
-    (the checkpoint's own operating point)."""
+    (the checkpoint's own operating point): ``detections`` where given (the scan's own, which for
+    an integer model are the integer detector's, app.detection.classifier_detections), else
+    those of the float detector at ``settings``."""
     skip = (SILENCE,)
     scores = sweep(posteriors, starts_s, settings, class_names, labels, background_hours, THRESHOLDS, skip)
     best, met = operating_point(scores, target)
     smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
-    dets = detections_of_smoothed(smoothed, starts_s, settings, class_names, skip)
+    if detections is None:
+        detections = detections_of_smoothed(smoothed, starts_s, settings, class_names, skip)
+    dets = detections
     hits, false_alarms = match(dets, labels)
     own = StreamScore(settings.threshold, len(labels), hits, false_alarms, background_hours)
     per_word = {}
@@ -149,9 +154,10 @@ def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True
         else:
             blocks = stream_wave(recording, classifier.sample_rate)
         try:
-            starts_s, posteriors, seconds = frame_scan(classifier, blocks, settings)
+            scan = scan_frames(classifier, blocks, settings)
         except AudioError as e:
             raise UserError(f"cannot read audio file {e}; give a WAV file") from None
+        seconds = scan.duration_s
         clip_s = classifier.clip_samples / classifier.sample_rate
         background_h = max(seconds - clip_s * len(truth), clip_s) / 3600.0
         described = (f"{recording}: {seconds:.1f} s, {len(truth)} labelled keywords from {labels} "
@@ -160,11 +166,13 @@ def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True
     else:
         plan = split_stream(classifier, ckpt, data_dir, split, hours, seed)
         truth = plan.labels
-        starts_s, posteriors, seconds = frame_scan(classifier, render_blocks(plan), settings)
+        scan = scan_frames(classifier, render_blocks(plan), settings)
+        seconds = scan.duration_s
         background_h = plan.background_s / 3600.0
         described = describe_plan(plan)
         name = split
-    result = evaluate(posteriors, starts_s, settings, classifier.class_names, truth, background_h, target)
+    result = evaluate(scan.posteriors, scan.starts_s, settings, classifier.class_names, truth, background_h, target,
+                      scan.detections)
     if recording is None:
         for alarm in result["loudest"]:
             alarm["clip"] = clip_under(plan, alarm["time_s"], classifier.clip_samples / classifier.sample_rate)
@@ -270,10 +278,19 @@ class StreamValidation:
         self.target, self.settings = float(target), settings
         plan = plan_stream(corpus, "validation", params.sample_rate, hours, seed)
         hop = settings.hop_samples(params.sample_rate)
-        scanner = FrameScanner(params, mean, std, hop)
+        if params.frontend == "integer":   # the integer MFCCs of the windows' PCM (app.detection.scan_integer)
+            frames = ife.StreamFrames(params, hop)
+            mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+
+            def window_features(samples, n):
+                mfcc = frames.window_mfcc(ife.to_pcm(samples), n) / float(1 << ife.MFCC_FL)
+                return torch.from_numpy(mfcc.astype(np.float32)).sub_(mean).div_(std).unsqueeze(1)
+        else:
+            window_features = FrameScanner(params, mean, std, hop).features
+        batch = INTEGER_BATCH if params.frontend == "integer" else SEGMENT_WINDOWS
         feats, starts = [], []
-        for first, n, samples in segments(render_blocks(plan), params.clip_samples, hop):
-            feats.append(scanner.features(samples, n))
+        for first, n, samples in segments(render_blocks(plan), params.clip_samples, hop, batch=batch):
+            feats.append(window_features(samples, n))
             starts.append((first + np.arange(n)) * hop)
         self.features = torch.cat(feats)
         self.starts_s = np.concatenate(starts) / params.sample_rate

@@ -188,6 +188,33 @@ def _log2(energy, t):
     return (top << LOG_FL) + lo + (((hi - lo) * frac + (1 << (LOG_INTERP_BITS - 1))) >> LOG_INTERP_BITS)
 
 
+def frame_logs(x, t):
+    """(M, win_length) int64 samples of frames' window spans -> (M, n_mels) Q12 log2 mel
+    energies, floored at ``log_floor`` (steps 2-6 without the per-clip ``top_db`` clamp): each
+    frame on its own, so a frame of a long recording is the same frame of every window holding it."""
+    y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
+    peak = np.abs(y).max(axis=1)
+    shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
+    re = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
+    off = (t.n_fft - t.win_length) // 2
+    re[:, off:off + t.win_length] = y << shift[:, None]
+    re, im = _fft(re, np.zeros_like(re), t)
+    bins = t.n_fft // 2 + 1
+    power = (re[:, :bins] * re[:, :bins] + im[:, :bins] * im[:, :bins]) >> t.power_shift
+    energy = power @ t.mel_weights.T                                     # (M, n_mels)
+    log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset, t.log_floor)
+    return np.maximum(log, t.log_floor)
+
+
+def mfcc_of_logs(log, t):
+    """(N, frames, n_mels) Q12 logs of clips -> (N, frames, n_mfcc) integer MFCCs: the clip's
+    ``top_db`` clamp below its peak, then the DCT (steps 6-7)."""
+    if t.top_db >= 0:
+        log = np.maximum(log, log.max(axis=(1, 2), keepdims=True) - t.top_db)
+    acc = log @ t.dct
+    return (acc + (1 << (LOG_FL + DCT_FL - MFCC_FL - 1))) >> (LOG_FL + DCT_FL - MFCC_FL)
+
+
 def integer_mfcc(pcm, params, t=None):
     """int16 PCM (N, clip_samples) -> integer MFCC (N, frames, n_mfcc) int64, dB units times 2^8
     (steps 1-7 of the module docstring)."""
@@ -200,25 +227,8 @@ def integer_mfcc(pcm, params, t=None):
     for c0 in range(0, pcm.shape[0], CHUNK):
         x = _frames(pcm[c0:c0 + CHUNK], t)
         n_clips = x.shape[0]
-        y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
-        y = y.reshape(-1, t.win_length)
-        peak = np.abs(y).max(axis=1)
-        shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
-        re = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
-        off = (t.n_fft - t.win_length) // 2
-        re[:, off:off + t.win_length] = y << shift[:, None]
-        re, im = _fft(re, np.zeros_like(re), t)
-        bins = t.n_fft // 2 + 1
-        power = (re[:, :bins] * re[:, :bins] + im[:, :bins] * im[:, :bins]) >> t.power_shift
-        energy = power @ t.mel_weights.T                                     # (F, n_mels)
-        log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset,
-                       t.log_floor)
-        log = np.maximum(log, t.log_floor).reshape(n_clips, t.frames, t.n_mels)
-        if t.top_db >= 0:
-            floor = log.max(axis=(1, 2), keepdims=True) - t.top_db
-            log = np.maximum(log, floor)
-        acc = log @ t.dct
-        out[c0:c0 + n_clips] = (acc + (1 << (LOG_FL + DCT_FL - MFCC_FL - 1))) >> (LOG_FL + DCT_FL - MFCC_FL)
+        log = frame_logs(x.reshape(-1, t.win_length), t).reshape(n_clips, t.frames, t.n_mels)
+        out[c0:c0 + n_clips] = mfcc_of_logs(log, t)
     return out
 
 
@@ -267,3 +277,47 @@ def input_codes(mfcc, f):
     shifted = np.where(f.shift > 0, np.sign(v) * ((np.abs(v) + half) >> right),
                        np.clip(v, lo, hi) << np.maximum(-f.shift, 0))
     return np.clip(shifted, lo, hi)
+
+
+class StreamFrames:
+    """Integer MFCCs of the windows every ``hop`` samples of a long recording, each the integer
+    MFCC of its samples as a clip of its own (integer_mfcc), computed frame by frame once.
+
+    A frame whose window span lies inside a window is the same frame of the recording whatever
+    window holds it (frame_logs treats each frame on its own), so its log energies are computed
+    once per recording; the ``edges`` (frames whose span reaches past a window's first or last
+    sample: they see the window's zero padding) are computed per window from its samples. The
+    ``top_db`` clamp and the DCT (mfcc_of_logs) are per window. This is what the exported C stream
+    (deploy/templates/stream.c) does every hop: the new frames into a ring, the edges, the window.
+    """
+
+    def __init__(self, params, hop_samples):
+        t = self.t = tables(params)
+        if hop_samples % t.hop_length:
+            raise UserError(f"the integer front end's stream needs a window hop that is a multiple of the STFT hop "
+                            f"({1000.0 * t.hop_length / params.sample_rate:g} ms), got "
+                            f"{1000.0 * hop_samples / params.sample_rate:g} ms")
+        self.clip, self.hop, self.step = params.clip_samples, hop_samples, hop_samples // t.hop_length
+        self.first = (t.n_fft - t.win_length) // 2 - t.n_fft // 2     # frame j's span starts at j * hop_length + first
+        starts = np.arange(t.frames) * t.hop_length + self.first
+        self.edges = np.flatnonzero((starts < 0) | (starts + t.win_length > self.clip))
+        self._edge_offsets = starts[self.edges][:, None] + np.arange(t.win_length)[None]   # (E, win) in the window
+
+    def window_mfcc(self, pcm, n_windows):
+        """(n_windows, frames, n_mfcc) int64 integer MFCCs of the windows every ``hop`` samples of
+        int16 ``pcm`` (which spans them exactly, as data_loader.frame_features.segments gives)."""
+        t = self.t
+        pcm = np.asarray(pcm, dtype=np.int64)
+        n_frames = (n_windows - 1) * self.step + t.frames
+        starts = np.arange(n_frames) * t.hop_length + self.first
+        idx = starts[:, None] + np.arange(t.win_length)[None]
+        inside = (idx >= 0) & (idx < len(pcm))
+        logs = frame_logs(np.where(inside, pcm[np.clip(idx, 0, len(pcm) - 1)], 0), t)     # (F, n_mels)
+        frame_index = np.arange(n_windows)[:, None] * self.step + np.arange(t.frames)[None]
+        window_logs = logs[frame_index]                                                    # (W, frames, n_mels)
+        if len(self.edges):
+            valid = (self._edge_offsets >= 0) & (self._edge_offsets < self.clip)
+            at = np.arange(n_windows)[:, None, None] * self.hop + np.clip(self._edge_offsets, 0, self.clip - 1)[None]
+            edge = np.where(valid[None], pcm[at], 0).reshape(-1, t.win_length)
+            window_logs[:, self.edges] = frame_logs(edge, t).reshape(n_windows, len(self.edges), t.n_mels)
+        return mfcc_of_logs(window_logs, t)

@@ -13,7 +13,7 @@ from data_loader import integer_frontend as ife
 from utils.atomic import write_text
 
 _TEMPLATES = Path(__file__).parent / "templates"
-FRONTEND_FILES = ("frontend.h", "frontend.c", "frontend_main.c")
+FRONTEND_FILES = ("frontend.h", "frontend.c", "frontend_main.c", "pcm_read.h")
 PCM_VECTORS = "test_pcm.txt"
 PIPELINE_FILES = ("frontend_config.h", "frontend_tables.h") + FRONTEND_FILES + ("main_pcm.c", PCM_VECTORS)
 

@@ -10,6 +10,7 @@ stretch that best contains the word.
 """
 import bisect
 import math
+from fractions import Fraction
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,30 +82,37 @@ def smooth_posteriors(posteriors, width):
     return sums / counts[:, None]
 
 
-def detections_of_smoothed(smoothed, starts_s, settings, class_names, skip=()):
-    """find_detections on posteriors already smoothed with ``settings.smooth_windows`` (a
-    threshold sweep smooths once)."""
+def _kept(smoothed, fires, apart, class_names, skip):
+    """(peak window, label) of every detection, time-sorted: for each keyword, each run of windows
+    where it is the most probable class and ``fires`` (bool per window) gives one candidate at
+    its peak; strongest first (ties: the lower label, then the earlier window), one is kept when
+    ``apart(i, j)`` holds for the kept windows beside it (a sorted list of kept windows: its
+    neighbours are the only ones that can be that close)."""
     best = smoothed.argmax(axis=1)
     candidates = []
     for label in range(1, smoothed.shape[1]):
         if class_names[label] in skip:
             continue
-        active = (best == label) & (smoothed[:, label] >= settings.threshold)
+        active = (best == label) & fires(label)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
         for begin, end in zip(edges[0::2], edges[1::2]):
-            peak = begin + int(np.argmax(smoothed[begin:end, label]))
-            candidates.append(Detection(float(starts_s[peak]), label, class_names[label],
-                                        float(smoothed[peak, label])))
-    # strongest first; one is kept when no kept one lies within the refractory time (a sorted
-    # list of kept times: its neighbours are the only ones that can be that close)
-    kept, times = [], []
-    for det in sorted(candidates, key=lambda d: -d.score):
-        i = bisect.bisect_left(times, det.start_s)
-        near = [times[j] for j in (i - 1, i) if 0 <= j < len(times)]
-        if all(abs(det.start_s - t) * 1000.0 >= settings.refractory_ms for t in near):
-            times.insert(i, det.start_s)
-            kept.append(det)
-    return sorted(kept, key=lambda d: d.start_s)
+            candidates.append((begin + int(np.argmax(smoothed[begin:end, label])), label))
+    kept = []
+    for peak, _ in sorted(candidates, key=lambda c: -smoothed[c[0], c[1]]):
+        i = bisect.bisect_left(kept, peak)
+        if all(apart(peak, kept[j]) for j in (i - 1, i) if 0 <= j < len(kept)):
+            kept.insert(i, peak)
+    labels = dict(candidates)
+    return [(peak, labels[peak]) for peak in kept]
+
+
+def detections_of_smoothed(smoothed, starts_s, settings, class_names, skip=()):
+    """find_detections on posteriors already smoothed with ``settings.smooth_windows`` (a
+    threshold sweep smooths once)."""
+    def apart(i, j):
+        return abs(starts_s[i] - starts_s[j]) * 1000.0 >= settings.refractory_ms
+    kept = _kept(smoothed, lambda label: smoothed[:, label] >= settings.threshold, apart, class_names, skip)
+    return [Detection(float(starts_s[w]), label, class_names[label], float(smoothed[w, label])) for w, label in kept]
 
 
 def find_detections(posteriors, starts_s, settings, class_names, skip=()):
@@ -112,3 +120,81 @@ def find_detections(posteriors, starts_s, settings, class_names, skip=()):
     'not a keyword' and never detected, nor is a class named in ``skip`` (a silence class)."""
     smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
     return detections_of_smoothed(smoothed, starts_s, settings, class_names, skip)
+
+
+# --- the detector in integer arithmetic (a quantized model on the integer front end) ---------------
+#
+# The float softmax and average are not reproducible bit for bit on a device without a float
+# unit (exp, division, summation order), and a smoothed probability that lands on the threshold
+# fires on one side and not the other. So for an integer model the posterior path is defined here
+# once in integers, and the exported C (deploy/templates/stream.c) computes the same numbers:
+#
+# - posterior p_k in Q16 = floor(2^16 e_k / sum_j e_j), e_k = 2^((s_k - max s) log2(e) / 2^fl) in Q30:
+#   the score difference times log2(e) in Q16 (POSTERIOR_LOG2E), floored to Q16, its integer part
+#   a right shift and its fraction a 65-entry table of 2^(-i/64) (EXP2_TABLE, Q30) interpolated
+#   linearly on the next 10 bits;
+# - smoothed = floor(sum of the p of the centred windows / their number), an integer;
+# - fires when smoothed >= ceil(threshold * 2^16) (exactly ``smoothed / 2^16 >= threshold``);
+# - two detections are apart when their windows are at least ceil(refractory_ms * rate / 1000 /
+#   hop) windows apart (the float path compares seconds, whose rounding can fall either side).
+
+POSTERIOR_FL = 16
+EXP2_BITS = 30
+EXP2_TABLE = np.rint(2.0 ** (EXP2_BITS - np.arange(65) / 64)).astype(np.int64)
+EXP2_INTERP_BITS = 10
+POSTERIOR_LOG2E = int(round(math.log2(math.e) * (1 << POSTERIOR_FL)))
+EXP2_MIN = -(32 << POSTERIOR_FL)      # differences below 2^-32 give e = 0
+MAX_SCORE_LEFT_SHIFT = 20
+
+
+def integer_posteriors(scores, output_fl):
+    """int scores (N, classes) = logits * 2^output_fl -> int64 posteriors (N, classes) in Q16."""
+    if output_fl < -MAX_SCORE_LEFT_SHIFT:
+        raise UserError(f"the class output's fractional length {output_fl} is below -{MAX_SCORE_LEFT_SHIFT}; "
+                        f"the integer detector cannot scale its scores")
+    s = np.asarray(scores, dtype=np.int64)
+    a = np.maximum((s - s.max(axis=1, keepdims=True)) * POSTERIOR_LOG2E, -(1 << 40))
+    y = np.maximum(a >> output_fl if output_fl >= 0 else a << -output_fl, EXP2_MIN)
+    n = -y
+    whole, frac = n >> POSTERIOR_FL, n & ((1 << POSTERIOR_FL) - 1)
+    idx = frac >> (POSTERIOR_FL - 6)
+    rest = frac & ((1 << EXP2_INTERP_BITS) - 1)
+    lo, hi = EXP2_TABLE[idx], EXP2_TABLE[idx + 1]
+    e = (lo + (((hi - lo) * rest + (1 << (EXP2_INTERP_BITS - 1))) >> EXP2_INTERP_BITS)) >> whole
+    return (e << POSTERIOR_FL) // e.sum(axis=1, keepdims=True)
+
+
+def integer_smooth(posteriors, width):
+    """Centred moving average of integer posteriors over an odd ``width``, floored; at the ends
+    over the windows that exist."""
+    p = np.asarray(posteriors, dtype=np.int64)
+    if width <= 1:
+        return p
+    half = width // 2
+    c = np.concatenate([np.zeros((1, p.shape[1]), dtype=np.int64), np.cumsum(p, axis=0)])
+    idx = np.arange(len(p))
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, len(p))
+    return (c[hi] - c[lo]) // (hi - lo)[:, None]
+
+
+def threshold_code(threshold):
+    """The smallest Q16 smoothed posterior that fires at ``threshold``."""
+    return math.ceil(threshold * (1 << POSTERIOR_FL))
+
+
+def refractory_windows(settings, sample_rate):
+    """Windows two kept detections are at least apart."""
+    hop = settings.hop_samples(sample_rate)
+    return math.ceil(Fraction(settings.refractory_ms) * sample_rate / 1000 / hop)
+
+
+def integer_detections(posteriors, settings, sample_rate, class_names, skip=()):
+    """find_detections on Q16 integer posteriors (W, classes) in integer arithmetic (above): the
+    detections the exported C stream makes; scores are the smoothed Q16 posterior / 2^16."""
+    smoothed = integer_smooth(posteriors, settings.smooth_windows)
+    code, apart_windows = threshold_code(settings.threshold), refractory_windows(settings, sample_rate)
+    kept = _kept(smoothed, lambda label: smoothed[:, label] >= code, lambda i, j: abs(i - j) >= apart_windows,
+                 class_names, skip)
+    hop = settings.hop_samples(sample_rate)
+    return [Detection(w * hop / sample_rate, label, class_names[label], smoothed[w, label] / (1 << POSTERIOR_FL))
+            for w, label in kept]

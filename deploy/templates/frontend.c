@@ -69,47 +69,49 @@ static void fe_fft(void)
     }
 }
 
-void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
+int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
+{
+    int32_t peak = 0, peak_log = INT32_MIN;
+    int shift, i, j, k;
+    for (i = 0; i < KWS_FE_N_FFT; i++)
+        fe_re[i] = fe_im[i] = 0;
+    for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
+        int32_t y = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        fe_re[KWS_FE_OFF + i] = y;
+        if ((y < 0 ? -y : y) > peak)
+            peak = y < 0 ? -y : y;
+    }
+    /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
+    shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
+    for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
+        fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
+    fe_fft();
+    for (k = 0; k < KWS_FE_BINS; k++)
+        fe_power[k] = (uint64_t)((int64_t)fe_re[k] * fe_re[k] + (int64_t)fe_im[k] * fe_im[k])
+                      >> KWS_FE_POWER_SHIFT;
+    for (j = 0; j < KWS_FE_N_MELS; j++) {
+        uint64_t e = 0;
+        const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
+        for (k = 0; k < kws_fe_mel_length[j]; k++)
+            e += fe_power[kws_fe_mel_start[j] + k] * w[k];
+        log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
+        if (log[j] < KWS_FE_LOG_FLOOR)
+            log[j] = KWS_FE_LOG_FLOOR;
+        if (log[j] > peak_log)
+            peak_log = log[j];
+    }
+    return peak_log;
+}
+
+void kws_frontend_window(const int32_t *logs, int32_t *mfcc)
 {
     int32_t peak_log = INT32_MIN;
-    int t, i, j, k;
+    int t, j, k;
+    for (t = 0; t < KWS_FE_FRAMES * KWS_FE_N_MELS; t++)
+        if (logs[t] > peak_log)
+            peak_log = logs[t];
     for (t = 0; t < KWS_FE_FRAMES; t++) {
-        int32_t start = (int32_t)t * KWS_FE_HOP_LENGTH + KWS_FE_OFF - KWS_FE_N_FFT / 2;
-        int32_t peak = 0;
-        int shift;
-        int32_t *log = fe_log + t * KWS_FE_N_MELS;
-        for (i = 0; i < KWS_FE_N_FFT; i++)
-            fe_re[i] = fe_im[i] = 0;
-        for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
-            int32_t n = start + i;
-            int32_t x = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? pcm[n] : 0;
-            int32_t y = (x * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-            fe_re[KWS_FE_OFF + i] = y;
-            if ((y < 0 ? -y : y) > peak)
-                peak = y < 0 ? -y : y;
-        }
-        /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
-        shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
-        for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-            fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
-        fe_fft();
-        for (k = 0; k < KWS_FE_BINS; k++)
-            fe_power[k] = (uint64_t)((int64_t)fe_re[k] * fe_re[k] + (int64_t)fe_im[k] * fe_im[k])
-                          >> KWS_FE_POWER_SHIFT;
-        for (j = 0; j < KWS_FE_N_MELS; j++) {
-            uint64_t e = 0;
-            const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
-            for (k = 0; k < kws_fe_mel_length[j]; k++)
-                e += fe_power[kws_fe_mel_start[j] + k] * w[k];
-            log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
-            if (log[j] < KWS_FE_LOG_FLOOR)
-                log[j] = KWS_FE_LOG_FLOOR;
-            if (log[j] > peak_log)
-                peak_log = log[j];
-        }
-    }
-    for (t = 0; t < KWS_FE_FRAMES; t++) {
-        const int32_t *log = fe_log + t * KWS_FE_N_MELS;
+        const int32_t *log = logs + t * KWS_FE_N_MELS;
         for (k = 0; k < KWS_FE_N_MFCC; k++) {
             int64_t acc = 0;
             for (j = 0; j < KWS_FE_N_MELS; j++) {
@@ -121,6 +123,21 @@ void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
             mfcc[t * KWS_FE_N_MFCC + k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
         }
     }
+}
+
+void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
+{
+    static int16_t x[KWS_FE_WIN_LENGTH];
+    int t, i;
+    for (t = 0; t < KWS_FE_FRAMES; t++) {
+        int32_t start = (int32_t)t * KWS_FE_HOP_LENGTH + KWS_FE_OFF - KWS_FE_N_FFT / 2;
+        for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
+            int32_t n = start + i;
+            x[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? pcm[n] : 0;
+        }
+        kws_frontend_frame(x, fe_log + t * KWS_FE_N_MELS);
+    }
+    kws_frontend_window(fe_log, mfcc);
 }
 
 #if KWS_FE_HAS_FOLD

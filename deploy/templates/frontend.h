@@ -12,6 +12,13 @@
  * (frame-major), dB units times 2^KWS_FE_MFCC_FL. Not reentrant (static work buffers). */
 void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc);
 
+/* The steps of kws_frontend_mfcc, for a stream (stream.c): one frame's KWS_FE_WIN_LENGTH samples
+ * (its window span, zeros outside the clip) -> its KWS_FE_N_MELS Q12 log energies, floored
+ * (returns their largest); a clip's KWS_FE_FRAMES x KWS_FE_N_MELS logs -> its integer MFCCs
+ * (the clip's top_db clamp below its peak, then the DCT). */
+int32_t kws_frontend_frame(const int16_t *x, int32_t *log);
+void kws_frontend_window(const int32_t *logs, int32_t *mfcc);
+
 #if KWS_FE_HAS_FOLD
 /* Integer MFCCs -> the model's input codes: the checkpoint's normalisation folded into a shift
  * per coefficient, rounded half away from zero and saturated to KWS_FE_CODE_BITS bits. */

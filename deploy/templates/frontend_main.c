@@ -1,9 +1,8 @@
 /* Host check of the integer front end: one clip of KWS_FE_CLIP_SAMPLES PCM samples per line
  * (decimal, from the file named on the command line or standard input) -> one line of its
  * KWS_FE_FRAMES x KWS_FE_N_MFCC integer MFCCs, and with the fold, a second of the input codes. */
-#include <stdio.h>
-#include <string.h>
 #include "frontend.h"
+#include "pcm_read.h"
 
 static int16_t pcm[KWS_FE_CLIP_SAMPLES];
 static int32_t mfcc[KWS_FE_FRAMES * KWS_FE_N_MFCC];
@@ -13,23 +12,13 @@ static kws_fe_code_t codes[KWS_FE_FRAMES * KWS_FE_N_MFCC];
 
 int main(int argc, char **argv)
 {
-    FILE *in = stdin;
-    long v;
-    int n = 0, i;
-    if (argc > 2) {
-        fprintf(stderr, "usage: %s [pcm.txt]\n", argv[0]);
+    FILE *in = kws_pcm_open(argc, argv);
+    int16_t x;
+    int n = 0, i, got;
+    if (in == NULL)
         return 1;
-    }
-    if (argc == 2 && strcmp(argv[1], "-") != 0 && !(in = fopen(argv[1], "r"))) {
-        perror(argv[1]);
-        return 1;
-    }
-    while (fscanf(in, "%ld", &v) == 1) {
-        if (v < -32768 || v > 32767) {
-            fprintf(stderr, "error: sample %ld is not 16-bit PCM\n", v);
-            return 1;
-        }
-        pcm[n++] = (int16_t)v;
+    while ((got = kws_pcm_next(in, &x)) == 1) {
+        pcm[n++] = x;
         if (n == KWS_FE_CLIP_SAMPLES) {
             kws_frontend_mfcc(pcm, mfcc);
             for (i = 0; i < KWS_FE_FRAMES * KWS_FE_N_MFCC; i++)
@@ -44,10 +33,8 @@ int main(int argc, char **argv)
             n = 0;
         }
     }
-    if (!feof(in)) {
-        fprintf(stderr, "error: not a PCM sample in the input\n");
+    if (got < 0)
         return 1;
-    }
     if (n) {
         fprintf(stderr, "error: the input ends inside a clip (%d of %d samples)\n", n, KWS_FE_CLIP_SAMPLES);
         return 1;

@@ -5,11 +5,9 @@
  * Runs the integer front end, its folded normalisation and the network, and prints the
  * KWS_N_CLASSES integer scores of each clip on one line. Bad input: a message, exit status 1.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "frontend.h"
 #include "model.h"
+#include "pcm_read.h"
 
 #if KWS_FE_FRAMES * KWS_FE_N_MFCC != KWS_N_INPUTS
 #error "the front end's features do not match the model's inputs"
@@ -22,23 +20,17 @@ static int32_t scores[KWS_N_CLASSES];
 
 int main(int argc, char **argv)
 {
-    FILE *in = stdin;
-    long v;
-    int n = 0, k;
+    FILE *in;
+    int16_t x;
+    int n = 0, k, got;
     if (argc > 2) {
         fprintf(stderr, "usage: %s [pcm.txt]\n", argv[0]);
         return 2;
     }
-    if (argc == 2 && strcmp(argv[1], "-") != 0 && (in = fopen(argv[1], "r")) == NULL) {
-        perror(argv[1]);
+    if ((in = kws_pcm_open(argc, argv)) == NULL)
         return 1;
-    }
-    while (fscanf(in, "%ld", &v) == 1) {
-        if (v < -32768 || v > 32767) {
-            fprintf(stderr, "error: sample %ld is not 16-bit PCM\n", v);
-            return 1;
-        }
-        pcm[n++] = (int16_t)v;
+    while ((got = kws_pcm_next(in, &x)) == 1) {
+        pcm[n++] = x;
         if (n == KWS_FE_CLIP_SAMPLES) {
             kws_frontend_mfcc(pcm, mfcc);
             kws_frontend_codes(mfcc, features);
@@ -49,10 +41,8 @@ int main(int argc, char **argv)
             n = 0;
         }
     }
-    if (!feof(in)) {
-        fprintf(stderr, "error: not a PCM sample in the input\n");
+    if (got < 0)
         return 1;
-    }
     if (n) {
         fprintf(stderr, "error: the input ends inside a clip (%d of %d samples)\n", n, KWS_FE_CLIP_SAMPLES);
         return 1;

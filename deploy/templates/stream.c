@@ -1,0 +1,249 @@
+/* The streaming keyword spotter (stream.h); model/detector.py defines the integer detector and
+ * data_loader/integer_frontend.py (StreamFrames) the frame-wise features this reproduces. */
+#include "stream.h"
+#include "frontend.h"
+#include "model.h"
+#include "stream_config.h"
+
+#define ST_FIRST ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2 - KWS_FE_N_FFT / 2)   /* frame j spans j * hop + this */
+#define ST_RING (KWS_FE_FRAMES + 1)
+#define ST_HALF (KWS_ST_SMOOTH / 2)
+enum { ST_PENDING, ST_KEPT, ST_DROPPED };
+
+typedef struct {
+    int32_t window, score;
+    int label, state, emitted;
+} st_candidate;
+
+static int16_t st_pcm[KWS_FE_CLIP_SAMPLES];           /* the last clip of samples */
+static int32_t st_logs[ST_RING][KWS_FE_N_MELS];       /* log energies of recent frames */
+static int32_t st_window_logs[KWS_FE_FRAMES * KWS_FE_N_MELS];
+static int16_t st_frame[KWS_FE_WIN_LENGTH];
+static int32_t st_mfcc[KWS_N_INPUTS];
+static kws_input_t st_codes[KWS_N_INPUTS];
+static int32_t st_scores[KWS_N_CLASSES];
+static int32_t st_post[KWS_ST_SMOOTH][KWS_N_CLASSES];  /* posteriors of the last windows, Q16 */
+static st_candidate st_cand[KWS_ST_MAX_CANDIDATES];
+static int st_ncand, st_overflow;
+static int32_t st_received, st_next_frame, st_next_window, st_next_smooth;
+static int st_run_label, st_run_active;
+static int32_t st_run_start, st_run_peak, st_run_score;
+static kws_detect_fn st_on_detect;
+static void *st_ctx;
+
+void kws_stream_init(kws_detect_fn on_detect, void *ctx)
+{
+    st_on_detect = on_detect;
+    st_ctx = ctx;
+    st_ncand = st_overflow = 0;
+    st_received = st_next_frame = st_next_window = st_next_smooth = 0;
+    st_run_active = 0;
+}
+
+static void st_posteriors(const int32_t *s, int32_t *p)
+{
+    int32_t mx = s[0];
+    int64_t e[KWS_N_CLASSES], sum = 0;
+    int k;
+    for (k = 1; k < KWS_N_CLASSES; k++)
+        if (s[k] > mx)
+            mx = s[k];
+    for (k = 0; k < KWS_N_CLASSES; k++) {
+        int64_t a = ((int64_t)s[k] - mx) * KWS_ST_LOG2E, y, n, lo, hi;
+        int whole, idx, rest;
+        if (a < -((int64_t)1 << 40))
+            a = -((int64_t)1 << 40);
+#if KWS_ST_OUTPUT_FL >= 0
+        y = a >> KWS_ST_OUTPUT_FL;
+#else
+        y = a * ((int64_t)1 << -KWS_ST_OUTPUT_FL);
+#endif
+        if (y < KWS_ST_EXP2_MIN)
+            y = KWS_ST_EXP2_MIN;
+        n = -y;
+        whole = (int)(n >> KWS_ST_FL);
+        idx = (int)((n & ((1 << KWS_ST_FL) - 1)) >> (KWS_ST_FL - 6));
+        rest = (int)(n & ((1 << KWS_ST_EXP2_INTERP_BITS) - 1));
+        lo = kws_st_exp2[idx];
+        hi = kws_st_exp2[idx + 1];
+        e[k] = (lo + (((hi - lo) * rest + (1 << (KWS_ST_EXP2_INTERP_BITS - 1))) >> KWS_ST_EXP2_INTERP_BITS)) >> whole;
+        sum += e[k];
+    }
+    for (k = 0; k < KWS_N_CLASSES; k++)
+        p[k] = (int32_t)((e[k] << KWS_ST_FL) / sum);
+}
+
+/* a has priority over b: stronger, then the lower label, then the earlier window (model/detector.py) */
+static int st_before(const st_candidate *a, const st_candidate *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    if (a->label != b->label)
+        return a->label < b->label;
+    return a->window < b->window;
+}
+
+/* decide every candidate whose decision nothing after window ``horizon`` can change; report and
+ * forget the decided ones in time order */
+static void st_resolve(int32_t horizon)
+{
+    int changed = 1, i, j;
+    while (changed) {
+        changed = 0;
+        for (i = 0; i < st_ncand; i++) {
+            st_candidate *c = &st_cand[i];
+            int blocked = 0, beaten = 0;
+            if (c->state != ST_PENDING || (int64_t)c->window + KWS_ST_REFRACTORY > horizon)
+                continue;
+            for (j = 0; j < st_ncand; j++) {
+                const st_candidate *d = &st_cand[j];
+                int32_t gap = d->window > c->window ? d->window - c->window : c->window - d->window;
+                if (j == i || gap >= KWS_ST_REFRACTORY || !st_before(d, c))
+                    continue;
+                if (d->state == ST_PENDING)
+                    blocked = 1;
+                else if (d->state == ST_KEPT)
+                    beaten = 1;
+            }
+            if (beaten || !blocked) {
+                c->state = beaten ? ST_DROPPED : ST_KEPT;
+                changed = 1;
+            }
+        }
+    }
+    for (i = 0; i < st_ncand && st_cand[i].state != ST_PENDING; i++) {
+        if (st_cand[i].state == ST_KEPT && !st_cand[i].emitted) {
+            st_cand[i].emitted = 1;
+            if (st_on_detect)
+                st_on_detect(st_cand[i].window, st_cand[i].label, st_cand[i].score, st_ctx);
+        }
+    }
+    /* the decided front is forgotten once no pending or future candidate is within reach */
+    while (st_ncand > 0 && st_cand[0].state != ST_PENDING) {
+        int needed = (int64_t)st_cand[0].window + KWS_ST_REFRACTORY > horizon;
+        for (j = 1; j < st_ncand && !needed; j++)
+            needed = st_cand[j].state == ST_PENDING && st_cand[j].window - st_cand[0].window < KWS_ST_REFRACTORY;
+        if (needed)
+            break;
+        for (j = 1; j < st_ncand; j++)
+            st_cand[j - 1] = st_cand[j];
+        st_ncand--;
+    }
+}
+
+static void st_close_run(void)
+{
+    if (!st_run_active)
+        return;
+    st_run_active = 0;
+    if (st_ncand == KWS_ST_MAX_CANDIDATES) {
+        st_overflow = 1;
+        return;
+    }
+    st_cand[st_ncand].window = st_run_peak;
+    st_cand[st_ncand].score = st_run_score;
+    st_cand[st_ncand].label = st_run_label;
+    st_cand[st_ncand].state = ST_PENDING;
+    st_cand[st_ncand].emitted = 0;
+    st_ncand++;
+}
+
+/* the smoothed posteriors of window v, the windows up to ``last`` existing */
+static void st_smooth(int32_t v, int32_t last)
+{
+    int32_t lo = v - ST_HALF < 0 ? 0 : v - ST_HALF, hi = v + ST_HALF > last ? last : v + ST_HALF, w;
+    int32_t smoothed[KWS_N_CLASSES];
+    int k, best = 0, fires;
+    for (k = 0; k < KWS_N_CLASSES; k++) {
+        int64_t sum = 0;
+        for (w = lo; w <= hi; w++)
+            sum += st_post[w % KWS_ST_SMOOTH][k];
+        smoothed[k] = (int32_t)(sum / (hi - lo + 1));
+        if (smoothed[k] > smoothed[best])
+            best = k;
+    }
+    fires = kws_st_detectable[best] && smoothed[best] >= KWS_ST_THRESHOLD;
+    if (st_run_active && (!fires || best != st_run_label))
+        st_close_run();
+    if (fires) {
+        if (!st_run_active) {
+            st_run_active = 1;
+            st_run_label = best;
+            st_run_start = st_run_peak = v;
+            st_run_score = smoothed[best];
+        } else if (smoothed[best] > st_run_score) {
+            st_run_peak = v;
+            st_run_score = smoothed[best];
+        }
+    }
+    st_resolve(st_run_active ? st_run_start : v + 1);
+}
+
+static void st_window(void)
+{
+    int32_t w = st_next_window, s0 = w * KWS_ST_HOP;
+    int j, i;
+    for (j = 0; j < KWS_FE_FRAMES; j++) {
+        int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
+        int32_t *dest = st_window_logs + j * KWS_FE_N_MELS;
+        if (start < 0 || start + KWS_FE_WIN_LENGTH > KWS_FE_CLIP_SAMPLES) {  /* sees the window's zero padding */
+            for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
+                int32_t n = start + i;
+                st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_CLIP_SAMPLES] : 0;
+            }
+            kws_frontend_frame(st_frame, dest);
+        } else {
+            const int32_t *src = st_logs[(w * KWS_ST_STEP + j) % ST_RING];
+            for (i = 0; i < KWS_FE_N_MELS; i++)
+                dest[i] = src[i];
+        }
+    }
+    kws_frontend_window(st_window_logs, st_mfcc);
+    kws_frontend_codes(st_mfcc, st_codes);
+    kws_infer(st_codes, st_scores);
+    st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
+    st_next_window++;
+    if (w - ST_HALF >= 0)
+        st_smooth(st_next_smooth++, w);
+}
+
+static void st_sample(int16_t x)
+{
+    st_pcm[st_received % KWS_FE_CLIP_SAMPLES] = x;
+    st_received++;
+    for (;;) {   /* every frame whose span has arrived */
+        int32_t start = st_next_frame * KWS_FE_HOP_LENGTH + ST_FIRST;
+        int i;
+        if (start + KWS_FE_WIN_LENGTH > st_received)
+            break;
+        if (start >= 0) {   /* earlier frames are only ever edges */
+            for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
+                st_frame[i] = st_pcm[(start + i) % KWS_FE_CLIP_SAMPLES];
+            kws_frontend_frame(st_frame, st_logs[st_next_frame % ST_RING]);
+        }
+        st_next_frame++;
+    }
+    if (st_received == st_next_window * KWS_ST_HOP + KWS_FE_CLIP_SAMPLES)
+        st_window();
+}
+
+void kws_push(const int16_t *pcm, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        st_sample(pcm[i]);
+}
+
+int32_t kws_finish(void)
+{
+    int32_t total = st_received, windows, last;
+    windows = total <= KWS_FE_CLIP_SAMPLES ? 1 : 1 + (total - KWS_FE_CLIP_SAMPLES + KWS_ST_HOP - 1) / KWS_ST_HOP;
+    while (st_next_window < windows)
+        st_sample(0);
+    last = windows - 1;
+    while (st_next_smooth <= last)
+        st_smooth(st_next_smooth++, last);
+    st_close_run();
+    st_resolve(INT32_MAX);
+    return st_overflow ? -1 : windows;
+}
