@@ -593,16 +593,20 @@ def _smooth_list(path, value):
     return [float(v) for v in value]
 
 
+# distillation divides the logits by the temperature: below 0.01 the soft targets of float32 logits
+# overflow (1e-300 made the first batch's loss NaN), above 1000 they are uniform
+TEMPERATURE = _capped(_number(0.01), 1e3)
+
 TRAINER = Section({
     "epochs": _capped(_int(1), MAX_EPOCHS), "save_dir": _string, "save_period": _capped(_int(1), MAX_EPOCHS),
     "verbosity": _int(0, 2), "monitor": _monitor, "early_stop": _optional(_capped(_int(0), MAX_EPOCHS)),
     "class_weights": _class_weights,
     "tensorboard": _bool, "ema": _optional(_number(0, 1, low_open=True, high_open=True)),
-    "distillation": Section({"teachers": _capped(_int(0), 64), "temperature": _capped(_number(0, low_open=True), 1e3),
+    "distillation": Section({"teachers": _capped(_int(0), 64), "temperature": TEMPERATURE,
                              "alpha": _number(0, 1)}, nullable=True),
 }, required=("epochs",))
 
-DISTILLATION = Section({"enabled": _bool, "temperature": _capped(_number(0, low_open=True), 1e3),
+DISTILLATION = Section({"enabled": _bool, "temperature": TEMPERATURE,
                         "alpha": _number(0, 1),
                         "teacher": _optional(_string)}, nullable=True)
 FINETUNING = Section({"epochs": _capped(_int(1), MAX_EPOCHS), "lr_factor": _capped(_number(0, low_open=True), 1e3),

@@ -168,6 +168,8 @@ BOUND_CASES = [
     ("lr-nan", section("optimizer", "args", lr=float("nan")), "config optimizer.args.lr must be a number"),
     ("scheduler-gamma-overflows", lambda c: c.update(lr_scheduler={"type": "StepLR", "args": {"step_size": 1, "gamma": 1e300}}),
      "makes the learning rate 3.0000000000000003e+297 in epoch 2"),
+    ("temperature-tiny", section("trainer", distillation={"teachers": 1, "temperature": 1e-300, "alpha": 1}),
+     "config trainer.distillation.temperature must be a number in [0.01, inf], found 1e-300"),
     ("lr-beyond-float32", section("optimizer", "args", lr=1e300), "config optimizer.args.lr must be at most 1e+38"),
     ("optimizer-lbfgs", section("optimizer", type="LBFGS"), "LBFGS is a torch optimizer the trainer does not drive"),
     ("optimizer-sparse-adam", section("optimizer", type="SparseAdam"), "SparseAdam is a torch optimizer the trainer"),

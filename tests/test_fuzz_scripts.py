@@ -168,8 +168,9 @@ def test_train_runs_end_in_a_model_or_one_line(run, tmp_path_factory, changes, f
     if proc.returncode == 0:
         assert len(runs) == 1 and (runs[0] / "model_best.pth").is_file(), what
     else:
-        # a refused run leaves no run folder; one that failed after an epoch keeps its checkpoints
-        assert all(list(r.glob("checkpoint-epoch*.pth")) for r in runs), (what, runs)
+        # a refused run leaves no run folder; one that failed after an epoch (its own or a
+        # teacher's) keeps its checkpoints, from which it resumes
+        assert all(list(r.rglob("checkpoint-epoch*.pth")) for r in runs), (what, runs)
 
 
 # ---- quantize.py, prune.py, export.py on the trained run ---------------------------------------------
