@@ -76,9 +76,13 @@ def _field_mutation(data, run):
     """One change to the checkpoint dict, drawn; returns (description, function of the dict)."""
     kind = data.draw(st.sampled_from(["tensor", "config", "features", "solutions", "names", "field", "normalization"]))
     if kind == "tensor":
-        key = data.draw(st.sampled_from(sorted(run.dict["state_dict"])))
+        key = data.draw(st.sampled_from(sorted(run.dict["state_dict"]) + ["every tensor"]))
         how = data.draw(st.sampled_from(TENSOR_KINDS))
-        return f"state_dict[{key}] {how}", lambda c: c["state_dict"].__setitem__(key, _tensor(how, c["state_dict"][key]))
+
+        def set_tensors(c):
+            for name in (c["state_dict"] if key == "every tensor" else [key]):
+                c["state_dict"][name] = _tensor(how, c["state_dict"][name])
+        return f"state_dict[{key}] {how}", set_tensors
     if kind == "config":
         path = data.draw(st.sampled_from([("data_loader", "args", "eval_batch_size"), ("data_loader", "args", "batch_size"),
                                           ("data_loader", "args", "background_noise", "test"),
