@@ -40,7 +40,10 @@ def run(tmp_path_factory):
 
 
 def _tensor(kind, like):
-    """A replacement for state-dict tensor ``like`` of ``kind``."""
+    """A replacement for state-dict tensor ``like`` of ``kind`` (``like`` itself when an earlier
+    change made it something else than a tensor)."""
+    if not isinstance(like, torch.Tensor):
+        return like
     return {"float64": lambda: like.double(), "int": lambda: like.to(torch.int64),
             "half": lambda: like.half(), "bool": lambda: like > 0,
             "transposed": lambda: like.reshape(-1).flip(0).reshape(like.shape[::-1]) if like.dim() > 1 else like[:-1],
@@ -151,7 +154,7 @@ def _mutated_checkpoint(data, run, folder):
     return path, "; ".join(text for text, _ in changes)
 
 
-@settings(RUNS, max_examples=24 * SCALE)
+@settings(RUNS, max_examples=16 * SCALE)
 @given(data=st.data())
 def test_mutated_checkpoints_through_the_scripts_end_in_success_or_one_line(run, tmp_path_factory, data):
     folder, out = tmp_path_factory.mktemp("received"), tmp_path_factory.mktemp("out")

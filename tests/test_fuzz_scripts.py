@@ -141,7 +141,7 @@ def _with_classes(cfg):
     return cfg
 
 
-@settings(RUNS, max_examples=10 * SCALE)
+@settings(RUNS, max_examples=8 * SCALE)
 @given(TRAIN_CHANGES, st.lists(st.sampled_from(TRAIN_FLAGS), max_size=2), st.booleans())
 def test_train_runs_end_in_a_model_or_one_line(run, tmp_path_factory, changes, flags, in_step):
     """train.py -c <hostile config> [hostile flags], one epoch on the tiny corpus."""
@@ -221,7 +221,7 @@ def _search_config(data, run, section, folder):
     return path
 
 
-@settings(RUNS, max_examples=12 * SCALE)
+@settings(RUNS, max_examples=8 * SCALE)
 @given(data=st.data())
 def test_compression_runs_end_in_outputs_or_one_line(run, tmp_path_factory, data):
     """quantize.py / prune.py / export.py -r <the run> with hostile -c search settings, -q / -p
