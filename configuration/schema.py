@@ -563,7 +563,8 @@ ARCH = _arch
 
 
 # lr and weight_decay are checked here; other arguments go to the torch class, which checks them
-OPTIMIZER_ARGS = Section({"lr": _number(0, low_open=True), "weight_decay": _capped(_number(0), 1e3)},
+MAX_LR = 1e38   # the weights are float32 (at most 3.4e38): torch cannot step them by a larger rate
+OPTIMIZER_ARGS = Section({"lr": _capped(_number(0, low_open=True), MAX_LR), "weight_decay": _capped(_number(0), 1e3)},
                          open_keys=True, nullable=True)
 # the optimizers and schedulers the trainer drives: one step() a batch (no closure, dense
 # gradients) and one scheduler step() an epoch without a metric; torch checks their arguments
@@ -592,16 +593,20 @@ def _smooth_list(path, value):
     return [float(v) for v in value]
 
 
+# distillation divides the logits by the temperature: below 0.01 the soft targets of float32 logits
+# overflow (1e-300 made the first batch's loss NaN), above 1000 they are uniform
+TEMPERATURE = _capped(_number(0.01), 1e3)
+
 TRAINER = Section({
     "epochs": _capped(_int(1), MAX_EPOCHS), "save_dir": _string, "save_period": _capped(_int(1), MAX_EPOCHS),
     "verbosity": _int(0, 2), "monitor": _monitor, "early_stop": _optional(_capped(_int(0), MAX_EPOCHS)),
     "class_weights": _class_weights,
     "tensorboard": _bool, "ema": _optional(_number(0, 1, low_open=True, high_open=True)),
-    "distillation": Section({"teachers": _capped(_int(0), 64), "temperature": _capped(_number(0, low_open=True), 1e3),
+    "distillation": Section({"teachers": _capped(_int(0), 64), "temperature": TEMPERATURE,
                              "alpha": _number(0, 1)}, nullable=True),
 }, required=("epochs",))
 
-DISTILLATION = Section({"enabled": _bool, "temperature": _capped(_number(0, low_open=True), 1e3),
+DISTILLATION = Section({"enabled": _bool, "temperature": TEMPERATURE,
                         "alpha": _number(0, 1),
                         "teacher": _optional(_string)}, nullable=True)
 FINETUNING = Section({"epochs": _capped(_int(1), MAX_EPOCHS), "lr_factor": _capped(_number(0, low_open=True), 1e3),
@@ -808,8 +813,9 @@ def _check_torch_objects(config):
                                                           **dict(opt.get("args") or {}))
             if sched:
                 where = "lr_scheduler.args"
-                getattr(torch.optim.lr_scheduler, sched["type"])(optimizer, **dict(sched.get("args") or {}))
-        except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
+                scheduler = getattr(torch.optim.lr_scheduler, sched["type"])(optimizer, **dict(sched.get("args") or {}))
+                _check_rates(scheduler, optimizer, config["trainer"]["epochs"], sched["type"])
+        except (TypeError, ValueError, KeyError, RuntimeError, OverflowError, ZeroDivisionError) as e:
             raise UserError(f"config {where} do not fit {opt['type'] if where[0] == 'o' else sched['type']}: "
                             f"{_shown(str(e).splitlines()[0] if str(e) else type(e).__name__, 200)}") from None
         features = config["data_loader"]["args"].get("features")
@@ -822,3 +828,20 @@ def _check_torch_objects(config):
             raise UserError(f"config data_loader.args.features give inputs of {shape[1]} frames x {shape[2]} "
                             f"coefficients, which {arch['type']} cannot take "
                             f"({_shown(str(e).splitlines()[0], 120)}); raise frames / n_mfcc") from None
+
+
+def _check_rates(scheduler, optimizer, epochs, kind):
+    """Step ``scheduler`` once an epoch, as the trainer does, and refuse a rate that leaves
+    (0, MAX_LR] or is not finite on the way (a StepLR gamma of 1e300 overflowed the float32 weights'
+    update in the second epoch)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(1, epochs + 1):
+            for group in optimizer.param_groups:
+                lr = group["lr"]
+                if not (_is_number(lr) and math.isfinite(lr) and 0 <= lr <= MAX_LR):
+                    raise UserError(f"config lr_scheduler {kind} makes the learning rate {_shown(lr)} in epoch "
+                                    f"{epoch}, outside [0, {MAX_LR:g}]; change lr_scheduler.args or optimizer.args.lr")
+            optimizer.step()
+            scheduler.step()

@@ -103,7 +103,26 @@ def build_model(ckpt, source="checkpoint"):
         first = str(e).splitlines()[0]
         raise UserError(f"{source} does not fit {arch}({dict(ckpt.arch_args or {})}): {first}; "
                         f"was it saved for another architecture?") from None
+    check_finite_outputs(model, source)
     return model
+
+
+def check_finite_outputs(model, source):
+    """A UserError when the model's outputs on three plain inputs (all 0, all 1, all -1: the
+    normalized features' mean and a deviation either way) are not finite: weights each within the
+    checkpoint reader's bound can still overflow float32 together (all 9e9 gave NaN posteriors and
+    a test loss of NaN with exit status 0)."""
+    was_training = model.training
+    model.eval()
+    x = torch.ones(3, *model.input_shape) * torch.tensor([0.0, 1.0, -1.0]).view(3, *[1] * len(model.input_shape))
+    with torch.no_grad():
+        out = model(x)
+    model.train(was_training)
+    if not torch.isfinite(out).all():
+        largest = max((p.detach().abs().max().item() for p in model.parameters() if p.numel()), default=0.0)
+        raise UserError(f"{source} computes outputs that are not finite (NaN or infinite) on a plain input: its "
+                        f"weights overflow float32 together (the largest is {largest:.3g}); give a checkpoint "
+                        f"saved by train.py")
 
 
 class KeywordModel(BaseModel):

@@ -4,10 +4,8 @@ and no file that existed before changed. Most rows call the script's main() in t
 subprocess costs a torch import per row); SUBPROCESS_CASES run the scripts as a user does.
 Below the table: what bad input must *not* stop (a NaN clip, a corrupt noise file, list
 prefixes), run folders, received checkpoints, backups, temp debris and bounded memory."""
-import logging
 import os
 import re
-import runpy
 import subprocess
 import sys
 import tracemalloc
@@ -20,6 +18,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_script
+from script_runs import call_main
 from tiny import assert_unchanged, build_tiny_corpus, run_folders, snapshot, tiny_config
 
 
@@ -265,29 +264,11 @@ SUBPROCESS_CASES = [  # as a user runs them, including train.py runs that fail a
 IN_PROCESS_CASES = CKPT + SOLUTIONS + OUTPUTS + FLAGS + AUDIO + CORPUS_LISTS
 
 
-def _drop_log_handlers():
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_kws", False):
-            root.removeHandler(h)
-            h.close()
-
-
 def run_in_process(script, args, capsys):
     """(exit status, stdout, stderr) of ``script``'s main() with ``args``."""
-    namespace = runpy.run_path(str(ROOT / script), run_name="bad_input_case")
-    argv, cwd = sys.argv, os.getcwd()
-    sys.argv = [script, *map(str, args)]
-    os.chdir(ROOT)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            namespace["main"]()
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
-        _drop_log_handlers()
+    status = call_main(script, args, run_name="bad_input_case")
     out, err = capsys.readouterr()
-    return exited.value.code, out, err
+    return status, out, err
 
 
 PROGRESS_BAR = re.compile(r"\d+%\|.*\| \d+/\d+ \[")

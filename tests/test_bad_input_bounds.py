@@ -166,6 +166,11 @@ BOUND_CASES = [
     ("adam-eps-negative", section("optimizer", "args", eps=-1), "config optimizer.args do not fit Adam"),
     ("lr-negative", section("optimizer", "args", lr=-0.1), "config optimizer.args.lr must be a number in (0, inf]"),
     ("lr-nan", section("optimizer", "args", lr=float("nan")), "config optimizer.args.lr must be a number"),
+    ("scheduler-gamma-overflows", lambda c: c.update(lr_scheduler={"type": "StepLR", "args": {"step_size": 1, "gamma": 1e300}}),
+     "makes the learning rate 3.0000000000000003e+297 in epoch 2"),
+    ("temperature-tiny", section("trainer", distillation={"teachers": 1, "temperature": 1e-300, "alpha": 1}),
+     "config trainer.distillation.temperature must be a number in [0.01, inf], found 1e-300"),
+    ("lr-beyond-float32", section("optimizer", "args", lr=1e300), "config optimizer.args.lr must be at most 1e+38"),
     ("optimizer-lbfgs", section("optimizer", type="LBFGS"), "LBFGS is a torch optimizer the trainer does not drive"),
     ("optimizer-sparse-adam", section("optimizer", type="SparseAdam"), "SparseAdam is a torch optimizer the trainer"),
     ("scheduler-plateau", lambda c: c.update(lr_scheduler={"type": "ReduceLROnPlateau", "args": {}}),
@@ -369,3 +374,18 @@ def test_a_corpus_of_fifos_links_and_odd_names_is_read_with_those_clips_skipped_
     assert f"cat/{odd}" in data.names and len(data) == 7     # 3 + 2 + 2 train clips; the noise FIFO gives none
     messages = [r.getMessage() for r in caplog.records]
     assert sum("not a regular file" in m for m in messages) == 2 and all(m.isprintable() for m in messages)
+
+
+def test_weights_within_the_bound_that_overflow_together_are_refused_when_the_model_is_built():
+    """Every weight 9e9 (under the reader's 1e10) makes float32 outputs infinite: predict.py printed
+    p=nan and test.py loss nan with exit 0; build_model now refuses the checkpoint in one line,
+    and a model of ordinary weights passes."""
+    from model.registry import build_model, make_model
+    from utils.checkpoint import Checkpoint
+    model = make_model("KeywordLeNet5Clone", {"num_classes": 4}, {})
+    weights = {k: torch.full_like(v, 9e9) for k, v in model.state_dict().items()}
+    ckpt = Checkpoint(**{**_minimal(arch_args={"num_classes": 4}), "state_dict": weights})
+    assert one_line_error(lambda: build_model(ckpt, "p.pth")) == (
+        "p.pth computes outputs that are not finite (NaN or infinite) on a plain input: its weights overflow "
+        "float32 together (the largest is 9e+09); give a checkpoint saved by train.py")
+    build_model(Checkpoint(**{**_minimal(arch_args={"num_classes": 4}), "state_dict": model.state_dict()}), "p.pth")

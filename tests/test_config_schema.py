@@ -64,7 +64,7 @@ def test_the_default_data_is_speech_commands_downloaded_under_data():
     (lambda c: c["data_loader"]["args"]["augment"].update(spec_time_masks=1.5),
      "config data_loader.args.augment.spec_time_masks must be an integer >= 0, found 1.5"),
     (lambda c: c["optimization"]["finetuning"].update(distillation={"temperature": 0}),
-     "config optimization.finetuning.distillation.temperature must be a number in (0, inf], found 0"),
+     "config optimization.finetuning.distillation.temperature must be a number in [0.01, inf], found 0"),
     (lambda c: c["optimization"]["finetuning"].update(distillation={"alpha": 1.5}),
      "config optimization.finetuning.distillation.alpha must be a number in [0, 1], found 1.5"),
     (lambda c: c["optimization"]["quantization"].update(metric="top5"),

@@ -10,9 +10,7 @@ import io
 import math
 import os
 import resource
-import runpy
 import signal
-import sys
 import tempfile
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from types import SimpleNamespace
@@ -28,6 +26,7 @@ from conftest import ROOT
 from configuration.schema import validate_stored_loader
 from fixedpoint.layers import fixed_point_layers
 from parse_config import ConfigParser
+from script_runs import call_main
 from tiny import quantized_tiny_run
 from utils import yaml_reader
 from utils.checkpoint_checks import validate_checkpoint
@@ -47,6 +46,20 @@ def _paths(node, prefix=()):
 
 
 PATHS = sorted(_paths(BASE), key=repr)
+
+
+def _mutate(data, changes):
+    """``data`` (nested mappings) with each (key path, value) of ``changes`` set, where the path
+    leads through mappings (a change under a replaced leaf is dropped); returns data."""
+    for path, value in changes:
+        node = data
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                break
+            node = node[key]
+        else:
+            node[path[-1]] = value
+    return data
 
 EDGES = st.sampled_from([0, 1, -1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 63, 2 ** 64, 10 ** 30, -10 ** 30,
                          0.5, -0.0, 1e-300, 1e300, math.inf, -math.inf, math.nan, True, False, None,
@@ -82,16 +95,7 @@ def _load(text):
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(PATHS), VALUES), min_size=1, max_size=3))
 def test_mutated_configs_load_or_fail_in_one_line(changes):
-    cfg = copy.deepcopy(BASE)
-    for path, value in changes:
-        node = cfg
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                break
-            node = node[key]
-        else:
-            node[path[-1]] = value
-    _load(yaml_reader.dumps(cfg, allow_unicode=False))
+    _load(yaml_reader.dumps(_mutate(copy.deepcopy(BASE), changes), allow_unicode=False))
 
 
 SNIPPETS = st.sampled_from([
@@ -128,15 +132,7 @@ LOADER_ARGS = BASE["data_loader"]["args"]
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(sorted(_paths(LOADER_ARGS), key=repr)), VALUES), min_size=1, max_size=3))
 def test_a_checkpoints_mutated_loader_args_pass_or_fail_in_one_line(changes):
-    args = copy.deepcopy(LOADER_ARGS)
-    for path, value in changes:
-        node = args
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                break
-            node = node[key]
-        else:
-            node[path[-1]] = value
+    args = _mutate(copy.deepcopy(LOADER_ARGS), changes)
     _one_line_or_none(lambda: validate_stored_loader("SpeechCommandsDataLoader", args, "the checkpoint"))
 
 
@@ -204,18 +200,6 @@ def tiny_run(tmp_path_factory):
                            clip=sorted((corpus / "one").glob("*.wav"))[0])
 
 
-def _mutate(data, changes):
-    for path, value in changes:
-        node = data
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                break
-            node = node[key]
-        else:
-            node[path[-1]] = value
-    return data
-
-
 SOLUTION_VALUES = st.one_of(VALUES, st.lists(st.integers(-3, 200), max_size=8),
                             st.sampled_from([list(range(200)), [0] * 1000, [10 ** 5000 // 10 ** 4990]]))
 
@@ -260,20 +244,20 @@ PREDICT_FLAGS = ("--hop-ms", "--smooth-ms", "--threshold", "--refractory-ms")
 def _run_main(script, argv, cwd=ROOT):
     """``script``'s main() in this process with ``argv``, in folder ``cwd``: (exit status, stdout,
     stderr)."""
-    namespace = runpy.run_path(str(ROOT / script), run_name="fuzz_case")
-    out, err, saved, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
-    sys.argv = [script, *map(str, argv)]
-    os.chdir(cwd)
-    status = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            namespace["main"]()
-    except SystemExit as e:
-        status = e.code
-    finally:
-        sys.argv = saved
-        os.chdir(here)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = call_main(script, argv, cwd, run_name="fuzz_case")
     return status, out.getvalue(), err.getvalue()
+
+
+def _assert_exit_0_or_one_line(status, out, err):
+    event(f"exit {status}")
+    assert status in (0, 1), (status, err)
+    assert "Traceback" not in err, err
+    if status == 1:
+        assert err.count("\n") == 1 and err.startswith("error: ") and err[:-1].isprintable(), err
+    else:
+        assert out.strip(), err
 
 
 @settings(LIMITED, max_examples=40)
@@ -285,24 +269,8 @@ def test_fuzzed_predict_flags_end_in_success_or_one_line(tiny_run, flags):
     before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tiny_run.run_dir.iterdir())
     with limits():
         status, out, err = _run_main("predict.py", argv)
-    event(f"exit {status}")
-    assert status in (0, 1), (status, err)
-    assert "Traceback" not in err, err
-    if status == 1:
-        assert err.count("\n") == 1 and err.startswith("error: ") and err[:-1].isprintable(), err
-    else:
-        assert out.strip(), err
+    _assert_exit_0_or_one_line(status, out, err)
     assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tiny_run.run_dir.iterdir()) == before
-
-
-def _assert_exit_0_or_one_line(status, out, err):
-    event(f"exit {status}")
-    assert status in (0, 1), (status, err)
-    assert "Traceback" not in err, err
-    if status == 1:
-        assert err.count("\n") == 1 and err.startswith("error: ") and err[:-1].isprintable(), err
-    else:
-        assert out.strip(), err
 
 
 @settings(LIMITED, max_examples=25)

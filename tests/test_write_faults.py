@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT
+from script_runs import call_main
 from test_bad_input import assert_one_line_error, run_in_process
 from tiny import assert_unchanged, quantized_tiny_run, run_folders, snapshot
 from utils import atomic
@@ -97,18 +98,9 @@ def test_scripts_that_write_nothing_run_on_a_full_disk(script, run, full_disk, c
 
 def _main_status(script, args, capsys):
     """run_in_process for a script that succeeds: main() returns instead of exiting."""
-    import runpy
-    namespace = runpy.run_path(str(ROOT / script), run_name="write_fault_case")
-    argv, cwd = sys.argv, os.getcwd()
-    sys.argv = [script, *map(str, args)]
-    os.chdir(ROOT)
-    try:
-        namespace["main"]()
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
+    status = call_main(script, args, run_name="write_fault_case")
     out, err = capsys.readouterr()
-    return 0, out, err
+    return status, out, err
 
 
 NO_PERMISSION = [   # /sys: sysfs refuses a new file to every user, root included
