@@ -10,8 +10,9 @@ import copy
 import yaml
 
 import data_loader.data_loaders as module_data
-from configuration.schema import DEFAULT_KEYWORDS, validate_stored_loader
+from configuration.schema import DEFAULT_KEYWORDS, DEFAULT_LOSS, validate_stored_loader
 from fixedpoint.folding import fold_batchnorm
+from model.loss import loss_by_name
 from model.registry import build_model
 from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
 from utils import yaml_reader
@@ -128,6 +129,11 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         return cls(**args)
     except TypeError as e:
         raise UserError(f"the checkpoint's data_loader.args do not fit {cls.__name__}: {e}") from None
+
+
+def loss_of(ckpt):
+    """The loss the checkpoint's config names (the schema's default when it names none)."""
+    return loss_by_name(ckpt.config.get("loss", DEFAULT_LOSS), "the checkpoint's loss")
 
 
 def normalization_of(ckpt):

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
-from model.loss import loss_by_name
 from model.metric import silence_class
 from optimization.evaluations import PrefixReuse
 from optimization.profiling import format_profile, profile_model
@@ -27,7 +26,7 @@ from optimization.scores import false_alarm_change
 from trainer.evaluation import evaluate
 from utils.atomic import check_replaceable, read_yaml
 from utils.errors import UserError
-from app.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, loss_of, normalization_of, restore_model
 from app.testing import run_test
 from app.detection import KeywordClassifier
 from app.stream_test import STREAM_METRICS, StreamValidation
@@ -49,7 +48,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     loader = data.eval_loader("validation", mean, std)
     names = ckpt.names(data.keywords)
     num_classes, silence = len(names), silence_class(names)
-    criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
+    criterion = loss_of(ckpt)
 
     reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed
 

@@ -78,6 +78,7 @@ def _string(path, value):
     return value
 
 
+DEFAULT_LOSS = "nll_loss"   # the one loss (model/loss.py); a checkpoint without a loss key used it
 MAX_NAME = 100   # a run name is one folder name (file systems allow 255 bytes)
 
 
@@ -460,10 +461,11 @@ MAX_SEED = 2 ** 32 - 1       # numpy's and torch's seeds are 32/64-bit; 2**32-1 
 MAX_EPOCHS = 100_000
 MAX_MS = 1_000.0             # time shift of a one-second clip
 MAX_MASKS = 1_000
+SNR_REFERENCES = ("window", "speech")   # data_loader.augmentation.signal_power: the whole window or its speech frames
 
 AUGMENT = Section({
     "enabled": _bool, "time_shift_ms": _capped(_number(0), MAX_MS), "noise_prob": _number(0, 1),
-    "snr_db": _pair(-200, 200), "snr_reference": _choice("window", "speech"), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
+    "snr_db": _pair(-200, 200), "snr_reference": _choice(*SNR_REFERENCES), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
     "stretch": _number(0, 1, high_open=True),
     "spec_time_masks": _capped(_int(0), MAX_MASKS), "spec_time_width": _capped(_int(0), MAX_MASKS),
     "spec_freq_masks": _capped(_int(0), MAX_MASKS), "spec_freq_width": _capped(_int(0), MAX_MASKS),
@@ -621,7 +623,7 @@ CONFIG = Section({
     "name": _run_name, "n_gpu": _capped(_int(0), 1024), "seed": _capped(_int(0), MAX_SEED), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
-    "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
+    "loss": _choice(DEFAULT_LOSS), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
     "optimization": OPTIMIZATION, "detector": DETECTOR,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
