@@ -44,7 +44,7 @@ WHOLE_READ_CLIPS = 2.0  # recordings up to 2 clip lengths are read whole, longer
 class KeywordClassifier:
     """A restored model with the feature pipeline of its checkpoint."""
 
-    def __init__(self, model, ckpt):
+    def __init__(self, model, ckpt) -> None:
         self.model = model.eval()
         self.ckpt = ckpt
         self.params = FeatureParams.from_dict(ckpt.features)

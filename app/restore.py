@@ -23,11 +23,11 @@ from utils.errors import UserError
 class StoredSolution(dict):
     """A solution's YAML content kept in a checkpoint; ``str()`` says where it came from."""
 
-    def __init__(self, data, label):
+    def __init__(self, data, label) -> None:
         super().__init__(data)
         self.label = label
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.label
 
 
@@ -87,7 +87,7 @@ def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=T
     return model, ckpt
 
 
-def apply_solutions(model, quantization=None, pruning=None):
+def apply_solutions(model, quantization=None, pruning=None) -> None:
     """Apply the solutions (paths or stored mappings). With either, batch norm is folded into the
     convs first: a pruned kernel must output zero and a quantized conv feed its relu directly."""
     if quantization or pruning:

@@ -67,7 +67,7 @@ def optimization_section(ckpt, name, config_path=None):
     return (config.get("optimization") or {}).get(name)
 
 
-def keep_previous(path):
+def keep_previous(path) -> None:
     """An existing result stays available under ``name.<timestamp>.yml`` (and its PNG): it is
     hard-linked (or copied) to that name and the new file then replaces ``path`` atomically, so a
     complete ``path`` exists at every instant, even if the process is killed in between."""

@@ -62,7 +62,7 @@ def signal_power(mel, reference):
 
 
 class MelAugmenter:
-    def __init__(self, params: AugmentParams, noise_bank, hop_ms, band_hz=None):
+    def __init__(self, params: AugmentParams, noise_bank, hop_ms, band_hz=None) -> None:
         """``band_hz``: centre frequency of every mel band (needed for band limiting)."""
         self.params = params
         self.noise_bank = noise_bank  # (M, n_mels, frames) mel power, or None

@@ -154,7 +154,7 @@ def plan_stream(corpus, split, sample_rate, stream_hours=1.0, seed=0):
                       {i: regions[r] for i, r in enumerate(noise_files)})
 
 
-def describe_plan(plan):
+def describe_plan(plan) -> str:
     """One line saying what the recording is made of."""
     mixed = (f"{plan.other_clips} other clips in {plan.variants} variant(s) (each variant: every other clip "
              f"again with new gain, noise and pause draws)" if plan.variants > 1

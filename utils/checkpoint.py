@@ -72,7 +72,7 @@ class Checkpoint:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def save_checkpoint(path, checkpoint):
+def save_checkpoint(path, checkpoint) -> None:
     atomic.torch_save(checkpoint.to_dict(), path)
 
 
