@@ -64,7 +64,7 @@ KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def check_replaceable(path):
+def check_replaceable(path: str | os.PathLike) -> None:
     """A UserError when ``path`` exists and is not a regular file: a FIFO, a device, a folder or
     a symbolic link is never replaced by a file (as root, ``-o /dev/null`` would replace the device)."""
     try:
@@ -174,21 +174,21 @@ def atomic_open(path, mode="w", **kwargs):
         raise failure from None
 
 
-def write_text(path, text) -> None:
+def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
 
-def write_bytes(path, data) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
 
 
-def write_yaml(path, data) -> None:
+def write_yaml(path: str | os.PathLike, data: object) -> None:
     write_text(path, yaml_reader.dumps(data))
 
 
-def torch_save(obj, path) -> None:
+def torch_save(obj: object, path: str | os.PathLike) -> None:
     import torch
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -207,7 +207,7 @@ def write_together(contents) -> None:
             os.fsync(f.fileno())
 
 
-def yaml_bytes(data):
+def yaml_bytes(data: object) -> bytes:
     """``data`` as the UTF-8 YAML text write_yaml writes (for write_together)."""
     return yaml_reader.dumps(data).encode("utf-8")
 
@@ -219,7 +219,7 @@ def figure_png(fig):
     return buf.getvalue()
 
 
-def save_figure(fig, path) -> None:
+def save_figure(fig: object, path: str | os.PathLike) -> None:
     """Save a matplotlib figure as PNG atomically."""
     write_bytes(path, figure_png(fig))
 
