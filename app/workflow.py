@@ -114,6 +114,26 @@ def output_path(checkpoint, output, name, inputs=()):
     return path
 
 
+def next_command(checkpoint: str, quantization: str | None, pruning: str | None, finetuned: bool) -> str:
+    """The command a user types after testing or profiling ``checkpoint`` with these solutions:
+    search what is not searched yet, finetune a quantized and pruned model, export a finetuned one."""
+    if finetuned:
+        return f"python3 export.py -r {checkpoint} -o deploy_out"
+    if quantization and pruning:
+        return f"python3 train.py -r {checkpoint} -q {quantization} -p {pruning}   (finetunes)"
+    if quantization:
+        return f"python3 prune.py -r {checkpoint} -q {quantization}"
+    if pruning:
+        return f"python3 quantize.py -r {checkpoint} -p {pruning}"
+    return f"python3 quantize.py -r {checkpoint}"
+
+
+def next_after_evaluation(checkpoint: str, quantization: str | None = None, pruning: str | None = None) -> str:
+    """``Next: ...`` after test.py or profile.py (a finetuned checkpoint goes to the export)."""
+    finetuned = load_checkpoint(checkpoint).finetuned_from is not None
+    return f"Next: {next_command(checkpoint, quantization, pruning, finetuned)}"
+
+
 def _save_solution(save, result, settings, path, next_command=None):
     """Write a search result to ``path`` (see output_path), keeping an older one; then say what
     was written and the command a user types next."""
