@@ -36,7 +36,7 @@ def _check_save_dir(save_dir):
 
 
 class ConfigParser:
-    def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None):
+    def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None) -> None:
         # Checked before anything is written: a bad config creates no run folder.
         self._config = validate_config(_update_config(config, modification))
         self.resume = resume
@@ -185,7 +185,7 @@ def _marker(save_dir, name, run_id, pid):
     return save_dir / "models" / name / f".{run_id}.{pid}.running"
 
 
-def remove_killed_runs(save_dir, name):
+def remove_killed_runs(save_dir, name) -> None:
     """Runs of ``name`` whose process died without cleaning up (SIGKILL, power loss): their run
     folder goes if it holds only config.yml (with its log folder), and their marker goes."""
     folder = save_dir / "models" / name
@@ -199,7 +199,7 @@ def remove_killed_runs(save_dir, name):
         marker.unlink(missing_ok=True)
 
 
-def discard_empty_run(save_dir, log_dir):
+def discard_empty_run(save_dir, log_dir) -> None:
     """Remove a run folder that holds nothing but config.yml, and its log folder."""
     if not save_dir.is_dir() or any(p.name != "config.yml" for p in save_dir.iterdir()):
         return
@@ -212,7 +212,7 @@ def discard_empty_run(save_dir, log_dir):
     shutil.rmtree(log_dir, ignore_errors=True)
 
 
-def _log_warnings_only(rank):
+def _log_warnings_only(rank) -> None:
     """Ranks other than 0 write no files and print only warnings and errors, tagged with the rank,
     so the console shows one copy of the training log."""
     handler = logging.StreamHandler(sys.stderr)

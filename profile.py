@@ -2,7 +2,7 @@
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile)
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
-from app.workflow import run_profile
+from app.workflow import next_after_evaluation, run_profile
 
 
 def parser():
@@ -15,6 +15,8 @@ def run(args):
     print(f"Loading checkpoint: {args.resume} ...")
     _, text = run_profile(args.resume, args.quantization, args.pruning, use_stored=not args.no_stored)
     print(text)
+    print("Nothing written (profile.py only prints)")
+    print(next_after_evaluation(args.resume, args.quantization, args.pruning))
 
 
 main = entry(parser, run)

@@ -4,6 +4,7 @@ import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from sha
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, report_folder, run_test, save_report
+from app.workflow import next_after_evaluation
 
 
 def parser():
@@ -52,6 +53,7 @@ def run(args):
         print(f"Wrote {report} and {report.with_suffix('.png')} (confusion matrix)")
     else:
         print("Nothing written (another corpus: the report beside the checkpoint is for its own test split)")
+    print(next_after_evaluation(args.resume, args.quantization, args.pruning))
 
 
 def stream_main(args):
@@ -64,7 +66,7 @@ def stream_main(args):
     if note:
         print(note)
     print(f"Wrote {report} and {report.with_suffix('.png')} (DET curve)")
-    print(format_stream_report(result))
+    print(format_stream_report(result))   # its last line is the stream's summary (the one a script greps)
 
 
 main = entry(parser, run)

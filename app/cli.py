@@ -6,7 +6,9 @@ keeps freed memory for the next training step, ``-d`` is applied before anything
 a UserError (a bad flag too: utils.cli.ArgumentParser) becomes one ``error: ...``
 line and exit status 1.
 """
+import argparse
 import os
+from typing import Callable
 
 from utils.allocator import reuse_freed_memory
 from utils.cli import ArgumentParser
@@ -26,7 +28,7 @@ CPU_DEVICE = "indices of GPUs to enable (sets CUDA_VISIBLE_DEVICES); this step r
 NO_STORED = "ignore the solutions a finetuned checkpoint carries (evaluate its weights alone)"
 
 
-def script_parser(description, required=("resume",), **helps):
+def script_parser(description: str, required: tuple = ("resume",), **helps: str) -> argparse.ArgumentParser:
     """An ArgumentParser with the common options named in ``helps`` (name -> help text, in that
     order); those in ``required`` must be given."""
     parser = ArgumentParser(description=description)
@@ -36,7 +38,7 @@ def script_parser(description, required=("resume",), **helps):
     return parser
 
 
-def entry(parser, run):
+def entry(parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.Namespace], object]) -> Callable[[], object]:
     """A script's ``main()``: parse the command line with ``parser()`` and call ``run(args)``, with
     the scripts' one error handling (exit_on_user_error)."""
     @exit_on_user_error

@@ -64,7 +64,7 @@ def summary(rows):
     return "\n".join(lines)
 
 
-def chosen_solution(quantization, pruning):
+def chosen_solution(quantization, pruning) -> str:
     """One line naming what the searches chose: the bitwidths and the pruning rate."""
     q = yaml_reader.loads(Path(quantization).read_text())["results"]
     p = yaml_reader.loads(Path(pruning).read_text())["results"]
@@ -72,7 +72,7 @@ def chosen_solution(quantization, pruning):
     return f"Chosen: {bits} bits; pruning rate {100 * p['rate']:.2f}% of the weights"
 
 
-def main():
+def main() -> None:
     start = time.perf_counter()
     step("synthetic corpus", "-m", "data_loader.synthetic", "--out", CORPUS)  # reuses a complete one
     step("train", "train.py", "-c", "config_lenet5_keywords.yml", "--data-dir", CORPUS, "--name", NAME)

@@ -63,7 +63,7 @@ class KeywordClassifier:
     the features are the integer MFCCs of the clips' 16-bit PCM (data_loader.integer_frontend), and
     a fully quantized model also runs as integers (``engine``): the device's numbers."""
 
-    def __init__(self, model, ckpt):
+    def __init__(self, model, ckpt) -> None:
         self.model = model.eval()
         self.ckpt = ckpt
         self.params = FeatureParams.from_dict(ckpt.features)

@@ -210,7 +210,7 @@ def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=
     return summary
 
 
-def _export_integer(summary, quantization, engine, inputs, labels, outdir):
+def _export_integer(summary, quantization, engine, inputs, labels, outdir) -> None:
     """Integer engine and C code: scores checked against the simulated fixed-point model (the
     compact checkpoint with the same quantization.yml, loaded as a user would)."""
     write_text(outdir / QUANTIZATION, solution_text(quantization))

@@ -10,8 +10,9 @@ import copy
 import yaml
 
 import data_loader.data_loaders as module_data
-from configuration.schema import DEFAULT_KEYWORDS, validate_stored_loader
+from configuration.schema import DEFAULT_KEYWORDS, DEFAULT_LOSS, validate_stored_loader
 from fixedpoint.folding import fold_batchnorm
+from model.loss import loss_by_name
 from model.registry import build_model
 from optimization.solutions import apply_pruning, apply_quantization, load_pruning, load_quantization
 from utils import yaml_reader
@@ -22,11 +23,11 @@ from utils.errors import UserError
 class StoredSolution(dict):
     """A solution's YAML content kept in a checkpoint; ``str()`` says where it came from."""
 
-    def __init__(self, data, label):
+    def __init__(self, data, label) -> None:
         super().__init__(data)
         self.label = label
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.label
 
 
@@ -86,7 +87,7 @@ def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=T
     return model, ckpt
 
 
-def apply_solutions(model, quantization=None, pruning=None):
+def apply_solutions(model, quantization=None, pruning=None) -> None:
     """Apply the solutions (paths or stored mappings). With either, batch norm is folded into the
     convs first: a pruned kernel must output zero and a quantized conv feed its relu directly."""
     if quantization or pruning:
@@ -128,6 +129,11 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         return cls(**args)
     except TypeError as e:
         raise UserError(f"the checkpoint's data_loader.args do not fit {cls.__name__}: {e}") from None
+
+
+def loss_of(ckpt):
+    """The loss the checkpoint's config names (the schema's default when it names none)."""
+    return loss_by_name(ckpt.config.get("loss", DEFAULT_LOSS), "the checkpoint's loss")
 
 
 def normalization_of(ckpt):

@@ -274,7 +274,7 @@ class StreamValidation:
     that share averaged over 1..50 times the target (model.stream_metric.recall_over_rates). The
     stream's features are computed once; each model costs one forward pass over its windows."""
 
-    def __init__(self, corpus, params, mean, std, class_names, settings, target, hours=DEFAULT_HOURS, seed=0):
+    def __init__(self, corpus, params, mean, std, class_names, settings, target, hours=DEFAULT_HOURS, seed=0) -> None:
         self.target, self.settings = float(target), settings
         plan = plan_stream(corpus, "validation", params.sample_rate, hours, seed)
         hop = settings.hop_samples(params.sample_rate)

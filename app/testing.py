@@ -6,13 +6,12 @@ from pathlib import Path
 
 import torch
 
-import model.loss as module_loss
 from data_loader.dataset import SplitData
 from data_loader.data_loaders import InMemoryLoader
 from model.metric import false_alarm_counts, precisions, recalls, silence_class
 from trainer.evaluation import evaluate
 from utils import atomic
-from app.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, loss_of, normalization_of, restore_model
 from utils.errors import UserError
 from utils.plots import confusion_png
 
@@ -37,7 +36,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     mean, std = normalization_of(ckpt)
     loader = InMemoryLoader(split.mel, split.labels, data.transform(mean, std), data.eval_batch_size,
                             mfcc=split.mfcc)
-    criterion = module_loss.loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
+    criterion = loss_of(ckpt)
     class_names = ckpt.names(data.keywords)
     result = evaluate(model, loader, criterion, num_classes=len(class_names), silence=silence_class(class_names))
     result["class_names"] = class_names

@@ -234,7 +234,7 @@ def _stream_validation(config, data, mean, std, logger):
     return measure
 
 
-def _calibrate_best(config, data, best, logger):
+def _calibrate_best(config, data, best, logger) -> None:
     """The operating point of model_best.pth on the validation stream, written into it."""
     settings = parse_detector_config(config.get("detector"))
     if settings is None or not best.is_file() or getattr(data, "corpus", None) is None:

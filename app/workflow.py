@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
-from model.loss import loss_by_name
 from model.metric import silence_class
 from optimization.evaluations import PrefixReuse
 from optimization.profiling import format_profile, profile_model
@@ -27,7 +26,7 @@ from optimization.scores import false_alarm_change
 from trainer.evaluation import evaluate
 from utils.atomic import check_replaceable, read_yaml
 from utils.errors import UserError
-from app.restore import data_for_checkpoint, normalization_of, restore_model
+from app.restore import data_for_checkpoint, loss_of, normalization_of, restore_model
 from app.testing import run_test
 from app.detection import KeywordClassifier
 from app.stream_test import STREAM_METRICS, StreamValidation
@@ -49,7 +48,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     loader = data.eval_loader("validation", mean, std)
     names = ckpt.names(data.keywords)
     num_classes, silence = len(names), silence_class(names)
-    criterion = loss_by_name(ckpt.config.get("loss", "nll_loss"), "the checkpoint's loss")
+    criterion = loss_of(ckpt)
 
     reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed
 
@@ -68,7 +67,7 @@ def optimization_section(ckpt, name, config_path=None):
     return (config.get("optimization") or {}).get(name)
 
 
-def keep_previous(path):
+def keep_previous(path) -> None:
     """An existing result stays available under ``name.<timestamp>.yml`` (and its PNG): it is
     hard-linked (or copied) to that name and the new file then replaces ``path`` atomically, so a
     complete ``path`` exists at every instant, even if the process is killed in between."""
@@ -113,6 +112,26 @@ def output_path(checkpoint, output, name, inputs=()):
     check_replaceable(path)   # a FIFO, a device, a symbolic link: refused before the search
     check_replaceable(path.with_suffix(".png"))
     return path
+
+
+def next_command(checkpoint: str, quantization: str | None, pruning: str | None, finetuned: bool) -> str:
+    """The command a user types after testing or profiling ``checkpoint`` with these solutions:
+    search what is not searched yet, finetune a quantized and pruned model, export a finetuned one."""
+    if finetuned:
+        return f"python3 export.py -r {checkpoint} -o deploy_out"
+    if quantization and pruning:
+        return f"python3 train.py -r {checkpoint} -q {quantization} -p {pruning}   (finetunes)"
+    if quantization:
+        return f"python3 prune.py -r {checkpoint} -q {quantization}"
+    if pruning:
+        return f"python3 quantize.py -r {checkpoint} -p {pruning}"
+    return f"python3 quantize.py -r {checkpoint}"
+
+
+def next_after_evaluation(checkpoint: str, quantization: str | None = None, pruning: str | None = None) -> str:
+    """``Next: ...`` after test.py or profile.py (a finetuned checkpoint goes to the export)."""
+    finetuned = load_checkpoint(checkpoint).finetuned_from is not None
+    return f"Next: {next_command(checkpoint, quantization, pruning, finetuned)}"
 
 
 def _save_solution(save, result, settings, path, next_command=None):

@@ -6,5 +6,5 @@ class BaseModel(nn.Module):
     def trainable_parameters(self):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return super().__str__() + f"\nParameters: {self.trainable_parameters()}"

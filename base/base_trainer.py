@@ -10,7 +10,7 @@ from utils.errors import UserError
 
 
 class BaseTrainer:
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra, settings):
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra, settings) -> None:
         """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig)."""
         self.config = config
         self.logger = logging.getLogger("trainer")
@@ -93,7 +93,7 @@ class BaseTrainer:
                           rng_state=torch.get_rng_state(), log=dict(self.last_log),
                           **self.checkpoint_extra)
 
-    def _save_checkpoint(self, epoch, save_best=False):
+    def _save_checkpoint(self, epoch, save_best=False) -> None:
         state = self._state(epoch)
         path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
         save_checkpoint(path, state)
@@ -102,7 +102,7 @@ class BaseTrainer:
             save_checkpoint(self.checkpoint_dir / "model_best.pth", state)
             self.logger.info("Saving current best: model_best.pth ...")
 
-    def _save_best(self, epoch):
+    def _save_best(self, epoch) -> None:
         save_checkpoint(self.checkpoint_dir / "model_best.pth", self._state(epoch))
         self.logger.info("Saving current best: model_best.pth ...")
 

@@ -305,6 +305,8 @@ def our_config(corpus, work):
     opt["quantization"].update(metric="top1", error_margin=15)
     opt["pruning"].update(metric="top1", error_margin=3)
     opt["finetuning"].update(epochs=10, lr_factor=0.1, distillation={"enabled": False})
+    opt["finetuning"].pop("monitor", None)       # the lab keeps its epoch by val_loss, as trainer.monitor
+    cfg.pop("detector", None)                    # the lab calibrates no stream detector
     return cfg
 
 

@@ -78,6 +78,7 @@ def _string(path, value):
     return value
 
 
+DEFAULT_LOSS = "nll_loss"   # the one loss (model/loss.py); a checkpoint without a loss key used it
 MAX_NAME = 100   # a run name is one folder name (file systems allow 255 bytes)
 
 
@@ -214,7 +215,7 @@ class Section:
     the lab's name -> ours. ``open_keys``: a Section whose other keys are passed through unchecked
     (the arguments of a torch class, which checks them itself)."""
 
-    def __init__(self, keys, required=(), aliases=None, open_keys=False, nullable=False):
+    def __init__(self, keys, required=(), aliases=None, open_keys=False, nullable=False) -> None:
         self.keys, self.required, self.aliases = keys, tuple(required), dict(aliases or {})
         self.open_keys, self.nullable = open_keys, nullable
 
@@ -246,7 +247,7 @@ class Section:
         return out
 
 
-def _did_you_mean(key, known, path=""):
+def _did_you_mean(key, known, path="") -> str:
     known = [str(k) for k in known]
     close = [k for k in known if len(key) >= 4 and (key in k or k in key)][:1]  # 'margin' -> error_margin
     close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -286,7 +287,7 @@ def _metric(section, value):
     return value
 
 
-def parse_decrement(text):
+def parse_decrement(text: str) -> tuple[str, int]:
     """('div', K) for ``lambda bw: bw // K`` or ('sub', K) for ``lambda bw: bw - K``; anything
     else is a UserError. The text is parsed, never evaluated."""
     bad = UserError(f"quantization decrement {text!r} is not accepted: only {DECREMENT_FORMS} "
@@ -313,7 +314,7 @@ def parse_decrement(text):
     raise bad
 
 
-def decrement_schedule(decrement, start, low):
+def decrement_schedule(decrement: tuple[str, int], start: int, low: int) -> list[int]:
     """The bitwidths the lab's loop tried with ``decrement``, from ``start`` down to ``low``."""
     kind, k = decrement
     bits, bw = [], start
@@ -335,20 +336,20 @@ class QuantizationConfig:
     metric: str = QUANTIZATION_DEFAULTS["metric"]
 
     @property
-    def bitwidths(self):
+    def bitwidths(self) -> list[int]:
         """The schedule as a descending list of bitwidths."""
         if self.schedule != "halve":
             return list(self.schedule)
         return decrement_schedule(("div", 2), self.start_bitwidth, self.min_bitwidth)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"error_margin": self.error_margin,
                 "schedule": "halve" if self.schedule == "halve" else list(self.schedule),
                 "start_bitwidth": self.start_bitwidth, "min_bitwidth": self.min_bitwidth,
                 "bits_accumulator": self.bits_accumulator, "metric": self.metric}
 
 
-def parse_quantization_config(section):
+def parse_quantization_config(section: dict | None) -> QuantizationConfig:
     """Validate an ``optimization.quantization`` mapping (None = all defaults; the lab's
     ``decrement`` accepted) into a QuantizationConfig."""
     section = {} if section is None else section
@@ -403,11 +404,11 @@ class PruningConfig:
     max_steps: int = PRUNING_DEFAULTS["max_steps"]  # None = until the margin or the candidates run out
     metric: str = PRUNING_DEFAULTS["metric"]
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"error_margin": self.error_margin, "max_steps": self.max_steps, "metric": self.metric}
 
 
-def parse_pruning_config(section):
+def parse_pruning_config(section: dict | None) -> PruningConfig:
     """Validate an ``optimization.pruning`` mapping (None = all defaults) into a PruningConfig."""
     section = {} if section is None else section
     if not isinstance(section, dict):
@@ -460,10 +461,11 @@ MAX_SEED = 2 ** 32 - 1       # numpy's and torch's seeds are 32/64-bit; 2**32-1 
 MAX_EPOCHS = 100_000
 MAX_MS = 1_000.0             # time shift of a one-second clip
 MAX_MASKS = 1_000
+SNR_REFERENCES = ("window", "speech")   # data_loader.augmentation.signal_power: the whole window or its speech frames
 
 AUGMENT = Section({
     "enabled": _bool, "time_shift_ms": _capped(_number(0), MAX_MS), "noise_prob": _number(0, 1),
-    "snr_db": _pair(-200, 200), "snr_reference": _choice("window", "speech"), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
+    "snr_db": _pair(-200, 200), "snr_reference": _choice(*SNR_REFERENCES), "gain_db": _pair(-200, 200), "warp": _number(0, 1, high_open=True),
     "stretch": _number(0, 1, high_open=True),
     "spec_time_masks": _capped(_int(0), MAX_MASKS), "spec_time_width": _capped(_int(0), MAX_MASKS),
     "spec_freq_masks": _capped(_int(0), MAX_MASKS), "spec_freq_width": _capped(_int(0), MAX_MASKS),
@@ -498,7 +500,7 @@ LOADER_ARGS["stream_windows"] = STREAM_WINDOWS
 RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
 
 
-def task_classes(args):
+def task_classes(args: dict) -> int:
     """Classes of a data_loader.args mapping: unknown, the keywords, and silence when it is one."""
     keywords = args.get("keywords", list(DEFAULT_KEYWORDS))
     reserved = [w for w in keywords if w in RESERVED_WORDS]
@@ -626,7 +628,7 @@ CONFIG = Section({
     "name": _run_name, "n_gpu": _capped(_int(0), 1024), "seed": _capped(_int(0), MAX_SEED), "deterministic": _bool,
     "arch": ARCH, "data_loader": _data_loader,
     "optimizer": Section({"type": _torch_type("torch optimizer"), "args": OPTIMIZER_ARGS}, required=("type",)),
-    "loss": _choice("nll_loss"), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
+    "loss": _choice(DEFAULT_LOSS), "metrics": _metrics, "lr_scheduler": _scheduler, "trainer": TRAINER,
     "optimization": OPTIMIZATION, "detector": DETECTOR,
 }, required=("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer"))
 
@@ -664,7 +666,7 @@ class TrainerConfig:
     distillation: TeachersConfig = field(default_factory=TeachersConfig)
 
 
-def parse_trainer_config(section):
+def parse_trainer_config(section: dict) -> TrainerConfig:
     """Validate a ``trainer`` mapping into a TrainerConfig."""
     values = TRAINER("trainer", section)
     teachers = TeachersConfig(**{k: float(v) if k in ("temperature", "alpha") else v
@@ -694,7 +696,7 @@ class FinetuningConfig:
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
 
 
-def parse_finetuning_config(config):
+def parse_finetuning_config(config: dict) -> FinetuningConfig:
     """The ``optimization.finetuning`` section of a config mapping (read or validated), validated
     into a FinetuningConfig."""
     values = dict((OPTIMIZATION("optimization", config.get("optimization")) or {}).get("finetuning") or {})
@@ -712,7 +714,7 @@ class DetectorConfig:
     smooth_ms: tuple = SMOOTH_MS
 
 
-def parse_detector_config(section):
+def parse_detector_config(section: dict | None) -> DetectorConfig | None:
     """A ``detector`` mapping validated into a DetectorConfig; None (no section) stays None."""
     values = DETECTOR("detector", section)
     if values is None:
@@ -733,14 +735,14 @@ class RunConfig:
     num_classes: int = DEFAULT_CLASSES
 
 
-def parse_run_config(config):
+def parse_run_config(config: dict) -> RunConfig:
     """The run settings of a validated config mapping."""
     return RunConfig(seed=int(config.get("seed", 0)), deterministic=bool(config.get("deterministic", True)),
                      n_gpu=int(config.get("n_gpu", 0)),
                      num_classes=(config["arch"].get("args") or {}).get("num_classes", DEFAULT_CLASSES))
 
 
-def validate_config(raw):
+def validate_config(raw: dict) -> dict:
     """A checked, canonical copy of a config mapping (see the module docstring); the input is not
     modified."""
     config = CONFIG("", copy.deepcopy(raw))
@@ -767,7 +769,7 @@ def validate_config(raw):
     return config
 
 
-def validate_stored_loader(name, args, source):
+def validate_stored_loader(name: str, args: dict, source: str) -> dict:
     """A checkpoint's stored ``data_loader.args`` checked by the same rules as a config's (a
     received checkpoint may carry any value: a huge noise count, a batch size of 0), and the
     memory its clips would take; a UserError naming ``source`` otherwise. Returns the checked args."""
@@ -784,13 +786,13 @@ def validate_stored_loader(name, args, source):
 MEMORY_CAP = 16 * 2 ** 30   # bytes the clips of one split may take (waves, mel power, MFCCs), 16 GiB
 
 
-def clip_bytes(features):
+def clip_bytes(features: dict | None) -> int:
     """Bytes one clip takes while its split is built: float32 samples, mel power and MFCCs."""
     f = {"clip_samples": 16000, "n_mels": 40, "n_mfcc": 13, "frames": 100, **(features or {})}
     return 4 * (f["clip_samples"] + (f["n_mels"] + f["n_mfcc"]) * f["frames"])
 
 
-def check_memory(clips, features, lower):
+def check_memory(clips: int, features: dict | None, lower: str) -> None:
     """A UserError naming ``lower`` (the value to reduce) when ``clips`` clips of these features
     would take more than MEMORY_CAP."""
     need = max(clips, 1) * clip_bytes(features)

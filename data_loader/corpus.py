@@ -53,7 +53,7 @@ def class_names(keywords, silence=False):
     return (UNKNOWN,) + tuple(keywords) + ((SILENCE,) if silence else ())
 
 
-def split_by_hash(name):
+def split_by_hash(name) -> str:
     """The Speech Commands rule (input_data.which_set of its README): the split of a clip from the
     SHA-1 of its file name without the ``_nohash_`` part, so a speaker's clips stay together."""
     base = re.sub(r"_nohash_.*$", "", posixpath.basename(name))

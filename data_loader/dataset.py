@@ -47,7 +47,7 @@ class SplitData:
     mfcc: torch.Tensor = None  # (N, 1, frames, n_mfcc) MfccFromMel of ``mel`` (not normalised), or None
     pcm: torch.Tensor = None   # (N, clip_samples) int16: the integer front end's input (its eval splits)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.labels)
 
 
@@ -233,7 +233,7 @@ def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0
     return data, bank
 
 
-def _save_cache(blob, path):
+def _save_cache(blob, path) -> None:
     """Write the cache; a folder we cannot write to costs the next run the features, not this one."""
     try:
         atomic.torch_save(blob, path)

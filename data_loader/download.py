@@ -51,7 +51,7 @@ USER_AGENT = "kws-download/1.0 (python urllib)"
 SYNTHETIC_COMMAND = "python3 -m data_loader.synthetic --out data/synthetic_kws"
 
 
-def _alternatives():
+def _alternatives() -> str:
     return (f"to use a corpus you already have pass --data-dir PATH; offline, run the whole chain on a "
             f"synthetic corpus with `make demo`, or make that corpus with: {SYNTHETIC_COMMAND}")
 
@@ -79,7 +79,7 @@ def _connect_check(url, timeout):
         host, port = p.hostname or host, p.port or 80
     found = {}
 
-    def lookup():
+    def lookup() -> None:
         try:
             found["addrs"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
@@ -339,7 +339,7 @@ def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Download and unpack Google Speech Commands.")
     parser.add_argument("--version", default="v0.02", choices=sorted(SPEECH_COMMANDS))
     parser.add_argument("--out", default=None, help="corpus folder (default data/speech_commands_<version>)")

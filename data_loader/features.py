@@ -98,7 +98,7 @@ def dct_matrix(n_mels, n_mfcc):
 class MelPower(nn.Module):
     """Waveforms (N, clip_samples) -> mel power spectrogram (N, n_mels, frames)."""
 
-    def __init__(self, params: FeatureParams):
+    def __init__(self, params: FeatureParams) -> None:
         super().__init__()
         self.params = params
         self.register_buffer("window", torch.hann_window(params.win_length, periodic=True))
@@ -118,7 +118,7 @@ class MfccFromMel(nn.Module):
 
     amin = 1e-10
 
-    def __init__(self, params: FeatureParams):
+    def __init__(self, params: FeatureParams) -> None:
         super().__init__()
         self.params = params
         self.register_buffer("dct", torch.from_numpy(dct_matrix(params.n_mels, params.n_mfcc)))
@@ -136,7 +136,7 @@ class MfccFromMel(nn.Module):
 class Mfcc(nn.Module):
     """Waveforms (N, clip_samples) -> MFCC (N, 1, frames, n_mfcc)."""
 
-    def __init__(self, params: FeatureParams):
+    def __init__(self, params: FeatureParams) -> None:
         super().__init__()
         self.mel = MelPower(params)
         self.mfcc = MfccFromMel(params)

@@ -57,7 +57,7 @@ def segments(blocks, clip_samples, hop, batch=SEGMENT_WINDOWS):
 class FrameScanner:
     """Normalised MFCC windows, and a model's posteriors, of a recording from one pass of frames."""
 
-    def __init__(self, params: FeatureParams, mean, std, hop_samples):
+    def __init__(self, params: FeatureParams, mean, std, hop_samples) -> None:
         p = params
         if hop_samples % p.hop_length:
             raise UserError(f"the frame-wise scan needs a window hop that is a multiple of the STFT hop "

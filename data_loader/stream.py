@@ -155,7 +155,7 @@ def plan_stream(corpus, split, sample_rate, stream_hours=1.0, seed=0):
                       {i: regions[r] for i, r in enumerate(noise_files)})
 
 
-def clip_under(plan, window_start_s, window_s):
+def clip_under(plan, window_start_s: float, window_s: float) -> str:
     """What the recording holds at the centre of the window starting at ``window_start_s``: the
     corpus clip (its path relative to the corpus root, printable), or ``pause before <clip>``."""
     centre = int(round((window_start_s + window_s / 2) * plan.sample_rate))
@@ -169,7 +169,7 @@ def clip_under(plan, window_start_s, window_s):
     return f"pause before {shown(plan.events[i + 1].rel)}" if i + 1 < len(plan.events) else "the end of the recording"
 
 
-def describe_plan(plan):
+def describe_plan(plan) -> str:
     """One line saying what the recording is made of."""
     mixed = (f"{plan.other_clips} other clips in {plan.variants} variant(s) (each variant: every other clip "
              f"again with new gain, noise and pause draws)" if plan.variants > 1

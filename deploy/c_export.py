@@ -98,7 +98,7 @@ def c_model_memory(int_model):
     return flash, ram
 
 
-def _array(ctype, name, values, comment):
+def _array(ctype, name, values, comment) -> str:
     body = ",\n".join("    " + ", ".join(str(int(v)) for v in values[i:i + 16])
                       for i in range(0, len(values), 16))
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
@@ -186,7 +186,7 @@ def _register(layer):
     return reg, f"UINT64_C({hex((1 << bits) - 1)})", f"INT64_C({1 << (bits - 1)})"
 
 
-def _store(layer, following, var, dest):
+def _store(layer, following, var, dest) -> str:
     """C statement that writes ``var`` (relu'd output codes) to ``dest`` in the next format."""
     if following is None:
         return f"{dest} = {var};"
@@ -200,7 +200,7 @@ def _out_ctype(following):
     return "int32_t" if following is None else _data_ctype(following.bits_inputs)
 
 
-def _conv_c(layer, following):
+def _conv_c(layer, following) -> str:
     """A conv (or depthwise conv) with stride and zero padding, relu, and its pooling fused: each
     output of the max pool (or the one of the global average pool) is computed from the conv
     outputs it reads, so no full-resolution map is ever stored."""
@@ -261,7 +261,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 """
 
 
-def _linear_c(layer, following):
+def _linear_c(layer, following) -> str:
     n_out, n_in = layer.weight.shape
     reg, mask, half = _register(layer)
     lo, hi = code_limits(layer.bits_outputs)
@@ -305,7 +305,7 @@ def _pack_lines(values, indent, dest="kws_col", half=False):
     return "\n".join(lines)
 
 
-def _requant32(layer, value):
+def _requant32(layer, value) -> str:
     """C expression rescaling the 32-bit ``value`` (a wrapped accumulator) to the output format."""
     lo, hi = code_limits(layer.bits_outputs)
     fn = "kws_requant32" if 0 < layer.output_shift < 32 else "kws_requant"
@@ -331,7 +331,7 @@ def _col_words(layer):
     return words * (len(_pool_positions(layer)) if layer.maxpool else 2)
 
 
-def _emit_value(layer, following, acc, dest, pooled, indent):
+def _emit_value(layer, following, acc, dest, pooled, indent) -> str:
     """Statements rescaling ``acc`` (a wrapped accumulator, or a maximum of them) and storing it."""
     relu = f"\n{indent}if (v < 0)\n{indent}    v = 0;" if layer.relu else ""
     return f"{indent}v = {_requant32(layer, acc)};{relu}\n{indent}{_store(layer, following, 'v', dest)}"
@@ -349,7 +349,7 @@ def _conv_steps(layer, indent):
     return "\n".join(lines)
 
 
-def _conv_dsp_c(layer, following):
+def _conv_dsp_c(layer, following) -> str:
     """A conv without padding through the packed kernel: the inputs of the conv positions one
     output reads (the max pool's window, or two neighbouring outputs without a pool) gathered
     once into kws_col (int16 pairs), then for each pair of output channels the dot products of
@@ -455,7 +455,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
         second = [f"{i12}if (o + 1 < {c_out}) {{"] + [s.replace("\n" + i12, "\n" + i12 + "    ").replace(i12, i12 + "    ", 1) for s in second] + [f"{i12}}}"]
     pool_decl = finish = ""
     if layer.avgpool:   # each rescaled, relu'd output added to its channel's sum (a repeated odd last one once)
-        def add(acc, o, repeat=False):
+        def add(acc, o, repeat=False) -> str:
             relu = f"\n{i12}if (v < 0)\n{i12}    v = 0;" if layer.relu else ""
             line = f"pool[{o}] += v;" if not repeat else f"if (nb != u)\n{i12}    pool[{o}] += v;"
             return f"{i12}v = {_requant32(layer, f'kws_wrap32({acc}, {bits})')};{relu}\n{i12}{line}"
@@ -492,7 +492,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 """
 
 
-def _dw_packed_c(layer, following):
+def _dw_packed_c(layer, following) -> str:
     """A depthwise conv (stride, zero padding) through the packed kernel: each channel copied into
     a zero-padded int16 plane, then every output a sum of dual multiply-accumulates of a row's
     weight pair with two neighbouring inputs (one word load each)."""
@@ -533,7 +533,7 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
 """
 
 
-def _linear_dsp_c(layer, following):
+def _linear_dsp_c(layer, following) -> str:
     """A fully connected layer through the packed kernel: the inputs packed once into kws_col,
     then two outputs at a time (each loaded word of inputs feeds two multiply-accumulates)."""
     n_out, n_in = layer.weight.shape
@@ -719,7 +719,7 @@ static int32_t kws_requant(int64_t v, int shift, int32_t lo, int32_t hi)
 """
 
 
-def _class_names_define(class_names):
+def _class_names_define(class_names) -> str:
     """``KWS_CLASS_NAMES``: the name of every score, by index (for ``const char *names[] = ...``)."""
     if not class_names:
         return ""
@@ -727,7 +727,7 @@ def _class_names_define(class_names):
     return f"#define KWS_CLASS_NAMES {{{quoted}}}\n"
 
 
-def _header(int_model, class_names=None):
+def _header(int_model, class_names=None) -> str:
     first, last = int_model.layers[0], int_model.layers[-1]
     c, h, w = first.input_shape
     lo, hi = code_limits(first.bits_inputs)

@@ -18,7 +18,7 @@ PCM_VECTORS = "test_pcm.txt"
 PIPELINE_FILES = ("frontend_config.h", "frontend_tables.h") + FRONTEND_FILES + ("main_pcm.c", PCM_VECTORS)
 
 
-def _const(ctype, name, values, comment):
+def _const(ctype, name, values, comment) -> str:
     values = [int(v) for v in np.asarray(values).ravel()]
     body = ",\n".join("    " + ", ".join(str(v) for v in values[i:i + 16]) for i in range(0, len(values), 16))
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"

@@ -169,7 +169,7 @@ def _check_shifts(layers):
 class IntegerModel:
     """A fully quantized model as integer layers (pruned kernels removed)."""
 
-    def __init__(self, layers):
+    def __init__(self, layers) -> None:
         self.layers = tuple(layers)
 
     @classmethod

@@ -38,7 +38,7 @@ class Block:
     dropout: nn.Module = None
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         """"linear", "depthwise" (a conv whose kernel k reads channel k only) or "conv"."""
         if not isinstance(self.layer, nn.Conv2d):
             return "linear"

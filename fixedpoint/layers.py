@@ -86,7 +86,7 @@ class LayerQuantization:
 class _FixedPointMixin:
     """Shared state and data path; subclasses supply ``_op(x, w, b)`` and ``kernel_dims``."""
 
-    def _init_fixed_point(self):
+    def _init_fixed_point(self) -> None:
         self.quantization = LayerQuantization()
         # 1 = kernel kept, 0 = pruned. Not persistent: pruning lives in pruning.yml.
         self.register_buffer("kernel_mask", torch.ones(self.out_channels_or_features), persistent=False)
@@ -186,7 +186,7 @@ class _FixedPointMixin:
 
 
 class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -201,7 +201,7 @@ class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
 
 
 class FixedPointLinear(_FixedPointMixin, nn.Linear):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -224,7 +224,7 @@ class FoldableBatchNorm2d(nn.BatchNorm2d):
     in training mode too; the persistent ``folded`` flag travels with the state dict, so a model
     finetuned after folding is restored folded."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.register_buffer("folded", torch.zeros((), dtype=torch.uint8))
 
@@ -233,7 +233,7 @@ class FoldableBatchNorm2d(nn.BatchNorm2d):
             return x
         return super().forward(x)
 
-    def fold_into(self, conv):
+    def fold_into(self, conv) -> None:
         """conv(x) -> bn(conv(x)) with the running statistics: w' = w g / s, b' = (b - mean) g / s + beta
         with s = sqrt(var + eps), computed in float64. No-op when already folded."""
         if bool(self.folded):

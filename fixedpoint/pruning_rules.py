@@ -23,7 +23,7 @@ def tied_depthwise(graph):
     return tied
 
 
-def propagate_pruning(graph):
+def propagate_pruning(graph) -> None:
     """Make every depthwise block's pruned kernels equal to those of the block it follows (the
     union of both): a depthwise kernel whose input channel is pruned would only output its bias,
     and a channel whose depthwise kernel is pruned feeds nothing. Call after changing masks."""

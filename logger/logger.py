@@ -3,7 +3,7 @@ import logging
 import sys
 
 
-def setup_logging(log_dir, level=logging.INFO):
+def setup_logging(log_dir, level=logging.INFO) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     for h in list(root.handlers):

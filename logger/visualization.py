@@ -4,20 +4,20 @@ only when tensorboard is on."""
 
 
 class TensorboardWriter:
-    def __init__(self, log_dir, enabled=True):
+    def __init__(self, log_dir, enabled=True) -> None:
         self.writer = None
         if enabled:
             from tensorboardX import SummaryWriter
             self.writer = SummaryWriter(str(log_dir))
 
-    def add_scalars(self, step, values, prefix=""):
+    def add_scalars(self, step, values, prefix="") -> None:
         if self.writer is None:
             return
         for k, v in values.items():
             self.writer.add_scalar(f"{prefix}{k}", v, step)
         self._drain()
 
-    def _drain(self):
+    def _drain(self) -> None:
         """Write every queued event and flush the file. tensorboardX's own flush() flushes the
         file but not the queue its writer thread has yet to empty, so the thread is stopped (it
         writes everything queued before its stop signal) and a fresh one started."""
@@ -31,6 +31,6 @@ class TensorboardWriter:
         except AttributeError:   # another tensorboardX layout: its flush is the best there is
             self.writer.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -24,7 +24,7 @@ MAX_BLOCKS = 64
 @register
 class DSCNN(KeywordModel):
     def __init__(self, num_classes=4, channels=48, blocks=4, dropout=0.2, widths=None,
-                 input_shape=(1, 100, 13)):
+                 input_shape=(1, 100, 13)) -> None:
         super().__init__()
         self.check_args({"channels": channels, "blocks": blocks, "widths": widths})
         widths = [int(channels)] * (int(blocks) + 1) if widths is None else [int(w) for w in widths]

@@ -15,7 +15,7 @@ class KeywordLeNet5Clone(KeywordModel):
     fc4 64->num_classes. 12,764 parameters and 170,864 MACs per 1x100x13 MFCC clip (fc3's inputs
     follow the input shape: 8 x 23 x 3 with 20 MFCCs)."""
 
-    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64), input_shape=INPUT_SHAPE):
+    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64), input_shape=INPUT_SHAPE) -> None:
         """``widths`` (conv1 filters, conv2 filters, fc3 neurons) differ from the default only for
         a compact model exported with pruned kernels physically removed."""
         super().__init__()

@@ -58,11 +58,11 @@ def check_arch_args(cls, args, where):
     unknown = sorted(set(args) - set(allowed))
     if unknown:
         raise UserError(f"{where}: unknown arch_args {unknown}; allowed: {', '.join(allowed)}")
-    classes = args.get("num_classes", 4)
-    if not is_int(classes) or not 2 <= classes <= MAX_CLASSES:
+    classes = args.get("num_classes")   # absent: the architecture's own default
+    if classes is not None and (not is_int(classes) or not 2 <= classes <= MAX_CLASSES):
         raise UserError(f"{where}: arch_args.num_classes must be an integer in 2..{MAX_CLASSES}, found {classes!r}")
-    dropout = args.get("dropout", 0.5)
-    if not is_number(dropout) or not 0 <= dropout < 1:
+    dropout = args.get("dropout")
+    if dropout is not None and (not is_number(dropout) or not 0 <= dropout < 1):
         raise UserError(f"{where}: arch_args.dropout must be a number in [0, 1), found {dropout!r}")
     widths = args.get("widths")
     if widths is not None and (not isinstance(widths, (list, tuple))

@@ -20,7 +20,7 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0
               0.9995, 0.9999)
 
 
-def tolerance_text():
+def tolerance_text() -> str:
     return (f"a hit: the right word beginning {HIT_BEFORE_S:g} s before to {HIT_AFTER_S:g} s after the start of "
             f"the detection's window")
 

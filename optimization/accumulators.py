@@ -63,7 +63,7 @@ def size_accumulators(model, solution, inputs, batch_size=1024):
     extremes = {name: [0.0, 0.0] for name, q in wide.items() if q.integer_accumulator}
 
     def probe(name):
-        def record(acc):
+        def record(acc) -> None:
             extremes[name][0] = min(extremes[name][0], float(acc.min()))
             extremes[name][1] = max(extremes[name][1], float(acc.max()))
         return record

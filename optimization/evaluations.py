@@ -19,7 +19,7 @@ class CachedEvaluations:
     counting evaluations on a progress bar. Returns the decision metric; ``details`` keeps every
     metric the evaluation reported."""
 
-    def __init__(self, model, evaluate, total, desc, metric="top1"):
+    def __init__(self, model, evaluate, total, desc, metric="top1") -> None:
         self.model, self.evaluate, self.metric = model, evaluate, metric
         self.cache, self.details = {}, {}
         self.bar = progress_bar(total=total, desc=desc, unit="eval")
@@ -28,7 +28,7 @@ class CachedEvaluations:
     def _key(solution):
         return tuple((name, astuple(q)) for name, q in solution.items())
 
-    def remember(self, solution, accuracy, details=None):
+    def remember(self, solution, accuracy, details=None) -> None:
         """Record a score measured earlier so the solution is not evaluated again."""
         self.cache[self._key(solution)] = accuracy
         self.details[self._key(solution)] = details if details is not None else accuracy
@@ -46,7 +46,7 @@ class CachedEvaluations:
     def scores(self, solution):
         return self.details[self._key(solution)]
 
-    def close(self):
+    def close(self) -> None:
         self.bar.total = self.bar.n
         self.bar.close()
 
@@ -63,7 +63,7 @@ class PrefixReuse:
     its layer's formats, kernel mask and weight and bias versions (any in-place change counts).
     Kept inputs are capped at ``budget_bytes``."""
 
-    def __init__(self, budget_bytes=256 * 2 ** 20):
+    def __init__(self, budget_bytes=256 * 2 ** 20) -> None:
         self.model, self.states, self.kept, self.budget = None, None, {}, budget_bytes
         self.start, self.batch, self.used = 0, 0, 0
 
@@ -101,7 +101,7 @@ class PrefixReuse:
         else:
             codes_of = None
 
-        def capture(i, value, codes):
+        def capture(i, value, codes) -> None:
             if i > start:
                 old = kept.pop(i, None)
                 self.used -= old[0].numel() * old[0].element_size() if old is not None else 0

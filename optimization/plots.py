@@ -19,7 +19,7 @@ def _figure():
     return fig, fig.add_subplot()
 
 
-def _reference_lines(ax, baseline, floor):
+def _reference_lines(ax, baseline, floor) -> None:
     ax.axhline(baseline, color="gray", linestyle=":", label=f"baseline {baseline:.4f}")
     ax.axhline(floor, color="red", linestyle="--", label=f"floor {floor:.4f}")
 
@@ -31,7 +31,7 @@ def _png(fig, path):
     return png
 
 
-def axis_label(metric):
+def axis_label(metric) -> str:
     """The y axis of a search figure: the decision metric its points are, on the validation split."""
     return f"validation {METRIC_NAMES.get(metric, metric)}"
 

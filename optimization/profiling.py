@@ -105,7 +105,7 @@ def weight_memory_bits(parameters, bits_weights):
     return parameters * (bits_weights or FLOAT_BITS)
 
 
-def _kilobytes(bits):
+def _kilobytes(bits) -> str:
     return f"{bits / 8 / 1000:.1f} kB ({bits} bits)"
 
 

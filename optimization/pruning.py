@@ -96,14 +96,14 @@ class _Groups:
     masked, restored and counted with its group. ``remaining``: the unpruned kernels per layer;
     ``ranking``: the candidates in pruning order (kernel_ranking)."""
 
-    def __init__(self, model):
+    def __init__(self, model) -> None:
         self.layers = describe(model).layers()
         self.tied = candidate_layers(model)
         self.total_weights = sum(layer.weight.numel() for layer in self.layers.values())
         self.remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in self.layers.items()}
         self.ranking = kernel_ranking(model)
 
-    def set_mask(self, name, kernel, value):
+    def set_mask(self, name, kernel, value) -> None:
         for member in [name] + self.tied[name]:
             self.layers[member].kernel_mask[kernel] = value
 
@@ -114,7 +114,7 @@ class _Groups:
 class _Scorer:
     """``evaluate(model)`` reduced to the decision metric; ``last`` keeps its full scores."""
 
-    def __init__(self, evaluate, metric):
+    def __init__(self, evaluate, metric) -> None:
         self.evaluate, self.metric, self.last = evaluate, metric, None
 
     def __call__(self, model):
@@ -179,7 +179,7 @@ def search_pruning(model, evaluate, config, combined_floor=None):
                          {"baseline": baseline_scores, "solution": search.scores}, notes)
 
 
-def _prune_greedily(model, groups, score, search, budget, floor, bar):
+def _prune_greedily(model, groups, score, search, budget, floor, bar) -> None:
     """Remove the kernels in ranking order, one evaluation each, until the budget is spent or a
     step would fall below ``floor`` (that kernel stays); accepted steps update the solution."""
     steps, remaining = search.steps, groups.remaining

@@ -30,12 +30,12 @@ def collect_ranges(model, inputs, batch_size=1024):
     lo = {name: {g: float("inf") for g in GROUPS} for name in layers}
     hi = {name: {g: float("-inf") for g in GROUPS} for name in layers}
 
-    def observe(name, group, tensor):
+    def observe(name, group, tensor) -> None:
         lo[name][group] = min(lo[name][group], float(tensor.min()))
         hi[name][group] = max(hi[name][group], float(tensor.max()))
 
     def hook(name):
-        def record(module, args, output):
+        def record(module, args, output) -> None:
             observe(name, "inputs", args[0])
             observe(name, "outputs", output)
         return record

@@ -124,14 +124,14 @@ def solution_text(source):
     return path.read_text(encoding="utf-8")
 
 
-def apply_quantization(model, solution):
+def apply_quantization(model, solution) -> None:
     """Give each named layer its format (a copy); layers not named run in float."""
     layers = _check_names("the quantization solution", list(solution), model)
     for name, layer in layers.items():
         layer.quantization = replace(solution[name]) if name in solution else LayerQuantization()
 
 
-def apply_pruning(model, pruned):
+def apply_pruning(model, pruned) -> None:
     """Prune the named layers' kernels (masks them and zeroes their weights and biases). Earlier
     pruning stays: zeroed weights cannot be restored, so apply to a freshly loaded model."""
     layers = _check_names("the pruning solution", list(pruned), model)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from configuration import schema
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from utils.errors import UserError
 
@@ -89,9 +90,11 @@ def test_speech_referenced_snr_measures_the_word_not_the_padding():
                                rtol=1e-4, atol=0)
 
 
-def test_unknown_snr_reference_is_refused():
-    with pytest.raises(UserError, match="snr_reference must be one of window, speech"):
-        AugmentParams.from_dict({"snr_reference": "clip"})
+def test_unknown_snr_reference_is_refused_by_the_schema():
+    with pytest.raises(UserError, match=r"^config data_loader\.args\.augment\.snr_reference must be one of "
+                                        r"window, speech, found 'clip'$"):
+        schema.LOADERS["SpeechCommandsDataLoader"]("data_loader.args",
+                                                   {"data_dir": "x", "augment": {"snr_reference": "clip"}})
 
 
 def _word_batch(starts, lengths, frames=100, bands=8):

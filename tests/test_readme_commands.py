@@ -141,6 +141,13 @@ def test_outputs_say_what_they_mean(chain):
                      r"\S+/model_best\.pth -q \S+/quantization\.yml$", out, re.M)
     assert re.search(r"^Next: python3 test\.py -r \S+ -q \S+/quantization\.yml -p \S+/pruning\.yml$", out, re.M)
     assert "Next: (cd deploy_out && gcc -std=c99" in out
+    # test.py and profile.py end with the command that follows them in the chain
+    assert re.search(r"^Next: python3 quantize\.py -r \S+/model_best\.pth$", out, re.M)
+    assert re.search(r"^Next: python3 train\.py -r \S+/model_best\.pth -q \S+/quantization\.yml "
+                     r"-p \S+/pruning\.yml   \(finetunes\)$", out, re.M)
+    assert re.search(r"^Nothing written \(profile\.py only prints\)\nNext: python3 ", out, re.M)
+    assert re.search(r"\(confusion matrix\)\nNext: python3 export\.py -r \S+_finetune/\d{4}_\d{6}/model_best\.pth "
+                     r"-o deploy_out$", out, re.M)
 
 
 def test_demo_summary_names_the_chosen_solution(chain):

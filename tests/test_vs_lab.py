@@ -61,6 +61,9 @@ def test_our_side_runs_the_labs_recipe_and_passes_our_schema(tmp_path):
     assert args["augment"] == {"enabled": False} and cfg["optimization"]["finetuning"]["epochs"] == 10
     assert args["normalize"] is False   # the lab reads raw MFCCs
     assert Path(args["data_dir"]) == tmp_path / "corpus"
+    # the lab keeps the epoch of the best val_loss and calibrates no stream detector: neither do we here
+    assert cfg["trainer"]["monitor"] == "min val_loss" and "monitor" not in cfg["optimization"]["finetuning"]
+    assert "detector" not in cfg
 
 
 def test_repeated_runs_keep_the_fastest_with_every_wall_time_and_the_largest_memory():

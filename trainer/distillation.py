@@ -15,7 +15,7 @@ class Distillation:
     so the softened distributions come straight from them. The KL term of each clip is weighted
     by its class weight, as the hard-label loss is, so rare keywords keep their emphasis."""
 
-    def __init__(self, teacher, temperature, alpha, class_weights=None):
+    def __init__(self, teacher, temperature, alpha, class_weights=None) -> None:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -42,7 +42,7 @@ class Ensemble(torch.nn.Module):
     ``T * log(mean_k softmax(out_k / T))``, so that Distillation's ``log_softmax(out / T)`` of it
     is the log of the averaged distribution at temperature ``T``."""
 
-    def __init__(self, members, temperature):
+    def __init__(self, members, temperature) -> None:
         super().__init__()
         self.members = torch.nn.ModuleList(members)
         self.temperature = float(temperature)

@@ -20,6 +20,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import UserError
+from types import TracebackType
+from typing import Optional, Type
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT = timedelta(seconds=60)
@@ -46,12 +48,12 @@ class EvenBatches:
     world_size - 1 samples of an epoch, and which ones changes with the epoch's shuffle.
     """
 
-    def __init__(self, loader):
+    def __init__(self, loader) -> None:
         self.loader = loader
         smallest_shard = len(loader.labels) // loader.world_size
         self.count = -(-smallest_shard // loader.batch_size)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
     def __iter__(self):
@@ -61,7 +63,7 @@ class EvenBatches:
 class DistributedContext:
     """One rank of a process group; a context manager that shuts the group down cleanly."""
 
-    def __init__(self, rank, world_size, local_rank, timeout=TIMEOUT):
+    def __init__(self, rank, world_size, local_rank, timeout=TIMEOUT) -> None:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.backend = "nccl" if torch.cuda.is_available() else "gloo"
         if self.backend == "nccl":
@@ -73,7 +75,7 @@ class DistributedContext:
                                 timeout=timeout, device_id=self.device if self.backend == "nccl" else None)
 
     @staticmethod
-    def started_by_torchrun(environ=None):
+    def started_by_torchrun(environ=None) -> bool:
         return "WORLD_SIZE" in (os.environ if environ is None else environ)
 
     @classmethod
@@ -117,7 +119,7 @@ class DistributedContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self, timeout=None):
+    def barrier(self, timeout=None) -> None:
         dist.barrier(timeout=timeout)
 
     @contextmanager
@@ -130,7 +132,7 @@ class DistributedContext:
         if self.is_main:
             self.barrier(SETUP_TIMEOUT)
 
-    def close(self):
+    def close(self) -> None:
         """Barrier, then destroy the group: every rank has left its last collective first."""
         if dist.is_initialized():
             self.barrier()
@@ -139,7 +141,7 @@ class DistributedContext:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> bool:
         if exc_type is None:
             self.close()
         elif dist.is_initialized():

@@ -29,7 +29,7 @@ class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
                  valid_data_loader=None, lr_scheduler=None, checkpoint_extra=None, progress=True,
                  distributed=None, ema_decay=None, distillation=None, num_classes=None,
-                 silence=None, stream_validation=None):
+                 silence=None, stream_validation=None) -> None:
         """``stream_validation``: a callable (model -> {name: value}) whose values join each epoch's
         validation log as ``val_<name>`` (app.stream_test.StreamValidation), so that
         ``trainer.monitor`` can select by a streaming measure."""
@@ -61,7 +61,7 @@ class Trainer(BaseTrainer):
         """What is validated and saved: the weight average when EMA is on, else the model."""
         return self.ema.module if self.ema is not None else self.core_model
 
-    def _keep_pruned_zero(self):
+    def _keep_pruned_zero(self) -> None:
         for layer, kernels in self._pruned.values():
             layer.prune_kernels(kernels)
 

@@ -42,7 +42,7 @@ class WriteError(UserError, OSError):
     """A write the file system refused, as one line naming the path and what to do; an OSError
     with the original errno too."""
 
-    def __init__(self, message, code):
+    def __init__(self, message, code) -> None:
         super().__init__(message)
         self.errno = code
 
@@ -64,7 +64,7 @@ KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def check_replaceable(path):
+def check_replaceable(path: str | os.PathLike) -> None:
     """A UserError when ``path`` exists and is not a regular file: a FIFO, a device, a folder or
     a symbolic link is never replaced by a file (as root, ``-o /dev/null`` would replace the device)."""
     try:
@@ -89,12 +89,12 @@ def make_folder(path):
     return path
 
 
-def temp_prefix(path):
+def temp_prefix(path) -> str:
     """The name prefix of our temporary siblings of ``path`` (carries this process's id)."""
     return f".{Path(path).name}.{os.getpid()}."
 
 
-def writer_alive(pid):
+def writer_alive(pid) -> bool:
     """False only when no process ``pid`` exists (a pid of another user counts as alive)."""
     if pid == os.getpid():
         return True
@@ -139,7 +139,7 @@ def remove_stale(folder, now=None):
     return removed
 
 
-def clean_once(folder):
+def clean_once(folder) -> None:
     """remove_stale(folder) the first time this process writes there."""
     key = os.path.abspath(folder)
     if key not in _cleaned:
@@ -174,28 +174,28 @@ def atomic_open(path, mode="w", **kwargs):
         raise failure from None
 
 
-def write_text(path, text):
+def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
 
-def write_bytes(path, data):
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
 
 
-def write_yaml(path, data):
+def write_yaml(path: str | os.PathLike, data: object) -> None:
     write_text(path, yaml_reader.dumps(data))
 
 
-def torch_save(obj, path):
+def torch_save(obj: object, path: str | os.PathLike) -> None:
     import torch
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_bytes(path, buf.getvalue())
 
 
-def write_together(contents):
+def write_together(contents) -> None:
     """Files that belong together ({path: bytes}, e.g. a YAML report and its PNG): every one is
     written to its temporary file and synced first, and only then are they renamed into place, so
     a refused write (a full disk) or an interruption while writing replaces none of them."""
@@ -207,7 +207,7 @@ def write_together(contents):
             os.fsync(f.fileno())
 
 
-def yaml_bytes(data):
+def yaml_bytes(data: object) -> bytes:
     """``data`` as the UTF-8 YAML text write_yaml writes (for write_together)."""
     return yaml_reader.dumps(data).encode("utf-8")
 
@@ -219,7 +219,7 @@ def figure_png(fig):
     return buf.getvalue()
 
 
-def save_figure(fig, path):
+def save_figure(fig: object, path: str | os.PathLike) -> None:
     """Save a matplotlib figure as PNG atomically."""
     write_bytes(path, figure_png(fig))
 

@@ -9,6 +9,7 @@ a CRC check of the zip. A checkpoint may come from someone else, so ``load_check
 every value before use (``utils/checkpoint_checks.py``: the domain's types and ranges) and
 confines the paths in its config (``utils/confinement.py``).
 """
+import os
 import pickle
 import zipfile
 import zlib
@@ -72,11 +73,11 @@ class Checkpoint:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def save_checkpoint(path, checkpoint):
+def save_checkpoint(path: str | os.PathLike, checkpoint: "Checkpoint") -> None:
     atomic.torch_save(checkpoint.to_dict(), path)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | os.PathLike) -> "Checkpoint":
     """Read a checkpoint file as a ``Checkpoint``; anything else is a one-line UserError."""
     path = Path(path)
     if not path.is_file():

@@ -18,7 +18,7 @@ def safe_name(name):
     return cleaned or "run"
 
 
-def _inside(path, folder):
+def _inside(path, folder) -> bool:
     try:
         Path(path).resolve().relative_to(Path(folder).resolve())
         return True
@@ -26,7 +26,7 @@ def _inside(path, folder):
         return False
 
 
-def confine_paths(config, path):
+def confine_paths(config, path) -> None:
     """Where a checkpoint's config may make us write. A checkpoint that lies in the
     ``<save_dir>/models/`` its config names was written by a run of this tree, and its paths are
     kept; any other (received) checkpoint writes its runs under ``saved/`` and its feature cache

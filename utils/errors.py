@@ -32,7 +32,7 @@ class UserError(Exception):
     what was wrong and what to do; no traceback is shown. The message is kept to one printable
     line (:func:`one_line`) whatever names it quotes."""
 
-    def __init__(self, message=""):
+    def __init__(self, message="") -> None:
         super().__init__(one_line(message))
 
 

@@ -21,13 +21,13 @@ def _exit_at_start_up(signum, frame):
     raise SystemExit(STATUS)   # not an error: no traceback, whatever import it stops
 
 
-def during_start_up():
+def during_start_up() -> None:
     """SIGINT ends the process with MESSAGE and STATUS (nothing to clean up yet)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _exit_at_start_up)
 
 
-def during_main():
+def during_main() -> None:
     """SIGINT raises KeyboardInterrupt again (Python's own handler), so cleanups run."""
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is _exit_at_start_up:

@@ -26,7 +26,7 @@ def progress_bar(iterable=None, enabled=True, **kwargs):
     return tqdm(iterable, disable=not (enabled and on_terminal(kwargs.get("file"))), **kwargs)
 
 
-def write_line(text):
+def write_line(text) -> None:
     """Print a line without breaking a bar that may be on screen."""
     from tqdm import tqdm
     tqdm.write(text)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed, deterministic=True):
+def seed_everything(seed, deterministic=True) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -34,7 +34,7 @@ def _where(node_or_event):
 class SafeLoader(yaml.SafeLoader):
     """yaml.SafeLoader without merge keys and duplicate keys, depth- and expansion-limited."""
 
-    def __init__(self, stream):
+    def __init__(self, stream) -> None:
         super().__init__(stream)
         self._depth = 0
 
@@ -126,7 +126,7 @@ def first_line(error):
 class _Dumper(yaml.SafeDumper):
     """yaml.SafeDumper that writes a shared object out again instead of as an alias."""
 
-    def ignore_aliases(self, data):
+    def ignore_aliases(self, data) -> bool:
         return True
 
 

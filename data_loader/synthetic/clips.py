@@ -10,7 +10,7 @@ from data_loader.synthetic.lexicon import WORDS
 from data_loader.synthetic.speech import channel, synthesize_speech
 
 
-def write_wav(path, samples, sr):
+def write_wav(path, samples, sr) -> None:
     """16-bit PCM WAV. Through memory: soundfile's close() would fsync every single file."""
     buf = io.BytesIO()
     sf.write(buf, samples, sr, subtype="PCM_16", format="WAV")
@@ -26,7 +26,7 @@ def to_int16(x, peak=0.5):
 WORKER = {}
 
 
-def init_worker(out_dir, sr, noises):
+def init_worker(out_dir, sr, noises) -> None:
     WORKER.update(out_dir=Path(out_dir), sr=sr, noises=noises)
 
 

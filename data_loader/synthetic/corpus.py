@@ -87,7 +87,7 @@ def _summarize(plan):
             "speakers": len({p[5] for p in plan}), "splits": per_split}
 
 
-def _readme(params, summary):
+def _readme(params, summary) -> str:
     return (
         "# Synthetic keyword corpus (not real speech)\n\n"
         "Made by `python3 -m data_loader.synthetic`: formant-synthesised word-like sounds, laid out\n"
@@ -226,7 +226,7 @@ def _reuse(root, params):
     return {"root": str(root), "reused": True, **old, **marker["summary"]}
 
 
-def summary_line(summary):
+def summary_line(summary) -> str:
     s = summary["splits"]
     kw = ", ".join(f"{w} {c}" for w, c in summary["keywords"].items())
     verb = "reused" if summary.get("reused") else "wrote"
