@@ -29,7 +29,7 @@ from data_loader.corpus import SILENCE
 from data_loader.data_loaders import FeatureTransform
 from data_loader.features import FeatureParams, MelPower
 from data_loader import integer_frontend as ife
-from data_loader.frame_features import FrameScanner, segments
+from data_loader.frame_features import FrameScanner, scan_runs
 from deploy.integer_engine import IntegerModel
 from fixedpoint.graph import describe
 from fixedpoint.layers import fixed_point_layers
@@ -245,41 +245,24 @@ def format_result(path, result, class_names, settings, source="the default"):
 def scan_stream(classifier, blocks, settings):
     """A ScanResult for a recording given as blocks of samples at the classifier's rate."""
     hop = settings.hop_samples(classifier.sample_rate)
-    runs = segments(blocks, classifier.clip_samples, hop, batch=WINDOW_BATCH)
-    starts, posteriors = [], []
-    while True:
-        try:
-            first, n, samples = next(runs)
-        except StopIteration as done:
-            total = done.value
-            break
-        starts.append((first + np.arange(n)) * hop)
-        posteriors.append(classifier.probabilities(
-            np.lib.stride_tricks.sliding_window_view(samples, classifier.clip_samples)[::hop]))
-    starts_s = np.concatenate(starts) / classifier.sample_rate
-    posteriors = np.concatenate(posteriors)
-    return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
-                      classifier_detections(classifier, posteriors, starts_s, settings))
+    clip = classifier.clip_samples
+    return _scan_result(classifier, blocks, settings, WINDOW_BATCH, lambda samples, n: classifier.probabilities(
+        np.lib.stride_tricks.sliding_window_view(samples, clip)[::hop]))
 
 
 def scan_integer(classifier, blocks, settings):
     """scan_stream's result for an integer front end: every window's integer MFCCs (those of its
     16-bit PCM as a clip) computed frame by frame once (data_loader.integer_frontend.StreamFrames),
     in runs of INTEGER_BATCH windows, so memory does not grow with the recording."""
+    frames = ife.StreamFrames(classifier.params, settings.hop_samples(classifier.sample_rate))
+    return _scan_result(classifier, blocks, settings, INTEGER_BATCH, lambda samples, n: classifier.posteriors_of_mfcc(
+        frames.window_mfcc(ife.to_pcm(samples), n)))
+
+
+def _scan_result(classifier, blocks, settings, batch, posteriors_of):
     hop = settings.hop_samples(classifier.sample_rate)
-    frames = ife.StreamFrames(classifier.params, hop)
-    runs = segments(blocks, classifier.clip_samples, hop, batch=INTEGER_BATCH)
-    starts, posteriors = [], []
-    while True:
-        try:
-            first, n, samples = next(runs)
-        except StopIteration as done:
-            total = done.value
-            break
-        starts.append((first + np.arange(n)) * hop)
-        posteriors.append(classifier.posteriors_of_mfcc(frames.window_mfcc(ife.to_pcm(samples), n)))
-    starts_s = np.concatenate(starts) / classifier.sample_rate
-    posteriors = np.concatenate(posteriors)
+    starts, posteriors, total = scan_runs(blocks, classifier.clip_samples, hop, posteriors_of, batch)
+    starts_s = starts / classifier.sample_rate
     return ScanResult(total / classifier.sample_rate, starts_s, posteriors,
                       classifier_detections(classifier, posteriors, starts_s, settings))
 

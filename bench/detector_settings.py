@@ -74,6 +74,26 @@ def posterior_peaks(smoothed, starts, class_names, labels):
     return peaks
 
 
+def worst_mean(runs, rates):
+    """{key: {rate: (worst, mean)}}: misses in % over ``runs`` (one {key: {rate: miss rate}} per checkpoint)."""
+    table = {}
+    for key in runs[0]:
+        table[key] = {}
+        for rate in rates:
+            values = [100 * run[key][rate] for run in runs]
+            table[key][rate] = (max(values), float(np.mean(values)))
+    return table
+
+
+def cells_text(cells):
+    return "".join(f"{worst:>8.1f}/{mean:<7.1f}" for worst, mean in cells.values())
+
+
+def cells_row(cells):
+    return {**{f"miss_at_{rate:g}_worst": w for rate, (w, _) in cells.items()},
+            **{f"miss_at_{rate:g}_mean": m for rate, (_, m) in cells.items()}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-r", "--resume", nargs="+", required=True, help="checkpoints (one per seed)")
@@ -91,12 +111,9 @@ def main():
           f"meeting the rate, worst / mean over {len(runs)} checkpoint(s)")
     print(f"{'hop ms':>7}{'span ms':>8}" + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
     rows = []
-    for key in runs[0]:
-        cells = {rate: [100 * run[key][rate] for run in runs] for rate in RATES}
-        print(f"{key[0]:>7.0f}{key[1]:>8.0f}" + "".join(f"{max(v):>8.1f}/{np.mean(v):<7.1f}" for v in cells.values()))
-        rows.append({"hop_ms": key[0], "smooth_ms": key[1],
-                     **{f"miss_at_{rate:g}_worst": max(v) for rate, v in cells.items()},
-                     **{f"miss_at_{rate:g}_mean": float(np.mean(v)) for rate, v in cells.items()}})
+    for key, cells in worst_mean(runs, RATES).items():
+        print(f"{key[0]:>7.0f}{key[1]:>8.0f}" + cells_text(cells))
+        rows.append({"hop_ms": key[0], "smooth_ms": key[1], **cells_row(cells)})
     print(f"at the stored settings, median peak posterior of the right word near its keywords, and the "
           f"{100 * BACKGROUND_QUANTILE:g}th percentile of the background's, per checkpoint:")
     for peaks in peak_rows:

@@ -17,11 +17,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from detector_settings import cells_row, cells_text, worst_mean  # noqa: E402
 from utils import atomic  # noqa: E402
 
 RATES = (1.0, 10.0)
@@ -83,11 +84,9 @@ def main():
           f"meeting the rate, worst / mean over {len(runs)} checkpoint(s)")
     print(f"{'condition':<26}" + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
     rows = []
-    for name in runs[0]:
-        cells = {rate: [100 * run[name][rate] for run in runs] for rate in RATES}
-        print(f"{name:<26}" + "".join(f"{max(v):>8.1f}/{np.mean(v):<7.1f}" for v in cells.values()))
-        rows.append({"condition": name, **{f"miss_at_{rate:g}_worst": max(v) for rate, v in cells.items()},
-                     **{f"miss_at_{rate:g}_mean": float(np.mean(v)) for rate, v in cells.items()}})
+    for name, cells in worst_mean(runs, RATES).items():
+        print(f"{name:<26}" + cells_text(cells))
+        rows.append({"condition": name, **cells_row(cells)})
     print(f"words under the loudest false alarms of the stream as built (clip's word -> word detected; "
           f"{sum(words.values())} over {len(runs)} checkpoint(s)):")
     print("  " + ", ".join(f"{w} {n}" for w, n in words.most_common()))

@@ -54,6 +54,22 @@ def segments(blocks, clip_samples, hop, batch=SEGMENT_WINDOWS):
     return total
 
 
+def scan_runs(blocks, clip_samples, hop, posteriors_of, batch=SEGMENT_WINDOWS):
+    """(window starts in samples, (W, classes) posteriors, total samples) of a recording given as
+    sample blocks: ``posteriors_of(samples, n)`` scores each run of ``segments``."""
+    starts, posteriors = [], []
+    runs = segments(blocks, clip_samples, hop, batch=batch)
+    while True:
+        try:
+            first, n, samples = next(runs)
+        except StopIteration as done:
+            total = done.value
+            break
+        posteriors.append(posteriors_of(samples, n))
+        starts.append((first + np.arange(n)) * hop)
+    return np.concatenate(starts), np.concatenate(posteriors), total
+
+
 class FrameScanner:
     """Normalised MFCC windows, and a model's posteriors, of a recording from one pass of frames."""
 
@@ -127,17 +143,9 @@ class FrameScanner:
     def scan(self, blocks, model):
         """(window starts in samples, (W, classes) float64 probabilities, total samples) of
         ``model`` (log-probabilities out) over a recording given as sample blocks."""
-        starts, posteriors = [], []
-        runs = segments(blocks, self.params.clip_samples, self.hop)
-        while True:
-            try:
-                first, n, samples = next(runs)
-            except StopIteration as done:
-                total = done.value
-                break
+        def posteriors_of(samples, n):
             feats = self.features(samples, n)
             with torch.no_grad():
-                for i in range(0, n, MODEL_BATCH):
-                    posteriors.append(model(feats[i:i + MODEL_BATCH]).exp().double().numpy())
-            starts.append((first + np.arange(n)) * self.hop)
-        return np.concatenate(starts), np.concatenate(posteriors), total
+                return np.concatenate([model(feats[i:i + MODEL_BATCH]).exp().double().numpy()
+                                       for i in range(0, n, MODEL_BATCH)])
+        return scan_runs(blocks, self.params.clip_samples, self.hop, posteriors_of)

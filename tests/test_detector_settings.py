@@ -2,6 +2,7 @@
 import importlib.util
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -31,3 +32,13 @@ def test_peaks_take_the_right_word_near_each_keyword_and_the_background_far_from
         far &= np.abs(starts - onset) > 1.0
     expected = np.quantile(post[far][:, 1:].max(axis=1), bench.BACKGROUND_QUANTILE)
     assert peaks["background"] == expected and expected > 0.69   # the 0.7 window sets the top quantile
+
+
+def test_worst_and_mean_are_taken_over_checkpoints_per_setting_and_rate():
+    runs = [{"a": {1.0: 0.5, 10.0: 0.2}, "b": {1.0: 1.0, 10.0: 0.0}},
+            {"a": {1.0: 0.9, 10.0: 0.1}, "b": {1.0: 0.8, 10.0: 0.4}}]
+    table = bench.worst_mean(runs, (1.0, 10.0))
+    assert table["a"] == {1.0: pytest.approx((90.0, 70.0)), 10.0: pytest.approx((20.0, 15.0))}
+    assert table["b"] == {1.0: pytest.approx((100.0, 90.0)), 10.0: pytest.approx((40.0, 20.0))}
+    assert bench.cells_row(table["a"]) == pytest.approx({"miss_at_1_worst": 90.0, "miss_at_10_worst": 20.0,
+                                                         "miss_at_1_mean": 70.0, "miss_at_10_mean": 15.0})
