@@ -94,6 +94,22 @@ def cells_row(cells):
             **{f"miss_at_{rate:g}_mean": m for rate, (_, m) in cells.items()}}
 
 
+def measure_each(measure, args):
+    """(the stream plan, [the rest of ``measure``'s result per checkpoint of ``args.resume``])."""
+    results = []
+    for i, checkpoint in enumerate(args.resume, 1):
+        print(f"[{i}/{len(args.resume)}] {checkpoint}", flush=True)
+        plan, *rest = measure(checkpoint, args.data_dir, args.hours)
+        results.append(rest)
+    return plan, results
+
+
+def print_head(plan, checkpoints, key_header):
+    print(f"test stream: {plan.duration_s / 3600:.2f} h, {plan.keywords} keywords; misses at the best threshold "
+          f"meeting the rate, worst / mean over {checkpoints} checkpoint(s)")
+    print(key_header + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-r", "--resume", nargs="+", required=True, help="checkpoints (one per seed)")
@@ -101,15 +117,9 @@ def main():
     parser.add_argument("--hours", type=float, default=1.0, help="non-keyword hours of the stream")
     parser.add_argument("--out", default="saved/bench/detector_settings.yml", help="YAML of the table")
     args = parser.parse_args()
-    runs, peak_rows = [], []
-    for i, checkpoint in enumerate(args.resume, 1):
-        print(f"[{i}/{len(args.resume)}] {checkpoint}", flush=True)
-        plan, figures, peaks = measure(checkpoint, args.data_dir, args.hours)
-        runs.append(figures)
-        peak_rows.append(peaks)
-    print(f"test stream: {plan.duration_s / 3600:.2f} h, {plan.keywords} keywords; misses at the best threshold "
-          f"meeting the rate, worst / mean over {len(runs)} checkpoint(s)")
-    print(f"{'hop ms':>7}{'span ms':>8}" + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
+    plan, results = measure_each(measure, args)
+    runs, peak_rows = [r[0] for r in results], [r[1] for r in results]
+    print_head(plan, len(runs), f"{'hop ms':>7}{'span ms':>8}")
     rows = []
     for key, cells in worst_mean(runs, RATES).items():
         print(f"{key[0]:>7.0f}{key[1]:>8.0f}" + cells_text(cells))

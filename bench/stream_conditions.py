@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from detector_settings import cells_row, cells_text, worst_mean  # noqa: E402
+from detector_settings import RATES, cells_row, cells_text, measure_each, print_head, worst_mean  # noqa: E402
 from utils import atomic  # noqa: E402
 
-RATES = (1.0, 10.0)
+
 NOISE_DOWN_DB = 10.0
 
 
@@ -74,15 +74,9 @@ def main():
     parser.add_argument("--hours", type=float, default=1.0, help="non-keyword hours of the stream")
     parser.add_argument("--out", default="saved/bench/stream_conditions.yml", help="YAML of the tables")
     args = parser.parse_args()
-    runs, words = [], collections.Counter()
-    for i, checkpoint in enumerate(args.resume, 1):
-        print(f"[{i}/{len(args.resume)}] {checkpoint}", flush=True)
-        plan, figures, loudest = measure(checkpoint, args.data_dir, args.hours)
-        runs.append(figures)
-        words.update(loudest)
-    print(f"test stream: {plan.duration_s / 3600:.2f} h, {plan.keywords} keywords; misses at the best threshold "
-          f"meeting the rate, worst / mean over {len(runs)} checkpoint(s)")
-    print(f"{'condition':<26}" + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
+    plan, results = measure_each(measure, args)
+    runs, words = [r[0] for r in results], collections.Counter(w for r in results for w in r[1])
+    print_head(plan, len(runs), f"{'condition':<26}")
     rows = []
     for name, cells in worst_mean(runs, RATES).items():
         print(f"{name:<26}" + cells_text(cells))
