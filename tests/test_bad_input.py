@@ -411,6 +411,7 @@ def test_header_is_checked_before_any_sample_is_read(tmp_path, monkeypatch):
 
 class _StubClassifier:
     sample_rate, clip_samples, class_names = 16000, 16000, ("unknown", "one", "two", "three")
+    engine = None   # a float model: the float detector
 
     def probabilities(self, views):
         p = np.zeros((len(views), 4))

@@ -50,7 +50,9 @@ PATHS = sorted(_paths(BASE), key=repr)
 
 def _mutate(data, changes):
     """``data`` (nested mappings) with each (key path, value) of ``changes`` set, where the path
-    leads through mappings (a change under a replaced leaf is dropped); returns data."""
+    leads through mappings (a change under a replaced leaf is dropped); returns data. Values are
+    copied in: a strategy's sampled mapping is one shared object, and a later change must not
+    write into it (nor make it contain itself)."""
     for path, value in changes:
         node = data
         for key in path[:-1]:
@@ -58,7 +60,7 @@ def _mutate(data, changes):
                 break
             node = node[key]
         else:
-            node[path[-1]] = value
+            node[path[-1]] = copy.deepcopy(value)
     return data
 
 EDGES = st.sampled_from([0, 1, -1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 63, 2 ** 64, 10 ** 30, -10 ** 30,

@@ -9,12 +9,14 @@ import yaml
 
 from conftest import run_dirs, train_toy_model
 from conftest import run_script as run
+from configuration import schema
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from model.model import KeywordLeNet5Clone
 from fixedpoint.layers import fixed_point_layers
 from optimization.pruning import format_report, search_pruning
 from optimization.quantization import search_quantization
 from trainer.distillation import Distillation, Ensemble
+from utils.errors import UserError
 
 
 # --- units ------------------------------------------------------------------------------------
@@ -68,8 +70,9 @@ def test_spec_augment_masks_spans_with_the_clip_mean_level_and_is_deterministic(
         frames = changed[i].all(dim=0).sum()      # whole frames masked by time masks
         assert frames <= 20
     assert changed.any()
-    with pytest.raises(Exception, match="non-negative integer"):
-        AugmentParams.from_dict({"spec_time_masks": -1})
+    with pytest.raises(UserError, match=r"^config data_loader\.args\.augment\.spec_time_masks must be "):
+        schema.LOADERS["SpeechCommandsDataLoader"]("data_loader.args",
+                                                   {"data_dir": "x", "augment": {"spec_time_masks": -1}})
 
 
 class Scripted:

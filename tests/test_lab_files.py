@@ -229,8 +229,11 @@ def test_a_lab_quantization_yml_applies_to_our_model(lab_chain, tmp_path):
     best = run / "model_best.pth"
     from_lab = run_script("test.py", "-r", best, "-q", lab_path)
     from_ours = run_script("test.py", "-r", best, "-q", run / "quantization.yml")
-    report = lambda out: out[out.index("Predicted"):]  # noqa: E731
+    # the report from the confusion matrix on; the last line names the -q file in the next command
+    report = lambda out: [line for line in out[out.index("Predicted"):].splitlines()  # noqa: E731
+                          if not line.startswith("Next: ")]
     assert report(from_lab.stdout) == report(from_ours.stdout)
+    assert f"-q {lab_path}" in from_lab.stdout.splitlines()[-1]
 
 
 def test_a_file_written_by_the_labs_quantizer_applies(lab_chain):
