@@ -110,13 +110,18 @@ def print_head(plan, checkpoints, key_header):
     print(key_header + "".join(f"{f'miss@{r:g}/h':>16}" for r in RATES))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def stream_bench_parser(doc, out):
+    """The options of a bench over seed checkpoints on the test stream."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("-r", "--resume", nargs="+", required=True, help="checkpoints (one per seed)")
     parser.add_argument("--data-dir", default=None, help="corpus (default: the checkpoints')")
     parser.add_argument("--hours", type=float, default=1.0, help="non-keyword hours of the stream")
-    parser.add_argument("--out", default="saved/bench/detector_settings.yml", help="YAML of the table")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=out, help="YAML of the tables")
+    return parser
+
+
+def main():
+    args = stream_bench_parser(__doc__, "saved/bench/detector_settings.yml").parse_args()
     plan, results = measure_each(measure, args)
     runs, peak_rows = [r[0] for r in results], [r[1] for r in results]
     print_head(plan, len(runs), f"{'hop ms':>7}{'span ms':>8}")

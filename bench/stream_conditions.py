@@ -11,7 +11,6 @@ left is the words themselves: the second table counts, over the checkpoints, the
 the clips under the loudest false alarms of the stream as built (test.py --stream's
 ``loudest_false_alarms``), the words a higher threshold must stay above.
 """
-import argparse
 import collections
 import dataclasses
 import sys
@@ -22,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from detector_settings import RATES, cells_row, cells_text, measure_each, print_head, worst_mean  # noqa: E402
+from detector_settings import (RATES, cells_row, cells_text, measure_each, print_head,  # noqa: E402
+                               stream_bench_parser, worst_mean)
 from utils import atomic  # noqa: E402
 
 
@@ -68,12 +68,7 @@ def measure(checkpoint, data_dir, hours):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-r", "--resume", nargs="+", required=True, help="checkpoints (one per seed)")
-    parser.add_argument("--data-dir", default=None, help="corpus (default: the checkpoints')")
-    parser.add_argument("--hours", type=float, default=1.0, help="non-keyword hours of the stream")
-    parser.add_argument("--out", default="saved/bench/stream_conditions.yml", help="YAML of the tables")
-    args = parser.parse_args()
+    args = stream_bench_parser(__doc__, "saved/bench/stream_conditions.yml").parse_args()
     plan, results = measure_each(measure, args)
     runs, words = [r[0] for r in results], collections.Counter(w for r in results for w in r[1])
     print_head(plan, len(runs), f"{'condition':<26}")
