@@ -1,36 +1,35 @@
 """Tensorboard event files (tensorboardX): loss, top-1 and learning rate per epoch, on disk at
-the end of every epoch, so a killed run keeps the epochs it finished. tensorboardX is imported
-only when tensorboard is on."""
+the end of every epoch, so a killed run keeps the epochs it finished.
+
+The events are written in the caller's thread (tensorboardX's ``EventsWriter``), not through
+``SummaryWriter``'s background thread: a handful of scalars per epoch needs no queue, and a
+thread that still holds queued events when Ctrl-C closes the file prints a traceback from
+outside the main thread, which no wrapper can turn into one line. tensorboardX is imported only
+when tensorboard is on."""
+import os
+import time
 
 
 class TensorboardWriter:
     def __init__(self, log_dir, enabled=True) -> None:
-        self.writer = None
+        self.events = None
         if enabled:
-            from tensorboardX import SummaryWriter
-            self.writer = SummaryWriter(str(log_dir))
+            from tensorboardX.event_file_writer import EventsWriter
+            os.makedirs(log_dir, exist_ok=True)
+            self.events = EventsWriter(os.path.join(str(log_dir), "events"))
 
     def add_scalars(self, step, values, prefix="") -> None:
-        if self.writer is None:
+        """One event per value at ``step``, flushed to the file before returning."""
+        if self.events is None:
             return
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+        now = time.time()
         for k, v in values.items():
-            self.writer.add_scalar(f"{prefix}{k}", v, step)
-        self._drain()
-
-    def _drain(self) -> None:
-        """Write every queued event and flush the file. tensorboardX's own flush() flushes the
-        file but not the queue its writer thread has yet to empty, so the thread is stopped (it
-        writes everything queued before its stop signal) and a fresh one started."""
-        events = self.writer._get_file_writer().event_writer
-        worker = getattr(events, "_worker", None)
-        try:
-            worker.stop()
-            events._ev_writer.flush()
-            events._worker = type(worker)(events._event_queue, events._ev_writer, events._flush_secs)
-            events._worker.start()
-        except AttributeError:   # another tensorboardX layout: its flush is the best there is
-            self.writer.flush()
+            self.events.write_event(Event(wall_time=now, step=int(step), summary=scalar(f"{prefix}{k}", float(v))))
+        self.events.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.events is not None:
+            self.events.close()
+            self.events = None
