@@ -115,7 +115,9 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
         # -c: the config's search settings, also for a reused model trained under other ones
         run(["quantize.py", "-r", best, "-c", seed_config], log)
         run(["prune.py", "-r", best, "-q", q, "-c", seed_config], log)
-        run(["train.py", "-r", best, "-q", q, "-p", p], log)
+        # -c: the finetuning run goes under this save_dir with the config's settings, also for a
+        # reused model whose stored config names another folder
+        run(["train.py", "-r", best, "-q", q, "-p", p, "-c", seed_config], log)
         tuned = newest_run(save_dir, name + "_finetune") / "model_best.pth"
         run(["test.py", "-r", tuned], log)
         row = scores_of(tuned.with_name("model_best-test-quantized-pruned.yml"), keywords)

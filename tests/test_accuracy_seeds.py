@@ -35,3 +35,19 @@ def test_table_prints_every_seed_and_the_closing_figures():
     assert lines[-1] == ("worst float keyword recall 80.0%; largest balanced-accuracy loss float -> q+p+ft "
                          "6.0 points; largest weight bits ratio 7.3% of float")
     assert bench.weight_bits("  - Weights: 1.7 kB (13368 bits)") == 13368
+
+
+def test_a_reused_float_model_is_compressed_and_finetuned_under_the_bench_save_dir(tmp_path):
+    """--reuse: the float model of an earlier run, whose stored config names another save_dir,
+    is finetuned under the bench's own --save-dir (where the table reads it), nowhere else."""
+    import shutil
+    from tiny import quantized_tiny_run
+    corpus, config, run_dir = quantized_tiny_run(tmp_path / "earlier")
+    bench_dir = tmp_path / "bench"
+    shutil.copytree(run_dir, bench_dir / "models" / "tiny_seed0" / run_dir.name)
+    result = bench.one_seed(config, 0, corpus, bench_dir, tmp_path / "seed0.log", reuse=True)
+    [tuned] = (bench_dir / "models" / "tiny_seed0_finetune").iterdir()
+    assert (tuned / "model_best.pth").is_file()
+    assert not (tmp_path / "earlier" / "saved" / "models" / "tiny_seed0_finetune").exists()
+    assert not (tmp_path / "earlier" / "saved" / "models" / "tiny_finetune").exists()
+    assert set(result) == {"float", "compressed"} and 0 <= result["compressed"]["top1"] <= 1
