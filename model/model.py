@@ -1,4 +1,7 @@
 """The keyword-spotting network of the 5LIL0 lab, built from fixed-point-capable layers."""
+from collections.abc import Mapping
+from typing import Any
+
 import torch.nn as nn
 
 from fixedpoint.graph import Block, Graph
@@ -35,13 +38,13 @@ class KeywordLeNet5Clone(KeywordModel):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def check_args(cls, args):
+    def check_args(cls, args: Mapping[str, Any]) -> None:
         widths = args.get("widths", (8, 8, 64))
         if (not isinstance(widths, (list, tuple)) or len(widths) != 3
                 or not all(is_int(w) and w >= 1 for w in widths)):
             raise ValueError(f"widths must be three positive integers (conv1, conv2, fc3), found {widths!r}")
 
-    def describe(self):
+    def describe(self) -> Graph:
         return Graph(self.input_shape, (
             Block("conv1", self.conv1, relu=True, maxpool=2),
             Block("conv2", self.conv2, relu=True, maxpool=2),
