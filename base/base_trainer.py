@@ -3,6 +3,7 @@ import logging
 import math
 import os
 from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,8 +14,11 @@ from utils.errors import UserError
 
 
 class BaseTrainer:
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra, settings) -> None:
-        """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig)."""
+    def __init__(self, model: nn.Module, criterion: Callable[..., torch.Tensor], metric_ftns: Sequence[Callable[..., float]],
+                 optimizer: torch.optim.Optimizer, config: Any, checkpoint_extra: Mapping[str, Any], settings: Any) -> None:
+        """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig);
+        ``config``: the run's parse_config.ConfigParser. Both are typed ``Any`` because their
+        packages sit above this one (tests/test_layering.py)."""
         self.config = config
         self.logger = logging.getLogger("trainer")
         self.model = model

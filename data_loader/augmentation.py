@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from numpy.typing import ArrayLike
 
 
 
@@ -66,7 +67,8 @@ def signal_power(mel: torch.Tensor, reference: str) -> torch.Tensor:
 
 
 class MelAugmenter:
-    def __init__(self, params: AugmentParams, noise_bank, hop_ms, band_hz=None) -> None:
+    def __init__(self, params: AugmentParams, noise_bank: torch.Tensor | None, hop_ms: float,
+                 band_hz: ArrayLike | None = None) -> None:
         """``band_hz``: centre frequency of every mel band (needed for band limiting)."""
         self.params = params
         self.noise_bank = noise_bank  # (M, n_mels, frames) mel power, or None
@@ -75,7 +77,7 @@ class MelAugmenter:
         if band_hz is not None:
             self.above_cutoff = torch.as_tensor(band_hz) > params.bandlimit_hz
 
-    def __call__(self, mel, generator):
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         p = self.params
         if not p.enabled:
             return mel

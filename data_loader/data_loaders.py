@@ -7,12 +7,13 @@ converted to normalised MFCCs once; the training split is augmented and converte
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from numpy.typing import ArrayLike
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.stream_windows import stream_windows
@@ -30,7 +31,7 @@ class FeatureTransform(nn.Module):
     the checkpoint, so every later script uses the same ones). With the integer frontend the
     MFCCs of (augmented) mel spectra are rounded to the integer MFCC's grid."""
 
-    def __init__(self, params: FeatureParams, mean, std) -> None:
+    def __init__(self, params: FeatureParams, mean: ArrayLike, std: ArrayLike) -> None:
         super().__init__()
         self.mfcc = MfccFromMel(params)
         self.grid = 2.0 ** MFCC_FL if params.frontend == "integer" else None
@@ -99,8 +100,9 @@ class InMemoryLoader:
 
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
-    def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
-                 rank=0, world_size=1, mfcc=None) -> None:
+    def __init__(self, mel: torch.Tensor | None, labels: torch.Tensor, transform: FeatureTransform | Normalize,
+                 batch_size: int, shuffle: bool = False, augmenter: MelAugmenter | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, mfcc: torch.Tensor | None = None) -> None:
         """``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
         these normalised, and ``mel`` is not read."""
         self.labels = labels
@@ -131,7 +133,7 @@ class InMemoryLoader:
     def __len__(self) -> int:
         return -(-self.n_samples // self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = self._order(gen)
         inputs, labels = self.inputs, self.labels
@@ -163,9 +165,12 @@ STREAM_WINDOWS = {"hours": 0.5, "per_keyword": 3, "negatives": 1.0, "seed": 0}  
 class SpeechCommandsDataLoader:
     """Builds the train / validation / test loaders of a corpus in Speech Commands layout."""
 
-    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
-                 background_noise=None, augment=None, features=None, cache_dir="data/cache",
-                 download=None, seed=0, progress=True, normalize=True, task=None, stream_windows=None) -> None:
+    def __init__(self, data_dir: str | os.PathLike, keywords: Iterable[str] = ("one", "two", "three"),
+                 batch_size: int = 64, eval_batch_size: int = 1024,
+                 background_noise: Mapping[str, int] | None = None, augment: Mapping[str, Any] | None = None,
+                 features: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike = "data/cache",
+                 download: str | None = None, seed: int = 0, progress: bool = True, normalize: bool = True,
+                 task: Mapping[str, Any] | None = None, stream_windows: Mapping[str, Any] | None = None) -> None:
         """``task``: the Speech Commands 12-class set-up (silence_share, unknown_share,
         quiet_fraction; see corpus.speech_commands_task); None: the lab's classes.
         ``stream_windows``: windows cut from the training split's stream added to the training
@@ -273,7 +278,7 @@ class SpeechCommandsDataLoader:
 class Normalize(nn.Module):
     """Precomputed MFCC -> normalised per coefficient with the training split's statistics."""
 
-    def __init__(self, mean, std) -> None:
+    def __init__(self, mean: ArrayLike, std: ArrayLike) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
@@ -286,7 +291,7 @@ class PrecomputedFeatures:
     """Stands for FeatureParams when the features came precomputed from an IA_DATASET pickle; the
     checkpoint records it, so later scripts read the same file and never compute MFCCs from audio."""
 
-    def __init__(self, frames=100, n_mfcc=13) -> None:
+    def __init__(self, frames: int = 100, n_mfcc: int = 13) -> None:
         self.frames, self.n_mfcc = int(frames), int(n_mfcc)
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,9 +302,10 @@ class PrecomputedDataLoader:
     """The splits of an IA_DATASET pickle (MFCCs already computed) as in-memory batches. There are
     no mel spectra to augment, so training is not augmented."""
 
-    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
-                 shuffle=True, validation_split=None, seed=0, frames=100, n_mfcc=13, progress=True,
-                 normalize=True) -> None:
+    def __init__(self, data_dir: str | os.PathLike, keywords: Iterable[str] = ("one", "two", "three"),
+                 batch_size: int = 64, eval_batch_size: int = 1024, shuffle: bool = True,
+                 validation_split: float | None = None, seed: int = 0, frames: int = 100, n_mfcc: int = 13,
+                 progress: bool = True, normalize: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.normalize = bool(normalize)
         self.keywords = tuple(keywords)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterable
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from data_loader.features import FeatureParams, MelPower, MfccFromMel
 from utils.errors import UserError
@@ -78,7 +79,7 @@ def scan_runs(blocks: Iterable[np.ndarray], clip_samples: int, hop: int,
 class FrameScanner:
     """Normalised MFCC windows, and a model's posteriors, of a recording from one pass of frames."""
 
-    def __init__(self, params: FeatureParams, mean, std, hop_samples) -> None:
+    def __init__(self, params: FeatureParams, mean: ArrayLike, std: ArrayLike, hop_samples: int) -> None:
         p = params
         if hop_samples % p.hop_length:
             raise UserError(f"the frame-wise scan needs a window hop that is a multiple of the STFT hop "

@@ -298,7 +298,7 @@ class StreamFrames:
     (deploy/templates/stream.c) does every hop: the new frames into a ring, the edges, the window.
     """
 
-    def __init__(self, params, hop_samples):
+    def __init__(self, params: FeatureParams, hop_samples: int) -> None:
         t = self.t = tables(params)
         if hop_samples % t.hop_length:
             raise UserError(f"the integer front end's stream needs a window hop that is a multiple of the STFT hop "

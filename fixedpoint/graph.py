@@ -58,7 +58,7 @@ class Graph:
     input_shape: tuple           # (channels, frames, coefficients) of one clip
     blocks: tuple
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for block in self.blocks:
             if not isinstance(block.layer, FIXED_POINT_LAYERS):
                 raise TypeError(f"block {block.name} must be a fixed-point layer, got {type(block.layer).__name__}")

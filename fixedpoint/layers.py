@@ -22,6 +22,7 @@ the rounding (STE).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import asdict, dataclass
 
 import torch
@@ -189,7 +190,7 @@ class _FixedPointMixin:
 
 
 class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -204,7 +205,7 @@ class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
 
 
 class FixedPointLinear(_FixedPointMixin, nn.Linear):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -227,7 +228,7 @@ class FoldableBatchNorm2d(nn.BatchNorm2d):
     in training mode too; the persistent ``folded`` flag travels with the state dict, so a model
     finetuned after folding is restored folded."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register_buffer("folded", torch.zeros((), dtype=torch.uint8))
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 
 class TensorboardWriter:
-    def __init__(self, log_dir, enabled=True) -> None:
+    def __init__(self, log_dir: str | os.PathLike, enabled: bool = True) -> None:
         self.events = None
         if enabled:
             from tensorboardX.event_file_writer import EventsWriter

@@ -10,7 +10,7 @@ convolutions (``fixedpoint.folding.fold_batchnorm``) before quantization, prunin
 ``widths``: the kernel counts of conv1 and each pointwise conv (the depthwise convs have as many
 as the layer before them); they differ from ``channels`` only in a compact model.
 """
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch.nn as nn
@@ -26,8 +26,8 @@ MAX_BLOCKS = 64
 
 @register
 class DSCNN(KeywordModel):
-    def __init__(self, num_classes=4, channels=48, blocks=4, dropout=0.2, widths=None,
-                 input_shape=(1, 100, 13)) -> None:
+    def __init__(self, num_classes: int = 4, channels: int = 48, blocks: int = 4, dropout: float = 0.2,
+                 widths: Sequence[int] | None = None, input_shape: Sequence[int] = (1, 100, 13)) -> None:
         super().__init__()
         self.check_args({"channels": channels, "blocks": blocks, "widths": widths})
         widths = [int(channels)] * (int(blocks) + 1) if widths is None else [int(w) for w in widths]

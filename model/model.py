@@ -1,5 +1,5 @@
 """The keyword-spotting network of the 5LIL0 lab, built from fixed-point-capable layers."""
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch.nn as nn
@@ -18,7 +18,8 @@ class KeywordLeNet5Clone(KeywordModel):
     fc4 64->num_classes. 12,764 parameters and 170,864 MACs per 1x100x13 MFCC clip (fc3's inputs
     follow the input shape: 8 x 23 x 3 with 20 MFCCs)."""
 
-    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64), input_shape=INPUT_SHAPE) -> None:
+    def __init__(self, num_classes: int = 4, dropout: float = 0.5, widths: Sequence[int] = (8, 8, 64),
+                 input_shape: Sequence[int] = INPUT_SHAPE) -> None:
         """``widths`` (conv1 filters, conv2 filters, fc3 neurons) differ from the default only for
         a compact model exported with pruned kernels physically removed."""
         super().__init__()

@@ -49,7 +49,7 @@ class WriteError(UserError, OSError):
     """A write the file system refused, as one line naming the path and what to do; an OSError
     with the original errno too."""
 
-    def __init__(self, message, code) -> None:
+    def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.errno = code
 
