@@ -3,7 +3,7 @@ import torch.nn as nn
 
 
 class BaseModel(nn.Module):
-    def trainable_parameters(self):
+    def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def __str__(self) -> str:

@@ -1,17 +1,24 @@
 """The epoch loop of pytorch-template: monitoring, early stopping, checkpoints and resuming."""
 import logging
 import math
+import os
 from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
 from utils.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 
 class BaseTrainer:
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, checkpoint_extra, settings) -> None:
-        """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig)."""
+    def __init__(self, model: nn.Module, criterion: Callable[..., torch.Tensor], metric_ftns: Sequence[Callable[..., float]],
+                 optimizer: torch.optim.Optimizer, config: Any, checkpoint_extra: Mapping[str, Any], settings: Any) -> None:
+        """``settings``: the validated ``trainer`` section (configuration.schema.TrainerConfig);
+        ``config``: the run's parse_config.ConfigParser. Both are typed ``Any`` because their
+        packages sit above this one (tests/test_layering.py)."""
         self.config = config
         self.logger = logging.getLogger("trainer")
         self.model = model
@@ -37,7 +44,7 @@ class BaseTrainer:
         self.is_writer = True  # only one process writes files under distributed training
 
     @property
-    def core_model(self):
+    def core_model(self) -> nn.Module:
         """The model without a DataParallel / DistributedDataParallel wrapper: what checkpoints hold."""
         return getattr(self.model, "module", self.model)
 
@@ -45,7 +52,7 @@ class BaseTrainer:
     def _train_epoch(self, epoch):
         raise NotImplementedError
 
-    def train(self):
+    def train(self) -> dict[str, Any]:
         """Runs the epochs; returns the log dict of the last epoch."""
         log = {}
         for epoch in range(self.start_epoch, self.epochs + 1):
@@ -106,7 +113,7 @@ class BaseTrainer:
         save_checkpoint(self.checkpoint_dir / "model_best.pth", self._state(epoch))
         self.logger.info("Saving current best: model_best.pth ...")
 
-    def resume_checkpoint(self, path):
+    def resume_checkpoint(self, path: str | os.PathLike) -> Checkpoint:
         """Continue an interrupted run: weights, optimizer, scheduler, epoch and monitor state."""
         ckpt = load_checkpoint(path)
         self.core_model.load_state_dict(ckpt.state_dict)

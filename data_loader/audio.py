@@ -9,8 +9,12 @@ frames needed, so memory stays bounded whatever a file claims. Background-noise 
 read up to MAX_NOISE_SECONDS (from their start). Long recordings for ``predict.py`` are streamed
 with :func:`stream_wave` in blocks of BLOCK_SECONDS.
 """
+from __future__ import annotations
+
 import os
 import stat
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -34,7 +38,7 @@ def _reason(e):
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def shown(path):
+def shown(path: str | os.PathLike) -> str:
     """``path`` printable on one line whatever its bytes: a name that is not UTF-8 (held as
     surrogate escapes) or holds control characters is shown with backslash escapes."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -53,8 +57,9 @@ def _regular(path):
     return path
 
 
-def audio_info(path):
-    """soundfile's header of ``path`` after checking rate and channels (no sample is read)."""
+def audio_info(path: str | os.PathLike) -> Any:
+    """soundfile's header of ``path`` after checking rate and channels (no sample is read); the
+    object ``soundfile.info`` returns (its class is private to soundfile, hence ``Any``)."""
     _regular(path)
     try:
         with open(path, "rb") as f:   # opened by Python: any file name, UTF-8 or not
@@ -77,7 +82,8 @@ def _check_finite(path, data):
                          f"[-1, 1] of audio (at most {MAX_SAMPLE_MAGNITUDE:g} is read)")
 
 
-def read_wave(path, sample_rate, max_seconds=None, centred=True):
+def read_wave(path: str | os.PathLike, sample_rate: int, max_seconds: float | None = None,
+              centred: bool = True) -> np.ndarray:
     """Mono float32 samples of ``path`` at ``sample_rate`` (any source rate is resampled with
     soxr). With ``max_seconds``, at most that much of the source is read: its centre
     (``centred``) or its start; callers reading files of any length pass a cap."""
@@ -100,7 +106,7 @@ def read_wave(path, sample_rate, max_seconds=None, centred=True):
     return wave
 
 
-def stream_wave(path, sample_rate, block_seconds=BLOCK_SECONDS):
+def stream_wave(path: str | os.PathLike, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Yield the mono samples of ``path`` at ``sample_rate`` in blocks, reading (and resampling,
     with soxr's streaming resampler, whose output equals the one-shot resampling) one block of the
     file at a time, so memory does not grow with the file's length."""
@@ -128,7 +134,7 @@ def stream_wave(path, sample_rate, block_seconds=BLOCK_SECONDS):
         raise AudioError(f"{shown(path)}: {_reason(e)}") from None
 
 
-def fit_length(wave, length):
+def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     """Pad with zeros or crop, centred, to exactly ``length`` samples."""
     n = wave.shape[0]
     if n >= length:

@@ -8,9 +8,14 @@ cross term) keeps augmentation a few tensor operations per batch instead of re-r
 re-running the STFT, so it costs a small fraction of an epoch. It is deterministic: every draw
 comes from the generator the caller passes.
 """
+from __future__ import annotations
+
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from numpy.typing import ArrayLike
 
 
 
@@ -34,7 +39,7 @@ class AugmentParams:
     edge_keep: float = 0.3           # ... keeping at most this share of the word's frames in the window
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any] | None) -> AugmentParams:
         """The parameters of a ``data_loader.args.augment`` mapping the config schema checked
         (configuration/schema.py: keys, ranges, ``snr_reference``), with the ranges as tuples."""
         values = dict(values or {})
@@ -48,7 +53,7 @@ EDGE_LABEL = 0           # what an edge negative is labelled: not a keyword
 SPEECH_FLOOR_DB = 20.0   # "speech" frames: within this of the window's loudest frame
 
 
-def signal_power(mel, reference):
+def signal_power(mel: torch.Tensor, reference: str) -> torch.Tensor:
     """Mean power per clip of (n, bands, frames) mel power: over the whole window, or over its
     speech frames only (those within SPEECH_FLOOR_DB of the loudest). A short word padded to a
     one-second window has a window power well below its own: at the same nominal SNR its noise
@@ -62,7 +67,8 @@ def signal_power(mel, reference):
 
 
 class MelAugmenter:
-    def __init__(self, params: AugmentParams, noise_bank, hop_ms, band_hz=None) -> None:
+    def __init__(self, params: AugmentParams, noise_bank: torch.Tensor | None, hop_ms: float,
+                 band_hz: ArrayLike | None = None) -> None:
         """``band_hz``: centre frequency of every mel band (needed for band limiting)."""
         self.params = params
         self.noise_bank = noise_bank  # (M, n_mels, frames) mel power, or None
@@ -71,7 +77,7 @@ class MelAugmenter:
         if band_hz is not None:
             self.above_cutoff = torch.as_tensor(band_hz) > params.bandlimit_hz
 
-    def __call__(self, mel, generator):
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         p = self.params
         if not p.enabled:
             return mel
@@ -130,7 +136,8 @@ class MelAugmenter:
         fill = mel.clamp(min=1e-10).log().mean(dim=(1, 2)).exp()
         return torch.where(masked, fill[:, None, None], mel)
 
-    def edge_negatives(self, mel, labels, generator):
+    def edge_negatives(self, mel: torch.Tensor, labels: torch.Tensor,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(mel, labels) with a share ``edge_negatives`` of the keyword clips (label > 0) moved so
         that at most ``edge_keep`` of the word's speech frames stay in the window, at its start or
         its end at random, and relabelled 0. A window that holds only the beginning or the end of
@@ -173,7 +180,7 @@ class MelAugmenter:
         shape[axis] = size
         expand = list(mel.shape)
 
-        def take(idx):
+        def take(idx: torch.Tensor) -> torch.Tensor:
             return torch.gather(mel, axis, idx.view(shape).expand(expand))
         out = take(lo) * (1 - w).view(shape) + take(hi) * w.view(shape)
         return out if axis == 1 else out * inside.view(shape)

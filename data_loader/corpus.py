@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,12 @@ class Corpus:
     noise_files: tuple  # relative paths of background-noise recordings, sorted
 
 
-def class_names(keywords, silence=False):
+def class_names(keywords: Iterable[str], silence: bool = False) -> tuple[str, ...]:
     """The name of every class by index: 'unknown', the keywords, then 'silence' when it is a class."""
     return (UNKNOWN,) + tuple(keywords) + ((SILENCE,) if silence else ())
 
 
-def split_by_hash(name) -> str:
+def split_by_hash(name: str) -> str:
     """The Speech Commands rule (input_data.which_set of its README): the split of a clip from the
     SHA-1 of its file name without the ``_nohash_`` part, so a speaker's clips stay together."""
     base = re.sub(r"_nohash_.*$", "", posixpath.basename(name))
@@ -122,7 +123,8 @@ def _check_listed(path, listed, existing):
                 path, len(missing), sorted(missing)[0])
 
 
-def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
+def scan_corpus(root: str | os.PathLike, keywords: Iterable[str] = ("one", "two", "three"),
+                split_dir: str | os.PathLike | None = None) -> Corpus:
     """Index ``root``; raises UserError when the folder is missing or holds no word folders.
     ``split_dir``: where the lists of a folder without them go (None: such a folder keeps every
     clip in training, as before)."""
@@ -161,7 +163,7 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
     return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)
 
 
-def check_words(corpus):
+def check_words(corpus: Corpus) -> Corpus:
     """``corpus`` if every keyword has clips, there is more than one word and every split that
     holds clips holds clips of every keyword (what a training run needs; ``scan_corpus`` itself
     indexes any folder), else a UserError."""
@@ -201,7 +203,8 @@ def _check_words(root, words, keywords):
                         f"the folders are {', '.join(words)}")
 
 
-def speech_commands_task(corpus, silence_share=0.0, unknown_share=None, seed=0):
+def speech_commands_task(corpus: Corpus, silence_share: float = 0.0, unknown_share: float | None = None,
+                         seed: int = 0) -> tuple[Corpus, dict[str, int]]:
     """The Speech Commands 12-class set-up on ``corpus``: in every split the unknown words
     (class 0) sampled to ``unknown_share`` times the mean clips of a keyword (None: all of them,
     seeded by ``seed``), and the number of silence clips, ``silence_share`` times that mean.

@@ -4,14 +4,20 @@ or the lab's IA_DATASET pickle of MFCCs (KeywordDataLoader), as in-memory batche
 Every split lives in memory as one tensor; a batch is an index slice of it. Evaluation splits are
 converted to normalised MFCCs once; the training split is augmented and converted per batch.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
+from numpy.typing import ArrayLike
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
 from data_loader.stream_windows import stream_windows
-from data_loader.corpus import check_words, class_names, scan_corpus, speech_commands_task
+from data_loader.corpus import Corpus, check_words, class_names, scan_corpus, speech_commands_task
 from data_loader.dataset import SplitData, load_split
 from data_loader.download import ensure_speech_commands
 from data_loader.features import FeatureParams, MfccFromMel, mel_band_centres
@@ -25,20 +31,20 @@ class FeatureTransform(nn.Module):
     the checkpoint, so every later script uses the same ones). With the integer frontend the
     MFCCs of (augmented) mel spectra are rounded to the integer MFCC's grid."""
 
-    def __init__(self, params: FeatureParams, mean, std) -> None:
+    def __init__(self, params: FeatureParams, mean: ArrayLike, std: ArrayLike) -> None:
         super().__init__()
         self.mfcc = MfccFromMel(params)
         self.grid = 2.0 ** MFCC_FL if params.frontend == "integer" else None
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
 
-    def forward(self, mel):
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
         mfcc = self.mfcc(mel)
         if self.grid is not None:
             mfcc = mfcc.mul_(self.grid).round_().div_(self.grid)
         return mfcc.sub_(self.mean).div_(self.std)
 
-    def normalised(self, mfcc):
+    def normalised(self, mfcc: torch.Tensor) -> torch.Tensor:
         """What ``forward`` gives for the mel spectra whose MFCCs ``mfcc`` are (the same ops on the
         same values); with mean 0 and std 1 that is ``mfcc`` itself, not a copy."""
         if not (self.mean.any() or self.std.ne(1).any()):
@@ -46,12 +52,13 @@ class FeatureTransform(nn.Module):
         return mfcc.sub(self.mean).div_(self.std)
 
 
-def mean_std(data, transform=None, chunk=2048):
+def mean_std(data: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-coefficient (last axis) mean and standard deviation, in float64 and two passes, of
     ``transform(data)`` (or ``data``), a chunk of rows at a time: a float64 copy of a whole
     training split, or its features next to its mel spectra, would add hundreds of MB to the
     step's peak memory."""
-    def chunks():
+    def chunks() -> Iterator[torch.Tensor]:
         for i in range(0, len(data), chunk):
             with torch.no_grad():
                 part = data[i:i + chunk] if transform is None else transform(data[i:i + chunk])
@@ -65,7 +72,7 @@ def mean_std(data, transform=None, chunk=2048):
     return mean.float(), std.clamp(min=1e-6).float()
 
 
-def raw_normalization(n_mfcc):
+def raw_normalization(n_mfcc: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean 0 and std 1: the model reads the MFCCs as computed (``normalize: false``). The lab's
     code trains on them so; with its 15 epochs at Adam 1e-3 the raw coefficients, whose low
     orders have standard deviations of tens to a hundred, learn faster than normalised ones."""
@@ -93,8 +100,9 @@ class InMemoryLoader:
 
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
-    def __init__(self, mel, labels, transform, batch_size, shuffle=False, augmenter=None, seed=0,
-                 rank=0, world_size=1, mfcc=None) -> None:
+    def __init__(self, mel: torch.Tensor | None, labels: torch.Tensor, transform: FeatureTransform | Normalize,
+                 batch_size: int, shuffle: bool = False, augmenter: MelAugmenter | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, mfcc: torch.Tensor | None = None) -> None:
         """``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
         these normalised, and ``mel`` is not read."""
         self.labels = labels
@@ -110,7 +118,7 @@ class InMemoryLoader:
         if augmenter is None:
             self.inputs = transform.normalised(mfcc) if mfcc is not None else _converted(transform, mel)
 
-    def set_epoch(self, epoch) -> None:
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def _order(self, generator):
@@ -119,13 +127,13 @@ class InMemoryLoader:
         return order[self.rank::self.world_size]
 
     @property
-    def n_samples(self):
+    def n_samples(self) -> int:
         return len(self._order(torch.Generator().manual_seed(0)))
 
     def __len__(self) -> int:
         return -(-self.n_samples // self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = self._order(gen)
         inputs, labels = self.inputs, self.labels
@@ -157,9 +165,12 @@ STREAM_WINDOWS = {"hours": 0.5, "per_keyword": 3, "negatives": 1.0, "seed": 0}  
 class SpeechCommandsDataLoader:
     """Builds the train / validation / test loaders of a corpus in Speech Commands layout."""
 
-    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
-                 background_noise=None, augment=None, features=None, cache_dir="data/cache",
-                 download=None, seed=0, progress=True, normalize=True, task=None, stream_windows=None) -> None:
+    def __init__(self, data_dir: str | os.PathLike, keywords: Iterable[str] = ("one", "two", "three"),
+                 batch_size: int = 64, eval_batch_size: int = 1024,
+                 background_noise: Mapping[str, int] | None = None, augment: Mapping[str, Any] | None = None,
+                 features: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike = "data/cache",
+                 download: str | None = None, seed: int = 0, progress: bool = True, normalize: bool = True,
+                 task: Mapping[str, Any] | None = None, stream_windows: Mapping[str, Any] | None = None) -> None:
         """``task``: the Speech Commands 12-class set-up (silence_share, unknown_share,
         quiet_fraction; see corpus.speech_commands_task); None: the lab's classes.
         ``stream_windows``: windows cut from the training split's stream added to the training
@@ -191,7 +202,7 @@ class SpeechCommandsDataLoader:
         self._noise_bank = None
 
     @property
-    def corpus(self):
+    def corpus(self) -> Corpus:
         if self._corpus is None:
             corpus = check_words(scan_corpus(self.data_dir, self.keywords, split_dir=self.cache_dir))
             if self.silence_share or self.unknown_share is not None:
@@ -202,7 +213,7 @@ class SpeechCommandsDataLoader:
             self._corpus = corpus
         return self._corpus
 
-    def split(self, name):
+    def split(self, name: str) -> SplitData:
         if name not in self._splits:
             corpus = self.corpus  # first: a silence class sets noise_clips
             silence = len(self.class_names) - 1 if self.silence_share else 0
@@ -216,12 +227,12 @@ class SpeechCommandsDataLoader:
                 self._noise_bank = bank
         return self._splits[name]
 
-    def release(self, name) -> None:
+    def release(self, name: str) -> None:
         """Forget a split (a later ``split(name)`` reads the cache again): a loader that does not
         augment holds its inputs and no longer needs the mel spectra."""
         self._splits.pop(name, None)
 
-    def normalization(self):
+    def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) per MFCC coefficient over the training split; non-finite statistics would
         make every epoch NaN, so they are an error here. ``normalize: false``: mean 0, std 1."""
         if not self.normalize:
@@ -236,10 +247,10 @@ class SpeechCommandsDataLoader:
             mean, std = (torch.from_numpy(v).float() for v in representable_normalization(mean, std))
         return mean, std
 
-    def transform(self, mean, std):
+    def transform(self, mean: torch.Tensor, std: torch.Tensor) -> FeatureTransform:
         return FeatureTransform(self.features, mean, std)
 
-    def train_loader(self, mean, std, rank=0, world_size=1):
+    def train_loader(self, mean: torch.Tensor, std: torch.Tensor, rank: int = 0, world_size: int = 1) -> InMemoryLoader:
         data = self.split("train")
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
         augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
@@ -257,7 +268,8 @@ class SpeechCommandsDataLoader:
             self.release("train")  # the loader holds its inputs; the split is read again if asked for
         return loader
 
-    def eval_loader(self, split, mean, std, rank=0, world_size=1):
+    def eval_loader(self, split: str, mean: torch.Tensor, std: torch.Tensor, rank: int = 0,
+                    world_size: int = 1) -> InMemoryLoader:
         data = self.split(split)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
                               rank=rank, world_size=world_size, mfcc=data.mfcc)
@@ -266,12 +278,12 @@ class SpeechCommandsDataLoader:
 class Normalize(nn.Module):
     """Precomputed MFCC -> normalised per coefficient with the training split's statistics."""
 
-    def __init__(self, mean, std) -> None:
+    def __init__(self, mean: ArrayLike, std: ArrayLike) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 
@@ -279,10 +291,10 @@ class PrecomputedFeatures:
     """Stands for FeatureParams when the features came precomputed from an IA_DATASET pickle; the
     checkpoint records it, so later scripts read the same file and never compute MFCCs from audio."""
 
-    def __init__(self, frames=100, n_mfcc=13) -> None:
+    def __init__(self, frames: int = 100, n_mfcc: int = 13) -> None:
         self.frames, self.n_mfcc = int(frames), int(n_mfcc)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {"precomputed": IA_FILE, "frames": self.frames, "n_mfcc": self.n_mfcc}
 
 
@@ -290,9 +302,10 @@ class PrecomputedDataLoader:
     """The splits of an IA_DATASET pickle (MFCCs already computed) as in-memory batches. There are
     no mel spectra to augment, so training is not augmented."""
 
-    def __init__(self, data_dir, keywords=("one", "two", "three"), batch_size=64, eval_batch_size=1024,
-                 shuffle=True, validation_split=None, seed=0, frames=100, n_mfcc=13, progress=True,
-                 normalize=True) -> None:
+    def __init__(self, data_dir: str | os.PathLike, keywords: Iterable[str] = ("one", "two", "three"),
+                 batch_size: int = 64, eval_batch_size: int = 1024, shuffle: bool = True,
+                 validation_split: float | None = None, seed: int = 0, frames: int = 100, n_mfcc: int = 13,
+                 progress: bool = True, normalize: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.normalize = bool(normalize)
         self.keywords = tuple(keywords)
@@ -305,34 +318,37 @@ class PrecomputedDataLoader:
         self._splits = {name: SplitData(x, y, [f"{IA_FILE}:{name}[{i}]" for i in range(len(y))], [])
                         for name, (x, y) in splits.items()}
 
-    def split(self, name):
+    def split(self, name: str) -> SplitData:
         return self._splits[name]
 
-    def normalization(self):
+    def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) per MFCC coefficient over the training split (0 and 1: ``normalize: false``)."""
         if not self.normalize:
             return raw_normalization(self.features.n_mfcc)
         return mean_std(self.split("train").mel)
 
-    def release(self, name) -> None:
+    def release(self, name: str) -> None:
         """Nothing to release: the pickle's MFCCs are the features themselves."""
 
-    def transform(self, mean, std):
+    def transform(self, mean: torch.Tensor, std: torch.Tensor) -> Normalize:
         return Normalize(mean, std)
 
-    def train_loader(self, mean, std, rank=0, world_size=1):
+    def train_loader(self, mean: torch.Tensor, std: torch.Tensor, rank: int = 0, world_size: int = 1) -> InMemoryLoader:
         data = self.split("train")
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.batch_size, shuffle=self.shuffle,
                               seed=self.seed, rank=rank, world_size=world_size)
 
-    def eval_loader(self, split, mean, std, rank=0, world_size=1):
+    def eval_loader(self, split: str, mean: torch.Tensor, std: torch.Tensor, rank: int = 0,
+                    world_size: int = 1) -> InMemoryLoader:
         data = self.split(split)
         return InMemoryLoader(data.mel, data.labels, self.transform(mean, std), self.eval_batch_size,
                               rank=rank, world_size=world_size)
 
 
-def KeywordDataLoader(data_dir, batch_size=512, shuffle=True, validation_split=None, num_workers=None,
-                      features=None, seed=0, progress=True, **options):
+def KeywordDataLoader(data_dir: str | os.PathLike, batch_size: int = 512, shuffle: bool = True,
+                      validation_split: float | None = None, num_workers: int | None = None,
+                      features: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
+                      **options: Any) -> SpeechCommandsDataLoader | PrecomputedDataLoader:
     """The lab's loader name and keys. ``data_dir`` holding the lab's ``IA_DATASET`` pickle gives its
     precomputed MFCCs; a Speech Commands folder gives SpeechCommandsDataLoader (``options`` are its
     keys). ``shuffle``: reshuffle the training set every epoch. ``validation_split``: used only when

@@ -10,13 +10,17 @@ load. The cache file name is a hash of the split's file list (paths, sizes, modi
 the feature parameters, the keywords and the background-noise settings, so any change rebuilds it
 and an unchanged corpus loads in a blink.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +31,9 @@ from data_loader.features import FeatureParams, MelPower, MfccFromMel
 from data_loader.integer_frontend import clip_features, to_pcm
 from utils import atomic
 from utils.errors import UserError
+
+if TYPE_CHECKING:
+    from data_loader.corpus import Corpus
 
 CACHE_VERSION = 1
 # Each noise recording is cut into disjoint regions per split, so no noise sample is shared
@@ -59,7 +66,8 @@ def _file_signature(root, rel):
     return [rel, st.st_size, st.st_mtime_ns]
 
 
-def cache_key(corpus, split, params, noise_clips, with_noise_bank):
+def cache_key(corpus: Corpus, split: str, params: FeatureParams, noise_clips: Sequence[float],
+              with_noise_bank: bool) -> str:
     root = str(corpus.root)
     entries = [_file_signature(root, rel) + [label] for rel, label in corpus.clips[split]]
     noise = [_file_signature(root, rel) for rel in corpus.noise_files]
@@ -71,7 +79,7 @@ def cache_key(corpus, split, params, noise_clips, with_noise_bank):
 
 def _read_clips(root, rels, params, desc, progress):
     """Read and fit every clip (two threads: libsndfile and soxr release the GIL)."""
-    def load(rel):
+    def load(rel: str) -> np.ndarray | AudioError:
         try:
             return fit_length(read_wave(root / rel, params.sample_rate, MAX_CLIP_SECONDS), params.clip_samples)
         except AudioError as e:
@@ -84,7 +92,7 @@ def _read_clips(root, rels, params, desc, progress):
 _warned = set()
 
 
-def read_noise(root, noise_files, params):
+def read_noise(root: Path, noise_files: Iterable[str], params: FeatureParams) -> dict[str, np.ndarray]:
     """{relative path: samples} of the readable background-noise recordings (the first
     MAX_NOISE_SECONDS of each); an unreadable one is skipped with a warning (once), like a clip."""
     waves = {}
@@ -128,7 +136,7 @@ def _noise_segments(root, noise_files, params, split, count, seed, quiet=0.0):
     return clips, names
 
 
-def noise_bank_waves(root, noise_files, params):
+def noise_bank_waves(root: Path, noise_files: Iterable[str], params: FeatureParams) -> list[np.ndarray]:
     """One-second segments (hop 0.5 s) of the training region of every noise recording, mixed
     into training clips by augmentation."""
     segments = []
@@ -149,13 +157,13 @@ def _mel_of(waves, params, batch_size=512):
     return torch.cat(out) if out else torch.zeros(0, params.n_mels, params.frames)
 
 
-def first_non_finite(features):
+def first_non_finite(features: torch.Tensor) -> int | None:
     """The index of the first row of ``features`` holding a NaN or an infinity, else None."""
     bad = ~torch.isfinite(features.reshape(len(features), -1)).all(dim=1)
     return int(bad.nonzero()[0]) if bad.any() else None
 
 
-def check_finite_features(features, names, where):
+def check_finite_features(features: torch.Tensor, names: Sequence[str], where: str) -> None:
     """A UserError naming the first clip whose features hold a NaN or an infinity (``names``: one
     per row), so training never starts on features that make a NaN model."""
     first = first_non_finite(features)
@@ -165,7 +173,7 @@ def check_finite_features(features, names, where):
                         f"{f', and those of {more} more clip(s)' if more else ''}; remove or replace the clip")
 
 
-def mfcc_of(mel, params, batch_size=512):
+def mfcc_of(mel: torch.Tensor, params: FeatureParams, batch_size: int = 512) -> torch.Tensor:
     """MfccFromMel of every row, ``batch_size`` rows at a time: the chunks the loaders convert in,
     so the cached MFCCs are bit for bit what a loader computed from the mel spectra."""
     mfcc = MfccFromMel(params)
@@ -174,8 +182,9 @@ def mfcc_of(mel, params, batch_size=512):
     return torch.cat(parts) if parts else torch.zeros(0, 1, params.frames, params.n_mfcc)
 
 
-def load_split(corpus, split, params: FeatureParams, noise_clips=0, noise_seed=0,
-               cache_dir="data/cache", with_noise_bank=False, progress=True, noise_label=0, quiet=0.0):
+def load_split(corpus: Corpus, split: str, params: FeatureParams, noise_clips: int = 0, noise_seed: int = 0,
+               cache_dir: str | os.PathLike = "data/cache", with_noise_bank: bool = False, progress: bool = True,
+               noise_label: int = 0, quiet: float = 0.0) -> tuple[SplitData, torch.Tensor | None]:
     """Mel power of every clip of ``split`` (plus ``noise_clips`` background clips of class
     ``noise_label``, a ``quiet`` fraction of them silent), from the cache when it is current.
     Returns (SplitData, noise bank mel or None)."""

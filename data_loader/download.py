@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from utils.atomic import remove_stale, write_yaml
@@ -212,7 +213,7 @@ def _member_path(member):
     return "/".join(parts), None
 
 
-def safe_extract(archive, dest, progress=True):
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, progress: bool = True) -> None:
     """Unpack ``archive`` into the existing folder ``dest``, regular files and folders only.
     An unsafe member raises UserError naming it; what was unpacked before stays in ``dest``
     (callers unpack into a temporary folder and delete it)."""
@@ -264,8 +265,9 @@ def _find_corpus(folder):
 
 # ----------------------------------------------------------------------------- the corpus
 
-def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress=True, size=None,
-                           sha256=None):
+def ensure_speech_commands(root: str | os.PathLike, version: str = "v0.02", url: str | None = None,
+                           timeout: float = 10, progress: bool = True, size: int | None = None,
+                           sha256: str | None = None) -> Path:
     """Return ``root`` holding Speech Commands ``version``, downloading and unpacking it first
     unless a complete copy (``.complete`` marker) is there.
 
@@ -291,7 +293,7 @@ def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress
     archive_name = Path(urllib.parse.urlsplit(url).path).name or f"speech_commands_{version}.tar.gz"
     partial = root.parent / (archive_name + ".partial")
 
-    def fail(reason):
+    def fail(reason: str) -> UserError:
         return UserError(f"cannot download Speech Commands {version} from {url} into {root}: "
                          f"{reason}; {_alternatives()}")
 
@@ -339,7 +341,7 @@ def ensure_speech_commands(root, version="v0.02", url=None, timeout=10, progress
 
 
 @exit_on_user_error
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Download and unpack Google Speech Commands.")
     parser.add_argument("--version", default="v0.02", choices=sorted(SPEECH_COMMANDS))
     parser.add_argument("--out", default=None, help="corpus folder (default data/speech_commands_<version>)")

@@ -7,8 +7,12 @@ power STFT (Hann window, centred, zero padded) -> Slaney mel filterbank -> ``pow
 It is split in two stages, :class:`MelPower` and :class:`MfccFromMel`, because augmentation mixes
 noise and shifts in the mel *power* domain (where sounds add) before the cheap log and DCT.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +37,7 @@ class FeatureParams:
     frontend: str = "float"   # or "integer": data_loader/integer_frontend.py from int16 PCM
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any] | None) -> FeatureParams:
         if values and "precomputed" in values:
             raise UserError(f"this model was trained on precomputed MFCCs ({values['precomputed']} pickle): "
                             f"it has no recipe to compute features from audio; use test.py on that file")
@@ -43,7 +47,7 @@ class FeatureParams:
             raise UserError(f"unknown feature parameters {sorted(unknown)}; allowed: {sorted(known)}")
         return cls(**(values or {}))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The parameters; ``frontend`` only when not float, so float features keep their cache keys
         and checkpoints."""
         values = asdict(self)
@@ -67,7 +71,7 @@ def _mel_to_hz(m):
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-def mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Triangular Slaney-normalised mel filters, shape (n_mels, n_fft // 2 + 1)."""
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
@@ -80,13 +84,13 @@ def mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
     return weights.astype(np.float32)
 
 
-def mel_band_centres(params):
+def mel_band_centres(params: FeatureParams) -> np.ndarray:
     """Centre frequency (Hz) of every mel band of ``params`` (the peak of its triangle)."""
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(params.fmin), _hz_to_mel(params.fmax), params.n_mels + 2))
     return mel_f[1:params.n_mels + 1].astype(np.float32)
 
 
-def dct_matrix(n_mels, n_mfcc):
+def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
     """Orthonormal DCT-II as a (n_mels, n_mfcc) matrix (scipy.fft.dct(type=2, norm='ortho'))."""
     n = np.arange(n_mels)
     k = np.arange(n_mfcc)
@@ -105,7 +109,7 @@ class MelPower(nn.Module):
         fb = mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
         self.register_buffer("filterbank", torch.from_numpy(fb))
 
-    def forward(self, wave):
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
         p = self.params
         spec = torch.stft(wave, n_fft=p.n_fft, hop_length=p.hop_length, win_length=p.win_length,
                           window=self.window, center=True, pad_mode="constant", return_complex=True)
@@ -123,7 +127,7 @@ class MfccFromMel(nn.Module):
         self.params = params
         self.register_buffer("dct", torch.from_numpy(dct_matrix(params.n_mels, params.n_mfcc)))
 
-    def forward(self, mel):
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
         # in place after the first op: on a batch of thousands of clips, fresh allocations
         # (page faults) would cost more than the arithmetic
         db = torch.clamp(mel, min=self.amin).log10_().mul_(10.0)
@@ -141,5 +145,5 @@ class Mfcc(nn.Module):
         self.mel = MelPower(params)
         self.mfcc = MfccFromMel(params)
 
-    def forward(self, wave):
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.mfcc(self.mel(wave))

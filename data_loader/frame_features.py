@@ -21,8 +21,11 @@ frames, and the model applied to them in batches of MODEL_BATCH), so memory does
 its length. The remaining differences to the per-window scan are float rounding (matrix
 products over different shapes sum in a different order): well below 1e-4 on the features.
 """
+from collections.abc import Callable, Generator, Iterable
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from data_loader.features import FeatureParams, MelPower, MfccFromMel
 from utils.errors import UserError
@@ -31,7 +34,8 @@ SEGMENT_WINDOWS = 1024  # windows whose frames are computed together
 MODEL_BATCH = 1024      # windows per model call: a whole segment
 
 
-def segments(blocks, clip_samples, hop, batch=SEGMENT_WINDOWS):
+def segments(blocks: Iterable[np.ndarray], clip_samples: int, hop: int,
+             batch: int = SEGMENT_WINDOWS) -> Generator[tuple[int, int, np.ndarray], None, int]:
     """(first window, windows, samples) for consecutive runs of ``batch`` windows every ``hop``
     samples over a recording given as blocks, the tail zero padded as the per-window scan pads it
     (app.detection.windows); ``samples`` spans the run's windows. Returns the total sample count
@@ -54,7 +58,9 @@ def segments(blocks, clip_samples, hop, batch=SEGMENT_WINDOWS):
     return total
 
 
-def scan_runs(blocks, clip_samples, hop, posteriors_of, batch=SEGMENT_WINDOWS):
+def scan_runs(blocks: Iterable[np.ndarray], clip_samples: int, hop: int,
+              posteriors_of: Callable[[np.ndarray, int], np.ndarray],
+              batch: int = SEGMENT_WINDOWS) -> tuple[np.ndarray, np.ndarray, int]:
     """(window starts in samples, (W, classes) posteriors, total samples) of a recording given as
     sample blocks: ``posteriors_of(samples, n)`` scores each run of ``segments``."""
     starts, posteriors = [], []
@@ -73,7 +79,7 @@ def scan_runs(blocks, clip_samples, hop, posteriors_of, batch=SEGMENT_WINDOWS):
 class FrameScanner:
     """Normalised MFCC windows, and a model's posteriors, of a recording from one pass of frames."""
 
-    def __init__(self, params: FeatureParams, mean, std, hop_samples) -> None:
+    def __init__(self, params: FeatureParams, mean: ArrayLike, std: ArrayLike, hop_samples: int) -> None:
         p = params
         if hop_samples % p.hop_length:
             raise UserError(f"the frame-wise scan needs a window hop that is a multiple of the STFT hop "
@@ -107,7 +113,7 @@ class FrameScanner:
     def _db(self, mel):
         return torch.clamp(mel, min=self.mfcc.amin).log10_().mul_(10.0)
 
-    def features(self, samples, n_windows):
+    def features(self, samples: np.ndarray, n_windows: int) -> torch.Tensor:
         """(n_windows, 1, frames, n_mfcc) normalised MFCCs of the windows every ``hop`` samples of
         ``samples`` (which spans them exactly)."""
         p = self.params
@@ -140,10 +146,11 @@ class FrameScanner:
             self.windows += n_windows
             return cepstra.sub_(self.mean).div_(self.std).unsqueeze(1)
 
-    def scan(self, blocks, model):
+    def scan(self, blocks: Iterable[np.ndarray],
+             model: Callable[[torch.Tensor], torch.Tensor]) -> tuple[np.ndarray, np.ndarray, int]:
         """(window starts in samples, (W, classes) float64 probabilities, total samples) of
         ``model`` (log-probabilities out) over a recording given as sample blocks."""
-        def posteriors_of(samples, n):
+        def posteriors_of(samples: np.ndarray, n: int) -> np.ndarray:
             feats = self.features(samples, n)
             with torch.no_grad():
                 return np.concatenate([model(feats[i:i + MODEL_BATCH]).exp().double().numpy()

@@ -6,8 +6,10 @@ A pickle can run any code when it is loaded, so it is read with an unpickler tha
 arrays and nothing else: any other global it names (``os.system``, ``builtins.eval``, ...) stops
 the load with a one-line error before anything is called.
 """
+import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +28,13 @@ ALLOWED_GLOBALS = {
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"it would import {module}.{name}")
 
 
-def read_ia_dataset(path):
+def read_ia_dataset(path: str | os.PathLike) -> dict[str, Any]:
     """The dict stored in an IA_DATASET pickle, read with numpy arrays as the only objects."""
     path = Path(path)
     try:
@@ -70,7 +72,8 @@ def _features(path, key, x, frames, n_mfcc):
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
 
 
-def load_ia_splits(path, classes, frames, n_mfcc, validation_split=None):
+def load_ia_splits(path: str | os.PathLike, classes: int, frames: int, n_mfcc: int,
+                   validation_split: float | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """split name -> (inputs (N, 1, frames, n_mfcc) float32, labels (N,) int64). Without x_val /
     y_val the first ``validation_split`` of the training clips (a fraction, or a number of clips)
     is the validation split, as the lab's loader took the first clips of its training set."""

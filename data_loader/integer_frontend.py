@@ -30,13 +30,20 @@ the two agree bit for bit. It approximates ``data_loader.features`` (librosa's M
 
 Right shifts of negative values are arithmetic (floor), as numpy's and gcc's.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from data_loader.features import dct_matrix, mel_filterbank
 from utils.errors import UserError
+
+if TYPE_CHECKING:
+    from data_loader.features import FeatureParams
 
 WINDOW_BITS = 15        # Q15 window
 SAMPLE_BITS = 29        # a frame's largest sample after block normalisation has this many bits
@@ -51,7 +58,7 @@ PCM_SCALE = 32768       # float samples in [-1, 1) -> int16 PCM (soundfile's sca
 CHUNK = 64              # clips per numpy step (about 50 MB of int64 spectra for 100 frames)
 
 
-def to_pcm(waves):
+def to_pcm(waves: ArrayLike) -> np.ndarray:
     """Float waveforms (as read_wave gives them) -> int16 PCM, rounded and saturated."""
     w = np.rint(np.asarray(waves, dtype=np.float64) * PCM_SCALE)
     return np.clip(w, -32768, 32767).astype(np.int16)
@@ -81,14 +88,14 @@ class Tables:
     dct: np.ndarray           # (n_mels, n_mfcc) Q15, times 10 log10(2)
 
 
-def check_params(params):
+def check_params(params: FeatureParams) -> None:
     """A UserError unless the integer front end can compute these feature parameters."""
     n = params.n_fft
     if n & (n - 1):
         raise UserError(f"features.frontend integer needs n_fft a power of two (radix-2 FFT), found {n}")
 
 
-def tables(params):
+def tables(params: FeatureParams) -> Tables:
     """The front end's tables for ``params`` (data_loader.features.FeatureParams)."""
     check_params(params)
     n, win = params.n_fft, params.win_length
@@ -188,7 +195,7 @@ def _log2(energy, t):
     return (top << LOG_FL) + lo + (((hi - lo) * frac + (1 << (LOG_INTERP_BITS - 1))) >> LOG_INTERP_BITS)
 
 
-def frame_logs(x, t):
+def frame_logs(x: np.ndarray, t: Tables) -> np.ndarray:
     """(M, win_length) int64 samples of frames' window spans -> (M, n_mels) Q12 log2 mel
     energies, floored at ``log_floor`` (steps 2-6 without the per-clip ``top_db`` clamp): each
     frame on its own, so a frame of a long recording is the same frame of every window holding it."""
@@ -206,7 +213,7 @@ def frame_logs(x, t):
     return np.maximum(log, t.log_floor)
 
 
-def mfcc_of_logs(log, t):
+def mfcc_of_logs(log: np.ndarray, t: Tables) -> np.ndarray:
     """(N, frames, n_mels) Q12 logs of clips -> (N, frames, n_mfcc) integer MFCCs: the clip's
     ``top_db`` clamp below its peak, then the DCT (steps 6-7)."""
     if t.top_db >= 0:
@@ -215,7 +222,7 @@ def mfcc_of_logs(log, t):
     return (acc + (1 << (LOG_FL + DCT_FL - MFCC_FL - 1))) >> (LOG_FL + DCT_FL - MFCC_FL)
 
 
-def integer_mfcc(pcm, params, t=None):
+def integer_mfcc(pcm: ArrayLike, params: FeatureParams, t: Tables | None = None) -> np.ndarray:
     """int16 PCM (N, clip_samples) -> integer MFCC (N, frames, n_mfcc) int64, dB units times 2^8
     (steps 1-7 of the module docstring)."""
     pcm = np.asarray(pcm)
@@ -232,13 +239,13 @@ def integer_mfcc(pcm, params, t=None):
     return out
 
 
-def clip_features(waves, params):
+def clip_features(waves: ArrayLike, params: FeatureParams) -> np.ndarray:
     """Float waveforms (N, clip_samples) -> integer MFCCs as float32 (N, 1, frames, n_mfcc) in dB
     (c / 2^8, exact): the feature cache's MFCCs of an integer-frontend config."""
     return (integer_mfcc(to_pcm(waves), params) / (1 << MFCC_FL)).astype(np.float32)[:, None]
 
 
-def representable_normalization(mean, std):
+def representable_normalization(mean: ArrayLike, std: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The per-coefficient mean rounded to the integer MFCC's grid (2^-8) and the std rounded to
     the nearest power of two (in log2): the normalisation that folds into an exact shift."""
     mean = np.asarray(mean, dtype=np.float64)
@@ -254,7 +261,7 @@ class Fold:
     bits: int
 
 
-def fold(mean, std, bits, fl):
+def fold(mean: ArrayLike, std: ArrayLike, bits: int, fl: int) -> Fold:
     """The normalisation fold for the checkpoint's (representable) ``mean``/``std`` into the
     input format (``bits``, ``fl``); a UserError if they are not representable."""
     mean = np.asarray(mean, dtype=np.float64)
@@ -267,7 +274,7 @@ def fold(mean, std, bits, fl):
     return Fold(offset.astype(np.int64), (MFCC_FL + e - fl).astype(np.int64), int(bits))
 
 
-def input_codes(mfcc, f):
+def input_codes(mfcc: ArrayLike, f: Fold) -> np.ndarray:
     """Integer MFCC (..., n_mfcc) -> the model's input codes (step 8)."""
     v = np.asarray(mfcc, dtype=np.int64) - f.offset
     lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
@@ -291,7 +298,7 @@ class StreamFrames:
     (deploy/templates/stream.c) does every hop: the new frames into a ring, the edges, the window.
     """
 
-    def __init__(self, params, hop_samples):
+    def __init__(self, params: FeatureParams, hop_samples: int) -> None:
         t = self.t = tables(params)
         if hop_samples % t.hop_length:
             raise UserError(f"the integer front end's stream needs a window hop that is a multiple of the STFT hop "
@@ -303,7 +310,7 @@ class StreamFrames:
         self.edges = np.flatnonzero((starts < 0) | (starts + t.win_length > self.clip))
         self._edge_offsets = starts[self.edges][:, None] + np.arange(t.win_length)[None]   # (E, win) in the window
 
-    def window_mfcc(self, pcm, n_windows):
+    def window_mfcc(self, pcm: ArrayLike, n_windows: int) -> np.ndarray:
         """(n_windows, frames, n_mfcc) int64 integer MFCCs of the windows every ``hop`` samples of
         int16 ``pcm`` (which spans them exactly, as data_loader.frame_features.segments gives)."""
         t = self.t

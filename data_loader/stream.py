@@ -14,8 +14,12 @@ ONSET_DB of the clip's loudest one (clips start with a variable stretch of near-
 ``render_blocks`` produces the samples a block at a time (memory bounded by the split's clips,
 not by the recording's length); the same plan renders the same samples.
 """
+from __future__ import annotations
+
 import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +27,9 @@ from data_loader.audio import MAX_CLIP_SECONDS, AudioError, read_wave, shown
 from data_loader.features import FeatureParams
 from data_loader.dataset import NOISE_REGIONS, SPLITS_INDEX, read_noise
 from utils.errors import UserError
+
+if TYPE_CHECKING:
+    from data_loader.corpus import Corpus
 
 PAUSE_S = (0.5, 1.5)
 GAIN_DB = (-12.0, 0.0)
@@ -63,15 +70,15 @@ class StreamPlan:
     noise_regions: dict = field(default=None, repr=False, compare=False)  # index -> region samples
 
     @property
-    def duration_s(self):
+    def duration_s(self) -> float:
         return self.total_samples / self.sample_rate
 
     @property
-    def keywords(self):
+    def keywords(self) -> int:
         return len(self.labels)
 
 
-def speech_onset(wave, sample_rate):
+def speech_onset(wave: np.ndarray, sample_rate: int) -> int:
     """Samples from the start of ``wave`` to its speech onset (first 10 ms frame within
     ONSET_DB of the loudest one)."""
     frame = max(1, int(ONSET_FRAME_S * sample_rate))
@@ -96,7 +103,7 @@ def _read_split(root, rows, sample_rate):
     return waves
 
 
-def plan_stream(corpus, split, sample_rate, stream_hours=1.0, seed=0):
+def plan_stream(corpus: Corpus, split: str, sample_rate: int, stream_hours: float = 1.0, seed: int = 0) -> StreamPlan:
     """A StreamPlan of ``split`` of ``corpus`` (data_loader.corpus.Corpus) with at least
     ``stream_hours`` of non-keyword audio; a split without keyword clips is a UserError."""
     if not stream_hours > 0:
@@ -155,7 +162,7 @@ def plan_stream(corpus, split, sample_rate, stream_hours=1.0, seed=0):
                       {i: regions[r] for i, r in enumerate(noise_files)})
 
 
-def clip_under(plan, window_start_s: float, window_s: float) -> str:
+def clip_under(plan: StreamPlan, window_start_s: float, window_s: float) -> str:
     """What the recording holds at the centre of the window starting at ``window_start_s``: the
     corpus clip (its path relative to the corpus root, printable), or ``pause before <clip>``."""
     centre = int(round((window_start_s + window_s / 2) * plan.sample_rate))
@@ -169,7 +176,7 @@ def clip_under(plan, window_start_s: float, window_s: float) -> str:
     return f"pause before {shown(plan.events[i + 1].rel)}" if i + 1 < len(plan.events) else "the end of the recording"
 
 
-def describe_plan(plan) -> str:
+def describe_plan(plan: StreamPlan) -> str:
     """One line saying what the recording is made of."""
     mixed = (f"{plan.other_clips} other clips in {plan.variants} variant(s) (each variant: every other clip "
              f"again with new gain, noise and pause draws)" if plan.variants > 1
@@ -193,7 +200,7 @@ def _event_samples(plan, event):
     return out
 
 
-def render_blocks(plan, block_s=BLOCK_S):
+def render_blocks(plan: StreamPlan, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
     """Yield the recording's samples in blocks of ``block_s`` seconds (the last one shorter)."""
     block = max(1, int(block_s * plan.sample_rate))
     pending = []
@@ -212,6 +219,6 @@ def render_blocks(plan, block_s=BLOCK_S):
         yield np.concatenate(pending)
 
 
-def labels_text(labels):
+def labels_text(labels: Iterable[tuple[float, str]]) -> str:
     """The labels in the ``start_s word`` file format test.py --labels reads."""
     return "".join(f"{start:.3f} {word}\n" for start, word in labels)

@@ -13,16 +13,25 @@ recordings) and cuts one-second windows from it:
 
 They are returned as mel power (the training split's form), to be appended to it.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from data_loader.features import FeatureParams, MelPower
-from data_loader.stream import plan_stream, render_blocks
+from data_loader.stream import StreamEvent, plan_stream, render_blocks
+
+if TYPE_CHECKING:
+    from data_loader.corpus import Corpus
 
 MEL_BATCH = 512   # windows per mel computation
 
 
-def window_starts(events, total, clip, per_keyword, negatives, rng):
+def window_starts(events: Sequence[StreamEvent], total: int, clip: int, per_keyword: int, negatives: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(starts, labels) in samples: positives inside which a whole keyword clip lies, negatives
     that overlap no keyword clip."""
     starts, labels = [], []
@@ -49,7 +58,8 @@ def window_starts(events, total, clip, per_keyword, negatives, rng):
     return np.array(starts, dtype=np.int64), np.array(labels, dtype=np.int64)
 
 
-def stream_windows(corpus, params: FeatureParams, hours, per_keyword, negatives, seed):
+def stream_windows(corpus: Corpus, params: FeatureParams, hours: float, per_keyword: int, negatives: float,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel (N, n_mels, frames), labels (N,)) of windows cut from the training split's stream."""
     plan = plan_stream(corpus, "train", params.sample_rate, hours, seed)
     wave = np.concatenate(list(render_blocks(plan)))

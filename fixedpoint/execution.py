@@ -8,11 +8,24 @@ Global average pooling of fixed-point outputs is defined on the integer codes: t
 H x W positions divided by N = H*W, rounded half away from zero (``round_div``), in the layer's
 output format. The simulation, the integer engine and the C code compute exactly that.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from fixedpoint.fixed_point import Format
+    from fixedpoint.graph import Graph
+    from fixedpoint.layers import LayerQuantization
 
-def round_div(total, n):
+_Codes = TypeVar("_Codes", torch.Tensor, np.ndarray)
+
+
+def round_div(total: _Codes, n: int) -> _Codes:
     """``total / n`` rounded half away from zero for integer-valued ``total`` (a float64 or
     int64 tensor / array of exact integers): sign * floor((2|total| + n) / 2n)."""
     if isinstance(total, torch.Tensor) and total.is_floating_point():
@@ -21,7 +34,7 @@ def round_div(total, n):
     return mag * (1 - 2 * (total < 0))
 
 
-def global_average(x, quantization):
+def global_average(x: torch.Tensor, quantization: LayerQuantization) -> torch.Tensor:
     """Global average pooling (N, C, H, W) -> (N, C, 1, 1); in fixed point on the output codes."""
     mean = x.mean(dim=(2, 3), keepdim=True)
     if not quantization.bits_outputs:
@@ -37,7 +50,8 @@ def _observed(layer):
     return bool(layer._forward_hooks or layer._forward_pre_hooks)
 
 
-def run(graph, x, start=0, codes_of=None, capture=None):
+def run(graph: Graph, x: torch.Tensor, start: int = 0, codes_of: Format | None = None,
+        capture: Callable[[int, torch.Tensor, Format | None], object] | None = None) -> torch.Tensor:
     """The forward pass the description states (logits of the class-output block).
 
     Two shortcuts give the same values with less work: a layer's output quantization is applied

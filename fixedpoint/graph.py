@@ -18,6 +18,9 @@ This module holds the description only (and ``output_shapes``, which probes it);
 folds its batch norms and ties its pruning live beside it (``execution``, ``folding``,
 ``pruning_rules``) so that each reader imports only the job it needs.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,30 +58,30 @@ class Graph:
     input_shape: tuple           # (channels, frames, coefficients) of one clip
     blocks: tuple
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for block in self.blocks:
             if not isinstance(block.layer, FIXED_POINT_LAYERS):
                 raise TypeError(f"block {block.name} must be a fixed-point layer, got {type(block.layer).__name__}")
 
     @property
-    def output(self):
+    def output(self) -> Block:
         """The class-output block: never pruned, no relu."""
         return self.blocks[-1]
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return [block.name for block in self.blocks]
 
-    def layers(self):
+    def layers(self) -> dict[str, nn.Module]:
         return {block.name: block.layer for block in self.blocks}
 
-    def source(self, name):
+    def source(self, name: str) -> Block | None:
         """The block whose output ``name`` reads (None: the model input)."""
         i = self.names.index(name)
         return self.blocks[i - 1] if i else None
 
 
-def describe(model):
+def describe(model: nn.Module) -> Graph:
     """The model's Graph; a model without a description cannot be compressed or deployed."""
     if not hasattr(model, "describe"):
         raise UserError(f"{type(model).__name__} does not describe its blocks (no describe()); "
@@ -86,7 +89,7 @@ def describe(model):
     return model.describe()
 
 
-def output_shapes(model, graph, input_shape=None):
+def output_shapes(model: nn.Module, graph: Graph, input_shape: Sequence[int] | None = None) -> dict[str, tuple[int, ...]]:
     """Name -> output shape (N=1) of every block's layer for one zero input."""
     shapes = {}
     hooks = [block.layer.register_forward_hook(

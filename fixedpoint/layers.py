@@ -19,6 +19,10 @@ holds exactly, else in float64. The wraparound pass is skipped when that bound s
 cannot overflow. In training mode it stays in float32 for speed; gradients pass straight through
 the rounding (STE).
 """
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,40 +44,40 @@ class LayerQuantization:
     il_outputs: int = 0
 
     @classmethod
-    def from_formats(cls, inputs, weights, outputs, bits_accumulator=0):
+    def from_formats(cls, inputs: Format, weights: Format, outputs: Format, bits_accumulator: int = 0) -> LayerQuantization:
         """The layer's formats from its three ``Format`` values and the register width."""
         return cls(bits_inputs=inputs.bits, bits_weights=weights.bits, bits_accumulator=bits_accumulator,
                    bits_outputs=outputs.bits, il_inputs=inputs.il, il_weights=weights.il, il_outputs=outputs.il)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         return bool(self.bits_inputs or self.bits_weights or self.bits_accumulator or self.bits_outputs)
 
     @property
-    def integer_accumulator(self):
+    def integer_accumulator(self) -> bool:
         """True when inputs and weights are both fixed point, so the sum is an integer register."""
         return bool(self.bits_inputs and self.bits_weights)
 
     @property
-    def inputs(self):
+    def inputs(self) -> Format:
         return Format(self.bits_inputs, self.il_inputs)
 
     @property
-    def weights(self):
+    def weights(self) -> Format:
         return Format(self.bits_weights, self.il_weights)
 
     @property
-    def outputs(self):
+    def outputs(self) -> Format:
         return Format(self.bits_outputs, self.il_outputs)
 
     @property
-    def fl_accumulator(self):
+    def fl_accumulator(self) -> int:
         return self.inputs.fl + self.weights.fl
 
-    def bias_codes(self, bias):
+    def bias_codes(self, bias: torch.Tensor) -> torch.Tensor:
         """The bias as integer codes at the accumulator scale 2^-fl_accumulator, saturated to
         bits_accumulator (the simulation and the integer engine use these same codes)."""
         codes = round_half_away_exact(bias * 2.0 ** self.fl_accumulator)
@@ -93,14 +97,14 @@ class _FixedPointMixin:
         self.accumulator_probe = None  # called with the integer accumulator before it wraps (sizing)
 
     @property
-    def out_channels_or_features(self):
+    def out_channels_or_features(self) -> int:
         return self.weight.shape[0]
 
     @property
-    def pruned_kernels(self):
+    def pruned_kernels(self) -> list[int]:
         return [int(i) for i in torch.nonzero(self.kernel_mask == 0).flatten()]
 
-    def prune_kernels(self, indices):
+    def prune_kernels(self, indices: Iterable[int]) -> None:
         """Mask the given output kernels (and zero their weights and bias, so they stay zero even
         without the mask). Earlier pruning is kept."""
         indices = [int(i) for i in indices]
@@ -120,7 +124,7 @@ class _FixedPointMixin:
         b = self.bias * self.kernel_mask if self.bias is not None else None
         return w, b
 
-    def accumulator_bound(self, w, b, bias_codes=None):
+    def accumulator_bound(self, w: torch.Tensor, b: torch.Tensor | None, bias_codes: torch.Tensor | None = None) -> float:
         """A bound on |any partial sum| of the integer accumulator over any input the input format
         can hold: the largest |input code| times the largest sum of |weight codes| of one kernel,
         plus the largest |bias code| (``bias_codes``: those of ``b``, when the caller has them).
@@ -140,7 +144,7 @@ class _FixedPointMixin:
         return (q.integer_accumulator and bound < 2.0 ** 24 and max(q.bits_inputs, q.bits_weights) <= 24
                 and q.bits_outputs <= 24 and abs(q.fl_accumulator) < 100 and abs(q.outputs.fl) < 100)
 
-    def forward(self, x, quantize_inputs=True, quantize_outputs=True):
+    def forward(self, x: torch.Tensor, quantize_inputs: bool = True, quantize_outputs: bool = True) -> torch.Tensor:
         """``quantize_inputs=False``: ``x`` already holds codes of this layer's input format;
         ``quantize_outputs=False``: leave the output quantization to the caller (the graph applies
         it after relu and max pooling, which it commutes with, on a smaller tensor)."""
@@ -180,13 +184,13 @@ class _FixedPointMixin:
             return y  # in the dtype it was computed in, exact for the caller's quantize_outputs
         return q.outputs.quantize(y, exact).to(torch.float32)
 
-    def quantize_outputs(self, y):
+    def quantize_outputs(self, y: torch.Tensor) -> torch.Tensor:
         """The output quantization ``forward(..., quantize_outputs=False)`` left out."""
         return self.quantization.outputs.quantize(y, not self.training).to(torch.float32)
 
 
 class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -201,7 +205,7 @@ class FixedPointConv2d(_FixedPointMixin, nn.Conv2d):
 
 
 class FixedPointLinear(_FixedPointMixin, nn.Linear):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_fixed_point()
 
@@ -212,7 +216,7 @@ class FixedPointLinear(_FixedPointMixin, nn.Linear):
 FIXED_POINT_LAYERS = (FixedPointConv2d, FixedPointLinear)
 
 
-def fixed_point_layers(model):
+def fixed_point_layers(model: nn.Module) -> dict[str, FixedPointConv2d | FixedPointLinear]:
     """Name -> layer for every fixed-point-capable layer of ``model``, in forward order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, FIXED_POINT_LAYERS)}
 
@@ -224,16 +228,16 @@ class FoldableBatchNorm2d(nn.BatchNorm2d):
     in training mode too; the persistent ``folded`` flag travels with the state dict, so a model
     finetuned after folding is restored folded."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register_buffer("folded", torch.zeros((), dtype=torch.uint8))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.folded):
             return x
         return super().forward(x)
 
-    def fold_into(self, conv) -> None:
+    def fold_into(self, conv: nn.Conv2d) -> None:
         """conv(x) -> bn(conv(x)) with the running statistics: w' = w g / s, b' = (b - mean) g / s + beta
         with s = sqrt(var + eps), computed in float64. No-op when already folded."""
         if bool(self.folded):

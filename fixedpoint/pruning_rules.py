@@ -6,10 +6,17 @@ inputs are the live kernels of the block before it (``input_masks``). Apart from
 because they are rules about masks, read only by what prunes or counts pruned work (profiling, the
 pruning search, solutions, compaction).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
+if TYPE_CHECKING:
+    from fixedpoint.graph import Graph
 
-def tied_depthwise(graph):
+
+def tied_depthwise(graph: Graph) -> dict[str, list[str]]:
     """Block name -> the depthwise blocks right after it, whose kernel k reads its channel k only
     and is pruned with it (a chain of depthwise blocks follows its first producer)."""
     tied = {}
@@ -23,7 +30,7 @@ def tied_depthwise(graph):
     return tied
 
 
-def propagate_pruning(graph) -> None:
+def propagate_pruning(graph: Graph) -> None:
     """Make every depthwise block's pruned kernels equal to those of the block it follows (the
     union of both): a depthwise kernel whose input channel is pruned would only output its bias,
     and a channel whose depthwise kernel is pruned feeds nothing. Call after changing masks."""
@@ -36,7 +43,7 @@ def propagate_pruning(graph) -> None:
                 layers[name].prune_kernels(pruned)
 
 
-def input_masks(graph):
+def input_masks(graph: Graph) -> dict[str, torch.Tensor]:
     """Name -> bool tensor over each layer's input channels (conv, depthwise) or features
     (linear): True where a live kernel of the block before produces it. A linear layer after a
     conv reads each channel as a contiguous block (``flatten`` is channel-major), so a channel's

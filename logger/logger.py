@@ -1,9 +1,10 @@
 """Logging to the console and to ``<log_dir>/info.log``."""
 import logging
 import sys
+from pathlib import Path
 
 
-def setup_logging(log_dir, level=logging.INFO) -> None:
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     for h in list(root.handlers):

@@ -8,17 +8,18 @@ outside the main thread, which no wrapper can turn into one line. tensorboardX i
 when tensorboard is on."""
 import os
 import time
+from collections.abc import Mapping
 
 
 class TensorboardWriter:
-    def __init__(self, log_dir, enabled=True) -> None:
+    def __init__(self, log_dir: str | os.PathLike, enabled: bool = True) -> None:
         self.events = None
         if enabled:
             from tensorboardX.event_file_writer import EventsWriter
             os.makedirs(log_dir, exist_ok=True)
             self.events = EventsWriter(os.path.join(str(log_dir), "events"))
 
-    def add_scalars(self, step, values, prefix="") -> None:
+    def add_scalars(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:
         """One event per value at ``step``, flushed to the file before returning."""
         if self.events is None:
             return

@@ -8,8 +8,11 @@ suppressed in favour of the strongest (one word, one detection, even when neighb
 prefer another keyword). A detection's time is the start of its peak window: the one-clip
 stretch that best contains the word.
 """
+from __future__ import annotations
+
 import bisect
 import math
+from collections.abc import Collection, Sequence
 from fractions import Fraction
 from dataclasses import dataclass, replace
 
@@ -28,7 +31,7 @@ class DetectorSettings:
     threshold: float = 0.5      # smoothed keyword probability to fire
     refractory_ms: float = 1000.0
 
-    def validate(self, clip_ms):
+    def validate(self, clip_ms: float) -> None:
         for flag, value in (("--hop-ms", self.hop_ms), ("--smooth-ms", self.smooth_ms),
                             ("--threshold", self.threshold), ("--refractory-ms", self.refractory_ms)):
             if not math.isfinite(value):
@@ -45,18 +48,18 @@ class DetectorSettings:
             raise UserError(f"--refractory-ms must be >= 0 and at most {MAX_SPAN_MS:g}, got {self.refractory_ms:g}")
 
     @property
-    def smooth_windows(self):
+    def smooth_windows(self) -> int:
         """The odd number of windows nearest to smooth_ms / hop_ms (odd: centred on a window)."""
         return max(1, 2 * math.floor((self.smooth_ms / self.hop_ms - 1) / 2 + 0.5) + 1)
 
-    def hop_samples(self, sample_rate):
+    def hop_samples(self, sample_rate: int) -> int:
         """The window step in samples at ``sample_rate`` (at least one)."""
         return max(1, int(round(self.hop_ms * sample_rate / 1000.0)))
 
-    def with_threshold(self, threshold):
+    def with_threshold(self, threshold: float) -> DetectorSettings:
         return replace(self, threshold=float(threshold))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, float]:
         return {"hop_ms": float(self.hop_ms), "smooth_ms": float(self.smooth_ms),
                 "threshold": float(self.threshold), "refractory_ms": float(self.refractory_ms)}
 
@@ -69,7 +72,7 @@ class Detection:
     score: float        # smoothed probability at the peak
 
 
-def smooth_posteriors(posteriors, width):
+def smooth_posteriors(posteriors: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average over an odd ``width`` of windows; at the ends over the windows that
     exist."""
     if width <= 1:
@@ -106,16 +109,18 @@ def _kept(smoothed, fires, apart, class_names, skip):
     return [(peak, labels[peak]) for peak in kept]
 
 
-def detections_of_smoothed(smoothed, starts_s, settings, class_names, skip=()):
+def detections_of_smoothed(smoothed: np.ndarray, starts_s: np.ndarray | Sequence[float], settings: DetectorSettings,
+                           class_names: Sequence[str], skip: Collection[str] = ()) -> list[Detection]:
     """find_detections on posteriors already smoothed with ``settings.smooth_windows`` (a
     threshold sweep smooths once)."""
-    def apart(i, j):
+    def apart(i: int, j: int) -> bool:
         return abs(starts_s[i] - starts_s[j]) * 1000.0 >= settings.refractory_ms
     kept = _kept(smoothed, lambda label: smoothed[:, label] >= settings.threshold, apart, class_names, skip)
     return [Detection(float(starts_s[w]), label, class_names[label], float(smoothed[w, label])) for w, label in kept]
 
 
-def find_detections(posteriors, starts_s, settings, class_names, skip=()):
+def find_detections(posteriors: np.ndarray, starts_s: np.ndarray | Sequence[float], settings: DetectorSettings,
+                    class_names: Sequence[str], skip: Collection[str] = ()) -> list[Detection]:
     """Keyword detections (time-sorted) from per-window posteriors (W, classes); class 0 is
     'not a keyword' and never detected, nor is a class named in ``skip`` (a silence class)."""
     smoothed = smooth_posteriors(posteriors, settings.smooth_windows)
@@ -147,7 +152,7 @@ EXP2_MIN = -(32 << POSTERIOR_FL)      # differences below 2^-32 give e = 0
 MAX_SCORE_LEFT_SHIFT = 20
 
 
-def integer_posteriors(scores, output_fl):
+def integer_posteriors(scores: np.ndarray, output_fl: int) -> np.ndarray:
     """int scores (N, classes) = logits * 2^output_fl -> int64 posteriors (N, classes) in Q16."""
     if output_fl < -MAX_SCORE_LEFT_SHIFT:
         raise UserError(f"the class output's fractional length {output_fl} is below -{MAX_SCORE_LEFT_SHIFT}; "
@@ -164,7 +169,7 @@ def integer_posteriors(scores, output_fl):
     return (e << POSTERIOR_FL) // e.sum(axis=1, keepdims=True)
 
 
-def integer_smooth(posteriors, width):
+def integer_smooth(posteriors: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average of integer posteriors over an odd ``width``, floored; at the ends
     over the windows that exist."""
     p = np.asarray(posteriors, dtype=np.int64)
@@ -177,18 +182,19 @@ def integer_smooth(posteriors, width):
     return (c[hi] - c[lo]) // (hi - lo)[:, None]
 
 
-def threshold_code(threshold):
+def threshold_code(threshold: float) -> int:
     """The smallest Q16 smoothed posterior that fires at ``threshold``."""
     return math.ceil(threshold * (1 << POSTERIOR_FL))
 
 
-def refractory_windows(settings, sample_rate):
+def refractory_windows(settings: DetectorSettings, sample_rate: int) -> int:
     """Windows two kept detections are at least apart."""
     hop = settings.hop_samples(sample_rate)
     return math.ceil(Fraction(settings.refractory_ms) * sample_rate / 1000 / hop)
 
 
-def integer_detections(posteriors, settings, sample_rate, class_names, skip=()):
+def integer_detections(posteriors: np.ndarray, settings: DetectorSettings, sample_rate: int,
+                       class_names: Sequence[str], skip: Collection[str] = ()) -> list[Detection]:
     """find_detections on Q16 integer posteriors (W, classes) in integer arithmetic (above): the
     detections the exported C stream makes; scores are the smoothed Q16 posterior / 2^16."""
     smoothed = integer_smooth(posteriors, settings.smooth_windows)

@@ -10,6 +10,9 @@ convolutions (``fixedpoint.folding.fold_batchnorm``) before quantization, prunin
 ``widths``: the kernel counts of conv1 and each pointwise conv (the depthwise convs have as many
 as the layer before them); they differ from ``channels`` only in a compact model.
 """
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch.nn as nn
 
 from fixedpoint.graph import Block, Graph
@@ -23,8 +26,8 @@ MAX_BLOCKS = 64
 
 @register
 class DSCNN(KeywordModel):
-    def __init__(self, num_classes=4, channels=48, blocks=4, dropout=0.2, widths=None,
-                 input_shape=(1, 100, 13)) -> None:
+    def __init__(self, num_classes: int = 4, channels: int = 48, blocks: int = 4, dropout: float = 0.2,
+                 widths: Sequence[int] | None = None, input_shape: Sequence[int] = (1, 100, 13)) -> None:
         super().__init__()
         self.check_args({"channels": channels, "blocks": blocks, "widths": widths})
         widths = [int(channels)] * (int(blocks) + 1) if widths is None else [int(w) for w in widths]
@@ -44,7 +47,7 @@ class DSCNN(KeywordModel):
         self.fc = FixedPointLinear(widths[-1], num_classes)
 
     @classmethod
-    def check_args(cls, args):
+    def check_args(cls, args: Mapping[str, Any]) -> None:
         for key, high in (("channels", MAX_WIDTH), ("blocks", MAX_BLOCKS)):
             value = args.get(key, 1)
             if not is_int(value) or not 1 <= value <= high:
@@ -56,7 +59,7 @@ class DSCNN(KeywordModel):
             raise ValueError(f"widths must be {n} positive integers (conv1 and each pointwise conv), "
                              f"found {widths!r}")
 
-    def describe(self):
+    def describe(self) -> Graph:
         blocks = [Block("conv1", self.conv1, relu=True, batchnorm=self.conv1_bn)]
         for i in range(1, self.n_blocks + 1):
             blocks.append(Block(f"dw{i}", getattr(self, f"dw{i}"), relu=True, batchnorm=getattr(self, f"dw{i}_bn")))

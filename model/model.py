@@ -1,4 +1,7 @@
 """The keyword-spotting network of the 5LIL0 lab, built from fixed-point-capable layers."""
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch.nn as nn
 
 from fixedpoint.graph import Block, Graph
@@ -15,7 +18,8 @@ class KeywordLeNet5Clone(KeywordModel):
     fc4 64->num_classes. 12,764 parameters and 170,864 MACs per 1x100x13 MFCC clip (fc3's inputs
     follow the input shape: 8 x 23 x 3 with 20 MFCCs)."""
 
-    def __init__(self, num_classes=4, dropout=0.5, widths=(8, 8, 64), input_shape=INPUT_SHAPE) -> None:
+    def __init__(self, num_classes: int = 4, dropout: float = 0.5, widths: Sequence[int] = (8, 8, 64),
+                 input_shape: Sequence[int] = INPUT_SHAPE) -> None:
         """``widths`` (conv1 filters, conv2 filters, fc3 neurons) differ from the default only for
         a compact model exported with pruned kernels physically removed."""
         super().__init__()
@@ -35,13 +39,13 @@ class KeywordLeNet5Clone(KeywordModel):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def check_args(cls, args):
+    def check_args(cls, args: Mapping[str, Any]) -> None:
         widths = args.get("widths", (8, 8, 64))
         if (not isinstance(widths, (list, tuple)) or len(widths) != 3
                 or not all(is_int(w) and w >= 1 for w in widths)):
             raise ValueError(f"widths must be three positive integers (conv1, conv2, fc3), found {widths!r}")
 
-    def describe(self):
+    def describe(self) -> Graph:
         return Graph(self.input_shape, (
             Block("conv1", self.conv1, relu=True, maxpool=2),
             Block("conv2", self.conv2, relu=True, maxpool=2),

@@ -20,7 +20,7 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest: a batch's activation tensors stay 
 _INT_MAX = 2**31 - 1  # mallopt takes a C int
 
 
-def reuse_freed_memory():
+def reuse_freed_memory() -> bool:
     """Ask glibc to serve blocks up to 32 MB from its heap and never shrink it. Returns whether it took."""
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):

@@ -12,6 +12,8 @@ permission) is a :class:`WriteError`: one line naming the path and what to do, a
 OSError, so a caller that can do without the file (the feature cache) goes on. A path that
 exists and is not a regular file (a FIFO, a device, a folder, a symbolic link) is never replaced.
 """
+from __future__ import annotations
+
 import errno
 import io
 import os
@@ -20,13 +22,18 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
 from utils import yaml_reader
 from utils.errors import WRITE_ERRORS, UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 _UMASK = os.umask(0)
@@ -42,12 +49,12 @@ class WriteError(UserError, OSError):
     """A write the file system refused, as one line naming the path and what to do; an OSError
     with the original errno too."""
 
-    def __init__(self, message, code) -> None:
+    def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.errno = code
 
 
-def write_failure(error, path):
+def write_failure(error: BaseException, path: str | os.PathLike) -> BaseException:
     """``error`` (an OSError of writing ``path``) as a WriteError when it is a refused write
     (WRITE_ERRORS), else ``error`` itself."""
     if isinstance(error, UserError) or not isinstance(error, OSError):
@@ -76,7 +83,7 @@ def check_replaceable(path: str | os.PathLike) -> None:
         raise UserError(f"{path} is {kind}, not a regular file, and is not replaced; choose another path")
 
 
-def make_folder(path):
+def make_folder(path: str | os.PathLike) -> Path:
     """``path`` and its parents as folders (existing ones kept); a refused write is a WriteError,
     an existing non-folder a UserError."""
     path = Path(path)
@@ -89,12 +96,12 @@ def make_folder(path):
     return path
 
 
-def temp_prefix(path) -> str:
+def temp_prefix(path: str | os.PathLike) -> str:
     """The name prefix of our temporary siblings of ``path`` (carries this process's id)."""
     return f".{Path(path).name}.{os.getpid()}."
 
 
-def writer_alive(pid) -> bool:
+def writer_alive(pid: int) -> bool:
     """False only when no process ``pid`` exists (a pid of another user counts as alive)."""
     if pid == os.getpid():
         return True
@@ -107,7 +114,7 @@ def writer_alive(pid) -> bool:
     return True
 
 
-def remove_stale(folder, now=None):
+def remove_stale(folder: str | os.PathLike, now: float | None = None) -> list[str]:
     """Remove our temporary files and folders in ``folder`` left by killed writers: those whose
     pid is not running, or older than STALE_SECONDS. Returns the names removed."""
     folder = Path(folder)
@@ -139,7 +146,7 @@ def remove_stale(folder, now=None):
     return removed
 
 
-def clean_once(folder) -> None:
+def clean_once(folder: str | os.PathLike) -> None:
     """remove_stale(folder) the first time this process writes there."""
     key = os.path.abspath(folder)
     if key not in _cleaned:
@@ -148,7 +155,7 @@ def clean_once(folder) -> None:
 
 
 @contextmanager
-def atomic_open(path, mode="w", **kwargs):
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
     path = Path(path)
     check_replaceable(path)
@@ -195,7 +202,7 @@ def torch_save(obj: object, path: str | os.PathLike) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def write_together(contents) -> None:
+def write_together(contents: Mapping[str | os.PathLike, bytes]) -> None:
     """Files that belong together ({path: bytes}, e.g. a YAML report and its PNG): every one is
     written to its temporary file and synced first, and only then are they renamed into place, so
     a refused write (a full disk) or an interruption while writing replaces none of them."""
@@ -212,19 +219,19 @@ def yaml_bytes(data: object) -> bytes:
     return yaml_reader.dumps(data).encode("utf-8")
 
 
-def figure_png(fig):
+def figure_png(fig: Figure) -> bytes:
     """A matplotlib figure as PNG bytes (the resolution every saved figure uses)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
 
 
-def save_figure(fig: object, path: str | os.PathLike) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Save a matplotlib figure as PNG atomically."""
     write_bytes(path, figure_png(fig))
 
 
-def read_yaml(path, what="YAML file"):
+def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> dict[str, Any]:
     """A YAML mapping read with :mod:`utils.yaml_reader` (safe, no aliases, no duplicate keys,
     depth- and size-limited); a missing, unreadable, oversized or malformed file is a UserError."""
     path = Path(path)

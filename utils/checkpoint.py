@@ -9,12 +9,16 @@ a CRC check of the zip. A checkpoint may come from someone else, so ``load_check
 every value before use (``utils/checkpoint_checks.py``: the domain's types and ranges) and
 confines the paths in its config (``utils/confinement.py``).
 """
+from __future__ import annotations
+
 import os
 import pickle
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,29 +59,29 @@ class Checkpoint:
     # not in the file: the solutions a restored model runs under (app.restore.restore_model)
     applied: dict = field(default=None, repr=False, metadata={"stored": False})
 
-    def names(self, keywords=()):
+    def names(self, keywords: Iterable[str] = ()) -> tuple[str, ...]:
         """The name of every class by index: the stored list, else 'unknown' and the keywords (the
         checkpoint's, else ``keywords``)."""
         if self.class_names:
             return tuple(self.class_names)
         return ("unknown",) + tuple(self.keywords or keywords)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stored", True)
                 and (f.name in REQUIRED or getattr(self, f.name) is not None)}
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any]) -> Checkpoint:
         """The stored fields of ``values`` this layout knows (others are dropped)."""
         known = {f.name for f in fields(cls) if f.metadata.get("stored", True)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: "Checkpoint") -> None:
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     atomic.torch_save(checkpoint.to_dict(), path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> "Checkpoint":
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint file as a ``Checkpoint``; anything else is a one-line UserError."""
     path = Path(path)
     if not path.is_file():

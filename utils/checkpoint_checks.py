@@ -8,6 +8,9 @@ shared with the config schema (``check_features``, ``FEATURE_RANGES``) and the a
 (``MAX_WIDTH``, ``MAX_CLASSES``).
 """
 import math
+import os
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -37,7 +40,7 @@ def _check_arch_args(args, where):
         raise UserError(f"{where}: arch_args must be a mapping, found {type(args).__name__}")
 
 
-def check_features(features, where):
+def check_features(features: Mapping[str, Any], where: str) -> int:
     """The ranges and the consistency of MFCC settings, a checkpoint's or a config's (one rule for
     the writer and every reader); returns n_mfcc."""
     return _check_features(features, where)
@@ -99,7 +102,7 @@ def _check_normalization(norm, n_mfcc, where):
         raise UserError(f"{where}: normalization.std must be above 0")
 
 
-def validate_checkpoint(ckpt, path):
+def validate_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Types and ranges of everything later code reads from a checkpoint; a one-line UserError
     naming the field otherwise."""
     where = f"checkpoint {path}"

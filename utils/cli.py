@@ -1,5 +1,6 @@
 """The scripts' argument parser (app/cli.py builds their shared options with it)."""
 import argparse
+from typing import NoReturn
 
 from utils.errors import UserError
 
@@ -9,5 +10,5 @@ class ArgumentParser(argparse.ArgumentParser):
     argument) are bad input like any other: one ``error:`` line and exit status 1, where argparse
     prints its usage and exits 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see {self.prog} --help)")

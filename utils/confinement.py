@@ -5,13 +5,15 @@ download to; ``confine_paths`` keeps those inside the project unless the checkpo
 by a run of this tree. Apart from the file format (``utils/checkpoint.py``) because it is a rule
 about the file system, not about what a checkpoint holds.
 """
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def safe_name(name):
+def safe_name(name: object) -> str:
     """A run name usable as one folder name: anything but letters, digits, '.', '_' and '-'
     becomes '_', and no leading dot (so never '..')."""
     cleaned = SAFE_NAME.sub("_", str(name)).lstrip(".")
@@ -26,7 +28,7 @@ def _inside(path, folder) -> bool:
         return False
 
 
-def confine_paths(config, path) -> None:
+def confine_paths(config: dict[str, Any], path: str | os.PathLike) -> None:
     """Where a checkpoint's config may make us write. A checkpoint that lies in the
     ``<save_dir>/models/`` its config names was written by a run of this tree, and its paths are
     kept; any other (received) checkpoint writes its runs under ``saved/`` and its feature cache

@@ -2,8 +2,13 @@
 import errno
 import functools
 import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from utils import interrupt
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 MAX_MESSAGE = 2000   # characters of an error message printed (a forged file can make one huge)
@@ -19,7 +24,7 @@ WRITE_ERRORS = {
 }
 
 
-def one_line(text, limit=MAX_MESSAGE):
+def one_line(text: object, limit: int = MAX_MESSAGE) -> str:
     """``text`` on one printable line: newlines, terminal escapes and other control characters
     (from a file name, a key, a checkpoint's keyword) shown as backslash escapes, then bounded."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
@@ -32,14 +37,14 @@ class UserError(Exception):
     what was wrong and what to do; no traceback is shown. The message is kept to one printable
     line (:func:`one_line`) whatever names it quotes."""
 
-    def __init__(self, message="") -> None:
+    def __init__(self, message: object = "") -> None:
         super().__init__(one_line(message))
 
 
-def exit_on_user_error(main):
+def exit_on_user_error(main: Callable[_P, _R]) -> Callable[_P, _R]:
     """Decorator for a script's main(): a UserError becomes ``error: <message>`` and exit status 1."""
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         interrupt.during_main()
         try:
             return main(*args, **kwargs)

@@ -4,6 +4,8 @@ Drawn with Pillow (already installed with matplotlib), imported when the figure 
 matplotlib's import and renderer cost more than the whole evaluation of a test split, and a grid
 of coloured cells with counts needs neither."""
 import io
+from collections.abc import Mapping
+from typing import Any
 
 CELL, MARGIN_LEFT, MARGIN_TOP, MARGIN_BOTTOM = 64, 90, 40, 46
 
@@ -15,7 +17,7 @@ def _colour(share):
     return tuple(round(a + (b - a) * share) for a, b in zip(light, dark))
 
 
-def confusion_png(result, n_classes):
+def confusion_png(result: Mapping[str, Any], n_classes: int) -> bytes:
     """PNG bytes: the confusion matrix of ``result`` (targets, predictions, class_names, top1,
     balanced_accuracy), cells shaded by the share of their row, the count in each cell."""
     from PIL import Image, ImageDraw, ImageFont

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed, deterministic=True) -> None:
+def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -19,7 +19,7 @@ def seed_everything(seed, deterministic=True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def prepare_device(n_gpu_use):
+def prepare_device(n_gpu_use: int) -> tuple[torch.device, list[int]]:
     """The device to train on: CUDA when asked for and present, else the CPU."""
     n_gpu = torch.cuda.device_count()
     if n_gpu_use > 0 and n_gpu == 0:

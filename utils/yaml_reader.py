@@ -14,6 +14,8 @@ with the line it is on:
   and no value here needs more than 20);
 - text over MAX_BYTES (our largest file, a quantization.yml, is a few KB).
 """
+from typing import Any
+
 import yaml
 
 MAX_BYTES = 1 << 20
@@ -34,11 +36,11 @@ def _where(node_or_event):
 class SafeLoader(yaml.SafeLoader):
     """yaml.SafeLoader without merge keys and duplicate keys, depth- and expansion-limited."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
         self._depth += 1
         if self._depth > MAX_DEPTH:
@@ -48,13 +50,13 @@ class SafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def get_single_node(self):
+    def get_single_node(self) -> yaml.Node | None:
         node = super().get_single_node()
         if node is not None:
             _expanded(node, {}, set())
         return node
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen = set()
             for key_node, _ in node.value:
@@ -109,7 +111,7 @@ def _construct_int(loader, node):
 SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-def loads(text):
+def loads(text: str | bytes) -> Any:
     """The value of the YAML ``text`` (str or bytes); a ``yaml.YAMLError`` when it is malformed
     or of a refused shape."""
     if len(text) > MAX_BYTES:
@@ -117,7 +119,7 @@ def loads(text):
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 (SafeLoader subclass)
 
 
-def first_line(error):
+def first_line(error: BaseException) -> str:
     """The first line of a YAML error, for a one-line message."""
     text = str(error)
     return text.splitlines()[0] if text else type(error).__name__
@@ -126,11 +128,11 @@ def first_line(error):
 class _Dumper(yaml.SafeDumper):
     """yaml.SafeDumper that writes a shared object out again instead of as an alias."""
 
-    def ignore_aliases(self, data) -> bool:
+    def ignore_aliases(self, data: object) -> bool:
         return True
 
 
-def dumps(data, **options):
+def dumps(data: object, **options: Any) -> str:
     """``data`` as YAML text without anchors or aliases (block style, keys in their order)."""
     options = {"sort_keys": False, "default_flow_style": None, **options}
     return yaml.dump(data, Dumper=_Dumper, **options)

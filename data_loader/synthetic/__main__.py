@@ -1,13 +1,14 @@
 """``python3 -m data_loader.synthetic``: write the synthetic keyword corpus."""
 import argparse
 import time
+from collections.abc import Sequence
 
 from data_loader.synthetic.corpus import generate_corpus, summary_line
 from utils.errors import UserError, exit_on_user_error
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the synthetic keyword corpus (not real speech) "
                                                  "in Speech Commands layout.")
     parser.add_argument("--out", default="data/synthetic_kws", help="corpus folder (default %(default)s)")

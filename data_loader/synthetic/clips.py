@@ -1,7 +1,10 @@
 """One finished clip (speech, channel, loudness, noise) and its WAV file, also in worker
 processes; each clip's random stream comes from ``(seed, clip index)`` alone."""
 import io
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -10,14 +13,14 @@ from data_loader.synthetic.lexicon import WORDS
 from data_loader.synthetic.speech import channel, synthesize_speech
 
 
-def write_wav(path, samples, sr) -> None:
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sr: int) -> None:
     """16-bit PCM WAV. Through memory: soundfile's close() would fsync every single file."""
     buf = io.BytesIO()
     sf.write(buf, samples, sr, subtype="PCM_16", format="WAV")
     Path(path).write_bytes(buf.getvalue())
 
 
-def to_int16(x, peak=0.5):
+def to_int16(x: np.ndarray, peak: float = 0.5) -> np.ndarray:
     """Scale unit-RMS floats so the peak is ``peak`` of full scale, as int16."""
     x = x * (peak / (np.max(np.abs(x)) + 1e-12))
     return np.round(x * 32767).astype(np.int16)
@@ -26,11 +29,12 @@ def to_int16(x, peak=0.5):
 WORKER = {}
 
 
-def init_worker(out_dir, sr, noises) -> None:
+def init_worker(out_dir: str | os.PathLike, sr: int, noises: Sequence[np.ndarray]) -> None:
     WORKER.update(out_dir=Path(out_dir), sr=sr, noises=noises)
 
 
-def render_clip(word, speaker, rng, sr, noises):
+def render_clip(word: str, speaker: Mapping[str, Any], rng: np.random.Generator, sr: int,
+                noises: Sequence[np.ndarray]) -> np.ndarray:
     """One finished clip (int16, ``sr`` samples): speech, channel, loudness and noise."""
     n = sr
     phones = WORDS[word].split()
@@ -52,7 +56,7 @@ def render_clip(word, speaker, rng, sr, noises):
     return np.round(mix * 32767).astype(np.int16)
 
 
-def render_task(task):
+def render_task(task: tuple[int, str, str, Mapping[str, Any], int]) -> str:
     index, word, rel, speaker, seed = task
     w = WORKER
     rng = np.random.default_rng([seed, 2, index])

@@ -6,7 +6,9 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -37,7 +39,7 @@ def _largest_remainder(total, weights):
     return counts
 
 
-def plan_corpus(n_clips, seed, keyword_fraction):
+def plan_corpus(n_clips: int, seed: int, keyword_fraction: float) -> list[tuple[int, str, str, dict[str, Any], str, str]]:
     """Which word each clip says, by which speaker, in which split: a list of (index, word,
     relative path, speaker params, split, speaker id). A pure function of its arguments."""
     rng = np.random.default_rng([seed, 0])
@@ -130,8 +132,9 @@ def _check_args(n_clips, seed, sample_rate, keyword_fraction):
         raise UserError(f"keyword fraction must be between 0 and 1 (exclusive), got {keyword_fraction!r}")
 
 
-def generate_corpus(root, n_clips=4000, seed=0, sample_rate=16000, keyword_fraction=0.3,
-                    progress=True, *, workers=None):
+def generate_corpus(root: str | os.PathLike, n_clips: int = 4000, seed: int = 0, sample_rate: int = 16000,
+                    keyword_fraction: float = 0.3, progress: bool = True, *,
+                    workers: int | None = None) -> dict[str, Any]:
     """Write a synthetic corpus at ``root`` (or reuse a complete one); return its summary.
 
     ``workers``: processes to use (default: 2, or 1 for small corpora); the output does not
@@ -226,7 +229,7 @@ def _reuse(root, params):
     return {"root": str(root), "reused": True, **old, **marker["summary"]}
 
 
-def summary_line(summary) -> str:
+def summary_line(summary: Mapping[str, Any]) -> str:
     s = summary["splits"]
     kw = ", ".join(f"{w} {c}" for w, c in summary["keywords"].items())
     verb = "reused" if summary.get("reused") else "wrote"

@@ -69,7 +69,7 @@ NOISE_FILES = (  # name, seconds
 )
 
 
-def make_noise(name, seconds, rng, sr):
+def make_noise(name: str, seconds: float, rng: np.random.Generator, sr: int) -> np.ndarray:
     """One background-noise recording as unit-RMS floats."""
     n = int(seconds * sr)
     if name == "white_noise":

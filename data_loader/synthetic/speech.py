@@ -3,6 +3,8 @@ Klatt synthesiser: glottal pulses through time-varying formant resonators for vo
 band-limited noise for fricatives, closure + burst + aspiration for plosives; then the
 speaker's microphone and an optional room."""
 import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -75,12 +77,12 @@ def _filter_blocks(sos, x, block):
 
 
 @functools.lru_cache(maxsize=4096)
-def butter(order, cutoff, btype, sr):
+def butter(order: int, cutoff: float | tuple[float, float], btype: str, sr: float) -> np.ndarray:
     """Cached Butterworth design; cut-offs are rounded by the callers so the cache hits."""
     return signal.butter(order, cutoff, btype=btype, fs=sr, output="sos")
 
 
-def smooth(x, width):
+def smooth(x: np.ndarray, width: float) -> np.ndarray:
     """Triangular moving average over about ``width`` samples (two box filters), same length."""
     half = max(1, int(width) // 4)
     for _ in range(2):
@@ -89,7 +91,7 @@ def smooth(x, width):
     return x
 
 
-def bandnoise(rng, n, lo, hi, sr):
+def bandnoise(rng: np.random.Generator, n: int, lo: float, hi: float, sr: float) -> np.ndarray:
     hi = round(min(hi, 0.47 * sr), -1)
     lo = round(min(lo, 0.6 * hi), -1)
     sos = butter(2, (lo, hi), "bandpass", sr)
@@ -97,7 +99,8 @@ def bandnoise(rng, n, lo, hi, sr):
     return x / (np.std(x) + 1e-12)
 
 
-def synthesize_speech(phones, speaker, rng, sr, n_samples, onset):
+def synthesize_speech(phones: Sequence[str], speaker: Mapping[str, Any], rng: np.random.Generator, sr: int,
+                      n_samples: int, onset: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Clean speech of one phoneme string starting at sample ``onset``, in a buffer of
     ``n_samples``; returns (wave, (start, end)) with wave scaled to RMS 1 over the word."""
     segs = _segments(phones, speaker, rng, sr)
@@ -242,7 +245,7 @@ def synthesize_speech(phones, speaker, rng, sr, n_samples, onset):
     return out, (onset, end)
 
 
-def channel(x, speaker, rng, sr):
+def channel(x: np.ndarray, speaker: Mapping[str, Any], rng: np.random.Generator, sr: int) -> np.ndarray:
     """Microphone (high-pass, low-pass) and, for some clips, a small room."""
     x = signal.sosfilt(butter(2, round(speaker["highpass"]), "highpass", sr), x)
     x = signal.sosfilt(butter(2, round(min(speaker["lowpass"], 0.45 * sr)), "lowpass", sr), x)

@@ -1,11 +1,13 @@
 """Synthetic speakers: one draw per speaker of pitch, tract length, rate, voice quality,
 accent and microphone band, so clips of one speaker share a voice and splits can be speaker-disjoint."""
+from typing import Any
+
 import numpy as np
 
 from data_loader.synthetic.lexicon import DIPHTHONG, PHONEMES, VOWEL
 
 
-def draw_speaker(rng):
+def draw_speaker(rng: np.random.Generator) -> dict[str, Any]:
     """Parameters of one speaker: voice type sets pitch and tract length together."""
     kind = rng.choice(3, p=[0.45, 0.45, 0.10])  # adult male, adult female, child
     f0 = [rng.uniform(85, 150), rng.uniform(160, 250), rng.uniform(230, 330)][kind]
