@@ -1,12 +1,13 @@
 """Deployment bundle: compact checkpoint, ONNX, and with -q integer C code plus test vectors."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
 from app.cli import entry, script_parser
 from app.export_bundle import export_bundle, format_summary
 from deploy.firmware import HOST, TARGETS
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     parser = script_parser("Export a (pruned, quantized) keyword spotter for deployment", required=("resume", "output"),
                            resume="checkpoint to export (model_best.pth)",
                            quantization="quantization.yml: also write integer C code and test vectors",
@@ -20,7 +21,7 @@ def parser():
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     print(f"Loading checkpoint: {args.resume} ...")
     summary = export_bundle(args.resume, args.output, args.quantization, args.pruning,
                             use_stored=not args.no_stored, target=args.target)

@@ -5,23 +5,43 @@ named by ``config['arch']['type']`` with ``config['arch']['args']``; a run write
 ``saved/models/<name>/<MMDD_HHMMSS>/`` and its log and tensorboard events to
 ``saved/log/<name>/<MMDD_HHMMSS>/``. With ``-r`` the config comes from the checkpoint itself.
 """
+from __future__ import annotations
+
+import argparse
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import reduce
 from operator import getitem
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from configuration.schema import parse_trainer_config, validate_config
 from logger import setup_logging
 from utils import atomic
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from trainer.distributed import DistributedContext
+
 
 MAX_RUNS_PER_SECOND = 1000   # run ids <id>, <id>_2 .. tried before giving up (never a loop without end)
+
+
+class ConfigOption(Protocol):
+    """A command-line option that sets one config key (train.py's CustomArgs): its flags and the
+    ``;``-separated key path it sets."""
+
+    @property
+    def flags(self) -> Sequence[str]: ...
+
+    @property
+    def target(self) -> str: ...
 
 
 def _check_save_dir(save_dir):
@@ -36,7 +56,9 @@ def _check_save_dir(save_dir):
 
 
 class ConfigParser:
-    def __init__(self, config, resume=None, modification=None, run_id=None, make_dirs=True, distributed=None) -> None:
+    def __init__(self, config: dict, resume: Path | None = None, modification: dict[str, Any] | None = None,
+                 run_id: str | None = None, make_dirs: bool = True,
+                 distributed: DistributedContext | None = None) -> None:
         # Checked before anything is written: a bad config creates no run folder.
         self._config = validate_config(_update_config(config, modification))
         self.resume = resume
@@ -71,8 +93,10 @@ class ConfigParser:
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
     @classmethod
-    def from_args(cls, args, options=(), config_from_checkpoint=None, make_dirs=True, distributed=None,
-                  transform=None):
+    def from_args(cls, args: argparse.Namespace, options: Iterable[ConfigOption] = (),
+                  config_from_checkpoint: dict | None = None, make_dirs: bool = True,
+                  distributed: DistributedContext | None = None,
+                  transform: Callable[[dict], dict] | None = None) -> ConfigParser:
         """Build from parsed arguments: ``-c`` a config file, ``-r`` a checkpoint (whose stored
         config is used unless ``-c`` is given too), ``-d`` CUDA devices, and custom ``options``
         (CustomArgs with flags and a key path ``target`` into the config). ``distributed``: the
@@ -95,7 +119,7 @@ class ConfigParser:
         modification = {opt.target: getattr(args, _get_opt_name(opt.flags)) for opt in options}
         return cls(config, resume, modification, make_dirs=make_dirs, distributed=distributed)
 
-    def init_obj(self, name, module, *args, **kwargs):
+    def init_obj(self, name: str, module: ModuleType, *args: Any, **kwargs: Any) -> Any:
         """``module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)``."""
         entry = self[name]
         module_name = entry["type"]
@@ -110,22 +134,22 @@ class ConfigParser:
         except TypeError as e:
             raise UserError(f"config {name}.args do not fit {module_name}: {e}") from None
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Any:
         try:
             return self._config[name]
         except KeyError:
             raise UserError(f"config lacks the key '{name}'; start from config_lenet5_keywords.yml") from None
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         return self._config.get(name, default)
 
-    def get_logger(self, name, verbosity=2):
+    def get_logger(self, name: str, verbosity: int = 2) -> logging.Logger:
         logger = logging.getLogger(name)
         logger.setLevel(self.log_levels.get(verbosity, logging.DEBUG))
         return logger
 
     @contextmanager
-    def discard_on_failure(self):
+    def discard_on_failure(self) -> Iterator[None]:
         """A run that fails before it saved anything (bad data, NaN loss, Ctrl-C) leaves no run
         folder holding only config.yml, nor its log folder. (One killed with SIGKILL leaves its
         marker, and the next run of the same name removes it: remove_killed_runs.)"""
@@ -140,19 +164,19 @@ class ConfigParser:
                 self._marker.unlink(missing_ok=True)
 
     @property
-    def config(self):
+    def config(self) -> dict:
         return self._config
 
     @property
-    def save_dir(self):
+    def save_dir(self) -> Path:
         return self._save_dir
 
     @property
-    def log_dir(self):
+    def log_dir(self) -> Path:
         return self._log_dir
 
 
-def create_run_dirs(save_dir, name, run_id):
+def create_run_dirs(save_dir: Path, name: str, run_id: str) -> str:
     """Create ``models/<name>/<run_id>`` and ``log/<name>/<run_id>`` exclusively (os.mkdir, never
     exist_ok), so two runs started in the same second get two folders: the second becomes
     ``<run_id>_2`` (then ``_3``, ...). Returns the run id that was claimed."""
@@ -185,7 +209,7 @@ def _marker(save_dir, name, run_id, pid):
     return save_dir / "models" / name / f".{run_id}.{pid}.running"
 
 
-def remove_killed_runs(save_dir, name) -> None:
+def remove_killed_runs(save_dir: Path, name: str) -> None:
     """Runs of ``name`` whose process died without cleaning up (SIGKILL, power loss): their run
     folder goes if it holds only config.yml (with its log folder), and their marker goes."""
     folder = save_dir / "models" / name
@@ -199,7 +223,8 @@ def remove_killed_runs(save_dir, name) -> None:
         marker.unlink(missing_ok=True)
 
 
-def discard_empty_run(save_dir, log_dir) -> None:
+def discard_empty_run(save_dir: Path, log_dir: Path) -> None:
+
     """Remove a run folder that holds nothing but config.yml, and its log folder."""
     if not save_dir.is_dir() or any(p.name != "config.yml" for p in save_dir.iterdir()):
         return

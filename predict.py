@@ -1,11 +1,12 @@
 """Classify WAV files: a clip gets its class probabilities, a longer recording keyword detections."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
 from app.cli import NO_STORED, entry, script_parser
 from app.detection import DetectorSettings, format_result, predict_files
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     defaults = DetectorSettings()
     stored = " (default: the checkpoint's calibrated one, else %g)"
     parser = script_parser("Spot keywords in WAV files (any sample rate and length)",
@@ -24,7 +25,7 @@ def parser():
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     flags = {"hop_ms": args.hop_ms, "smooth_ms": args.smooth_ms, "threshold": args.threshold,
              "refractory_ms": args.refractory_ms}
     classifier, settings, source, results = predict_files(args.resume, args.audio, args.quantization, args.pruning,

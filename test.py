@@ -1,13 +1,14 @@
 """Evaluate a checkpoint on the test split: confusion matrix, per-sample metrics, per-class scores."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
 from app.cli import CPU_DEVICE, NO_STORED, entry, script_parser
 from app.stream_test import format_stream_report, run_stream_test, save_stream_report
 from app.testing import format_report, report_folder, run_test, save_report
 from app.workflow import next_after_evaluation
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     parser = script_parser("Test a trained keyword spotter", resume="checkpoint to test (model_best.pth)",
                            quantization="quantization.yml to apply", pruning="pruning.yml to apply",
                            no_stored=NO_STORED, device=CPU_DEVICE)
@@ -36,7 +37,7 @@ def parser():
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     if args.output is not None:
         report_folder(args.output)   # before any work
     if args.stream is not None:
@@ -56,7 +57,7 @@ def run(args):
     print(next_after_evaluation(args.resume, args.quantization, args.pruning))
 
 
-def stream_main(args):
+def stream_main(args: argparse.Namespace) -> None:
     print(f"Loading checkpoint: {args.resume} ...")
     result = run_stream_test(args.resume, args.quantization, args.pruning, not args.no_stored,
                              recording=args.stream or None, labels=args.labels, data_dir=args.data_dir,

@@ -2,6 +2,7 @@
 Under ``torchrun --nproc_per_node=N train.py ...`` the N processes train data-parallel."""
 import utils.start_up  # noqa: F401  (before the slow imports: Ctrl-C at start-up is one line, exit 130)
 import utils.stdlib_profile  # noqa: F401  (first: keeps our profile.py from shadowing the stdlib's)
+import argparse
 from app.cli import entry, script_parser
 import collections
 import contextlib
@@ -23,7 +24,7 @@ OPTIONS = [
 ]
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     parser = script_parser("Train a keyword spotter (the architecture the config names), resume a run "
                            "(-r), or finetune a quantized/pruned model (-r CKPT -q/-p YML)", required=(),
                            config="config file (YAML)", resume="checkpoint to resume or finetune",
@@ -42,7 +43,7 @@ def parser():
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     transform = None
     if checkpoint is not None and (args.quantization or args.pruning):

@@ -8,6 +8,11 @@ meeting ``detector.target_false_alarms_per_hour``, and of the spans the one with
 misses (ties: the shorter span). It is written into model_best.pth, where test.py, predict.py
 and export.py read it. The test split is never used for it.
 """
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
 from app.detection import DetectorSettings, KeywordClassifier
 from app.stream_test import frame_scan, split_stream
 from data_loader.corpus import SILENCE
@@ -15,7 +20,12 @@ from data_loader.stream import render_blocks
 from model.stream_metric import THRESHOLDS, operating_point, sweep
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
-def calibrate(checkpoint, settings, data_dir=None):
+if TYPE_CHECKING:
+    from configuration.schema import DetectorConfig
+
+
+def calibrate(checkpoint: str | os.PathLike, settings: DetectorConfig,
+              data_dir: str | os.PathLike | None = None) -> dict[str, float | int | bool]:
     """The detector mapping for ``checkpoint`` (its stored solutions applied) from ``settings``
     (a configuration.schema.DetectorConfig)."""
     classifier = KeywordClassifier.from_checkpoint(checkpoint)
@@ -42,7 +52,7 @@ def calibrate(checkpoint, settings, data_dir=None):
             "seed": int(settings.seed)}
 
 
-def describe(detector):
+def describe(detector: dict) -> str:
     met = "" if detector["met"] else f" (target {detector['target_false_alarms_per_hour']:g}/h not met)"
     line = (f"operating point: threshold {detector['threshold']:g}, smoothing {detector['smooth_ms']:g} ms; "
             f"validation stream ({detector['stream_hours']:.2f} h, {detector['validation_keywords']} keywords): "
@@ -51,7 +61,7 @@ def describe(detector):
     return line
 
 
-def deaf_warning(detector):
+def deaf_warning(detector: dict) -> str | None:
     """The warning for an operating point that finds no validation keyword (None otherwise)."""
     if detector["validation_miss_rate"] < 1.0:
         return None
@@ -60,7 +70,9 @@ def deaf_warning(detector):
             "predict.py --threshold) if you need detections")
 
 
-def calibrate_checkpoint(path, settings, data_dir=None):
+def calibrate_checkpoint(path: str | os.PathLike, settings: DetectorConfig,
+                         data_dir: str | os.PathLike | None = None) -> dict[str, float | int | bool]:
+
     """Calibrate ``path`` and write the operating point into it (atomically); returns it."""
     detector = calibrate(path, settings, data_dir)
     ckpt = load_checkpoint(path)

@@ -8,7 +8,7 @@ line and exit status 1.
 """
 import argparse
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from utils.allocator import reuse_freed_memory
 from utils.cli import ArgumentParser
@@ -42,7 +42,8 @@ def entry(parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse
     """A script's ``main()``: parse the command line with ``parser()`` and call ``run(args)``, with
     the scripts' one error handling (exit_on_user_error)."""
     @exit_on_user_error
-    def main():
+    def main() -> object:
+
         reuse_freed_memory()
         args = parser().parse_args()
         if getattr(args, "device", None) is not None:   # before anything touches CUDA

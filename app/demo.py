@@ -3,10 +3,14 @@ scripts exactly as the README shows them, ending with one summary table.
 
 Each step is a subprocess of the real script, so the demo proves what a user would run.
 """
+from __future__ import annotations
+
+import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from optimization.quantization import GROUP_NAMES, GROUPS
@@ -17,7 +21,7 @@ CORPUS = "data/synthetic_kws"
 NAME = "demo_synthetic"
 
 
-def shown_python():
+def shown_python() -> str:
     """The interpreter as a user would type it from the project folder (``.venv/bin/python``)."""
     try:
         return str(Path(sys.executable).relative_to(ROOT))
@@ -25,7 +29,7 @@ def shown_python():
         return sys.executable
 
 
-def step(title, *args):
+def step(title: str, *args: str | os.PathLike) -> str:
     """Run one script, echo the command it really runs and its output, return its stdout."""
     cmd = [sys.executable, *map(str, args)]
     print(f"\n$ {shown_python()} {' '.join(map(str, args))}", flush=True)
@@ -38,13 +42,13 @@ def step(title, *args):
     return proc.stdout
 
 
-def newest_run(name):
+def newest_run(name: str) -> Path:
     runs = sorted((ROOT / "saved" / "models" / name).iterdir(), key=lambda p: p.name)
     return runs[-1]
 
 
-def parse_profile(text):
-    def grab(pattern, cast=float):
+def parse_profile(text: str) -> dict[str, float | int | None]:
+    def grab(pattern: str, cast: Callable[[str], float | int] = float) -> float | int | None:
         m = re.search(pattern, text, re.M)
         return cast(m.group(1)) if m else None
     return {"accuracy": grab(r"^Accuracy: ([\d.]+)%"), "balanced": grab(r"^Balanced accuracy: ([\d.]+)%"),
@@ -53,7 +57,7 @@ def parse_profile(text):
             "weights": grab(r"Weights: ([\d.]+) kB"), "activations": grab(r"Activations: ([\d.]+) kB")}
 
 
-def summary(rows):
+def summary(rows: Sequence[tuple[str, dict[str, float | int | None]]]) -> str:
     head = (f"{'model':<22}{'test top-1':>11}{'balanced':>10}{'false al.':>10}{'MACs':>10}{'params':>9}"
             f"{'weights':>11}{'activations':>13}")
     lines = [head, "-" * len(head)]
@@ -64,7 +68,8 @@ def summary(rows):
     return "\n".join(lines)
 
 
-def chosen_solution(quantization, pruning) -> str:
+def chosen_solution(quantization: str | os.PathLike, pruning: str | os.PathLike) -> str:
+
     """One line naming what the searches chose: the bitwidths and the pruning rate."""
     q = yaml_reader.loads(Path(quantization).read_text())["results"]
     p = yaml_reader.loads(Path(pruning).read_text())["results"]

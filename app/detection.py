@@ -18,8 +18,13 @@ resampled and scanned block by block (data_loader.audio.stream_wave), in batches
 WINDOW_BATCH windows as the whole-file scan makes them, so its posteriors are the same numbers and
 memory does not grow with its length (only the posteriors, 8 bytes per class and window, do).
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -35,10 +40,16 @@ from fixedpoint.graph import describe
 from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
 from utils.values import is_number
-from app.restore import normalization_of, restore_model
+from app.restore import SolutionSource, normalization_of, restore_model
 from model.detector import DetectorSettings, Detection, smooth_posteriors  # noqa: F401  (predict.py's API)
 from model.detector import find_detections as _find_detections
 from model.detector import POSTERIOR_FL, integer_detections, integer_posteriors
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from model.registry import KeywordModel
+    from utils.checkpoint import Checkpoint
 
 MAX_CLIP_RATIO = 1.2    # up to 1.2 s (for 1 s clips) is one clip, longer is scanned
 WINDOW_BATCH = 256      # windows per feature/model batch: bounds memory on long recordings
@@ -46,7 +57,13 @@ WHOLE_READ_CLIPS = 2.0  # recordings up to 2 clip lengths are read whole, longer
 INTEGER_BATCH = 256     # windows per integer front end step (about 10 MB of int64 spectra)
 
 
-def integer_engine(model, params):
+class AudioHeader(Protocol):
+    """What check_audio returns (soundfile's header of a file): its length and rate."""
+    frames: int
+    samplerate: int
+
+
+def integer_engine(model: KeywordModel, params: FeatureParams) -> IntegerModel | None:
     """The IntegerModel of a fully quantized ``model`` on the integer front end, else None: such a
     model is run as the exported C runs it (integer codes, scores and detector)."""
     if params.frontend != "integer":
@@ -63,7 +80,7 @@ class KeywordClassifier:
     the features are the integer MFCCs of the clips' 16-bit PCM (data_loader.integer_frontend), and
     a fully quantized model also runs as integers (``engine``): the device's numbers."""
 
-    def __init__(self, model, ckpt) -> None:
+    def __init__(self, model: KeywordModel, ckpt: Checkpoint) -> None:
         self.model = model.eval()
         self.ckpt = ckpt
         self.params = FeatureParams.from_dict(ckpt.features)
@@ -80,19 +97,20 @@ class KeywordClassifier:
                             f"{outputs} outputs; is it a checkpoint of train.py?")
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, quantization=None, pruning=None, use_stored=True):
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+                        pruning: SolutionSource | None = None, use_stored: bool = True) -> KeywordClassifier:
         model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
         return cls(model, ckpt)
 
     @property
-    def clip_samples(self):
+    def clip_samples(self) -> int:
         return self.params.clip_samples
 
     @property
-    def sample_rate(self):
+    def sample_rate(self) -> int:
         return self.params.sample_rate
 
-    def features(self, clips):
+    def features(self, clips: ArrayLike) -> torch.Tensor:
         """(N, clip_samples) float32 samples -> normalised MFCC (N, 1, frames, n_mfcc)."""
         if self.integer:
             return self.transform.normalised(torch.from_numpy(ife.clip_features(np.asarray(clips), self.params)))
@@ -101,7 +119,7 @@ class KeywordClassifier:
             return torch.cat([self.transform(self.mel(clips[i:i + WINDOW_BATCH]))
                               for i in range(0, len(clips), WINDOW_BATCH)])
 
-    def posteriors_of_mfcc(self, mfcc):
+    def posteriors_of_mfcc(self, mfcc: np.ndarray) -> np.ndarray:
         """Integer MFCCs (N, frames, n_mfcc) -> (N, classes) float64 probabilities: with ``engine``
         the integer detector's Q16 posteriors over 2^16 (model.detector), exact."""
         if self.engine is not None:
@@ -112,7 +130,7 @@ class KeywordClassifier:
         with torch.no_grad():
             return self.model(feats[:, None]).exp().double().numpy()
 
-    def probabilities(self, clips):
+    def probabilities(self, clips: np.ndarray) -> np.ndarray:
         """(N, clip_samples) samples -> (N, classes) class probabilities, batched."""
         if self.integer:
             mfcc = ife.integer_mfcc(ife.to_pcm(np.asarray(clips)), self.params)
@@ -124,7 +142,8 @@ class KeywordClassifier:
         return torch.cat(out).double().numpy()
 
 
-def stored_settings(ckpt, threshold=None, smooth_ms=None, hop_ms=None, refractory_ms=None):
+def stored_settings(ckpt: Checkpoint, threshold: float | None = None, smooth_ms: float | None = None,
+                    hop_ms: float | None = None, refractory_ms: float | None = None) -> tuple[DetectorSettings, str]:
     """(DetectorSettings, where its threshold came from): the checkpoint's calibrated operating
     point where it has one, the defaults otherwise; a flag given overrides either."""
     base = DetectorSettings()
@@ -148,7 +167,7 @@ def _user_error(e):
     return UserError(f"cannot read audio file {e}; give a WAV file (any sample rate)")
 
 
-def check_audio(path):
+def check_audio(path: str | os.PathLike) -> AudioHeader:
     """The header of ``path`` (exists, readable, plausible rate); a UserError otherwise."""
     path = Path(path)
     if not path.is_file():
@@ -159,7 +178,7 @@ def check_audio(path):
         raise _user_error(e) from None
 
 
-def load_audio(path, sample_rate):
+def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Mono samples at ``sample_rate``; a missing or unreadable file is a UserError."""
     check_audio(path)
     try:
@@ -168,11 +187,11 @@ def load_audio(path, sample_rate):
         raise _user_error(e) from None
 
 
-def is_single_clip(n_samples, clip_samples):
+def is_single_clip(n_samples: int, clip_samples: int) -> bool:
     return n_samples <= MAX_CLIP_RATIO * clip_samples
 
 
-def windows(wave, clip_samples, hop):
+def windows(wave: np.ndarray, clip_samples: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """(starts, (W, clip_samples) windows) covering ``wave``, the tail zero padded."""
     n_windows = 1 + max(0, -(-(len(wave) - clip_samples) // hop))
     padded = np.zeros((n_windows - 1) * hop + clip_samples, dtype=np.float32)
@@ -182,12 +201,14 @@ def windows(wave, clip_samples, hop):
     return starts, view
 
 
-def find_detections(posteriors, starts_s, settings, class_names):
+def find_detections(posteriors: np.ndarray, starts_s: np.ndarray, settings: DetectorSettings,
+                    class_names: Sequence[str]) -> list[Detection]:
     """model.detector.find_detections with the silence class never detected."""
     return _find_detections(posteriors, starts_s, settings, class_names, skip=(SILENCE,))
 
 
-def classifier_detections(classifier, posteriors, starts_s, settings):
+def classifier_detections(classifier: KeywordClassifier, posteriors: np.ndarray, starts_s: np.ndarray,
+                          settings: DetectorSettings) -> list[Detection]:
     """The detections of ``classifier``'s window posteriors: an integer model's in integers
     (model.detector.integer_detections, what the exported C stream gives), else find_detections."""
     if classifier.engine is not None:
@@ -211,7 +232,7 @@ class ScanResult:
     detections: list
 
 
-def classify(classifier, wave, settings):
+def classify(classifier: KeywordClassifier, wave: np.ndarray, settings: DetectorSettings) -> ClipResult | ScanResult:
     """A ClipResult for a clip, a ScanResult for a longer recording."""
     duration = len(wave) / classifier.sample_rate
     if is_single_clip(len(wave), classifier.clip_samples):
@@ -227,7 +248,8 @@ def classify(classifier, wave, settings):
                       find_detections(posteriors, starts_s, settings, classifier.class_names))
 
 
-def format_result(path, result, class_names, settings, source="the default"):
+def format_result(path: str | os.PathLike, result: ClipResult | ScanResult, class_names: Sequence[str],
+                  settings: DetectorSettings, source: str = "the default") -> str:
     if isinstance(result, ClipResult):
         probs = "  ".join(f"{name} {p:.3f}" for name, p in zip(class_names, result.probabilities))
         return (f"{path}: {result.duration_s:.2f} s clip -> {class_names[result.label]} "
@@ -242,7 +264,7 @@ def format_result(path, result, class_names, settings, source="the default"):
     return "\n".join([head] + rows)
 
 
-def scan_stream(classifier, blocks, settings):
+def scan_stream(classifier: KeywordClassifier, blocks: Iterable[np.ndarray], settings: DetectorSettings) -> ScanResult:
     """A ScanResult for a recording given as blocks of samples at the classifier's rate."""
     hop = settings.hop_samples(classifier.sample_rate)
     clip = classifier.clip_samples
@@ -250,7 +272,7 @@ def scan_stream(classifier, blocks, settings):
         np.lib.stride_tricks.sliding_window_view(samples, clip)[::hop]))
 
 
-def scan_integer(classifier, blocks, settings):
+def scan_integer(classifier: KeywordClassifier, blocks: Iterable[np.ndarray], settings: DetectorSettings) -> ScanResult:
     """scan_stream's result for an integer front end: every window's integer MFCCs (those of its
     16-bit PCM as a clip) computed frame by frame once (data_loader.integer_frontend.StreamFrames),
     in runs of INTEGER_BATCH windows, so memory does not grow with the recording."""
@@ -267,7 +289,7 @@ def _scan_result(classifier, blocks, settings, batch, posteriors_of):
                       classifier_detections(classifier, posteriors, starts_s, settings))
 
 
-def scan_frames(classifier, blocks, settings):
+def scan_frames(classifier: KeywordClassifier, blocks: Iterable[np.ndarray], settings: DetectorSettings) -> ScanResult:
     """scan_stream's result from features computed frame by frame once (data_loader.frame_features):
     the same windows and posteriors up to float rounding, several times faster; with the integer
     front end scan_integer's (exact)."""
@@ -281,7 +303,8 @@ def scan_frames(classifier, blocks, settings):
                       find_detections(posteriors, starts_s, settings, classifier.class_names))
 
 
-def classify_file(classifier, path, settings):
+def classify_file(classifier: KeywordClassifier, path: str | os.PathLike,
+                  settings: DetectorSettings) -> ClipResult | ScanResult:
     """classify() of a file: short ones are read whole, long ones streamed in blocks."""
     info = check_audio(path)
     if info.frames <= WHOLE_READ_CLIPS * classifier.clip_samples * info.samplerate / classifier.sample_rate:
@@ -292,7 +315,11 @@ def classify_file(classifier, path, settings):
         raise _user_error(e) from None
 
 
-def predict_files(checkpoint, audio_paths, quantization=None, pruning=None, flags=None, use_stored=True):
+def predict_files(checkpoint: str | os.PathLike, audio_paths: Sequence[str | os.PathLike],
+                  quantization: SolutionSource | None = None, pruning: SolutionSource | None = None,
+                  flags: Mapping[str, float | None] | None = None, use_stored: bool = True
+                  ) -> tuple[KeywordClassifier, DetectorSettings, str, list[tuple[str | os.PathLike, ClipResult | ScanResult]]]:
+
     """(classifier, settings, threshold source, [(path, result)]) for every file; the detector is
     the checkpoint's calibrated operating point unless ``flags`` (DetectorSettings field ->
     value or None) say otherwise. Every file's header is checked before any is classified, and

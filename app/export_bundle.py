@@ -19,9 +19,14 @@ Integer code and vectors that an earlier export into the same folder wrote (as i
 lists) are removed when this export does not rewrite them, so a folder never mixes a new model
 with stale C code or vectors. Nothing else is deleted: a quantization.yml there may be the user's.
 """
+from __future__ import annotations
+
 import copy
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +47,11 @@ from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from app.detection import stored_settings
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
+
+
+if TYPE_CHECKING:
+    from model.registry import KeywordModel
+    from utils.checkpoint import Checkpoint
 
 COMPACT = "model_compact.pth"
 ONNX = "model.onnx"
@@ -80,7 +90,7 @@ class ExportSummary:
     pcm_mismatches: int = None     # integer front end: clips whose PCM-computed input codes != the features'
 
 
-def compact_checkpoint(ckpt, compact, source):
+def compact_checkpoint(ckpt: Checkpoint, compact: KeywordModel, source: str | os.PathLike) -> Checkpoint:
     """The Checkpoint of ``compact``: the source's, with the compact weights and widths, and
     without optimizer, scheduler, monitor and RNG state (their shapes and meaning belong to the
     uncompacted training run) or the stored solutions (their kernel indices do not fit)."""
@@ -104,7 +114,7 @@ def _lines(rows):
     return "".join(" ".join(map(str, row)) + "\n" for row in rows)
 
 
-def quantization_given(inputs):
+def quantization_given(inputs: Sequence[str | os.PathLike | None]) -> bool:
     return bool(inputs[1]) and Path(inputs[1]).is_file()
 
 
@@ -140,8 +150,9 @@ def _previous_files(outdir):
     return [str(name) for name in files] if isinstance(files, list) else []
 
 
-def export_bundle(checkpoint, outdir, quantization=None, pruning=None, progress=True, use_stored=True,
-                  target=HOST):
+def export_bundle(checkpoint: str | os.PathLike, outdir: str | os.PathLike, quantization: str | os.PathLike | None = None,
+                  pruning: str | os.PathLike | None = None, progress: bool = True, use_stored: bool = True,
+                  target: str | None = HOST) -> ExportSummary:
     """Write the bundle into ``outdir`` and return an ExportSummary. Every input (checkpoint,
     solutions, full quantization of every layer) is validated before anything is written. The
     solutions a finetuned checkpoint carries are used where no file is given (``use_stored``).
@@ -232,7 +243,8 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir) -> No
     summary.flash_bytes, summary.ram_bytes = c_model_memory(engine)
 
 
-def format_summary(summary):
+def format_summary(summary: ExportSummary) -> str:
+
     lines = [f"Wrote {summary.outdir}: {', '.join(summary.files)}",
              f"Compact model: widths {tuple(summary.widths)}, {summary.macs:,} MACs, "
              f"{summary.parameters:,} parameters; max |log-prob| difference to the masked model "

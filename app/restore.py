@@ -5,7 +5,12 @@ normalisation statistics (never recomputed on the data being evaluated).
 A finetuned checkpoint carries the YAML text of the solutions it was trained under: its weights
 only make sense in that fixed-point, pruned form, so they are applied unless the caller gives
 other solution files or asks for the checkpoint alone (``use_stored=False``)."""
+from __future__ import annotations
+
 import copy
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -19,11 +24,22 @@ from utils import yaml_reader
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
+    from model.registry import KeywordModel
+    from utils.checkpoint import Checkpoint
+
+# a solution as a quantization.yml / pruning.yml path, or its content (a StoredSolution from a checkpoint)
+SolutionSource = str | os.PathLike | dict
+# what data_for_checkpoint builds (the lab's KeywordDataLoader gives either)
+CorpusData = module_data.SpeechCommandsDataLoader | module_data.PrecomputedDataLoader
+
 
 class StoredSolution(dict):
     """A solution's YAML content kept in a checkpoint; ``str()`` says where it came from."""
 
-    def __init__(self, data, label) -> None:
+    def __init__(self, data: dict, label: str) -> None:
         super().__init__(data)
         self.label = label
 
@@ -31,7 +47,8 @@ class StoredSolution(dict):
         return self.label
 
 
-def stored_solutions(ckpt, source="the checkpoint"):
+def stored_solutions(ckpt: Checkpoint, source: str = "the checkpoint") -> tuple[StoredSolution | None,
+                                                                                 StoredSolution | None]:
     """(quantization, pruning) solutions stored in a finetuned checkpoint (None where absent)."""
     stored = ckpt.solutions or {}
     out = []
@@ -52,8 +69,10 @@ def stored_solutions(ckpt, source="the checkpoint"):
     return tuple(out)
 
 
-def effective_solutions(ckpt, quantization=None, pruning=None, use_stored=True, source="the checkpoint",
-                        announce=print):
+def effective_solutions(ckpt: Checkpoint, quantization: SolutionSource | None = None,
+                        pruning: SolutionSource | None = None, use_stored: bool = True,
+                        source: str = "the checkpoint", announce: Callable[[str], object] | None = print
+                        ) -> tuple[SolutionSource | None, SolutionSource | None]:
     """The solutions to apply: the files given, else (with ``use_stored``) those the checkpoint
     carries, announced in one line so the user knows the fixed-point path is the one measured."""
     if not use_stored:
@@ -72,7 +91,9 @@ def effective_solutions(ckpt, quantization=None, pruning=None, use_stored=True, 
     return quantization, pruning
 
 
-def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=True, announce=print):
+def restore_model(checkpoint_path: str | os.PathLike, quantization: SolutionSource | None = None,
+                  pruning: SolutionSource | None = None, use_stored: bool = True,
+                  announce: Callable[[str], object] | None = print) -> tuple[KeywordModel, Checkpoint]:
     """(model in eval mode, checkpoint dict). ``quantization`` / ``pruning`` are yml paths or
     stored solutions; a finetuned checkpoint's stored solutions fill in those not given. The
     solutions applied are recorded in ``ckpt.applied``."""
@@ -87,7 +108,8 @@ def restore_model(checkpoint_path, quantization=None, pruning=None, use_stored=T
     return model, ckpt
 
 
-def apply_solutions(model, quantization=None, pruning=None) -> None:
+def apply_solutions(model: KeywordModel, quantization: SolutionSource | None = None,
+                    pruning: SolutionSource | None = None) -> None:
     """Apply the solutions (paths or stored mappings). With either, batch norm is folded into the
     convs first: a pruned kernel must output zero and a quantized conv feed its relu directly."""
     if quantization or pruning:
@@ -101,7 +123,8 @@ def apply_solutions(model, quantization=None, pruning=None) -> None:
 DATA_LOADERS = ("SpeechCommandsDataLoader", "KeywordDataLoader")  # what a checkpoint's config may name
 
 
-def data_for_checkpoint(ckpt, data_dir=None, progress=True):
+def data_for_checkpoint(ckpt: Checkpoint, data_dir: str | os.PathLike | None = None,
+                        progress: bool = True) -> CorpusData:
     """The checkpoint's data loader (optionally on another corpus) with its feature parameters."""
     if not isinstance(ckpt.config.get("data_loader"), dict):
         raise UserError("the checkpoint's config has no data_loader section, so its data cannot be found; "
@@ -131,11 +154,12 @@ def data_for_checkpoint(ckpt, data_dir=None, progress=True):
         raise UserError(f"the checkpoint's data_loader.args do not fit {cls.__name__}: {e}") from None
 
 
-def loss_of(ckpt):
+def loss_of(ckpt: Checkpoint) -> Callable[..., torch.Tensor]:
     """The loss the checkpoint's config names (the schema's default when it names none)."""
     return loss_by_name(ckpt.config.get("loss", DEFAULT_LOSS), "the checkpoint's loss")
 
 
-def normalization_of(ckpt):
+def normalization_of(ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor]:
+
     norm = ckpt.normalization
     return norm["mean"], norm["std"]

@@ -7,8 +7,13 @@ frame-wise features of data_loader.frame_features; the figures are the share of 
 against false alarms per hour of non-keyword audio, over a sweep of thresholds (a DET curve), and
 at the checkpoint's own operating point (the threshold calibrated after training, app.calibration).
 """
+from __future__ import annotations
+
 import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,25 +33,36 @@ from model.stream_metric import (RATE_FACTORS, THRESHOLDS, StreamScore, loudest_
 from utils import atomic
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from app.restore import SolutionSource
+    from data_loader.corpus import Corpus
+    from data_loader.features import FeatureParams
+    from data_loader.stream import StreamPlan
+    from model.detector import Detection, DetectorSettings
+    from model.registry import KeywordModel
+    from utils.checkpoint import Checkpoint
+
 MAX_HOURS = 100.0
 MAX_LABEL_LINES = 1_000_000
 LOUDEST_SHOWN = 5   # of them in the printed report
 LOUDEST = 10   # the false alarms with the highest scores, reported with the clip under them
 
 
-def check_target(target):
+def check_target(target: object) -> float:
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
         raise UserError(f"the target false-alarm rate must be a number above 0 per hour, got {target!r}")
     return float(target)
 
 
-def check_hours(hours):
+def check_hours(hours: object) -> float:
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and 0 < hours <= MAX_HOURS):
         raise UserError(f"the stream length must be above 0 and at most {MAX_HOURS:g} hours, got {hours!r}")
     return float(hours)
 
 
-def read_labels(path, keywords, duration_s):
+def read_labels(path: str | os.PathLike, keywords: Sequence[str], duration_s: float) -> tuple[tuple[float, str], ...]:
     """((start_s, word), ...) from a file of ``start_s word`` lines (blank lines and # comments
     skipped); a time outside the recording or a word that is not a keyword is a UserError."""
     path = Path(path)
@@ -81,14 +97,15 @@ def read_labels(path, keywords, duration_s):
     return tuple(sorted(labels))
 
 
-def frame_scan(classifier, blocks, settings):
+def frame_scan(classifier: KeywordClassifier, blocks: Iterable[np.ndarray],
+               settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray, float]:
     """(window starts in s, (W, classes) posteriors, seconds) of the classifier over sample blocks,
     features computed frame by frame once (predict.py's scan of a long recording)."""
     result = scan_frames(classifier, blocks, settings)
     return result.starts_s, result.posteriors, result.duration_s
 
 
-def checkpoint_corpus(ckpt, data_dir):
+def checkpoint_corpus(ckpt: Checkpoint, data_dir: str | os.PathLike | None) -> Corpus:
     """The corpus of audio clips the checkpoint was trained on (or ``data_dir``), to build streams from."""
     corpus = getattr(data_for_checkpoint(ckpt, data_dir, progress=False), "corpus", None)
     if corpus is None:
@@ -97,12 +114,15 @@ def checkpoint_corpus(ckpt, data_dir):
     return corpus
 
 
-def split_stream(classifier, ckpt, data_dir, split, hours, seed):
+def split_stream(classifier: KeywordClassifier, ckpt: Checkpoint, data_dir: str | os.PathLike | None, split: str,
+                 hours: float, seed: int) -> StreamPlan:
     """The StreamPlan of the stream built from ``split`` of the checkpoint's corpus."""
     return plan_stream(checkpoint_corpus(ckpt, data_dir), split, classifier.sample_rate, hours, seed)
 
 
-def evaluate(posteriors, starts_s, settings, class_names, labels, background_hours, target, detections=None):
+def evaluate(posteriors: np.ndarray, starts_s: np.ndarray, settings: DetectorSettings, class_names: Sequence[str],
+             labels: Sequence[tuple[float, str]], background_hours: float, target: float,
+             detections: list[Detection] | None = None) -> dict[str, Any]:
     """The sweep, the best threshold for ``target`` on this stream, and the figures at ``settings``
     (the checkpoint's own operating point): ``detections`` where given (the scan's own, which for
     an integer model are the integer detector's, app.detection.classifier_detections), else
@@ -127,8 +147,11 @@ def evaluate(posteriors, starts_s, settings, class_names, labels, background_hou
             "loudest": [{"time_s": round(d.start_s, 2), "word": d.name, "score": round(d.score, 4)} for d in loudest]}
 
 
-def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True, recording=None, labels=None,
-                    data_dir=None, split="test", hours=DEFAULT_HOURS, seed=0, threshold=None, target=None):
+def run_stream_test(checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+                    pruning: SolutionSource | None = None, use_stored: bool = True,
+                    recording: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+                    data_dir: str | os.PathLike | None = None, split: str = "test", hours: float = DEFAULT_HOURS,
+                    seed: int = 0, threshold: float | None = None, target: float | None = None) -> dict[str, Any]:
     """Everything test.py --stream reports, as a dict."""
     if recording is None and labels is not None:
         raise UserError("--labels goes with --stream REC.wav (a recording of your own)")
@@ -185,7 +208,7 @@ def run_stream_test(checkpoint, quantization=None, pruning=None, use_stored=True
 WHOLE_READ_S = 60.0   # a user's recording up to this long is read whole
 
 
-def format_stream_report(result):
+def format_stream_report(result: Mapping[str, Any]) -> str:
     own, best = result["own"], result["best"]
     lines = [result["described"], f"Detector: {tolerance_text()}; false alarms per hour of non-keyword audio "
                                   f"({result['background_hours']:.2f} h)",
@@ -210,7 +233,7 @@ def format_stream_report(result):
     return "\n".join(lines)
 
 
-def det_png(result):
+def det_png(result: Mapping[str, Any]) -> bytes:
     """PNG bytes: a DET curve (miss rate against false alarms per hour) with the operating point marked."""
     import matplotlib
     matplotlib.use("Agg")
@@ -234,7 +257,9 @@ def det_png(result):
     return png
 
 
-def save_stream_report(result, checkpoint, quantization=None, pruning=None, out_dir=None):
+def save_stream_report(result: Mapping[str, Any], checkpoint: str | os.PathLike,
+                       quantization: SolutionSource | None = None, pruning: SolutionSource | None = None,
+                       out_dir: str | os.PathLike | None = None) -> tuple[Path, str | None]:
     """<stem>-stream-<name>-<variant>.yml and its DET PNG beside the checkpoint (or in ``out_dir``;
     see app.testing.save_beside), both replaced together. Returns (YAML path, note)."""
     return save_beside(lambda folder: _write_stream_report(result, checkpoint, quantization, pruning, folder),
@@ -274,7 +299,9 @@ class StreamValidation:
     that share averaged over 1..50 times the target (model.stream_metric.recall_over_rates). The
     stream's features are computed once; each model costs one forward pass over its windows."""
 
-    def __init__(self, corpus, params, mean, std, class_names, settings, target, hours=DEFAULT_HOURS, seed=0) -> None:
+    def __init__(self, corpus: Corpus, params: FeatureParams, mean: ArrayLike, std: ArrayLike,
+                 class_names: Sequence[str], settings: DetectorSettings, target: float, hours: float = DEFAULT_HOURS,
+                 seed: int = 0) -> None:
         self.target, self.settings = float(target), settings
         plan = plan_stream(corpus, "validation", params.sample_rate, hours, seed)
         hop = settings.hop_samples(params.sample_rate)
@@ -282,7 +309,7 @@ class StreamValidation:
             frames = ife.StreamFrames(params, hop)
             mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
 
-            def window_features(samples, n):
+            def window_features(samples: np.ndarray, n: int) -> torch.Tensor:
                 mfcc = frames.window_mfcc(ife.to_pcm(samples), n) / float(1 << ife.MFCC_FL)
                 return torch.from_numpy(mfcc.astype(np.float32)).sub_(mean).div_(std).unsqueeze(1)
         else:
@@ -302,7 +329,7 @@ class StreamValidation:
                          f"times that rate")
 
     @classmethod
-    def of_checkpoint(cls, classifier, data_dir=None):
+    def of_checkpoint(cls, classifier: KeywordClassifier, data_dir: str | os.PathLike | None = None) -> StreamValidation:
         """The measures for a checkpoint's model: the hours and seed of its ``detector`` config,
         its target and calibrated smoothing."""
         ckpt = classifier.ckpt
@@ -313,7 +340,8 @@ class StreamValidation:
         return cls(checkpoint_corpus(ckpt, data_dir), classifier.params, classifier.transform.mean, classifier.transform.std,
                    classifier.class_names, settings, target, config.stream_hours, config.seed)
 
-    def __call__(self, model):
+    def __call__(self, model: KeywordModel) -> dict[str, float]:
+
         """{STREAM_METRIC: ..., STREAM_MEAN_METRIC: ...} of ``model``."""
         was_training = model.training
         model.eval()

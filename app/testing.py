@@ -1,8 +1,12 @@
 """What test.py does: evaluate a checkpoint (optionally quantized and/or pruned) on a test split
 and report the lab's confusion matrix, per-sample metrics and per-class recall and precision."""
+from __future__ import annotations
+
 import errno
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,12 +15,12 @@ from data_loader.data_loaders import InMemoryLoader
 from model.metric import false_alarm_counts, precisions, recalls, silence_class
 from trainer.evaluation import evaluate
 from utils import atomic
-from app.restore import data_for_checkpoint, loss_of, normalization_of, restore_model
+from app.restore import CorpusData, SolutionSource, data_for_checkpoint, loss_of, normalization_of, restore_model
 from utils.errors import UserError
 from utils.plots import confusion_png
 
 
-def evaluation_split(data, everything=False):
+def evaluation_split(data: CorpusData, everything: bool = False) -> SplitData:
     """The test split, or every clip of the corpus (train + validation + test) with ``everything``."""
     if not everything:
         return data.split("test")
@@ -26,8 +30,9 @@ def evaluation_split(data, everything=False):
                      sum((p.names for p in parts), []), sum((p.skipped for p in parts), []), mfcc)
 
 
-def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everything=False, progress=True,
-             use_stored=True):
+def run_test(checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+             pruning: SolutionSource | None = None, data_dir: str | os.PathLike | None = None,
+             everything: bool = False, progress: bool = True, use_stored: bool = True) -> dict[str, Any]:
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     data = data_for_checkpoint(ckpt, data_dir, progress=progress)
     if data_dir is not None:
@@ -46,7 +51,7 @@ def run_test(checkpoint, quantization=None, pruning=None, data_dir=None, everyth
     return result
 
 
-def confusion_table(cm):
+def confusion_table(cm: torch.Tensor) -> list[list[int]]:
     """The lab's crosstab as rows of counts: the confusion matrix with an 'All' column of row
     sums and an 'All' row of column sums (every class shown)."""
     rows = [[int(v) for v in row] + [int(sum(row))] for row in torch.as_tensor(cm).tolist()]
@@ -56,7 +61,7 @@ def confusion_table(cm):
 LAB_CLASSES = 4  # up to the lab's four classes the rows are numbered only, as its crosstab prints them
 
 
-def format_confusion(table, names=None):
+def format_confusion(table: Sequence[Sequence[int]], names: Sequence[str] | None = None) -> str:
     """The table as pandas prints the lab's ``pd.crosstab(true, pred, margins=True)``: rows 'True',
     columns 'Predicted' (formatted here, so test.py does not import pandas for one table). With
     more classes than the lab's and ``names``, each row also says its class name (columns stay
@@ -74,7 +79,7 @@ def format_confusion(table, names=None):
     return "\n".join(lines)
 
 
-def class_scores(cm):
+def class_scores(cm: torch.Tensor) -> tuple[list[tuple[int, float, float]], float, float]:
     """Per-class (support, recall, precision) from the confusion matrix, plus their macro averages
     (a class never predicted has precision 0, a class absent from the data is left out of the
     averages; the macro recall is the balanced accuracy)."""
@@ -86,7 +91,7 @@ def class_scores(cm):
     return table, sum(r for r, _ in present) / len(present), sum(p for _, p in present) / len(present)
 
 
-def format_report(result):
+def format_report(result: Mapping[str, Any]) -> str:
     cm = result["confusion"]
     lines = [format_confusion(confusion_table(cm), result["class_names"])]
     lines.append(f"Metrics: {{'loss': {result['loss']}, 'top1': {result['top1']}}}")
@@ -108,7 +113,7 @@ def format_report(result):
     return "\n".join(lines)
 
 
-def report_folder(out_dir):
+def report_folder(out_dir: str | os.PathLike) -> Path:
     """``-o``: an existing folder the reports go into."""
     folder = Path(out_dir)
     if not folder.is_dir():
@@ -119,7 +124,8 @@ def report_folder(out_dir):
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def save_beside(save, checkpoint, out_dir=None):
+def save_beside(save: Callable[[Path], Path], checkpoint: str | os.PathLike,
+                out_dir: str | os.PathLike | None = None) -> tuple[Path, str | None]:
     """``save(folder)`` into ``-o`` when given, else beside the checkpoint; a checkpoint kept in a
     folder this process cannot write to (read-only, no permission) gets its report in the current
     folder instead, and the evaluation is not lost. Returns (report path, a one-line note or None)."""
@@ -135,7 +141,9 @@ def save_beside(save, checkpoint, out_dir=None):
         return save(Path.cwd()), note
 
 
-def save_report(result, checkpoint, quantization=None, pruning=None, out_dir=None):
+def save_report(result: Mapping[str, Any], checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+                pruning: SolutionSource | None = None, out_dir: str | os.PathLike | None = None) -> tuple[Path, str | None]:
+
     """test-<variant>.yml and a confusion-matrix PNG beside it, next to the checkpoint (or in
     ``out_dir``; see save_beside), both replaced together. Returns (YAML path, note)."""
     return save_beside(lambda folder: _write_report(result, checkpoint, quantization, pruning, folder),

@@ -4,8 +4,13 @@ Finetuning (``-r CKPT -q ... -p ...``, see trainer/finetuning.py) starts a new r
 checkpoint's weights with a fresh optimizer; train.py builds its config with
 ``finetune_config`` before the run folder is written, so the run's config.yml says what ran.
 """
+from __future__ import annotations
+
 import functools
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +35,12 @@ from app.calibration import describe as describe_detector
 from utils.errors import UserError
 from app.restore import apply_solutions, normalization_of, stored_solutions
 from utils.seeding import prepare_device, seed_everything
+
+if TYPE_CHECKING:
+    from app.restore import SolutionSource
+    from parse_config import ConfigParser
+    from trainer.distributed import DistributedContext
+    from utils.checkpoint import Checkpoint
 
 
 def _load_best(path, source):
@@ -59,7 +70,9 @@ class Start:
     pruning: object = None
 
 
-def run_training(config, checkpoint=None, quantization=None, pruning=None, progress=True, distributed=None):
+def run_training(config: ConfigParser, checkpoint: Checkpoint | None = None, quantization: SolutionSource | None = None,
+                 pruning: SolutionSource | None = None, progress: bool = True,
+                 distributed: DistributedContext | None = None) -> dict[str, float]:
     """Train from scratch (no checkpoint), resume (checkpoint only) or finetune (checkpoint with a
     quantization and/or pruning solution). A resumed finetuning run applies the solutions its
     checkpoint carries. Returns the last epoch's log.
@@ -247,7 +260,10 @@ def _calibrate_best(config, data, best, logger) -> None:
         logger.warning(f"warning: {deaf_warning(detector)}")
 
 
-def run_summary(run, log_dir, best_epoch, best_log, finetuned, start_log=None):
+def run_summary(run: str | os.PathLike, log_dir: str | os.PathLike, best_epoch: int | None,
+                best_log: Mapping[str, float] | None, finetuned: bool,
+                start_log: Mapping[str, float] | None = None) -> list[str]:
+
     """The lines train.py ends with: what it wrote, the best epoch's validation scores, and the
     commands a user types next (with the run folder in a shell variable, pasted as printed).
     ``start_log``: the validation scores finetuning started from, to show its false-alarm change."""

@@ -10,10 +10,14 @@ model it saves meets the quantization margin (the back-off raises quantization g
 quantized model, and then restores the last pruned kernels until the combination also meets the
 quantization margin counted from the float model.
 """
+from __future__ import annotations
+
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configuration.schema import parse_pruning_config, parse_quantization_config, validate_config
 from model.metric import silence_class
@@ -32,11 +36,24 @@ from app.detection import KeywordClassifier
 from app.stream_test import STREAM_METRICS, StreamValidation
 from utils.checkpoint import load_checkpoint
 
+if TYPE_CHECKING:
+    import torch
+
+    from app.restore import SolutionSource
+    from model.registry import KeywordModel
+    from optimization.profiling import Profile
+    from optimization.pruning import PruningResult
+    from optimization.quantization import QuantizationResult
+    from utils.checkpoint import Checkpoint
+
 
 SCORES = ("top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall", "false_alarms", "non_keyword_clips")
 
 
-def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None, use_stored=True, stream=False):
+def validation_setup(checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+                     pruning: SolutionSource | None = None, data_dir: str | os.PathLike | None = None,
+                     use_stored: bool = True, stream: bool = False
+                     ) -> tuple[KeywordModel, Checkpoint, Callable[[KeywordModel], dict[str, float]], torch.Tensor]:
     """(model, checkpoint dict, evaluate(model) -> dict of validation metrics, validation inputs);
     with ``stream`` the metrics include the streaming measure (app.stream_test.StreamValidation)."""
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
@@ -52,7 +69,7 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
 
     reuse = PrefixReuse()  # blocks a candidate leaves unchanged are not recomputed
 
-    def scores(m):
+    def scores(m: KeywordModel) -> dict[str, float]:
         result = evaluate(reuse.bind(m), loader, criterion, num_classes=num_classes, silence=silence)
         out = {k: result[k] for k in SCORES}
         if on_stream is not None:
@@ -61,13 +78,13 @@ def validation_setup(checkpoint, quantization=None, pruning=None, data_dir=None,
     return model, ckpt, scores, loader.inputs
 
 
-def optimization_section(ckpt, name, config_path=None):
+def optimization_section(ckpt: Checkpoint, name: str, config_path: str | os.PathLike | None = None) -> dict | None:
     """The ``optimization.<name>`` settings: from ``-c`` when given, else the checkpoint's config."""
     config = validate_config(read_yaml(config_path, "config file")) if config_path else ckpt.config
     return (config.get("optimization") or {}).get(name)
 
 
-def keep_previous(path) -> None:
+def keep_previous(path: str | os.PathLike) -> None:
     """An existing result stays available under ``name.<timestamp>.yml`` (and its PNG): it is
     hard-linked (or copied) to that name and the new file then replaces ``path`` atomically, so a
     complete ``path`` exists at every instant, even if the process is killed in between."""
@@ -94,7 +111,8 @@ def _backup(old, stamp):
     raise UserError(f"too many backups of {old}; remove some")
 
 
-def output_path(checkpoint, output, name, inputs=()):
+def output_path(checkpoint: str | os.PathLike, output: str | os.PathLike | None, name: str,
+                inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Where a search result goes: ``-o`` as given (a file path, or an existing folder to write
     ``name`` into), else ``name`` next to the checkpoint. Checked before the search runs: never a
     path under a file, never one of the inputs (checkpoint, solution files, config)."""
@@ -153,7 +171,9 @@ def _float_baseline(checkpoint, metric, evaluate_scores):
     return float(evaluate_scores(float_model)[metric])
 
 
-def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None, output=None):
+def run_quantization(checkpoint: str | os.PathLike, per_layer: bool = False, pruning: str | os.PathLike | None = None,
+                     config_path: str | os.PathLike | None = None,
+                     output: str | os.PathLike | None = None) -> tuple[QuantizationResult, Path]:
     output = output_path(checkpoint, output, "quantization.yml", (pruning, config_path))
     settings = optimization_section(load_checkpoint(checkpoint), "quantization", config_path)
     stream = parse_quantization_config(settings).metric in STREAM_METRICS
@@ -176,7 +196,9 @@ def run_quantization(checkpoint, per_layer=False, pruning=None, config_path=None
     return result, _save_solution(save_quantization, result, settings, output, following)
 
 
-def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
+def run_pruning(checkpoint: str | os.PathLike, quantization: str | os.PathLike | None = None,
+                config_path: str | os.PathLike | None = None,
+                output: str | os.PathLike | None = None) -> tuple[PruningResult, Path]:
     output = output_path(checkpoint, output, "pruning.yml", (quantization, config_path))
     settings = optimization_section(load_checkpoint(checkpoint), "pruning", config_path)
     stream = parse_pruning_config(settings).metric in STREAM_METRICS
@@ -199,7 +221,10 @@ def run_pruning(checkpoint, quantization=None, config_path=None, output=None):
     return result, _save_solution(save_pruning, result, settings, output, following)
 
 
-def run_profile(checkpoint, quantization=None, pruning=None, with_accuracy=True, use_stored=True):
+def run_profile(checkpoint: str | os.PathLike, quantization: SolutionSource | None = None,
+                pruning: SolutionSource | None = None, with_accuracy: bool = True,
+                use_stored: bool = True) -> tuple[Profile, str]:
+
     """Cost of the (quantized, pruned) model and its test-split top-1 and balanced accuracy."""
     model, ckpt = restore_model(checkpoint, quantization, pruning, use_stored)
     profile = profile_model(model)

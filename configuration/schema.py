@@ -19,6 +19,7 @@ import copy
 import difflib
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from model import metric as model_metric, registry
 from utils.checkpoint_checks import FEATURE_RANGES, FRONTENDS, check_features
@@ -30,7 +31,7 @@ from utils.checkpoint_checks import MAX_CLASSES, MAX_WIDTH
 
 
 def _int(low=None, high=None):
-    def check(path, value):
+    def check(path: str, value: Any) -> int:
         if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
             rng = (f" from {low} to {high}" if high is not None else f" >= {low}") if low is not None else ""
             raise UserError(f"config {path} must be an integer{rng}, found {value!r}")
@@ -40,7 +41,7 @@ def _int(low=None, high=None):
 
 def _number(low=None, high=None, low_open=False, high_open=False):
     """A number in [low, high] (an end is excluded when ``*_open``)."""
-    def check(path, value):
+    def check(path: str, value: Any) -> int | float:
         ok = _is_number(value) and math.isfinite(value)
         if ok and low is not None:
             ok = value > low if low_open else value >= low
@@ -57,7 +58,7 @@ def _number(low=None, high=None, low_open=False, high_open=False):
 
 def _capped(check, cap):
     """``check``, then at most ``cap``: a bound from the machine or the method, not the meaning."""
-    def capped(path, value):
+    def capped(path: str, value: Any) -> Any:
         value = check(path, value)
         if value is not None and value > cap:
             raise UserError(f"config {path} must be at most {cap if _is_int(cap) else f'{cap:g}'}, "
@@ -101,13 +102,13 @@ def _shown(value, limit=80):
 
 
 def _optional(check):
-    def optional(path, value):
+    def optional(path: str, value: Any) -> Any:
         return None if value is None else check(path, value)
     return optional
 
 
 def _choice(*choices):
-    def check(path, value):
+    def check(path: str, value: Any) -> Any:
         if value not in choices:
             raise UserError(f"config {path} must be one of {', '.join(map(str, choices))}, found {value!r}")
         return value
@@ -115,7 +116,7 @@ def _choice(*choices):
 
 
 def _pair(low=None, high=None):
-    def check(path, value):
+    def check(path: str, value: Any) -> list:
         if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(_is_number, value))
                 or not all(map(math.isfinite, value)) or value[0] > value[1] or (low is not None and value[0] < low)
                 or (high is not None and value[1] > high)):
@@ -149,7 +150,7 @@ def _class_weights(path, value):
 
 def _lab_none(check):
     """The lab wrote ``validation_split: None``, which YAML reads as the string 'None'."""
-    def lab(path, value):
+    def lab(path: str, value: Any) -> Any:
         return None if value is None or value == "None" else check(path, value)
     return lab
 
@@ -193,7 +194,7 @@ def _metrics(path, value):
 
 def _torch_type(kind):
     """The name of a class in torch.optim (an optimizer) or torch.optim.lr_scheduler."""
-    def check(path, value):
+    def check(path: str, value: Any) -> str:
         import torch
         module = torch.optim if kind == "torch optimizer" else torch.optim.lr_scheduler
         names = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
@@ -449,7 +450,7 @@ FEATURE_SECTION.keys = {k: _capped(check, FEATURE_RANGES[k][2]) for k, check in 
 FEATURE_SECTION.keys["frontend"] = _choice(*FRONTENDS)   # data_loader/integer_frontend.py: int16 PCM in
 
 
-def FEATURES(path, value):
+def FEATURES(path: str, value: Any) -> dict:
     value = FEATURE_SECTION(path, value)
     check_features(value, f"config {path}")
     return value

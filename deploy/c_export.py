@@ -29,12 +29,20 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
 ``kws_infer`` takes int8_t features when the first layer's bits_inputs <= 8, else int16_t (typedef
 ``kws_input_t``), writes the scores (logits * 2^KWS_SCORE_FL) and returns the argmax class.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fixedpoint.fixed_point import code_limits
 from utils.atomic import write_text
+
+if TYPE_CHECKING:
+    from deploy.integer_engine import IntegerModel
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SCORE_BYTES = 4  # int32_t scores
@@ -89,7 +97,7 @@ def _buffers(int_model):
     return pairs
 
 
-def c_model_memory(int_model):
+def c_model_memory(int_model: IntegerModel) -> tuple[int, int]:
     """(flash_bytes, ram_bytes) of the generated code: flash = weight and bias arrays as stored;
     RAM = the largest input+output pair of activation buffers of any layer (the caller's features
     for the first layer and int32 scores for the last included)."""
@@ -455,7 +463,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
         second = [f"{i12}if (o + 1 < {c_out}) {{"] + [s.replace("\n" + i12, "\n" + i12 + "    ").replace(i12, i12 + "    ", 1) for s in second] + [f"{i12}}}"]
     pool_decl = finish = ""
     if layer.avgpool:   # each rescaled, relu'd output added to its channel's sum (a repeated odd last one once)
-        def add(acc, o, repeat=False) -> str:
+        def add(acc: str, o: str, repeat: bool = False) -> str:
             relu = f"\n{i12}if (v < 0)\n{i12}    v = 0;" if layer.relu else ""
             line = f"pool[{o}] += v;" if not repeat else f"if (nb != u)\n{i12}    pool[{o}] += v;"
             return f"{i12}v = {_requant32(layer, f'kws_wrap32({acc}, {bits})')};{relu}\n{i12}{line}"
@@ -822,7 +830,8 @@ int kws_infer(const kws_input_t *features, int32_t *scores)
     return "".join(parts)
 
 
-def export_c(int_model, outdir, class_names=None):
+def export_c(int_model: IntegerModel, outdir: str | os.PathLike, class_names: Sequence[str] | None = None) -> list[Path]:
+
     """Write model.h, model.c and main.c into ``outdir`` (atomically); returns their paths.
     ``class_names`` (the checkpoint's, one per output) become ``KWS_CLASS_NAMES`` in model.h."""
     outdir = Path(outdir)

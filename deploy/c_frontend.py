@@ -5,12 +5,22 @@ normalisation and input format, the fold that turns integer MFCCs into the model
 ``frontend_main.c`` is a host program: PCM lines in, MFCC (and code) lines out; ``main_pcm.c``
 runs the whole integer pipeline, PCM in and the model's scores out (with model.c from c_export).
 """
+from __future__ import annotations
+
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_loader import integer_frontend as ife
 from utils.atomic import write_text
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from data_loader.features import FeatureParams
+    from deploy.integer_engine import IntegerModel
 
 _TEMPLATES = Path(__file__).parent / "templates"
 FRONTEND_FILES = ("frontend.h", "frontend.c", "frontend_main.c", "pcm_read.h")
@@ -66,7 +76,7 @@ def _tables(t, fold):
     return "\n".join(parts)
 
 
-def export_frontend(params, outdir, fold=None):
+def export_frontend(params: FeatureParams, outdir: str | os.PathLike, fold: ife.Fold | None = None) -> list[Path]:
     """Write the front end's C files for ``params`` (FeatureParams) into ``outdir`` atomically,
     with ``fold`` (data_loader.integer_frontend.Fold) for the input codes; returns their paths."""
     t = ife.tables(params)
@@ -78,7 +88,9 @@ def export_frontend(params, outdir, fold=None):
     return [outdir / name for name in files]
 
 
-def export_pcm_pipeline(engine, params, mean, std, pcm, outdir):
+def export_pcm_pipeline(engine: IntegerModel, params: FeatureParams, mean: ArrayLike, std: ArrayLike, pcm: ArrayLike,
+                        outdir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+
     """The front end of an integer-frontend checkpoint folded into ``engine``'s input format
     (deploy.integer_engine.IntegerModel), ``main_pcm.c`` and the test clips' PCM (``pcm``, int16
     (N, clip_samples)) as ``test_pcm.txt``; returns (file names, the input codes the front end

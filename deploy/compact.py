@@ -7,7 +7,10 @@ a depthwise conv's kernels follow the channels of the block before it). The clas
 model's last block) are never removed: pruned ones stay masked. The layers, their order and the
 architecture's ``widths`` come from the model's description; nothing here names a layer.
 """
+from __future__ import annotations
+
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,8 +18,12 @@ from fixedpoint.graph import describe
 from fixedpoint.pruning_rules import input_masks
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from model.registry import KeywordModel
 
-def compact_model(model):
+
+def compact_model(model: KeywordModel) -> KeywordModel:
+
     """A model of the same architecture with the pruned kernels of ``model`` removed; its widths
     are the live kernel counts, quantization formats carried over, same training mode. Its outputs
     equal the masked model's (exactly in the eval-mode fixed-point simulation)."""

@@ -21,7 +21,11 @@ accumulator wraps in two's complement like a register of ``bits_accumulator`` bi
 float step is ``quantize_input``. Data are int8/int16 (bits <= 8 / <= 16), accumulators int64
 (the C export uses the narrowest 16-, 32- or 64-bit register that holds bits_accumulator).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +38,11 @@ from fixedpoint.graph import describe
 from fixedpoint.layers import fixed_point_layers
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from model.registry import KeywordModel
+
 MAX_DATA_BITS = 16          # inputs, weights and outputs are stored as int8 or int16
 MAX_ACCUMULATOR_BITS = 48   # the float64 simulation is exact only below 2^53; 48 bits never
                             # wrap for this model (16x16-bit products x 184 inputs < 2^39)
@@ -41,19 +50,19 @@ MAX_RIGHT_SHIFT = 62        # (|acc| + 2^(shift-1)) stays below 2^63
 MAX_LEFT_SHIFT = 47         # a saturated 16-bit code times 2^shift stays below 2^63
 
 
-def data_dtype(bits):
+def data_dtype(bits: int) -> type[np.int8] | type[np.int16]:
     """Smallest numpy integer type holding ``bits``-bit two's-complement codes."""
     return np.int8 if bits <= 8 else np.int16
 
 
-def wrap(acc, bits):
+def wrap(acc: np.ndarray, bits: int) -> np.ndarray:
     """Two's-complement wraparound of int64 ``acc`` to ``bits`` bits (sign extension of the low
     bits, done on the unsigned view so it is defined for every value)."""
     unused = 64 - bits
     return (acc.view(np.uint64) << np.uint64(unused)).view(np.int64) >> np.int64(unused)
 
 
-def requantize(values, shift, bits):
+def requantize(values: np.ndarray, shift: int, bits: int) -> np.ndarray:
     """Integer codes ``values`` (int64) divided by 2^shift, rounded half away from zero, saturated
     to ``bits`` bits. A negative shift multiplies (after saturating, so it cannot overflow)."""
     lo, hi = code_limits(bits)
@@ -87,19 +96,19 @@ class IntegerLayer:
     avgpool: bool = False     # global average pooling after the relu
 
     @property
-    def output_shift(self):
+    def output_shift(self) -> int:
         """Right shift from the accumulator scale to the output format."""
         return self.fl_inputs + self.fl_weights - self.fl_outputs
 
     @property
-    def conv_shape(self):
+    def conv_shape(self) -> tuple[int, int, int]:
         """(out channels, H, W) of the convolution before pooling."""
         _, h, w = self.input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.weight.shape[2:], self.stride, self.padding
         return (self.weight.shape[0], (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> tuple[int, ...]:
         """Shape after the layer's relu and pooling (what the next layer reads)."""
         if self.kind == "linear":
             return (self.weight.shape[0],)
@@ -122,7 +131,7 @@ class IntegerLayer:
             acc = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
         return acc + self.bias[None, :, None, None]
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """int8/int16 codes in this layer's input format -> int64 codes in its output format
         (after relu and pooling)."""
         acc = self._accumulate(x.astype(np.int64))
@@ -173,7 +182,7 @@ class IntegerModel:
         self.layers = tuple(layers)
 
     @classmethod
-    def from_model(cls, model, input_shape=None):
+    def from_model(cls, model: KeywordModel, input_shape: Sequence[int] | None = None) -> IntegerModel:
         """Convert the model's weights to codes and its biases to accumulator-scale codes, rounded
         exactly as the simulation rounds them. Every layer must be fully quantized and every batch
         norm folded into its conv."""
@@ -215,23 +224,23 @@ class IntegerModel:
         return cls(layers)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int, ...]:
         return self.layers[0].input_shape
 
     @property
-    def input_bits(self):
+    def input_bits(self) -> int:
         return self.layers[0].bits_inputs
 
     @property
-    def input_fl(self):
+    def input_fl(self) -> int:
         return self.layers[0].fl_inputs
 
     @property
-    def output_fl(self):
+    def output_fl(self) -> int:
         """Scores are logits * 2^output_fl."""
         return self.layers[-1].fl_outputs
 
-    def quantize_input(self, features):
+    def quantize_input(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
         """Float features (N x C x H x W, array or tensor) -> int8/int16 codes of the first layer's
         input format, rounded as the simulation rounds them (float32 in, as the model receives)."""
         if isinstance(features, torch.Tensor):
@@ -245,7 +254,8 @@ class IntegerModel:
         codes = to_integer(torch.from_numpy(x).double(), self.input_bits, self.input_fl)  # as the simulation
         return codes.numpy().astype(data_dtype(self.input_bits))
 
-    def logits_int(self, codes):
+    def logits_int(self, codes: ArrayLike) -> np.ndarray:
+
         """Input codes (N x C x H x W integers) -> int32 scores (N x classes) = logits * 2^output_fl."""
         codes = np.asarray(codes)
         if not np.issubdtype(codes.dtype, np.integer):

@@ -5,8 +5,13 @@ the project does not depend on. Opset 17, a dynamic batch axis, input ``features
 (N x the model's input shape), output ``log_probs`` (N x classes). Fixed-point simulation is not exported
 (ONNX has no matching rounding/wrap semantics); use the integer engine or the C export for that.
 """
+from __future__ import annotations
+
 import io
+import os
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime
@@ -16,10 +21,13 @@ from fixedpoint.layers import fixed_point_layers
 from utils.atomic import write_bytes
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from model.registry import KeywordModel
+
 OPSET = 17
 
 
-def export_onnx(model, path, input_shape=None):
+def export_onnx(model: KeywordModel, path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> None:
     """Write the eval-mode float ``model`` (masked or compact) as ONNX to ``path``, atomically."""
     quantized = [name for name, layer in fixed_point_layers(model).items() if layer.quantization.enabled]
     if quantized:
@@ -40,7 +48,8 @@ def export_onnx(model, path, input_shape=None):
     write_bytes(path, buffer.getvalue())
 
 
-def check_onnx(path, model, inputs):
+def check_onnx(path: str | os.PathLike, model: KeywordModel, inputs: torch.Tensor) -> float:
+
     """Max absolute difference between onnxruntime's log-probabilities for ``inputs`` and the
     eval-mode ``model``'s."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

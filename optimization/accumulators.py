@@ -6,8 +6,12 @@ inputs and wastes bits on others, so with ``bits_accumulator: auto`` each regist
 smallest width no validation clip overflows, never below the lab's rule; the worst case any input
 could reach is reported beside it.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +19,10 @@ from configuration.schema import MAX_ACCUMULATOR
 from fixedpoint.fixed_point import code_limits
 from fixedpoint.layers import fixed_point_layers
 from optimization.solutions import apply_quantization
+
+if TYPE_CHECKING:
+    from fixedpoint.layers import FixedPointConv2d, FixedPointLinear, LayerQuantization
+    from model.registry import KeywordModel
 
 
 def _register_bits(low, high):
@@ -25,7 +33,7 @@ def _register_bits(low, high):
     return bits
 
 
-def lab_accumulator_rule(layer, q):
+def lab_accumulator_rule(layer: FixedPointConv2d | FixedPointLinear, q: LayerQuantization) -> int:
     """The lab's width: data bits + weight bits - 1 + floor(log2(kernel size)), the kernel size
     counting the products of one output plus its bias."""
     kernel = layer.weight[0].numel() + (1 if layer.bias is not None else 0)
@@ -39,7 +47,7 @@ def _bias_codes(layer, q):
     return replace(q, bits_accumulator=0).bias_codes(layer.bias.detach().double() * layer.kernel_mask.double())
 
 
-def worst_case_accumulator(layer, q):
+def worst_case_accumulator(layer: FixedPointConv2d | FixedPointLinear, q: LayerQuantization) -> int:
     """Width no input can overflow: for every output, the sum of |weight codes| times the largest
     input code magnitude 2^(bits_inputs-1), plus |bias code|; the widest output decides."""
     with torch.no_grad():
@@ -50,7 +58,8 @@ def worst_case_accumulator(layer, q):
     return _register_bits(-top, top)
 
 
-def size_accumulators(model, solution, inputs, batch_size=1024):
+def size_accumulators(model: KeywordModel, solution: Mapping[str, LayerQuantization], inputs: torch.Tensor,
+                      batch_size: int = 1024) -> tuple[dict[str, LayerQuantization], dict[str, dict[str, int]]]:
     """Each integer accumulator gets the smallest width that no clip of ``inputs`` overflows, but
     at least the lab's rule (capped at MAX_ACCUMULATOR). Returns (solution with those widths,
     layer -> {bits, lab_rule, validation, worst_case, max_abs}); the model carries the solution.
@@ -62,8 +71,9 @@ def size_accumulators(model, solution, inputs, batch_size=1024):
     apply_quantization(model, wide)
     extremes = {name: [0.0, 0.0] for name, q in wide.items() if q.integer_accumulator}
 
-    def probe(name):
-        def record(acc) -> None:
+    def probe(name: str) -> Callable[[torch.Tensor], None]:
+        def record(acc: torch.Tensor) -> None:
+
             extremes[name][0] = min(extremes[name][0], float(acc.min()))
             extremes[name][1] = max(extremes[name][1], float(acc.max()))
         return record

@@ -4,7 +4,11 @@ The searches revisit solutions (a group's sweep ends where the combined check st
 per-layer refinement starts from the per-group solution), and one evaluation is a pass over the
 whole validation split, so scores are cached by the solution's formats.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 from dataclasses import astuple
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,13 +17,21 @@ from optimization.scores import decision_value
 from optimization.solutions import apply_quantization
 from utils.progress import progress_bar
 
+if TYPE_CHECKING:
+    from fixedpoint.fixed_point import Format
+    from fixedpoint.layers import LayerQuantization
+    from model.registry import KeywordModel
+    from optimization.scores import Scores
+
 
 class CachedEvaluations:
     """Applies solutions and evaluates them once each (a solution seen before is not re-run),
     counting evaluations on a progress bar. Returns the decision metric; ``details`` keeps every
     metric the evaluation reported."""
 
-    def __init__(self, model, evaluate, total, desc, metric="top1") -> None:
+    def __init__(self, model: KeywordModel, evaluate: Callable[[KeywordModel], Scores], total: int, desc: str,
+                 metric: str = "top1") -> None:
+
         self.model, self.evaluate, self.metric = model, evaluate, metric
         self.cache, self.details = {}, {}
         self.bar = progress_bar(total=total, desc=desc, unit="eval")
@@ -28,7 +40,8 @@ class CachedEvaluations:
     def _key(solution):
         return tuple((name, astuple(q)) for name, q in solution.items())
 
-    def remember(self, solution, accuracy, details=None) -> None:
+    def remember(self, solution: Mapping[str, LayerQuantization], accuracy: float,
+                 details: Scores | None = None) -> None:
         """Record a score measured earlier so the solution is not evaluated again."""
         self.cache[self._key(solution)] = accuracy
         self.details[self._key(solution)] = details if details is not None else accuracy
@@ -43,7 +56,7 @@ class CachedEvaluations:
             self.bar.update()
         return self.cache[key]
 
-    def scores(self, solution):
+    def scores(self, solution: Mapping[str, LayerQuantization]) -> Scores:
         return self.details[self._key(solution)]
 
     def close(self) -> None:
@@ -77,7 +90,7 @@ class PrefixReuse:
     def _same(a, b):
         return a[0] == b[0] and torch.equal(a[1], b[1]) and a[2:] == b[2:]
 
-    def bind(self, model):
+    def bind(self, model: KeywordModel) -> PrefixReuse:
         states = [self._state(block) for block in describe(model).blocks]
         if model is not self.model or self.states is None:
             self.model, self.kept, self.used, same = model, {}, 0, 0
@@ -88,7 +101,7 @@ class PrefixReuse:
         self.states, self.start, self.batch = states, same, 0
         return self
 
-    def eval(self):
+    def eval(self) -> PrefixReuse:
         self.model.eval()
         return self
 
@@ -101,7 +114,8 @@ class PrefixReuse:
         else:
             codes_of = None
 
-        def capture(i, value, codes) -> None:
+        def capture(i: int, value: torch.Tensor, codes: Format | None) -> None:
+
             if i > start:
                 old = kept.pop(i, None)
                 self.used -= old[0].numel() * old[0].element_size() if old is not None else 0

@@ -4,6 +4,11 @@ Figures are built on ``matplotlib.figure.Figure`` and rendered by the Agg canvas
 pyplot: no GUI backend is touched and no global figure state leaks between calls. matplotlib is
 imported when a figure is drawn, not when a script starts.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
 from utils.atomic import figure_png, write_bytes
 
 METRIC_NAMES = {"top1": "top-1", "balanced_accuracy": "balanced accuracy",
@@ -31,12 +36,13 @@ def _png(fig, path):
     return png
 
 
-def axis_label(metric) -> str:
+def axis_label(metric: str) -> str:
     """The y axis of a search figure: the decision metric its points are, on the validation split."""
     return f"validation {METRIC_NAMES.get(metric, metric)}"
 
 
-def plot_quantization(sweeps, baseline, floor, path=None, metric="top1"):
+def plot_quantization(sweeps: Mapping[str, Mapping[int, float]], baseline: float, floor: float,
+                      path: str | os.PathLike | None = None, metric: str = "top1") -> bytes:
     """The decision ``metric`` against bitwidth, one line per group sweep (``{label: {bitwidth:
     score}}``): PNG bytes, also written to ``path`` when given."""
     fig, ax = _figure()
@@ -54,7 +60,9 @@ def plot_quantization(sweeps, baseline, floor, path=None, metric="top1"):
     return _png(fig, path)
 
 
-def plot_pruning(rates, accuracies, accepted, baseline, floor, path=None, metric="top1"):
+def plot_pruning(rates: Sequence[float], accuracies: Sequence[float], accepted: Sequence[bool], baseline: float,
+                 floor: float, path: str | os.PathLike | None = None, metric: str = "top1") -> bytes:
+
     """The decision ``metric`` against total pruning rate (fractions) per search step; rejected
     steps marked: PNG bytes, also written to ``path`` when given."""
     fig, ax = _figure()

@@ -13,11 +13,20 @@ which come from the model's description (``fixedpoint/graph.py``).
 Units: sizes are in bits; ``format_profile`` shows them as kB with kB = 1000 bytes and
 byte = 8 bits (the lab printed kilobits and called them "kB").
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fixedpoint.graph import describe, output_shapes
 from fixedpoint.pruning_rules import input_masks as graph_input_masks
+
+if TYPE_CHECKING:
+    import torch
+
+    from model.registry import KeywordModel
 
 FLOAT_BITS = 32  # storage of a group left in floating point (0 bits in LayerQuantization)
 
@@ -41,33 +50,33 @@ class Profile:
     layers: tuple
 
     @property
-    def macs(self):
+    def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
     @property
-    def parameters(self):
+    def parameters(self) -> int:
         return sum(layer.parameters for layer in self.layers)
 
     @property
-    def weight_bits(self):
+    def weight_bits(self) -> int:
         return sum(layer.weight_bits for layer in self.layers)
 
     @property
-    def activation_values(self):
+    def activation_values(self) -> int:
         return sum(layer.activation_values for layer in self.layers)
 
     @property
-    def activation_bits(self):
+    def activation_bits(self) -> int:
         return sum(layer.activation_bits for layer in self.layers)
 
 
-def input_masks(model):
+def input_masks(model: KeywordModel) -> dict[str, torch.Tensor]:
     """Name -> bool tensor over each layer's inputs that live kernels produce (see
     ``fixedpoint.pruning_rules.input_masks``)."""
     return graph_input_masks(describe(model))
 
 
-def profile_model(model, input_shape=None):
+def profile_model(model: KeywordModel, input_shape: Sequence[int] | None = None) -> Profile:
     """Cost of one classification of an input of ``input_shape`` (channels x frames x
     coefficients; by default the model's own). Batch norm is counted folded into its conv, as
     deployed. A depthwise kernel reads one channel, so its weights do not scale with the inputs."""
@@ -100,7 +109,7 @@ def profile_model(model, input_shape=None):
     return Profile(layers=tuple(profiles))
 
 
-def weight_memory_bits(parameters, bits_weights):
+def weight_memory_bits(parameters: int, bits_weights: int) -> int:
     """Storage of ``parameters`` weights and biases at ``bits_weights`` (0 = float32)."""
     return parameters * (bits_weights or FLOAT_BITS)
 
@@ -109,7 +118,8 @@ def _kilobytes(bits) -> str:
     return f"{bits / 8 / 1000:.1f} kB ({bits} bits)"
 
 
-def format_profile(profile, accuracy=None):
+def format_profile(profile: Profile, accuracy: float | dict[str, float] | None = None) -> str:
+
     """The lab's profile lines in correct units (kB = 1000 bytes); ``accuracy`` is a top-1
     fraction or a dict of test metrics (top1, balanced_accuracy, false_alarm_rate)."""
     lines = [

@@ -12,8 +12,13 @@ both count in the pruning rate.
 The weights do not change during the search, so the order is computed once and each step costs
 exactly one ``evaluate(model)``: a step only flips one entry of a layer's kernel mask.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,6 +30,11 @@ from optimization.plots import plot_pruning
 from optimization.scores import RULE, format_scores, passes
 from utils.atomic import write_together, yaml_bytes
 from utils.progress import progress_bar, write_line
+
+if TYPE_CHECKING:
+    from fixedpoint.layers import FixedPointLinear
+    from model.registry import KeywordModel
+    from optimization.scores import Scores
 
 MARGIN_EXCEEDED = ("Pruning stops: the next kernel would take the metric below the floor; it stays, "
                    "and the kernels pruned so far are the solution")
@@ -63,20 +73,20 @@ class PruningResult:
     notes: list = None        # back-off steps of the combined check
 
 
-def kernel_weights(layer):
+def kernel_weights(layer: FixedPointConv2d | FixedPointLinear) -> int:
     """Weights of one output kernel of ``layer``. The pruning rate counts weights only, as the lab
     did (of 12,680 in the default model): biases are not part of the rate."""
     return layer.weight[0].numel()
 
 
-def candidate_layers(model):
+def candidate_layers(model: KeywordModel) -> dict[str, list[str]]:
     """Name -> the depthwise layers pruned with it, for every layer whose kernels are pruning
     candidates: all but the class output and the depthwise layers."""
     graph = describe(model)
     return {name: followers for name, followers in tied_depthwise(graph).items() if name != graph.output.name}
 
 
-def kernel_ranking(model):
+def kernel_ranking(model: KeywordModel) -> list[tuple[str, int, float]]:
     """Pruning candidates as (layer, kernel, mean squared weight), smallest first (ties: forward
     order, then kernel index): unpruned kernels of every candidate layer."""
     layers = describe(model).layers()
@@ -103,11 +113,11 @@ class _Groups:
         self.remaining = {name: int((layer.kernel_mask != 0).sum()) for name, layer in self.layers.items()}
         self.ranking = kernel_ranking(model)
 
-    def set_mask(self, name, kernel, value) -> None:
+    def set_mask(self, name: str, kernel: int, value: float) -> None:
         for member in [name] + self.tied[name]:
             self.layers[member].kernel_mask[kernel] = value
 
-    def weights(self, name):
+    def weights(self, name: str) -> int:
         return sum(kernel_weights(self.layers[member]) for member in [name] + self.tied[name])
 
 
@@ -134,7 +144,8 @@ class _Search:
     steps: list = field(default_factory=list)
 
 
-def search_pruning(model, evaluate, config, combined_floor=None):
+def search_pruning(model: KeywordModel, evaluate: Callable[[KeywordModel], Scores], config: dict | None,
+                   combined_floor: float | None = None) -> PruningResult:
     """Greedy minimum-weight kernel pruning within the error margin; ``evaluate(model)`` returns
     the validation decision metric (or a dict of metrics) and is called once for the baseline and
     once per step. ``combined_floor``: a second floor the solution must also meet (the
@@ -220,7 +231,7 @@ def _back_off(model, groups, score, search, combined_floor):
     return notes
 
 
-def format_report(result, quantized=False):
+def format_report(result: PruningResult, quantized: bool = False) -> str:
     """The lab's pruning report; ``quantized``: the baseline is the quantized model's (prune.py -q).
     Back-off notes come before the table they changed."""
     scores = result.scores or {}
@@ -240,7 +251,8 @@ def format_report(result, quantized=False):
     return "\n".join(lines)
 
 
-def save_pruning(path, result, config):
+def save_pruning(path: str | os.PathLike, result: PruningResult, config: dict | None) -> Path:
+
     """Write pruning.yml atomically (keys ``config``, ``results``, ``pruned_filters``) and the
     accuracy-vs-pruning-rate figure next to it (same name, ``.png``); returns the figure's path."""
     path = Path(path)

@@ -20,7 +20,11 @@ and wide enough that no validation clip overflows, so the measured accuracies st
 The widths are sized in ``optimization.accumulators``; the report and quantization.yml are
 written by ``optimization.quantization_report``.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from configuration.schema import MAX_ACCUMULATOR, parse_quantization_config
 from fixedpoint.layers import FixedPointConv2d, LayerQuantization, fixed_point_layers
@@ -30,6 +34,12 @@ from optimization.profiling import weight_memory_bits
 from optimization.range_analysis import collect_ranges, range_formats
 from optimization.scores import passes
 from optimization.solutions import apply_quantization
+
+if TYPE_CHECKING:
+    import torch
+
+    from model.registry import KeywordModel
+    from optimization.scores import Scores
 
 GROUPS = ("conv_weights", "fc_weights", "activations")
 GROUP_NAMES = {"conv_weights": "Conv weights", "fc_weights": "FC weights",
@@ -71,11 +81,11 @@ class QuantizationResult:
     inputs: object = None                          # validation inputs (to size accumulators again)
 
     @property
-    def final_accuracy(self):
+    def final_accuracy(self) -> float:
         return self.per_layer.accuracy if self.per_layer else self.accuracy
 
 
-def bits_label(bits):
+def bits_label(bits: int) -> str:
     return f"{bits} bits" if bits else "float32"
 
 
@@ -95,7 +105,8 @@ def _weight_group(layer):
     return "conv_weights" if isinstance(layer, FixedPointConv2d) else "fc_weights"
 
 
-def search_quantization(model, evaluate, inputs, config, baseline_override=None):
+def search_quantization(model: KeywordModel, evaluate: Callable[[KeywordModel], Scores], inputs: torch.Tensor,
+                        config: dict | None, baseline_override: float | None = None) -> QuantizationResult:
     """Run range analysis on ``inputs`` and the three group searches, check the combined solution
     against the floor (backing off if needed) and return a QuantizationResult. ``evaluate(model)``
     returns the validation decision metric or a dict of metrics. ``baseline_override``: the
@@ -112,7 +123,7 @@ def search_quantization(model, evaluate, inputs, config, baseline_override=None)
     accumulator = MAX_ACCUMULATOR if auto else cfg.bits_accumulator
     ranges = collect_ranges(model, inputs)
 
-    def solution(bits):
+    def solution(bits: Mapping[str, int]) -> dict[str, LayerQuantization]:
         weights = {name: bits[_weight_group(layer)] for name, layer in layers.items()}
         return _solution(layers, ranges, weights, bits["activations"], accumulator)
 
@@ -172,7 +183,8 @@ def _weight_memory(layers, weight_bits):
                                   weight_bits[name]) for name, layer in layers.items())
 
 
-def search_per_layer_weights(model, evaluate, result):
+def search_per_layer_weights(model: KeywordModel, evaluate: Callable[[KeywordModel], Scores],
+                             result: QuantizationResult) -> QuantizationResult:
     """Lower each layer's weight bitwidth on its own, starting from the per-group ``result``:
     layers are taken most tolerant first (top-1 with only that layer one schedule step lower) and
     each is lowered step by step while the combined top-1 stays at or above the floor. Returns a
@@ -185,12 +197,13 @@ def search_per_layer_weights(model, evaluate, result):
     group_bits = {name: result.layers[name].bits_weights for name in layers}
     bits = dict(group_bits)
 
-    def lower(b):
+    def lower(b: int) -> int | None:
         """The next schedule step below ``b`` (float's next is the first step), None at the end."""
         step = schedule.index(b) + 1 if b else 0
         return schedule[step] if step < len(schedule) else None
 
-    def solution(weight_bits):
+    def solution(weight_bits: Mapping[str, int]) -> dict[str, LayerQuantization]:
+
         return _solution(layers, result.ranges, weight_bits, activations, result.bits_accumulator)
 
     run = CachedEvaluations(model, evaluate, len(layers) * (len(schedule) + 1), "per-layer weights", result.metric)

@@ -3,7 +3,11 @@
 The lab's report lines keep their words and first number (top-1) so its students' scripts still
 read them; the decision metric, back-off notes, per-layer and accumulator results follow.
 """
+from __future__ import annotations
+
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configuration.schema import parse_quantization_config
 from optimization.plots import plot_quantization
@@ -11,12 +15,15 @@ from optimization.quantization import GROUP_NAMES, GROUPS, SWEEP_TITLES, bits_la
 from optimization.scores import RULE, format_scores
 from utils.atomic import write_together, yaml_bytes
 
+if TYPE_CHECKING:
+    from optimization.quantization import QuantizationResult
+
 
 def _label(bits):
     return f"{bits}" if bits else "float32"
 
 
-def format_report(result):
+def format_report(result: QuantizationResult) -> str:
     """The lab's quantization report; the notes (back-off steps, groups kept in float) come
     before the chosen bitwidths they changed, per-layer results after the Accuracy line."""
     details, metric = result.details, result.metric
@@ -49,7 +56,8 @@ def format_report(result):
     return "\n".join(lines)
 
 
-def save_quantization(path, result, config):
+def save_quantization(path: str | os.PathLike, result: QuantizationResult, config: dict | None) -> Path:
+
     """Write quantization.yml atomically (keys ``config``, ``results``, ``layers``) and the
     accuracy-vs-bitwidth figure next to it (same name, ``.png``); returns the figure's path."""
     path = Path(path)

@@ -4,17 +4,25 @@ Dynamic fixed point picks each group's integer length from the largest magnitude
 (Gysel et al. 2016), so the ranges are measured once on the float network over the validation
 inputs, with the current pruning masks applied (pruned weights do not widen a range).
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
 import torch
 
 from fixedpoint.fixed_point import Format
 from fixedpoint.layers import LayerQuantization, fixed_point_layers
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    from model.registry import KeywordModel
+
 GROUPS = ("inputs", "weights", "outputs")
 COLUMNS = [f"{group}_{stat}" for group in GROUPS for stat in ("min", "max", "absmax")]
 
 
-def collect_ranges(model, inputs, batch_size=1024):
+def collect_ranges(model: KeywordModel, inputs: torch.Tensor, batch_size: int = 1024) -> dict[str, dict[str, float]]:
     """Min, max and absmax of each fixed-point layer's inputs, masked weights and outputs over all
     ``inputs``: ``{layer name: {column: value}}`` in forward order, columns ``COLUMNS`` in order
     (a plain dict: a table library's import costs a script's start-up more than a table of a few
@@ -30,12 +38,12 @@ def collect_ranges(model, inputs, batch_size=1024):
     lo = {name: {g: float("inf") for g in GROUPS} for name in layers}
     hi = {name: {g: float("-inf") for g in GROUPS} for name in layers}
 
-    def observe(name, group, tensor) -> None:
+    def observe(name: str, group: str, tensor: torch.Tensor) -> None:
         lo[name][group] = min(lo[name][group], float(tensor.min()))
         hi[name][group] = max(hi[name][group], float(tensor.max()))
 
-    def hook(name):
-        def record(module, args, output) -> None:
+    def hook(name: str) -> Callable[[torch.nn.Module, tuple, torch.Tensor], None]:
+        def record(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
             observe(name, "inputs", args[0])
             observe(name, "outputs", output)
         return record
@@ -72,7 +80,9 @@ def collect_ranges(model, inputs, batch_size=1024):
     return rows
 
 
-def range_formats(ranges, name, weight_bits, activation_bits):
+def range_formats(ranges: Mapping[str, Mapping[str, float]], name: str, weight_bits: int,
+                  activation_bits: int) -> tuple[Format, Format, Format]:
+
     """(inputs, weights, outputs) ``Format`` of layer ``name`` at the given bitwidths, each
     integer length covering that group's measured range (0 bits stays float)."""
     row = ranges[name]

@@ -1,18 +1,22 @@
 """Scores of the compression searches: an evaluation returns the decision metric alone or a
 dict of metrics (top1, balanced_accuracy, ...); reports print the lab's top-1 first and the
 decision metric beside it."""
+from __future__ import annotations
+
 from utils.errors import UserError
+
+Scores = float | dict[str, float]   # what an evaluation returns: the decision metric, or every metric by name
 
 TOLERANCE = 1e-9   # accuracies are ratios of counts; absorb float error at the floor
 RULE = "-" * 45    # the lab's report frame
 
 
-def passes(value, floor):
+def passes(value: float, floor: float) -> bool:
     """True when ``value`` is at or above the search's ``floor`` (within float error)."""
     return value >= floor - TOLERANCE
 
 
-def decision_value(scores, metric):
+def decision_value(scores: Scores, metric: str) -> float:
     """The decision metric of an evaluation that returned a number or a dict of metrics."""
     if isinstance(scores, dict):
         if metric not in scores:
@@ -21,7 +25,7 @@ def decision_value(scores, metric):
     return float(scores)
 
 
-def format_scores(scores, metric, label=True):
+def format_scores(scores: Scores, metric: str, label: bool = True) -> str:
     """``top1: X`` (the lab's words) then the decision metric when it is another one; a bare
     number is the decision metric. ``label=False`` puts the first name after its number (the
     lab's ``Baseline float32: X`` and ``Accuracy: X`` lines, whose readers take the number right
@@ -38,7 +42,8 @@ def format_scores(scores, metric, label=True):
 WARN_FACTOR = 2  # a step that more than doubles the false alarms says so
 
 
-def false_alarm_change(before, after, step, advice=""):
+def false_alarm_change(before: Scores | None, after: Scores | None, step: str, advice: str = "") -> list[str]:
+
     """The lines a compression step prints about the false alarms it accepts: one line with the
     validation false-alarm rate before -> after ``step`` (model.metric.false_alarm_counts: clips
     of no keyword, i.e. class 0 and a silence class, classified as a keyword), with the counts when

@@ -4,8 +4,13 @@ A solution file is user-editable text that outlives the model it was made for, s
 it is checked against the model before use; each problem is a one-line UserError that names the
 file, the layer and what to change.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fixedpoint.graph import describe
 from fixedpoint.pruning_rules import propagate_pruning
@@ -14,6 +19,9 @@ from utils import yaml_reader
 from utils.atomic import read_yaml
 from utils.errors import UserError
 from utils.values import is_int
+
+if TYPE_CHECKING:
+    from model.registry import KeywordModel
 
 QUANTIZATION_KEYS = tuple(f.name for f in fields(LayerQuantization))
 BIT_KEYS = tuple(k for k in QUANTIZATION_KEYS if k.startswith("bits_"))
@@ -76,7 +84,7 @@ def _layer_quantization(path, name, entry):
     return LayerQuantization(**entry)
 
 
-def load_quantization(path, model):
+def load_quantization(path: str | os.PathLike | dict, model: KeywordModel) -> dict[str, LayerQuantization]:
     """Layer name -> LayerQuantization from a quantization.yml, validated against ``model``: ours
     (``layers``) or the lab's (``solutions``, the same seven keys per layer)."""
     path = path if isinstance(path, dict) else Path(path)
@@ -87,7 +95,7 @@ def load_quantization(path, model):
     return {name: _layer_quantization(path, name, entry) for name, entry in section.items()}
 
 
-def load_pruning(path, model):
+def load_pruning(path: str | os.PathLike | dict, model: KeywordModel) -> dict[str, list[int]]:
     """Layer name -> sorted pruned kernel indices from a pruning.yml, validated against
     ``model``."""
     path = path if isinstance(path, dict) else Path(path)
@@ -112,7 +120,7 @@ def load_pruning(path, model):
     return pruned
 
 
-def solution_text(source):
+def solution_text(source: str | os.PathLike | dict | None) -> str | None:
     """The YAML text of a solution given as a path or as stored content (a mapping)."""
     if source is None:
         return None
@@ -124,14 +132,15 @@ def solution_text(source):
     return path.read_text(encoding="utf-8")
 
 
-def apply_quantization(model, solution) -> None:
+def apply_quantization(model: KeywordModel, solution: Mapping[str, LayerQuantization]) -> None:
     """Give each named layer its format (a copy); layers not named run in float."""
     layers = _check_names("the quantization solution", list(solution), model)
     for name, layer in layers.items():
         layer.quantization = replace(solution[name]) if name in solution else LayerQuantization()
 
 
-def apply_pruning(model, pruned) -> None:
+def apply_pruning(model: KeywordModel, pruned: Mapping[str, Sequence[int]]) -> None:
+
     """Prune the named layers' kernels (masks them and zeroes their weights and biases). Earlier
     pruning stays: zeroed weights cannot be restored, so apply to a freshly loaded model."""
     layers = _check_names("the pruning solution", list(pruned), model)

@@ -47,7 +47,8 @@ class Ensemble(torch.nn.Module):
         self.members = torch.nn.ModuleList(members)
         self.temperature = float(temperature)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+
         t = self.temperature
         probs = torch.stack([F.softmax(m(x) / t, dim=1) for m in self.members]).mean(dim=0)
         return t * probs.clamp(min=1e-12).log()

@@ -10,26 +10,30 @@ forever. A clean shutdown is a barrier, then destroy_process_group: without the 
 gloo run in 15 on these machines aborted at interpreter exit (SIGABRT) after both ranks had
 finished; with it, no rank tears the group down while a peer may still be using it.
 """
+from __future__ import annotations
+
 import itertools
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from types import TracebackType
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import UserError
-from types import TracebackType
-from typing import Optional, Type
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT = timedelta(seconds=60)
 # Rank 0 may spend minutes building the feature cache while the others wait for it.
 SETUP_TIMEOUT = timedelta(minutes=30)
+T = TypeVar("T")
 
 
-def per_rank_batch_size(global_batch_size, world_size):
+def per_rank_batch_size(global_batch_size: int, world_size: int) -> int:
     """The config's batch_size is the global batch (what one optimizer step sees), so a run has
     the same recipe with any number of processes; each rank takes an equal part of it."""
     if global_batch_size % world_size:
@@ -75,11 +79,12 @@ class DistributedContext:
                                 timeout=timeout, device_id=self.device if self.backend == "nccl" else None)
 
     @staticmethod
-    def started_by_torchrun(environ=None) -> bool:
+    def started_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
         return "WORLD_SIZE" in (os.environ if environ is None else environ)
 
     @classmethod
-    def from_environment(cls, environ=None, timeout=TIMEOUT):
+    def from_environment(cls, environ: Mapping[str, str] | None = None,
+                         timeout: timedelta = TIMEOUT) -> DistributedContext | None:
         """The context torchrun describes in the environment, or None for a plain single process."""
         environ = os.environ if environ is None else environ
         if not cls.started_by_torchrun(environ):
@@ -96,34 +101,34 @@ class DistributedContext:
         return cls(rank, world, local, timeout)
 
     @property
-    def is_main(self):
+    def is_main(self) -> bool:
         """Rank 0 alone writes checkpoints, logs and tensorboard events."""
         return self.rank == 0
 
-    def wrap(self, model):
+    def wrap(self, model: torch.nn.Module) -> DistributedDataParallel:
         """DDP copies rank 0's weights and buffers to every rank, then averages gradients over
         the ranks during backward. Buffers are not re-broadcast every step: the only ones are the
         pruning masks, which training never changes."""
         device_ids = [self.local_rank] if self.backend == "nccl" else None
         return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
-    def all_reduce_sum(self, tensor):
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over all ranks (returned on the tensor's own device)."""
         reduced = tensor.to(self.device, copy=True)
         dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
         return reduced.to(tensor.device)
 
-    def broadcast_from_main(self, value):
+    def broadcast_from_main(self, value: T) -> T:
         """Rank 0's ``value`` (any picklable object) on every rank, e.g. the run folder's name."""
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self, timeout=None) -> None:
+    def barrier(self, timeout: timedelta | None = None) -> None:
         dist.barrier(timeout=timeout)
 
     @contextmanager
-    def main_first(self):
+    def main_first(self) -> Iterator[None]:
         """Rank 0 runs the block first (e.g. builds the feature cache); the others wait, then run
         it and find the work done, so no two ranks write the same file at once."""
         if not self.is_main:
@@ -141,7 +146,9 @@ class DistributedContext:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+
         if exc_type is None:
             self.close()
         elif dist.is_initialized():

@@ -1,11 +1,23 @@
 """Evaluation over an in-memory split: the loss averaged per sample, the confusion matrix and
 every metric computed from it (model.metric), plus predictions."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from model.metric import all_metrics, confusion_matrix, false_alarm_counts, predictions, ties
 
+if TYPE_CHECKING:
+    from optimization.evaluations import PrefixReuse
 
-def evaluate(model, loader, criterion, device="cpu", metrics=(), num_classes=None, silence=None):
+
+def evaluate(model: torch.nn.Module | PrefixReuse, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             criterion: Callable[..., torch.Tensor], device: str | torch.device = "cpu",
+             metrics: Sequence[Callable[..., float]] = (), num_classes: int | None = None,
+             silence: int | None = None) -> dict[str, float | int | torch.Tensor]:
+
     """Returns {'loss', 'top1', 'balanced_accuracy', 'false_alarm_rate', 'min_keyword_recall',
     'confusion', 'n', 'loss_weight', 'ties', 'predictions', 'targets', 'false_alarms',
     'non_keyword_clips'} (``silence``: the silence class's index, for the false alarms). The loss is the sum over

@@ -14,8 +14,13 @@ Knowledge distillation (on by default): the float model the solutions were made 
 teacher of its own compressed copy; its soft targets carry how confusable the classes are, which
 a model that lost most of its bits needs more than the hard labels.
 """
+from __future__ import annotations
+
 import copy
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from configuration.schema import parse_finetuning_config
 from fixedpoint.graph import describe
@@ -24,10 +29,17 @@ from model.registry import build_model
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
+    from configuration.schema import DistillationConfig
+    from model.registry import KeywordModel
+    from utils.checkpoint import Checkpoint
+
 FINETUNE_SUFFIX = "_finetune"
 
 
-def finetune_config(config, checkpoint):
+def finetune_config(config: dict, checkpoint: Checkpoint) -> tuple[dict, float]:
     """The config of a finetuning run (a modified copy): its name gets ``_finetune`` once, epochs,
     rate and (when ``optimization.finetuning.monitor`` is given) the monitor are the finetuning
     ones, no scheduler. The rate is ``lr_factor`` times the rate of the
@@ -47,7 +59,7 @@ def finetune_config(config, checkpoint):
     return config, base_lr
 
 
-def float_run_rate(checkpoint, config=None):
+def float_run_rate(checkpoint: Checkpoint, config: dict | None = None) -> float:
     """The learning rate the float model of ``checkpoint`` was trained with."""
     origin = checkpoint.finetuned_from or {}
     if origin.get("base_lr") is not None:
@@ -59,7 +71,7 @@ def float_run_rate(checkpoint, config=None):
     return 1e-3
 
 
-def explain(checkpoint):
+def explain(checkpoint: Checkpoint) -> str | None:
     """A line for the log when a finetuned model is finetuned again (nothing compounds)."""
     origin = checkpoint.finetuned_from
     if not origin:
@@ -69,14 +81,16 @@ def explain(checkpoint):
             f"original float model as teacher")
 
 
-def float_state_dict(checkpoint):
+def float_state_dict(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
     """The float weights the finetuning of ``checkpoint`` starts from: the checkpoint's own, or,
     for a finetuned checkpoint, the float model its first finetuning started from."""
     origin = checkpoint.finetuned_from or {}
     return origin.get("float_state_dict") or checkpoint.state_dict
 
 
-def finetune_record(checkpoint, source, base_lr, quantization, pruning):
+def finetune_record(checkpoint: Checkpoint, source: str | os.PathLike, base_lr: float,
+                    quantization: str | os.PathLike | dict | None,
+                    pruning: str | os.PathLike | dict | None) -> dict[str, dict]:
     """What every checkpoint of a finetuning run carries about its origin and its solutions."""
     origin = checkpoint.finetuned_from or {}
     return {"finetuned_from": {"checkpoint": origin.get("checkpoint") or str(source), "base_lr": base_lr,
@@ -84,7 +98,8 @@ def finetune_record(checkpoint, source, base_lr, quantization, pruning):
             "solutions": {"quantization": solution_text(quantization), "pruning": solution_text(pruning)}}
 
 
-def build_teacher(checkpoint, distill, keywords, features):
+def build_teacher(checkpoint: Checkpoint, distill: DistillationConfig, keywords: Sequence[str],
+                  features: Mapping[str, Any]) -> KeywordModel:
     """The teacher of a distillation (``distill``: a configuration.schema.DistillationConfig):
     ``distill.teacher`` (a checkpoint of the same architecture, keywords and features) or, by
     default, the float model of ``checkpoint``."""
@@ -106,7 +121,8 @@ def build_teacher(checkpoint, distill, keywords, features):
                        source="the checkpoint's float model")
 
 
-def check_teacher_outputs(teacher, num_classes):
+def check_teacher_outputs(teacher: KeywordModel, num_classes: int) -> None:
+
     """The teacher's class-output layer must have one output per class of the student."""
     outputs = describe(teacher).output.layer.weight.shape[0]
     if outputs != num_classes:

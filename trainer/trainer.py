@@ -7,7 +7,11 @@ Two options make the result depend less on the seed:
 - ``distillation``: the loss mixes the hard labels with the soft targets of a teacher model
   (Hinton et al. 2015), used to win back a compressed model's keywords from its float model.
 """
+from __future__ import annotations
+
+import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -21,6 +25,9 @@ from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
 from utils.errors import UserError
 from utils.progress import heartbeat, progress_bar
+
+if TYPE_CHECKING:
+    from utils.checkpoint import Checkpoint
 
 VALIDATION_KEYS = ("loss", "top1", "balanced_accuracy", "false_alarm_rate", "min_keyword_recall")
 
@@ -57,7 +64,7 @@ class Trainer(BaseTrainer):
                                      use_buffers=True)
 
     @property
-    def eval_model(self):
+    def eval_model(self) -> torch.nn.Module:
         """What is validated and saved: the weight average when EMA is on, else the model."""
         return self.ema.module if self.ema is not None else self.core_model
 
@@ -123,7 +130,7 @@ class Trainer(BaseTrainer):
             self.logger.info(msg)
         return log
 
-    def validate(self):
+    def validate(self) -> dict[str, float]:
         """The validation scores (``val_*``) of the model as it is now: finetuning's starting point.
         Every rank calls it when distributed."""
         return self._valid_epoch()
@@ -147,7 +154,7 @@ class Trainer(BaseTrainer):
             state.ema_updates = int(self.ema.n_averaged)
         return state
 
-    def resume_checkpoint(self, path):
+    def resume_checkpoint(self, path: str | os.PathLike) -> Checkpoint:
         ckpt = super().resume_checkpoint(path)
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt.state_dict)
@@ -158,7 +165,8 @@ class Trainer(BaseTrainer):
             self.core_model.load_state_dict(ckpt.train_state_dict)
         return ckpt
 
-    def train(self):
+    def train(self) -> dict[str, float]:
+
         try:
             return super().train()
         finally:
