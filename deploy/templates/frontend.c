@@ -103,26 +103,31 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     return peak_log;
 }
 
+/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak). */
+static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
+{
+    int j, k;
+    for (k = 0; k < KWS_FE_N_MFCC; k++) {
+        int64_t acc = 0;
+        for (j = 0; j < KWS_FE_N_MELS; j++) {
+            int32_t v = log[j];
+            if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
+                v = peak_log - KWS_FE_TOP_DB;
+            acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
+        }
+        mfcc[k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
+    }
+}
+
 void kws_frontend_window(const int32_t *logs, int32_t *mfcc)
 {
     int32_t peak_log = INT32_MIN;
-    int t, j, k;
+    int t;
     for (t = 0; t < KWS_FE_FRAMES * KWS_FE_N_MELS; t++)
         if (logs[t] > peak_log)
             peak_log = logs[t];
-    for (t = 0; t < KWS_FE_FRAMES; t++) {
-        const int32_t *log = logs + t * KWS_FE_N_MELS;
-        for (k = 0; k < KWS_FE_N_MFCC; k++) {
-            int64_t acc = 0;
-            for (j = 0; j < KWS_FE_N_MELS; j++) {
-                int32_t v = log[j];
-                if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
-                    v = peak_log - KWS_FE_TOP_DB;
-                acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
-            }
-            mfcc[t * KWS_FE_N_MFCC + k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
-        }
-    }
+    for (t = 0; t < KWS_FE_FRAMES; t++)
+        fe_frame_mfcc(logs + t * KWS_FE_N_MELS, peak_log, mfcc + t * KWS_FE_N_MFCC);
 }
 
 void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
@@ -141,27 +146,47 @@ void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
 }
 
 #if KWS_FE_HAS_FOLD
+/* One frame's MFCCs -> its input codes. */
+static void fe_frame_codes(const int32_t *mfcc, kws_fe_code_t *codes)
+{
+    int k;
+    for (k = 0; k < KWS_FE_N_MFCC; k++) {
+        int64_t v = (int64_t)mfcc[k] - kws_fe_fold_offset[k], r;
+        int s = kws_fe_fold_shift[k];
+        if (s > 0) {
+            int64_t a = v < 0 ? -v : v;
+            a = (a + ((int64_t)1 << (s - 1))) >> s;
+            r = v < 0 ? -a : a;
+        } else {   /* saturated first: the shift cannot overflow, the code is the same */
+            r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
+            r *= (int64_t)1 << -s;
+        }
+        if (r < KWS_FE_CODE_MIN)
+            r = KWS_FE_CODE_MIN;
+        if (r > KWS_FE_CODE_MAX)
+            r = KWS_FE_CODE_MAX;
+        codes[k] = (kws_fe_code_t)r;
+    }
+}
+
 void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes)
 {
-    int t, k;
+    int t;
+    for (t = 0; t < KWS_FE_FRAMES; t++)
+        fe_frame_codes(mfcc + t * KWS_FE_N_MFCC, codes + t * KWS_FE_N_MFCC);
+}
+
+void kws_frontend_window_codes(const int32_t *const *rows, kws_fe_code_t *codes)
+{
+    int32_t peak_log = INT32_MIN, mfcc[KWS_FE_N_MFCC];
+    int t, j;
+    for (t = 0; t < KWS_FE_FRAMES; t++)
+        for (j = 0; j < KWS_FE_N_MELS; j++)
+            if (rows[t][j] > peak_log)
+                peak_log = rows[t][j];
     for (t = 0; t < KWS_FE_FRAMES; t++) {
-        for (k = 0; k < KWS_FE_N_MFCC; k++) {
-            int64_t v = (int64_t)mfcc[t * KWS_FE_N_MFCC + k] - kws_fe_fold_offset[k], r;
-            int s = kws_fe_fold_shift[k];
-            if (s > 0) {
-                int64_t a = v < 0 ? -v : v;
-                a = (a + ((int64_t)1 << (s - 1))) >> s;
-                r = v < 0 ? -a : a;
-            } else {   /* saturated first: the shift cannot overflow, the code is the same */
-                r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
-                r *= (int64_t)1 << -s;
-            }
-            if (r < KWS_FE_CODE_MIN)
-                r = KWS_FE_CODE_MIN;
-            if (r > KWS_FE_CODE_MAX)
-                r = KWS_FE_CODE_MAX;
-            codes[t * KWS_FE_N_MFCC + k] = (kws_fe_code_t)r;
-        }
+        fe_frame_mfcc(rows[t], peak_log, mfcc);
+        fe_frame_codes(mfcc, codes + t * KWS_FE_N_MFCC);
     }
 }
 #endif
