@@ -4,11 +4,9 @@
 #include "frontend.h"
 #include "frontend_tables.h"
 
-#define KWS_FE_BINS (KWS_FE_N_FFT / 2 + 1)
 #define KWS_FE_OFF ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2)
 
 static int32_t fe_re[KWS_FE_N_FFT], fe_im[KWS_FE_N_FFT];
-static uint64_t fe_power[KWS_FE_BINS];
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -86,14 +84,13 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
         fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
     fe_fft();
-    for (k = 0; k < KWS_FE_BINS; k++)
-        fe_power[k] = (uint64_t)((int64_t)fe_re[k] * fe_re[k] + (int64_t)fe_im[k] * fe_im[k])
-                      >> KWS_FE_POWER_SHIFT;
+    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
         const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
+        const int32_t *re = fe_re + kws_fe_mel_start[j], *im = fe_im + kws_fe_mel_start[j];
         for (k = 0; k < kws_fe_mel_length[j]; k++)
-            e += fe_power[kws_fe_mel_start[j] + k] * w[k];
+            e += ((uint64_t)((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k]) >> KWS_FE_POWER_SHIFT) * w[k];
         log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
         if (log[j] < KWS_FE_LOG_FLOOR)
             log[j] = KWS_FE_LOG_FLOOR;
@@ -176,17 +173,10 @@ void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes)
         fe_frame_codes(mfcc + t * KWS_FE_N_MFCC, codes + t * KWS_FE_N_MFCC);
 }
 
-void kws_frontend_window_codes(const int32_t *const *rows, kws_fe_code_t *codes)
+void kws_frontend_frame_codes(const int32_t *log, int32_t peak_log, kws_fe_code_t *codes)
 {
-    int32_t peak_log = INT32_MIN, mfcc[KWS_FE_N_MFCC];
-    int t, j;
-    for (t = 0; t < KWS_FE_FRAMES; t++)
-        for (j = 0; j < KWS_FE_N_MELS; j++)
-            if (rows[t][j] > peak_log)
-                peak_log = rows[t][j];
-    for (t = 0; t < KWS_FE_FRAMES; t++) {
-        fe_frame_mfcc(rows[t], peak_log, mfcc);
-        fe_frame_codes(mfcc, codes + t * KWS_FE_N_MFCC);
-    }
+    int32_t mfcc[KWS_FE_N_MFCC];
+    fe_frame_mfcc(log, peak_log, mfcc);
+    fe_frame_codes(mfcc, codes);
 }
 #endif

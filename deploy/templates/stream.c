@@ -22,7 +22,18 @@
 #define ST_EDGE_NEED ((ST_START_EDGES - 1) * KWS_FE_HOP_LENGTH + ST_FIRST + KWS_FE_WIN_LENGTH)
 #define ST_EDGE_WINDOWS ((KWS_FE_CLIP_SAMPLES - ST_EDGE_NEED) / KWS_ST_HOP + 2)
 #define ST_HALF (KWS_ST_SMOOTH / 2)
+/* a frame's Q12 log energies lie in [KWS_FE_LOG_FLOOR, 64 << KWS_FE_LOG_FL plus the offset): 24 bits */
+#if KWS_FE_LOG_FLOOR < -(1L << 23) || KWS_FE_LOG_OFFSET + (64L << KWS_FE_LOG_FL) > (1L << 23)
+#error "the stream keeps log energies in 24 bits; these front end constants need more"
+#endif
 enum { ST_PENDING, ST_KEPT, ST_DROPPED };
+
+/* One frame's log energies in 24 bits (high 16, low 8) and their largest. */
+typedef struct {
+    int32_t peak;
+    int16_t hi[KWS_FE_N_MELS];
+    uint8_t lo[KWS_FE_N_MELS];
+} st_row;
 
 typedef struct {
     int32_t window, score;
@@ -30,15 +41,15 @@ typedef struct {
 } st_candidate;
 
 static int16_t st_pcm[KWS_FE_WIN_LENGTH];             /* the last frame's span of samples */
-static int32_t st_logs[ST_RING][KWS_FE_N_MELS];       /* log energies of the recent inner frames */
+static st_row st_logs[ST_RING];                       /* log energies of the recent inner frames */
 #if ST_START_EDGES > 0
-static int32_t st_start_edges[ST_EDGE_WINDOWS][ST_START_EDGES][KWS_FE_N_MELS];
+static st_row st_start_edges[ST_EDGE_WINDOWS][ST_START_EDGES];
 static int32_t st_next_edge;                          /* the next window whose start edges are due */
 #endif
 #if ST_END_EDGES > 0
-static int32_t st_end_edges[ST_END_EDGES][KWS_FE_N_MELS];
+static st_row st_end_edges[ST_END_EDGES];
 #endif
-static const int32_t *st_rows[KWS_FE_FRAMES];         /* the window's frames, wherever they are */
+static int32_t st_log[KWS_FE_N_MELS];                 /* one frame's log energies, unpacked */
 static int16_t st_frame[KWS_FE_WIN_LENGTH];
 static kws_input_t st_codes[KWS_N_INPUTS];
 static int32_t st_scores[KWS_N_CLASSES];
@@ -202,9 +213,20 @@ static void st_smooth(int32_t v, int32_t last)
     st_resolve(st_run_active ? st_run_start : v + 1);
 }
 
-/* the window's frame j into log: its samples (zeros outside the window) from the last
+/* the log energies of the frame in st_frame into row */
+static void st_compute(st_row *row)
+{
+    int j;
+    row->peak = kws_frontend_frame(st_frame, st_log);
+    for (j = 0; j < KWS_FE_N_MELS; j++) {
+        row->hi[j] = (int16_t)(st_log[j] >> 8);
+        row->lo[j] = (uint8_t)(st_log[j] & 255);
+    }
+}
+
+/* the window's frame j into row: its samples (zeros outside the window) from the last
  * KWS_FE_WIN_LENGTH samples, where they all are */
-static void st_edge(int32_t s0, int j, int32_t *log)
+static void st_edge(int32_t s0, int j, st_row *row)
 {
     int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
     int i;
@@ -212,30 +234,40 @@ static void st_edge(int32_t s0, int j, int32_t *log)
         int32_t n = start + i;
         st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_WIN_LENGTH] : 0;
     }
-    kws_frontend_frame(st_frame, log);
+    st_compute(row);
+}
+
+/* frame j of window w, wherever it is */
+static const st_row *st_row_of(int32_t w, int j)
+{
+#if ST_START_EDGES > 0
+    if (j < ST_START_EDGES)
+        return &st_start_edges[w % ST_EDGE_WINDOWS][j];
+#endif
+#if ST_END_EDGES > 0
+    if (j >= ST_END_FIRST)
+        return &st_end_edges[j - ST_END_FIRST];
+#endif
+    return &st_logs[(w * KWS_ST_STEP + j) % ST_RING];
 }
 
 static void st_window(void)
 {
-    int32_t w = st_next_window, s0 = w * KWS_ST_HOP;
-    int j;
-    for (j = 0; j < KWS_FE_FRAMES; j++) {
-#if ST_START_EDGES > 0
-        if (j < ST_START_EDGES) {
-            st_rows[j] = st_start_edges[w % ST_EDGE_WINDOWS][j];
-            continue;
-        }
-#endif
+    int32_t w = st_next_window, peak = INT32_MIN;
+    int j, i;
 #if ST_END_EDGES > 0
-        if (j >= ST_END_FIRST) {
-            st_edge(s0, j, st_end_edges[j - ST_END_FIRST]);
-            st_rows[j] = st_end_edges[j - ST_END_FIRST];
-            continue;
-        }
+    for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++)
+        st_edge(w * KWS_ST_HOP, j, &st_end_edges[j - ST_END_FIRST]);
 #endif
-        st_rows[j] = st_logs[(w * KWS_ST_STEP + j) % ST_RING];
+    for (j = 0; j < KWS_FE_FRAMES; j++)   /* the window's largest log energy: the top_db clamp's */
+        if (st_row_of(w, j)->peak > peak)
+            peak = st_row_of(w, j)->peak;
+    for (j = 0; j < KWS_FE_FRAMES; j++) {
+        const st_row *row = st_row_of(w, j);
+        for (i = 0; i < KWS_FE_N_MELS; i++)
+            st_log[i] = (int32_t)row->hi[i] * 256 + row->lo[i];
+        kws_frontend_frame_codes(st_log, peak, st_codes + j * KWS_FE_N_MFCC);
     }
-    kws_frontend_window_codes(st_rows, st_codes);
     kws_infer(st_codes, st_scores);
     st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
     st_next_window++;
@@ -255,7 +287,7 @@ static void st_sample(int16_t x)
         if (start >= 0) {   /* earlier frames are only ever edges */
             for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
                 st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
-            kws_frontend_frame(st_frame, st_logs[st_next_frame % ST_RING]);
+            st_compute(&st_logs[st_next_frame % ST_RING]);
         }
         st_next_frame++;
     }
@@ -265,7 +297,7 @@ static void st_sample(int16_t x)
     if (st_received == st_next_edge * KWS_ST_HOP + ST_EDGE_NEED) {   /* the next window's start edges */
         int j;
         for (j = 0; j < ST_START_EDGES; j++)
-            st_edge(st_next_edge * KWS_ST_HOP, j, st_start_edges[st_next_edge % ST_EDGE_WINDOWS][j]);
+            st_edge(st_next_edge * KWS_ST_HOP, j, &st_start_edges[st_next_edge % ST_EDGE_WINDOWS][j]);
         st_next_edge++;
     }
 #endif
