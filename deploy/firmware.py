@@ -34,10 +34,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
+from deploy.integer_engine import IntegerModel
 from utils.atomic import write_bytes, write_text
 from utils.errors import UserError
 
@@ -92,14 +93,14 @@ def check_target(target: Optional[str]) -> Optional[Target]:
     return TARGETS[target]
 
 
-def computed_macs(int_model) -> int:
+def computed_macs(int_model: IntegerModel) -> int:
     """Multiply-accumulates the C code executes per inference: every conv output its pooling reads
     (fewer than the profiler's count, which includes the rows and columns a floor-mode max pool
     drops), every weight of a fully connected layer."""
     return sum(layer_macs(int_model))
 
 
-def layer_macs(int_model) -> list:
+def layer_macs(int_model: IntegerModel) -> list:
     """The multiply-accumulates of computed_macs, layer by layer."""
     counts = []
     for layer in int_model.layers:
@@ -149,8 +150,8 @@ extern const int32_t kws_test_detections[];     /* KWS_STREAM_DETECTIONS x (wind
 """
 
 
-def export_firmware(int_model, codes, scores, outdir, target: str, macs: int,
-                    stream: Optional[StreamTest] = None) -> list:
+def export_firmware(int_model: IntegerModel, codes: np.ndarray, scores: np.ndarray, outdir: Union[str, Path],
+                    target: str, macs: int, stream: Optional[StreamTest] = None) -> list:
     """Write the firmware files for ``target`` (a key of TARGETS) into ``outdir``, which already
     holds model.h and model.c (and with ``stream``, the stream's and front end's C files:
     deploy.c_stream.export_stream); ``codes`` are the clips' input codes (N x C x H x W),
@@ -207,7 +208,7 @@ def parse_run(text: str) -> Optional[dict]:
                        for name, i, n, x in _LAYER.findall(text)]}
 
 
-def run_firmware(outdir, timeout: int = 1800) -> Optional[dict]:
+def run_firmware(outdir: Union[str, Path], timeout: int = 1800) -> Optional[dict]:
     """Build and run the firmware in ``outdir`` (``make run``: QEMU counts the instructions) when
     make, arm-none-eabi-gcc and qemu-system-arm are installed; its figures (parse_run), or None
     without the tools. A build that prints no summary raises UserError with make's last line."""
