@@ -304,5 +304,7 @@ def format_summary(summary):
             st = fw["stream"]
             lines.append(f"Firmware stream: {st['samples']:,} samples in "
                          f"{st['hops']:,} hops, instructions per hop mean {st['instructions_per_hop_mean']:,}, "
-                         f"max {st['instructions_per_hop_max']:,} (front end, model every configured hop, detector)")
+                         f"max {st['instructions_per_hop_max']:,} (front end, model every configured hop, detector); "
+                         f"front end alone {st['frontend_frame_instructions']:,} per frame, clamp, DCT and fold "
+                         f"{st['window_frame_instructions']:,} per frame of a window")
     return "\n".join(lines)

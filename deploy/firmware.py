@@ -68,6 +68,7 @@ _PART = re.compile(r"^flash and RAM of (model|front end|stream): code and consta
 _STACK = re.compile(r"^peak stack: model (\d+) B \(one inference\)(?:, pipeline (\d+) B)?", re.M)
 _STREAM = re.compile(r"^stream: (\d+) samples, (\d+) hops, (\d+) windows; instructions per hop: mean (\d+), "
                      r"max (\d+); kws_finish (\d+)$", re.M)
+_FRONTEND = re.compile(r"^front end: (\d+) instructions per frame \(kws_frontend_frame\), (\d+) per frame of a window", re.M)
 PART_KEYS = {"model": "model", "front end": "frontend", "stream": "stream"}
 STREAM_FILES = ("test_stream.bin", "test_detections.bin")
 TEMPLATE_FILES = ("startup.c", "firmware.c", "firmware.h", "link.ld", "Makefile", "test_data.S")
@@ -185,12 +186,15 @@ def export_firmware(int_model: IntegerModel, codes: np.ndarray, scores: np.ndarr
 def parse_run(text: str) -> Optional[dict]:
     """The figures the firmware prints (``make run``'s output): None without its summary line.
     ``detections`` is the number predict.py finds (None without the stream); flash and RAM are
-    split into ``parts`` (model, frontend, stream: code and constants, data, bss in bytes)."""
+    split into ``parts`` (model, frontend, stream: code and constants, data, bss in bytes); the
+    stream's figures include the front end's parts timed alone (one frame's log energies, one
+    frame of a window's clamp, DCT and fold)."""
     m = _SUMMARY.search(text)
     if m is None:
         return None
     stream = _STREAM.search(text)
     stack = _STACK.search(text)
+    frontend = _FRONTEND.search(text)
     detections = None if m.group(4) is None else int(m.group(5) if m.group(5) is not None else m.group(7))
     return {"scores_identical": m.group(2) == "identical", "clips": int(m.group(3)),
             "detections_identical": None if m.group(4) is None else m.group(5) is not None,
@@ -203,7 +207,8 @@ def parse_run(text: str) -> Optional[dict]:
                                                        "pipeline": None if stack.group(2) is None else int(stack.group(2))},
             "stream": None if stream is None else dict(zip(
                 ("samples", "hops", "windows", "instructions_per_hop_mean", "instructions_per_hop_max",
-                 "finish_instructions"), map(int, stream.groups()))),
+                 "finish_instructions", "frontend_frame_instructions", "window_frame_instructions"),
+                map(int, stream.groups() + (frontend.groups() if frontend else (0, 0))))),
             "layers": [{"name": name, "instructions": int(i), "macs_executed": int(n), "instructions_per_mac": float(x)}
                        for name, i, n, x in _LAYER.findall(text)]}
 

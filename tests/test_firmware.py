@@ -226,6 +226,11 @@ def test_the_firmware_stream_makes_predict_py_s_detections_under_qemu(integer_fi
     # a hop that runs the model costs more than the model alone; the mean is the real-time share
     assert stream["instructions_per_hop_max"] > fw["instructions"]
     assert stream["instructions_per_hop_max"] > stream["instructions_per_hop_mean"] > 0
+    # every hop computes one frame's log energies; a window hop also its frames' DCTs and the model
+    frames = int(re.search(r"#define KWS_FE_FRAMES \((\d+)\)", (out / "frontend_config.h").read_text()).group(1))
+    assert stream["instructions_per_hop_mean"] > stream["frontend_frame_instructions"] > 0
+    assert stream["instructions_per_hop_max"] > (fw["instructions"] + stream["frontend_frame_instructions"]
+                                                 + frames * stream["window_frame_instructions"])
     hops_per_second = rate // classifier.params.hop_length
     assert fw["core_percent"] == pytest.approx(stream["instructions_per_hop_mean"] * hops_per_second / 80e6 * 100,
                                                abs=0.006)

@@ -11,6 +11,7 @@
 #include "model.h"
 #include "test_data.h"
 #if KWS_STREAM
+#include "frontend.h"
 #include "stream.h"
 #endif
 
@@ -38,6 +39,7 @@ extern const char __data_start, __data_end, __bss_start, __bss_end;
  * first LAYER_CLIPS clips run through it; a layer's count includes one hook call (a few
  * instructions). */
 #define LAYER_CLIPS 10u
+#define PART_FRAMES 100u   /* frames of the recording the front end's parts are timed on */
 int kws_infer_layers(const kws_input_t *features, int32_t *scores);
 void kws_fw_layer_mark(int layer);
 static uint32_t layer_mark[KWS_N_LAYERS + 1];
@@ -148,7 +150,8 @@ int main(void)
     uint32_t kws_flash, kws_ram;
 #if KWS_STREAM
     uint64_t hop_ticks = 0;
-    uint32_t max_hop_ticks = 0, hops = 0, finish_ticks, pipeline_stack;
+    uint32_t max_hop_ticks = 0, hops = 0, finish_ticks, pipeline_stack, part_frames;
+    uint64_t frame_ticks = 0, dct_ticks = 0;
     int32_t windows;
     int detections_ok;
 #endif
@@ -210,6 +213,26 @@ int main(void)
         low = stream_low < low ? stream_low : low;
         detections_ok = windows == KWS_STREAM_WINDOWS && found == KWS_STREAM_DETECTIONS
                         && matching == KWS_STREAM_DETECTIONS;
+    }
+    {
+        /* the front end's parts alone, on the recording's first frames: one frame's log energies
+         * (every hop), one frame's clamp, DCT and fold (KWS_FE_FRAMES of them per window) */
+        static int32_t log[KWS_FE_N_MELS];
+        static kws_input_t codes[KWS_FE_N_MFCC];
+        uint32_t f, n = 0;
+        for (f = 0; f < PART_FRAMES && f * KWS_FE_HOP_LENGTH + KWS_FE_WIN_LENGTH <= KWS_STREAM_SAMPLES; f++) {
+            int32_t peak;
+            start = SYST_CVR;
+            peak = kws_frontend_frame(kws_test_stream + f * KWS_FE_HOP_LENGTH, log);
+            stop = SYST_CVR;
+            frame_ticks += ((start - stop) & SYST_MASK) - (uint32_t)overhead;
+            start = SYST_CVR;
+            kws_frontend_frame_codes(log, peak, codes);
+            stop = SYST_CVR;
+            dct_ticks += ((start - stop) & SYST_MASK) - (uint32_t)overhead;
+            n++;
+        }
+        part_frames = n;
     }
 #endif
     {
@@ -301,6 +324,16 @@ int main(void)
     put("; kws_finish ");
     put_u((uint64_t)finish_ticks * INSTRUCTIONS_PER_TICK);
     flush_line();
+    if (part_frames) {
+        put("front end: ");
+        put_u((frame_ticks * INSTRUCTIONS_PER_TICK + part_frames / 2) / part_frames);
+        put(" instructions per frame (kws_frontend_frame), ");
+        put_u((dct_ticks * INSTRUCTIONS_PER_TICK + part_frames / 2) / part_frames);
+        put(" per frame of a window (kws_frontend_frame_codes: clamp, DCT, fold), mean over ");
+        put_u(part_frames);
+        put(" frames");
+        flush_line();
+    }
     if (!detections_ok) {
         put("stream: ");
         put_i(windows);
