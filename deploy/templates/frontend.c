@@ -35,6 +35,17 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
+/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component stays
+ * within 2^29 (the halving per stage), so t's parts are within 2^29.5 and the sums fit 32 bits. */
+static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
+{
+    int32_t ar = fe_re[a], ai = fe_im[a];
+    fe_re[a] = (ar + tr + 1) >> 1;
+    fe_re[b] = (ar - tr + 1) >> 1;
+    fe_im[a] = (ai + ti + 1) >> 1;
+    fe_im[b] = (ai - ti + 1) >> 1;
+}
+
 static void fe_fft(void)
 {
     int i, h;
@@ -51,17 +62,15 @@ static void fe_fft(void)
     for (h = 1; h < KWS_FE_N_FFT; h *= 2) {
         int step = KWS_FE_N_FFT / (2 * h), g, k;
         for (g = 0; g < KWS_FE_N_FFT; g += 2 * h) {
-            for (k = 0; k < h; k++) {
+            /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
+            fe_butterfly(g, g + h, fe_re[g + h], fe_im[g + h]);
+            for (k = 1; k < h; k++) {
                 int a = g + k, b = a + h;
-                int64_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
+                int32_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
                 int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
-                int64_t tr = ((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS;
-                int64_t ti = ((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS;
-                int64_t ar = fe_re[a], ai = fe_im[a];
-                fe_re[a] = (int32_t)((ar + tr + 1) >> 1);
-                fe_re[b] = (int32_t)((ar - tr + 1) >> 1);
-                fe_im[a] = (int32_t)((ai + ti + 1) >> 1);
-                fe_im[b] = (int32_t)((ai - ti + 1) >> 1);
+                int32_t tr = (int32_t)(((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS);
+                int32_t ti = (int32_t)(((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS);
+                fe_butterfly(a, b, tr, ti);
             }
         }
     }
