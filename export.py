@@ -27,8 +27,9 @@ def run(args: argparse.Namespace) -> None:
                             use_stored=not args.no_stored, target=args.target)
     print(format_summary(summary))
     if summary.target != HOST:
+        stream = " and a recording through the stream" if summary.pcm_mismatches is not None else ""
         print(f"Next: make -C {args.output} run   (arm-none-eabi-gcc and qemu-system-arm: replays the "
-              f"{summary.clips} test clips on {summary.target})")
+              f"{summary.clips} test clips{stream} on {summary.target})")
     elif summary.top1_integer is not None:  # the C code was written: build it and compare its scores
         print(f"Next: (cd {args.output} && gcc -std=c99 -O2 -Wall -Wextra -Werror model.c main.c -o kws && "
               f"./kws test_vectors.txt | cmp - expected_scores.txt)")

@@ -35,8 +35,10 @@ from deploy.c_export import c_model_memory, export_c
 from deploy.c_frontend import PIPELINE_FILES, export_pcm_pipeline
 from deploy.c_stream import STREAM_CONFIG, STREAM_FILES, export_stream
 from data_loader.corpus import SILENCE
+from data_loader import integer_frontend as ife
+from data_loader.stream import plan_stream, render_blocks
 from deploy.compact import compact_model
-from deploy.firmware import FIRMWARE_FILES, HOST, check_target, export_firmware, run_firmware
+from deploy.firmware import FIRMWARE_FILES, HOST, STREAM_SECONDS, StreamTest, check_target, export_firmware, run_firmware
 from deploy.integer_engine import IntegerModel
 from deploy.onnx_export import check_onnx, export_onnx
 from model.metric import balanced_accuracy, confusion_matrix, top1
@@ -45,7 +47,7 @@ from optimization.solutions import solution_text
 from utils.atomic import make_folder, read_yaml, write_text, write_yaml
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from app.detection import stored_settings
+from app.detection import KeywordClassifier, scan_frames, stored_settings
 from app.restore import data_for_checkpoint, effective_solutions, normalization_of, restore_model
 
 
@@ -198,7 +200,8 @@ def export_bundle(checkpoint: str | os.PathLike, outdir: str | os.PathLike, quan
         target=target,
         **dict(zip(("top1_float", "balanced_float"), _scores(log_probs.numpy(), labels))))
     if engine is not None:
-        _export_integer(summary, quantization, engine, inputs, labels, outdir)
+        codes, scores = _export_integer(summary, quantization, engine, inputs, labels, outdir)
+        stream = None
         if getattr(data.features, "frontend", "float") == "integer":   # the C front end, PCM in
             files, pcm_codes = export_pcm_pipeline(engine, data.features, mean, std, data.split("test").pcm,
                                                    outdir)
@@ -211,7 +214,10 @@ def export_bundle(checkpoint: str | os.PathLike, outdir: str | os.PathLike, quan
             codes = engine.quantize_input(inputs)
             summary.pcm_mismatches = int((pcm_codes.reshape(len(codes), -1) != codes.reshape(len(codes), -1))
                                          .any(axis=1).sum())
+            if target != HOST and getattr(data, "corpus", None) is not None:
+                stream = _firmware_stream(masked_q, ckpt, data.corpus, settings)
         if target != HOST:
+            summary.files += export_firmware(engine, codes, scores, outdir, target, summary.macs, stream)
             summary.firmware = run_firmware(outdir)
     summary.files.append(SUMMARY)
     write_yaml(outdir / SUMMARY, asdict(summary))
@@ -221,9 +227,31 @@ def export_bundle(checkpoint: str | os.PathLike, outdir: str | os.PathLike, quan
     return summary
 
 
-def _export_integer(summary, quantization, engine, inputs, labels, outdir) -> None:
+def _firmware_stream(model, ckpt, corpus, settings, seconds=STREAM_SECONDS) -> StreamTest:
+    """The recording the firmware replays through its stream: the first ``seconds`` of the test
+    split's stream (data_loader.stream: every clip once, in a seeded order, with pauses and the
+    split's noise), and predict.py's detections on it (app.detection.scan_frames: the integer
+    front end, engine and detector of the quantized ``model``)."""
+    classifier = KeywordClassifier(model, ckpt)
+    rate = classifier.sample_rate
+    plan = plan_stream(corpus, "test", rate, seconds / 3600.0, 0)
+    wanted, blocks, have = int(seconds * rate), [], 0
+    for block in render_blocks(plan):
+        blocks.append(block)
+        have += len(block)
+        if have >= wanted:
+            break
+    samples = np.concatenate(blocks)[:wanted]
+    result = scan_frames(classifier, [samples], settings)
+    hop = settings.hop_samples(rate)
+    detections = [(round(d.start_s * rate / hop), d.label, round(d.score * (1 << 16))) for d in result.detections]
+    return StreamTest(ife.to_pcm(samples), detections, len(result.starts_s), classifier.params.hop_length, rate)
+
+
+def _export_integer(summary, quantization, engine, inputs, labels, outdir):
     """Integer engine and C code: scores checked against the simulated fixed-point model (the
-    compact checkpoint with the same quantization.yml, loaded as a user would)."""
+    compact checkpoint with the same quantization.yml, loaded as a user would). Returns the test
+    clips' input codes and integer scores."""
     write_text(outdir / QUANTIZATION, solution_text(quantization))
     simulated, _ = restore_model(outdir / COMPACT, outdir / QUANTIZATION, use_stored=False)
     with torch.no_grad():
@@ -235,12 +263,11 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir) -> No
     write_text(outdir / SCORES, _lines(scores))
     write_text(outdir / LABELS, _lines(labels[:, None]))
     summary.files += list(INTEGER_FILES)
-    if summary.target != HOST:
-        summary.files += export_firmware(engine, codes, scores, outdir, summary.target, summary.macs)
     summary.top1_fixed_point, summary.balanced_fixed_point = _scores(logits, labels)
     summary.top1_integer, summary.balanced_integer = _scores(scores, labels)
     summary.integer_mismatches = int((scores != logits * 2.0 ** engine.output_fl).any(axis=1).sum())
     summary.flash_bytes, summary.ram_bytes = c_model_memory(engine)
+    return codes, scores
 
 
 def format_summary(summary: ExportSummary) -> str:
@@ -279,8 +306,17 @@ def format_summary(summary: ExportSummary) -> str:
         fw = summary.firmware
         layers = ", ".join(f"{la['name']} {la['instructions']:,} ({la['instructions_per_mac']:.2f} per MAC)"
                            for la in fw["layers"])
+        detections = "" if fw["detections"] is None else (
+            f", detections {'identical' if fw['detections_identical'] else 'DIFFER'} ({fw['detections']})")
         lines.append(f"Firmware on {summary.target} (QEMU): scores {'identical' if fw['scores_identical'] else 'DIFFER'} "
-                     f"on {fw['clips']} clips; flash {fw['flash_bytes']:,} B, RAM {fw['ram_bytes']:,} B; "
+                     f"on {fw['clips']} clips{detections}; flash {fw['flash_bytes']:,} B, RAM {fw['ram_bytes']:,} B; "
                      f"{fw['instructions']:,} instructions per inference ({fw['instructions_per_mac']:.2f} per MAC); "
-                     f"per layer: {layers} (in export.yml)")
+                     f"{fw['core_percent']:.2f}% of an 80 MHz core; per layer: {layers} (in export.yml)")
+        if fw["stream"]:
+            st = fw["stream"]
+            lines.append(f"Firmware stream: {st['samples']:,} samples in "
+                         f"{st['hops']:,} hops, instructions per hop mean {st['instructions_per_hop_mean']:,}, "
+                         f"max {st['instructions_per_hop_max']:,} (front end, model every configured hop, detector); "
+                         f"front end alone {st['frontend_frame_instructions']:,} per frame, clamp, DCT and fold "
+                         f"{st['window_frame_instructions']:,} per frame of a window")
     return "\n".join(lines)

@@ -1,17 +1,24 @@
 """export.py --target cortex-m4: the firmware folder builds with arm-none-eabi-gcc, runs under
-qemu-system-arm, reproduces the Python integer engine's score on every test clip and reports
+qemu-system-arm, reproduces the Python integer engine's score on every test clip and, on the
+integer front end, predict.py's detections on a recording pushed through the stream; it reports
 flash, RAM and instructions; bad targets and a float model are one-line errors."""
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import yaml
 
+from app.detection import DetectorSettings, KeywordClassifier, scan_frames, stored_settings
+from app.stream_test import split_stream
 from conftest import run_c_model, run_script
+from data_loader.integer_frontend import PCM_SCALE
+from data_loader.stream import render_blocks
 from deploy.firmware import parse_run
 from tiny import quantized_tiny_run
+from utils.checkpoint import load_checkpoint, save_checkpoint
 
 SUMMARY = re.compile(r"^(cortex-m[47]): scores identical on (\d+) clips; flash (\d+) B, RAM (\d+) B; "
                      r"(\d+) instructions per inference \((\d+\.\d\d) per MAC\); (\d+\.\d\d)% of an 80 MHz core$")
@@ -153,3 +160,103 @@ def test_target_without_quantization_is_a_one_line_error(run, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --target cortex-m4 needs an integer model"), proc.stderr
     assert not (tmp_path / "fw").exists()
+
+
+STREAM_SUMMARY = re.compile(r"^cortex-m4: scores identical on (\d+) clips, detections identical \((\d+)\); "
+                            r"flash (\d+) B, RAM (\d+) B; (\d+) instructions per inference \((\d+\.\d\d) per MAC\); "
+                            r"(\d+\.\d\d)% of an 80 MHz core$")
+
+
+@pytest.fixture(scope="module")
+def integer_firmware(tmp_path_factory):
+    """A 2-epoch run on the integer front end, quantized at 8 bits, whose checkpoint's operating
+    point is lowered to a threshold that one in ten windows of the test split's stream reaches (a
+    2-epoch model is unsure: its calibrated threshold finds nothing), exported for the Cortex-M4:
+    (classifier of the lowered checkpoint, settings, firmware folder, export.py's output)."""
+    tmp = tmp_path_factory.mktemp("firmware_stream")
+    corpus, _, run_dir = quantized_tiny_run(tmp, base="config_lenet5_keywords_integer.yml")
+    q = run_dir / "quantization.yml"
+    classifier = KeywordClassifier.from_checkpoint(run_dir / "model_best.pth", q)
+    plan = split_stream(classifier, classifier.ckpt, corpus, "test", 0.01, 0)
+    first = scan_frames(classifier, render_blocks(plan), DetectorSettings())
+    threshold = float(np.quantile(first.posteriors[:, 1:].max(axis=1), 0.9))
+    ckpt = load_checkpoint(run_dir / "model_best.pth")
+    lowered = tmp / "lowered.pth"
+    save_checkpoint(lowered, replace(ckpt, detector={**ckpt.detector, "threshold": threshold}))
+    out = tmp / "fw"
+    text = run_script("export.py", "-r", lowered, "-q", q, "-o", out, "--target", "cortex-m4").stdout
+    classifier = KeywordClassifier.from_checkpoint(lowered, q)
+    settings, _ = stored_settings(classifier.ckpt)
+    assert settings.threshold == threshold
+    return classifier, settings, out, text
+
+
+def test_the_firmware_stream_makes_predict_py_s_detections_under_qemu(integer_firmware):
+    """The whole firmware on the integer front end: the test clips' scores, and the recording
+    (test_stream.bin) pushed through kws_push on the M4 gives, detection for detection, what
+    predict.py's scan finds in the same PCM; the summary counts them, make run passes, export.yml
+    holds the figures of the whole pipeline."""
+    if any(shutil.which(tool) is None for tool in TOOLS):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    classifier, settings, out, text = integer_firmware
+    pcm = np.fromfile(out / "test_stream.bin", dtype="<i2")
+    rate = classifier.sample_rate
+    assert len(pcm) >= 30 * rate and np.abs(pcm).max() > 1000   # a real recording of half a minute or more
+    python = scan_frames(classifier, [pcm.astype(np.float32) / PCM_SCALE], settings)
+    assert len(python.detections) >= 3
+    hop = settings.hop_samples(rate)
+    expected = np.fromfile(out / "test_detections.bin", dtype="<i4").reshape(-1, 3)
+    assert [(w * hop / rate, classifier.class_names[k], s / 65536) for w, k, s in expected.tolist()] == \
+        [(d.start_s, d.name, d.score) for d in python.detections]
+
+    proc = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = _last_line(proc.stdout)
+    m = STREAM_SUMMARY.match(last)
+    assert m, last
+    assert int(m.group(2)) == len(python.detections)   # the count the device printed is Python's
+    fw = parse_run(proc.stdout)
+    summary = yaml.safe_load((out / "export.yml").read_text())
+    assert summary["firmware"] == fw
+    assert f"detections identical ({len(python.detections)})" in text
+    assert fw["detections_identical"] is True and fw["detections"] == len(python.detections)
+    stream = fw["stream"]
+    assert stream["samples"] == len(pcm) and stream["windows"] == len(python.starts_s)
+    assert stream["hops"] == -(-len(pcm) // classifier.params.hop_length)
+    # a hop that runs the model costs more than the model alone; the mean is the real-time share
+    assert stream["instructions_per_hop_max"] > fw["instructions"]
+    assert stream["instructions_per_hop_max"] > stream["instructions_per_hop_mean"] > 0
+    # every hop computes one frame's log energies; a window hop also its frames' DCTs and the model
+    frames = int(re.search(r"#define KWS_FE_FRAMES \((\d+)\)", (out / "frontend_config.h").read_text()).group(1))
+    assert stream["instructions_per_hop_mean"] > stream["frontend_frame_instructions"] > 0
+    assert stream["instructions_per_hop_max"] > (fw["instructions"] + stream["frontend_frame_instructions"]
+                                                 + frames * stream["window_frame_instructions"])
+    hops_per_second = rate // classifier.params.hop_length
+    assert fw["core_percent"] == pytest.approx(stream["instructions_per_hop_mean"] * hops_per_second / 80e6 * 100,
+                                               abs=0.006)
+    # flash and RAM: the three parts of the keyword spotter and the pipeline's peak stack
+    parts = fw["parts"]
+    assert set(parts) == {"model", "frontend", "stream"} and all(p["code_bytes"] > 0 for p in parts.values())
+    assert fw["flash_bytes"] == sum(p["code_bytes"] + p["data_bytes"] for p in parts.values())
+    stack = fw["stack_bytes"]
+    assert stack["pipeline"] >= stack["model"] > 0
+    assert fw["ram_bytes"] == sum(p["data_bytes"] + p["bss_bytes"] for p in parts.values()) + stack["pipeline"]
+
+
+def test_a_changed_expected_detection_is_reported(integer_firmware, tmp_path):
+    """The firmware really compares detections: one expected score off by one makes make run
+    fail and the summary say which."""
+    if any(shutil.which(tool) is None for tool in TOOLS):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    _, _, out, _ = integer_firmware
+    changed = tmp_path / "fw"
+    shutil.copytree(out, changed)
+    detections = np.fromfile(changed / "test_detections.bin", dtype="<i4")
+    n = len(detections) // 3
+    detections[3 * 1 + 2] += 1
+    detections.tofile(changed / "test_detections.bin")
+    proc = subprocess.run(["make", "-s", "-C", str(changed), "run"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert f", detections differ ({n - 1} of {n} identical, {n} found); " in _last_line(proc.stdout)
+    assert re.search(r"^stream: .*detection 1: window \d+ label \d+ score (-?\d+), expected window \d+ label \d+ "
+                     r"score (-?\d+)$", proc.stdout, re.M)

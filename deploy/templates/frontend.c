@@ -4,11 +4,9 @@
 #include "frontend.h"
 #include "frontend_tables.h"
 
-#define KWS_FE_BINS (KWS_FE_N_FFT / 2 + 1)
 #define KWS_FE_OFF ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2)
 
 static int32_t fe_re[KWS_FE_N_FFT], fe_im[KWS_FE_N_FFT];
-static uint64_t fe_power[KWS_FE_BINS];
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -37,6 +35,17 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
+/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component stays
+ * within 2^29 (the halving per stage), so t's parts are within 2^29.5 and the sums fit 32 bits. */
+static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
+{
+    int32_t ar = fe_re[a], ai = fe_im[a];
+    fe_re[a] = (ar + tr + 1) >> 1;
+    fe_re[b] = (ar - tr + 1) >> 1;
+    fe_im[a] = (ai + ti + 1) >> 1;
+    fe_im[b] = (ai - ti + 1) >> 1;
+}
+
 static void fe_fft(void)
 {
     int i, h;
@@ -53,17 +62,15 @@ static void fe_fft(void)
     for (h = 1; h < KWS_FE_N_FFT; h *= 2) {
         int step = KWS_FE_N_FFT / (2 * h), g, k;
         for (g = 0; g < KWS_FE_N_FFT; g += 2 * h) {
-            for (k = 0; k < h; k++) {
+            /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
+            fe_butterfly(g, g + h, fe_re[g + h], fe_im[g + h]);
+            for (k = 1; k < h; k++) {
                 int a = g + k, b = a + h;
-                int64_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
+                int32_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
                 int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
-                int64_t tr = ((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS;
-                int64_t ti = ((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS;
-                int64_t ar = fe_re[a], ai = fe_im[a];
-                fe_re[a] = (int32_t)((ar + tr + 1) >> 1);
-                fe_re[b] = (int32_t)((ar - tr + 1) >> 1);
-                fe_im[a] = (int32_t)((ai + ti + 1) >> 1);
-                fe_im[b] = (int32_t)((ai - ti + 1) >> 1);
+                int32_t tr = (int32_t)(((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS);
+                int32_t ti = (int32_t)(((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS);
+                fe_butterfly(a, b, tr, ti);
             }
         }
     }
@@ -86,14 +93,13 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
         fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
     fe_fft();
-    for (k = 0; k < KWS_FE_BINS; k++)
-        fe_power[k] = (uint64_t)((int64_t)fe_re[k] * fe_re[k] + (int64_t)fe_im[k] * fe_im[k])
-                      >> KWS_FE_POWER_SHIFT;
+    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
         const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
+        const int32_t *re = fe_re + kws_fe_mel_start[j], *im = fe_im + kws_fe_mel_start[j];
         for (k = 0; k < kws_fe_mel_length[j]; k++)
-            e += fe_power[kws_fe_mel_start[j] + k] * w[k];
+            e += ((uint64_t)((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k]) >> KWS_FE_POWER_SHIFT) * w[k];
         log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
         if (log[j] < KWS_FE_LOG_FLOOR)
             log[j] = KWS_FE_LOG_FLOOR;
@@ -103,26 +109,31 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     return peak_log;
 }
 
+/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak). */
+static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
+{
+    int j, k;
+    for (k = 0; k < KWS_FE_N_MFCC; k++) {
+        int64_t acc = 0;
+        for (j = 0; j < KWS_FE_N_MELS; j++) {
+            int32_t v = log[j];
+            if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
+                v = peak_log - KWS_FE_TOP_DB;
+            acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
+        }
+        mfcc[k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
+    }
+}
+
 void kws_frontend_window(const int32_t *logs, int32_t *mfcc)
 {
     int32_t peak_log = INT32_MIN;
-    int t, j, k;
+    int t;
     for (t = 0; t < KWS_FE_FRAMES * KWS_FE_N_MELS; t++)
         if (logs[t] > peak_log)
             peak_log = logs[t];
-    for (t = 0; t < KWS_FE_FRAMES; t++) {
-        const int32_t *log = logs + t * KWS_FE_N_MELS;
-        for (k = 0; k < KWS_FE_N_MFCC; k++) {
-            int64_t acc = 0;
-            for (j = 0; j < KWS_FE_N_MELS; j++) {
-                int32_t v = log[j];
-                if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
-                    v = peak_log - KWS_FE_TOP_DB;
-                acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
-            }
-            mfcc[t * KWS_FE_N_MFCC + k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
-        }
-    }
+    for (t = 0; t < KWS_FE_FRAMES; t++)
+        fe_frame_mfcc(logs + t * KWS_FE_N_MELS, peak_log, mfcc + t * KWS_FE_N_MFCC);
 }
 
 void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
@@ -141,27 +152,40 @@ void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc)
 }
 
 #if KWS_FE_HAS_FOLD
+/* One frame's MFCCs -> its input codes. */
+static void fe_frame_codes(const int32_t *mfcc, kws_fe_code_t *codes)
+{
+    int k;
+    for (k = 0; k < KWS_FE_N_MFCC; k++) {
+        int64_t v = (int64_t)mfcc[k] - kws_fe_fold_offset[k], r;
+        int s = kws_fe_fold_shift[k];
+        if (s > 0) {
+            int64_t a = v < 0 ? -v : v;
+            a = (a + ((int64_t)1 << (s - 1))) >> s;
+            r = v < 0 ? -a : a;
+        } else {   /* saturated first: the shift cannot overflow, the code is the same */
+            r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
+            r *= (int64_t)1 << -s;
+        }
+        if (r < KWS_FE_CODE_MIN)
+            r = KWS_FE_CODE_MIN;
+        if (r > KWS_FE_CODE_MAX)
+            r = KWS_FE_CODE_MAX;
+        codes[k] = (kws_fe_code_t)r;
+    }
+}
+
 void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes)
 {
-    int t, k;
-    for (t = 0; t < KWS_FE_FRAMES; t++) {
-        for (k = 0; k < KWS_FE_N_MFCC; k++) {
-            int64_t v = (int64_t)mfcc[t * KWS_FE_N_MFCC + k] - kws_fe_fold_offset[k], r;
-            int s = kws_fe_fold_shift[k];
-            if (s > 0) {
-                int64_t a = v < 0 ? -v : v;
-                a = (a + ((int64_t)1 << (s - 1))) >> s;
-                r = v < 0 ? -a : a;
-            } else {   /* saturated first: the shift cannot overflow, the code is the same */
-                r = v < KWS_FE_CODE_MIN ? KWS_FE_CODE_MIN : v > KWS_FE_CODE_MAX ? KWS_FE_CODE_MAX : v;
-                r *= (int64_t)1 << -s;
-            }
-            if (r < KWS_FE_CODE_MIN)
-                r = KWS_FE_CODE_MIN;
-            if (r > KWS_FE_CODE_MAX)
-                r = KWS_FE_CODE_MAX;
-            codes[t * KWS_FE_N_MFCC + k] = (kws_fe_code_t)r;
-        }
-    }
+    int t;
+    for (t = 0; t < KWS_FE_FRAMES; t++)
+        fe_frame_codes(mfcc + t * KWS_FE_N_MFCC, codes + t * KWS_FE_N_MFCC);
+}
+
+void kws_frontend_frame_codes(const int32_t *log, int32_t peak_log, kws_fe_code_t *codes)
+{
+    int32_t mfcc[KWS_FE_N_MFCC];
+    fe_frame_mfcc(log, peak_log, mfcc);
+    fe_frame_codes(mfcc, codes);
 }
 #endif

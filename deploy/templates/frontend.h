@@ -23,5 +23,9 @@ void kws_frontend_window(const int32_t *logs, int32_t *mfcc);
 /* Integer MFCCs -> the model's input codes: the checkpoint's normalisation folded into a shift
  * per coefficient, rounded half away from zero and saturated to KWS_FE_CODE_BITS bits. */
 void kws_frontend_codes(const int32_t *mfcc, kws_fe_code_t *codes);
+/* kws_frontend_window then kws_frontend_codes for one frame of a window: its KWS_FE_N_MELS log
+ * energies and the window's largest (the top_db clamp's reference) -> its KWS_FE_N_MFCC input
+ * codes; a stream (stream.c) needs no buffer of the window's logs or MFCCs. */
+void kws_frontend_frame_codes(const int32_t *log, int32_t peak_log, kws_fe_code_t *codes);
 #endif
 #endif

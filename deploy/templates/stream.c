@@ -6,20 +6,51 @@
 #include "stream_config.h"
 
 #define ST_FIRST ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2 - KWS_FE_N_FFT / 2)   /* frame j spans j * hop + this */
-#define ST_RING (KWS_FE_FRAMES + 1)
+#if KWS_FE_CLIP_SAMPLES < KWS_FE_WIN_LENGTH || ST_FIRST <= -KWS_FE_WIN_LENGTH
+#error "the stream needs a clip at least one frame long and frames that reach into it"
+#endif
+/* A window's frames 0 .. ST_START_EDGES - 1 begin before it and frames ST_END_FIRST .. end after
+ * it: these edges see the window's zero padding and are computed per window; the inner frames
+ * are frames of the recording, computed once into a ring as their samples arrive. */
+#define ST_START_EDGES (ST_FIRST < 0 ? (KWS_FE_HOP_LENGTH - 1 - ST_FIRST) / KWS_FE_HOP_LENGTH : 0)
+#define ST_END_RAW ((KWS_FE_CLIP_SAMPLES - KWS_FE_WIN_LENGTH - ST_FIRST) / KWS_FE_HOP_LENGTH + 1)
+#define ST_END_FIRST (ST_END_RAW < KWS_FE_FRAMES ? ST_END_RAW : KWS_FE_FRAMES)
+#define ST_END_EDGES (KWS_FE_FRAMES - ST_END_FIRST)
+#define ST_RING (ST_END_FIRST - ST_START_EDGES)   /* the inner frames of one window */
+/* a window's start edges are computed once its first ST_EDGE_NEED samples have arrived, and kept
+ * until the window is complete: ST_EDGE_WINDOWS windows at most */
+#define ST_EDGE_NEED ((ST_START_EDGES - 1) * KWS_FE_HOP_LENGTH + ST_FIRST + KWS_FE_WIN_LENGTH)
+#define ST_EDGE_WINDOWS ((KWS_FE_CLIP_SAMPLES - ST_EDGE_NEED) / KWS_ST_HOP + 2)
 #define ST_HALF (KWS_ST_SMOOTH / 2)
+/* a frame's Q12 log energies lie in [KWS_FE_LOG_FLOOR, 64 << KWS_FE_LOG_FL plus the offset): 24 bits */
+#if KWS_FE_LOG_FLOOR < -(1L << 23) || KWS_FE_LOG_OFFSET + (64L << KWS_FE_LOG_FL) > (1L << 23)
+#error "the stream keeps log energies in 24 bits; these front end constants need more"
+#endif
 enum { ST_PENDING, ST_KEPT, ST_DROPPED };
+
+/* One frame's log energies in 24 bits (high 16, low 8) and their largest. */
+typedef struct {
+    int32_t peak;
+    int16_t hi[KWS_FE_N_MELS];
+    uint8_t lo[KWS_FE_N_MELS];
+} st_row;
 
 typedef struct {
     int32_t window, score;
-    int label, state, emitted;
+    uint8_t label, state, emitted;
 } st_candidate;
 
-static int16_t st_pcm[KWS_FE_CLIP_SAMPLES];           /* the last clip of samples */
-static int32_t st_logs[ST_RING][KWS_FE_N_MELS];       /* log energies of recent frames */
-static int32_t st_window_logs[KWS_FE_FRAMES * KWS_FE_N_MELS];
+static int16_t st_pcm[KWS_FE_WIN_LENGTH];             /* the last frame's span of samples */
+static st_row st_logs[ST_RING];                       /* log energies of the recent inner frames */
+#if ST_START_EDGES > 0
+static st_row st_start_edges[ST_EDGE_WINDOWS][ST_START_EDGES];
+static int32_t st_next_edge;                          /* the next window whose start edges are due */
+#endif
+#if ST_END_EDGES > 0
+static st_row st_end_edges[ST_END_EDGES];
+#endif
+static int32_t st_log[KWS_FE_N_MELS];                 /* one frame's log energies, unpacked */
 static int16_t st_frame[KWS_FE_WIN_LENGTH];
-static int32_t st_mfcc[KWS_N_INPUTS];
 static kws_input_t st_codes[KWS_N_INPUTS];
 static int32_t st_scores[KWS_N_CLASSES];
 static int32_t st_post[KWS_ST_SMOOTH][KWS_N_CLASSES];  /* posteriors of the last windows, Q16 */
@@ -37,6 +68,9 @@ void kws_stream_init(kws_detect_fn on_detect, void *ctx)
     st_ctx = ctx;
     st_ncand = st_overflow = 0;
     st_received = st_next_frame = st_next_window = st_next_smooth = 0;
+#if ST_START_EDGES > 0
+    st_next_edge = 0;
+#endif
     st_run_active = 0;
 }
 
@@ -142,7 +176,7 @@ static void st_close_run(void)
     }
     st_cand[st_ncand].window = st_run_peak;
     st_cand[st_ncand].score = st_run_score;
-    st_cand[st_ncand].label = st_run_label;
+    st_cand[st_ncand].label = (uint8_t)st_run_label;
     st_cand[st_ncand].state = ST_PENDING;
     st_cand[st_ncand].emitted = 0;
     st_ncand++;
@@ -179,27 +213,61 @@ static void st_smooth(int32_t v, int32_t last)
     st_resolve(st_run_active ? st_run_start : v + 1);
 }
 
+/* the log energies of the frame in st_frame into row */
+static void st_compute(st_row *row)
+{
+    int j;
+    row->peak = kws_frontend_frame(st_frame, st_log);
+    for (j = 0; j < KWS_FE_N_MELS; j++) {
+        row->hi[j] = (int16_t)(st_log[j] >> 8);
+        row->lo[j] = (uint8_t)(st_log[j] & 255);
+    }
+}
+
+/* the window's frame j into row: its samples (zeros outside the window) from the last
+ * KWS_FE_WIN_LENGTH samples, where they all are */
+static void st_edge(int32_t s0, int j, st_row *row)
+{
+    int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
+    int i;
+    for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
+        int32_t n = start + i;
+        st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_WIN_LENGTH] : 0;
+    }
+    st_compute(row);
+}
+
+/* frame j of window w, wherever it is */
+static const st_row *st_row_of(int32_t w, int j)
+{
+#if ST_START_EDGES > 0
+    if (j < ST_START_EDGES)
+        return &st_start_edges[w % ST_EDGE_WINDOWS][j];
+#endif
+#if ST_END_EDGES > 0
+    if (j >= ST_END_FIRST)
+        return &st_end_edges[j - ST_END_FIRST];
+#endif
+    return &st_logs[(w * KWS_ST_STEP + j) % ST_RING];
+}
+
 static void st_window(void)
 {
-    int32_t w = st_next_window, s0 = w * KWS_ST_HOP;
+    int32_t w = st_next_window, peak = INT32_MIN;
     int j, i;
+#if ST_END_EDGES > 0
+    for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++)
+        st_edge(w * KWS_ST_HOP, j, &st_end_edges[j - ST_END_FIRST]);
+#endif
+    for (j = 0; j < KWS_FE_FRAMES; j++)   /* the window's largest log energy: the top_db clamp's */
+        if (st_row_of(w, j)->peak > peak)
+            peak = st_row_of(w, j)->peak;
     for (j = 0; j < KWS_FE_FRAMES; j++) {
-        int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
-        int32_t *dest = st_window_logs + j * KWS_FE_N_MELS;
-        if (start < 0 || start + KWS_FE_WIN_LENGTH > KWS_FE_CLIP_SAMPLES) {  /* sees the window's zero padding */
-            for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
-                int32_t n = start + i;
-                st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_CLIP_SAMPLES] : 0;
-            }
-            kws_frontend_frame(st_frame, dest);
-        } else {
-            const int32_t *src = st_logs[(w * KWS_ST_STEP + j) % ST_RING];
-            for (i = 0; i < KWS_FE_N_MELS; i++)
-                dest[i] = src[i];
-        }
+        const st_row *row = st_row_of(w, j);
+        for (i = 0; i < KWS_FE_N_MELS; i++)
+            st_log[i] = (int32_t)row->hi[i] * 256 + row->lo[i];
+        kws_frontend_frame_codes(st_log, peak, st_codes + j * KWS_FE_N_MFCC);
     }
-    kws_frontend_window(st_window_logs, st_mfcc);
-    kws_frontend_codes(st_mfcc, st_codes);
     kws_infer(st_codes, st_scores);
     st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
     st_next_window++;
@@ -209,22 +277,30 @@ static void st_window(void)
 
 static void st_sample(int16_t x)
 {
-    st_pcm[st_received % KWS_FE_CLIP_SAMPLES] = x;
+    st_pcm[st_received % KWS_FE_WIN_LENGTH] = x;
     st_received++;
-    for (;;) {   /* every frame whose span has arrived */
+    for (;;) {   /* every inner frame whose span has arrived */
         int32_t start = st_next_frame * KWS_FE_HOP_LENGTH + ST_FIRST;
         int i;
         if (start + KWS_FE_WIN_LENGTH > st_received)
             break;
         if (start >= 0) {   /* earlier frames are only ever edges */
             for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-                st_frame[i] = st_pcm[(start + i) % KWS_FE_CLIP_SAMPLES];
-            kws_frontend_frame(st_frame, st_logs[st_next_frame % ST_RING]);
+                st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
+            st_compute(&st_logs[st_next_frame % ST_RING]);
         }
         st_next_frame++;
     }
     if (st_received == st_next_window * KWS_ST_HOP + KWS_FE_CLIP_SAMPLES)
         st_window();
+#if ST_START_EDGES > 0
+    if (st_received == st_next_edge * KWS_ST_HOP + ST_EDGE_NEED) {   /* the next window's start edges */
+        int j;
+        for (j = 0; j < ST_START_EDGES; j++)
+            st_edge(st_next_edge * KWS_ST_HOP, j, &st_start_edges[st_next_edge % ST_EDGE_WINDOWS][j]);
+        st_next_edge++;
+    }
+#endif
 }
 
 void kws_push(const int16_t *pcm, int n)
