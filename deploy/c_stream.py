@@ -3,9 +3,17 @@
 checkpoint's calibrated operating point) and the integer detector's constants (model/detector.py),
 on top of the integer front end (deploy/c_frontend.py, with the checkpoint's fold) and model.c
 (deploy/c_export.py). ``stream_main.c`` is a host program: PCM in, detections out."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from numpy.typing import ArrayLike
+
 from data_loader import integer_frontend as ife
+from data_loader.features import FeatureParams
+from deploy.integer_engine import IntegerModel
 from deploy.c_frontend import export_frontend
 from model import detector
 from utils.atomic import write_text
@@ -43,7 +51,9 @@ def _config(engine, params, settings, class_names, skip):
     return "\n".join(lines)
 
 
-def export_stream(engine, params, mean, std, settings, class_names, outdir, skip=()):
+def export_stream(engine: IntegerModel, params: FeatureParams, mean: ArrayLike, std: ArrayLike,
+                  settings: detector.DetectorSettings, class_names: Sequence[str], outdir: str | os.PathLike,
+                  skip: Sequence[str] = ()) -> list[str]:
     """Write the stream's C files (and the front end's, with the checkpoint's fold) into
     ``outdir`` atomically; model.c comes from deploy.c_export.export_c. Returns the file names."""
     outdir = Path(outdir)
