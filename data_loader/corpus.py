@@ -172,20 +172,21 @@ def check_words(corpus):
 
 
 def _check_splits(corpus):
-    """A keyword without a clip in a split (of a corpus whose lists give that split clips) would
-    be left out of model selection or of the test silently: a UserError naming every such word."""
+    """A keyword without a clip in a split would be left out of training, of model selection or
+    of the test silently (a keyword-less model, a recall of nan): a UserError naming every such
+    word by split. A split the lists leave empty (an empty testing_list.txt, a validation list
+    naming every clip) lacks every keyword."""
     gaps = []
     for split in SPLITS:
-        rows = corpus.clips[split]
-        if not rows:  # a folder without lists and no split_dir: every clip is training data
-            continue
-        labels = {label for _, label in rows}
+        labels = {label for _, label in corpus.clips[split]}
         absent = [w for i, w in enumerate(corpus.keywords, 1) if i not in labels]
         if absent:
             gaps.append(f"{split}: {', '.join(absent)}")
     if gaps:
         raise UserError(f"{corpus.root}: keywords with no clip in a split: {'; '.join(gaps)}; every keyword needs "
-                        f"clips in train, validation and test: add recordings of them or remove them from keywords")
+                        f"clips in train, validation and test: name some of their clips in validation_list.txt / "
+                        f"testing_list.txt (train holds the clips neither names), add recordings of them, or "
+                        f"remove them from keywords")
 
 
 def _check_words(root, words, keywords):
@@ -193,6 +194,12 @@ def _check_words(root, words, keywords):
         raise UserError(f"{root} holds {'one word folder (' + words[0] + ') only' if words else 'no clips'}; "
                         f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
     missing = [w for w in keywords if w not in words]
+    if len(missing) == 1 and (root / missing[0]).is_dir():   # a folder, but no clip in it
+        others = sorted(e.name for e in os.scandir(root / missing[0]))
+        found = (f" ({len(others)} other file(s), e.g. {others[0]}: clip names must end in .wav, lower case)"
+                 if others else "")
+        raise UserError(f"keyword '{missing[0]}' has no clips: {root}/{missing[0]}/ holds no *.wav file{found}; "
+                        f"put its recordings there or remove it from keywords")
     if len(missing) == 1:
         raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/ of clips; the folders are "
                         f"{', '.join(words)}")
