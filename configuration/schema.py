@@ -132,6 +132,10 @@ def _keywords(path, value):
     if (not isinstance(value, list) or not value
             or not all(isinstance(w, str) and w.strip() and w == w.strip() for w in value)):
         raise UserError(f"config {path} must be a list of words such as [one, two, three], found {value!r}")
+    odd = [w for w in value if "/" in w or "\\" in w or w in (".", "..") or not w.isprintable()]
+    if odd:   # <data_dir>/<word>/ is its folder, and its name is printed in every report
+        raise UserError(f"config {path}: keyword {_shown(odd[0])} must be one folder name of the corpus: "
+                        f"printable, without / or \\, not . or ..")
     if len(set(value)) != len(value):
         dup = sorted({w for w in value if value.count(w) > 1})
         raise UserError(f"config {path} names {dup} more than once; each keyword is one class")

@@ -131,15 +131,15 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
         raise UserError(f"data folder {root} does not exist; set data_loader.args.data_dir in the "
                         f"config or pass --data-dir PATH to a corpus in Speech Commands layout")
     keywords = tuple(keywords)
-    words = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and p.name != NOISE_FOLDER and not p.name.startswith("."))
+    words = sorted(e.name for e in _entries(root)
+                   if e.is_dir() and e.name != NOISE_FOLDER and not e.name.startswith("."))
     if not words:
         raise UserError(f"data folder {root} holds no word folders (<word>/*.wav); "
                         f"is it a corpus in Speech Commands layout?")
     list_dir = root
     if (split_dir is not None and not (root / "validation_list.txt").is_file()
             and not (root / "testing_list.txt").is_file()):
-        rels = [f"{w}/{e.name}" for w in words for e in os.scandir(root / w) if e.name.endswith(".wav")]
+        rels = [f"{w}/{e.name}" for w in words for e in _entries(root / w) if e.name.endswith(".wav")]
         _check_words(root, sorted({r.split("/", 1)[0] for r in rels}), keywords)  # before any list is written
         list_dir = _write_hash_lists(root, rels, split_dir, keywords)
     validation = _read_list(list_dir / "validation_list.txt")
@@ -149,7 +149,7 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
     for word in words:
         label = keywords.index(word) + 1 if word in keywords else 0
         # names as strings (os.scandir): sorting tens of thousands of Paths costs a second
-        for name in sorted(e.name for e in os.scandir(root / word) if e.name.endswith(".wav")):
+        for name in sorted(e.name for e in _entries(root / word) if e.name.endswith(".wav")):
             rel = f"{word}/{name}"
             existing.add(rel)
             split = "validation" if rel in validation else "test" if rel in testing else "train"
@@ -157,8 +157,20 @@ def scan_corpus(root, keywords=("one", "two", "three"), split_dir=None):
     _check_listed(list_dir / "validation_list.txt", validation, existing)
     _check_listed(list_dir / "testing_list.txt", testing, existing)
     noise_dir = root / NOISE_FOLDER
-    noise = tuple(sorted(f"{NOISE_FOLDER}/{p.name}" for p in noise_dir.glob("*.wav"))) if noise_dir.is_dir() else ()
+    noise = tuple(sorted(f"{NOISE_FOLDER}/{e.name}" for e in _entries(noise_dir) if e.name.endswith(".wav"))
+                  ) if noise_dir.is_dir() else ()
     return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)
+
+
+def _entries(folder):
+    """The entries of ``folder`` (os.scandir); a folder that cannot be listed (no permission) is a
+    one-line UserError saying so, not a traceback nor, for the noise folder, silently no noise."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as e:
+        raise UserError(f"cannot read the folder {folder}: {e.strerror or type(e).__name__}; check its "
+                        f"permissions") from None
 
 
 def check_words(corpus):
@@ -195,7 +207,7 @@ def _check_words(root, words, keywords):
                         f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
     missing = [w for w in keywords if w not in words]
     if len(missing) == 1 and (root / missing[0]).is_dir():   # a folder, but no clip in it
-        others = sorted(e.name for e in os.scandir(root / missing[0]))
+        others = sorted(e.name for e in _entries(root / missing[0]))
         found = (f" ({len(others)} other file(s), e.g. {others[0]}: clip names must end in .wav, lower case)"
                  if others else "")
         raise UserError(f"keyword '{missing[0]}' has no clips: {root}/{missing[0]}/ holds no *.wav file{found}; "

@@ -184,6 +184,7 @@ CKPT = [  # forged checkpoints, read by every script that takes -r
     C("ckpt-std-missing", "test.py", lambda w, t: ["-r", forged(w, t, setter("normalization", value={"mean": torch.zeros(13)}))], "exactly mean and std"),
     C("ckpt-keywords-duplicate", "predict.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["one", "one", "two"])), w.clip], "keywords"),
     C("ckpt-keywords-count", "test.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["one", "two"]))], "keywords must be 3"),
+    C("ckpt-keywords-escape", "predict.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["\x1b[31mone", "two", "three"])), w.clip], "keywords must be a list of at most 1000 printable words"),
     C("ckpt-keywords-numbers", "test.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=[1, 2, 3]))], "keywords"),
     C("ckpt-state_dict-nan", "predict.py", lambda w, t: ["-r", forged(w, t, lambda c: c["state_dict"]["fc4.bias"].fill_(float("nan"))), w.clip], "NaN or infinite weights"),
     C("ckpt-state_dict-list", "test.py", lambda w, t: ["-r", forged(w, t, setter("state_dict", value=[1, 2]))], "state_dict"),

@@ -199,12 +199,12 @@ _SYS_REFUSAL = "the file system is read-only: write elsewhere" if _sys_read_only
     "check the permissions, or write elsewhere"
 
 
-def _read_only(folder, argv):
-    """``argv`` run with ``folder`` read-only (chmod 0555). Root ignores permissions through
+def _read_only(folder, argv, mode=0o555):
+    """``argv`` run with ``folder`` read-only (chmod ``mode``, 0555). Root ignores permissions through
     CAP_DAC_OVERRIDE, so as root the command runs with that capability (and DAC_READ_SEARCH)
     dropped from its bounding set by util-linux's setpriv: it needs only CAP_SETPCAP, which a
     container's root keeps, where a mount namespace (CAP_SYS_ADMIN) is often refused."""
-    os.chmod(folder, 0o555)
+    os.chmod(folder, mode)
     if os.geteuid() != 0:
         return argv
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *argv]
@@ -234,6 +234,26 @@ def test_a_checkpoint_in_a_read_only_folder_is_tested_and_the_report_goes_here(r
     assert_one_line_error(proc.returncode, proc.stderr, f"cannot write {ro}/model_best-test-float")
     assert sorted(p.name for p in ro.iterdir()) == ["model_best.pth"]
     os.chmod(ro, 0o755)
+
+
+@pytest.mark.parametrize("folder", ["", "bed", "one", "_background_noise_"])
+def test_a_corpus_folder_that_cannot_be_read_is_one_line(folder, run, tmp_path):
+    """The corpus, a word's, a keyword's or the noise folder without read permission (chmod 0):
+    one line naming it, where it was a traceback, an error advising to write elsewhere, or (the
+    noise folder) silently no noise."""
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    shutil.copytree(run.corpus, corpus)
+    out.mkdir()
+    before = snapshot(run.tmp)
+    test = [sys.executable, str(ROOT / "test.py"), "-r", str(run.ckpt), "--data-dir", str(corpus), "-o", str(out)]
+    proc = subprocess.run(_read_only(corpus / folder, test, mode=0), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    os.chmod(corpus / folder, 0o755)
+    path = corpus / folder if folder else corpus
+    assert_one_line_error(proc.returncode, proc.stderr,
+                          f"cannot read the folder {path}: Permission denied; check its permissions")
+    assert list(out.iterdir()) == []
+    assert_unchanged(before, snapshot(run.tmp))
 
 
 # ---- -o never replaces what is not a regular file ------------------------------------------------

@@ -131,9 +131,9 @@ def validate_checkpoint(ckpt, path):
     keywords, names = ckpt.get("keywords"), ckpt.get("class_names")
     for key, value in (("keywords", keywords), ("class_names", names)):
         if value is not None and (not isinstance(value, (list, tuple)) or len(value) > MAX_CLASSES
-                                  or not all(isinstance(k, str) and k for k in value)):
-            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} words, found "
-                            f"{type(value).__name__}")
+                                  or not all(isinstance(k, str) and k and k.isprintable() for k in value)):
+            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} printable words, found "
+                            f"{type(value).__name__}")   # printed in every report: no terminal escapes
     if keywords is not None:
         classes = args.get("num_classes", 4)
         if not (_number(classes, int) and 2 <= classes <= MAX_CLASSES):
