@@ -226,6 +226,7 @@ SOLUTIONS = [  # quantization.yml / pruning.yml
     C("q-python-tag", "test.py", lambda w, t: ["-r", w.ckpt, "-q", yml(t, "layers: !!python/object/apply:os.system ['echo hi']\n")], "is not valid YAML"),
     C("p-index-outside", "test.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {fc3: [99]}\n")], "outside"),
     C("p-all-kernels", "profile.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {conv1: [0, 1, 2, 3, 4, 5, 6, 7]}\n")], "prunes all 8 kernels"),
+    C("p-class-output", "test.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {fc4: [1]}\n")], "prunes class outputs [1] of the class-output layer fc4"),
     C("p-indices-string", "export.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {conv2: abc}\n"), "-o", t / "out"], "list of kernel indices"),
     C("p-no-section", "predict.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "layers: {}\n"), w.clip], "no 'pruned_filters' section"),
 ]
