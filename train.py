@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     transform = None
     if checkpoint is not None and (args.quantization or args.pruning):
-        transform = lambda config: finetune_config(config, checkpoint)[0]  # noqa: E731
+        transform = lambda config: finetune_config(config, checkpoint, lr=args.lr)[0]  # noqa: E731
     distributed = DistributedContext.from_environment()  # None unless started by torchrun
     with distributed or contextlib.nullcontext():
         config = ConfigParser.from_args(args, OPTIONS, config_from_checkpoint=checkpoint and checkpoint.config,

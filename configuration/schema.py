@@ -133,6 +133,10 @@ def _keywords(path, value):
     if (not isinstance(value, list) or not value
             or not all(isinstance(w, str) and w.strip() and w == w.strip() for w in value)):
         raise UserError(f"config {path} must be a list of words such as [one, two, three], found {value!r}")
+    odd = [w for w in value if "/" in w or "\\" in w or w in (".", "..") or not w.isprintable()]
+    if odd:   # <data_dir>/<word>/ is its folder, and its name is printed in every report
+        raise UserError(f"config {path}: keyword {_shown(odd[0])} must be one folder name of the corpus: "
+                        f"printable, without / or \\, not . or ..")
     if len(set(value)) != len(value):
         dup = sorted({w for w in value if value.count(w) > 1})
         raise UserError(f"config {path} names {dup} more than once; each keyword is one class")
@@ -695,6 +699,27 @@ class FinetuningConfig:
     lr_factor: float = 0.1
     monitor: object = None
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
+
+
+def float_run_rate_checked(base_lr: object, source: str, remedy: str = "give a checkpoint saved by train.py") -> float:
+    """``base_lr``, the rate a float model was trained with as ``source`` (a checkpoint, or the
+    config given with it) stores it, if it is one a config could give: a number in (0, MAX_LR]."""
+    if not (_is_number(base_lr) and math.isfinite(base_lr) and 0 < base_lr <= MAX_LR):
+        raise UserError(f"{source} stores the float run's learning rate as {_shown(base_lr)}, not a number in "
+                        f"(0, {MAX_LR:g}]; {remedy}")
+    return float(base_lr)
+
+
+def finetuning_rate(base_lr: float, lr_factor: float) -> float:
+    """The learning rate of a finetuning run, ``lr_factor`` times ``base_lr`` (the float run's),
+    bounded as a config's ``optimizer.args.lr`` is: (0, MAX_LR] and finite. Two values within
+    their own bounds can multiply past float32's step (1e38 x 1000) or to nothing (1e-300 x 1e-300)."""
+    lr = base_lr * lr_factor
+    if not (math.isfinite(lr) and 0 < lr <= MAX_LR):
+        raise UserError(f"the finetuning learning rate, optimization.finetuning.lr_factor ({lr_factor:g}) x the "
+                        f"float run's rate ({base_lr:g}), is {lr:g}, outside (0, {MAX_LR:g}]; change lr_factor "
+                        f"or give the rate with --lr")
+    return lr
 
 
 def parse_finetuning_config(config: dict) -> FinetuningConfig:

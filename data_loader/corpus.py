@@ -133,15 +133,15 @@ def scan_corpus(root: str | os.PathLike, keywords: Iterable[str] = ("one", "two"
         raise UserError(f"data folder {root} does not exist; set data_loader.args.data_dir in the "
                         f"config or pass --data-dir PATH to a corpus in Speech Commands layout")
     keywords = tuple(keywords)
-    words = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and p.name != NOISE_FOLDER and not p.name.startswith("."))
+    words = sorted(e.name for e in _entries(root)
+                   if e.is_dir() and e.name != NOISE_FOLDER and not e.name.startswith("."))
     if not words:
         raise UserError(f"data folder {root} holds no word folders (<word>/*.wav); "
                         f"is it a corpus in Speech Commands layout?")
     list_dir = root
     if (split_dir is not None and not (root / "validation_list.txt").is_file()
             and not (root / "testing_list.txt").is_file()):
-        rels = [f"{w}/{e.name}" for w in words for e in os.scandir(root / w) if e.name.endswith(".wav")]
+        rels = [f"{w}/{e.name}" for w in words for e in _entries(root / w) if e.name.endswith(".wav")]
         _check_words(root, sorted({r.split("/", 1)[0] for r in rels}), keywords)  # before any list is written
         list_dir = _write_hash_lists(root, rels, split_dir, keywords)
     validation = _read_list(list_dir / "validation_list.txt")
@@ -151,7 +151,7 @@ def scan_corpus(root: str | os.PathLike, keywords: Iterable[str] = ("one", "two"
     for word in words:
         label = keywords.index(word) + 1 if word in keywords else 0
         # names as strings (os.scandir): sorting tens of thousands of Paths costs a second
-        for name in sorted(e.name for e in os.scandir(root / word) if e.name.endswith(".wav")):
+        for name in sorted(e.name for e in _entries(root / word) if e.name.endswith(".wav")):
             rel = f"{word}/{name}"
             existing.add(rel)
             split = "validation" if rel in validation else "test" if rel in testing else "train"
@@ -159,8 +159,20 @@ def scan_corpus(root: str | os.PathLike, keywords: Iterable[str] = ("one", "two"
     _check_listed(list_dir / "validation_list.txt", validation, existing)
     _check_listed(list_dir / "testing_list.txt", testing, existing)
     noise_dir = root / NOISE_FOLDER
-    noise = tuple(sorted(f"{NOISE_FOLDER}/{p.name}" for p in noise_dir.glob("*.wav"))) if noise_dir.is_dir() else ()
+    noise = tuple(sorted(f"{NOISE_FOLDER}/{e.name}" for e in _entries(noise_dir) if e.name.endswith(".wav"))
+                  ) if noise_dir.is_dir() else ()
     return Corpus(root=root, keywords=keywords, clips=clips, noise_files=noise)
+
+
+def _entries(folder: str | os.PathLike) -> list[os.DirEntry]:
+    """The entries of ``folder`` (os.scandir); a folder that cannot be listed (no permission) is a
+    one-line UserError saying so, not a traceback nor, for the noise folder, silently no noise."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as e:
+        raise UserError(f"cannot read the folder {folder}: {e.strerror or type(e).__name__}; check its "
+                        f"permissions") from None
 
 
 def check_words(corpus: Corpus) -> Corpus:
@@ -174,20 +186,21 @@ def check_words(corpus: Corpus) -> Corpus:
 
 
 def _check_splits(corpus):
-    """A keyword without a clip in a split (of a corpus whose lists give that split clips) would
-    be left out of model selection or of the test silently: a UserError naming every such word."""
+    """A keyword without a clip in a split would be left out of training, of model selection or
+    of the test silently (a keyword-less model, a recall of nan): a UserError naming every such
+    word by split. A split the lists leave empty (an empty testing_list.txt, a validation list
+    naming every clip) lacks every keyword."""
     gaps = []
     for split in SPLITS:
-        rows = corpus.clips[split]
-        if not rows:  # a folder without lists and no split_dir: every clip is training data
-            continue
-        labels = {label for _, label in rows}
+        labels = {label for _, label in corpus.clips[split]}
         absent = [w for i, w in enumerate(corpus.keywords, 1) if i not in labels]
         if absent:
             gaps.append(f"{split}: {', '.join(absent)}")
     if gaps:
         raise UserError(f"{corpus.root}: keywords with no clip in a split: {'; '.join(gaps)}; every keyword needs "
-                        f"clips in train, validation and test: add recordings of them or remove them from keywords")
+                        f"clips in train, validation and test: name some of their clips in validation_list.txt / "
+                        f"testing_list.txt (train holds the clips neither names), add recordings of them, or "
+                        f"remove them from keywords")
 
 
 def _check_words(root, words, keywords):
@@ -195,6 +208,12 @@ def _check_words(root, words, keywords):
         raise UserError(f"{root} holds {'one word folder (' + words[0] + ') only' if words else 'no clips'}; "
                         f"a keyword spotter needs at least two words: the keyword(s) and other words (unknown)")
     missing = [w for w in keywords if w not in words]
+    if len(missing) == 1 and (root / missing[0]).is_dir():   # a folder, but no clip in it
+        others = sorted(e.name for e in _entries(root / missing[0]))
+        found = (f" ({len(others)} other file(s), e.g. {others[0]}: clip names must end in .wav, lower case)"
+                 if others else "")
+        raise UserError(f"keyword '{missing[0]}' has no clips: {root}/{missing[0]}/ holds no *.wav file{found}; "
+                        f"put its recordings there or remove it from keywords")
     if len(missing) == 1:
         raise UserError(f"keyword '{missing[0]}' has no folder {root}/{missing[0]}/ of clips; the folders are "
                         f"{', '.join(words)}")

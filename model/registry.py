@@ -106,14 +106,20 @@ def build_model(ckpt: Checkpoint, source: str = "checkpoint") -> KeywordModel:
     """The model a checkpoint describes, with its weights loaded."""
     arch = ckpt.arch
     model = make_model(arch, ckpt.arch_args, ckpt.features, source=f"{source}")
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"{source} does not fit {arch}({dict(ckpt.arch_args or {})}): {first}; "
-                        f"was it saved for another architecture?") from None
+    load_weights(model, ckpt.state_dict, source, f"{arch}({dict(ckpt.arch_args or {})})")
     check_finite_outputs(model, source)
     return model
+
+
+def load_weights(model: KeywordModel, state_dict: Mapping[str, torch.Tensor], source: str, described: str) -> None:
+    """``model.load_state_dict(state_dict)``; a state dict of other names or shapes is a one-line
+    UserError naming ``source`` and the model (``described``)."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"{source} does not fit {described}: {first}; "
+                        f"was it saved for another architecture?") from None
 
 
 def check_finite_outputs(model: KeywordModel, source: str) -> None:

@@ -101,6 +101,7 @@ def load_pruning(path: str | os.PathLike | dict, model: KeywordModel) -> dict[st
     path = path if isinstance(path, dict) else Path(path)
     section = _section(path, "pruned_filters", "pruning solution")
     layers = _check_names(str(path), list(section), model)
+    output = describe(model).output.layer
     pruned = {}
     for name, indices in section.items():
         indices = [] if indices is None else indices
@@ -113,6 +114,10 @@ def load_pruning(path: str | os.PathLike | dict, model: KeywordModel) -> dict[st
             raise UserError(f"pruned_filters.{name} in {path} has kernel indices {outside} outside "
                             f"0..{count - 1} ({name} has {count} kernels)")
         indices = sorted(set(indices))
+        if indices and layers[name] is output:   # a pruned class output is a class never predicted
+            raise UserError(f"pruned_filters.{name} in {path} prunes class outputs {indices} of the class-output "
+                            f"layer {name}: the model would never predict those classes; the class output is "
+                            f"never pruned, give {name}: []")
         if len(indices) == count:
             raise UserError(f"pruned_filters.{name} in {path} prunes all {count} kernels of "
                             f"{name}, which would cut the network; keep at least one")

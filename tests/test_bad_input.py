@@ -109,6 +109,26 @@ def mostly_missing(root):
     (root / "testing_list.txt").write_text("\n".join(lines[:2] + [f"one/gone_{i}.wav" for i in range(5)]) + "\n")
 
 
+def listed(name, keep):
+    """An edit of a corpus copy: list ``name`` keeps the lines ``keep(line)`` accepts."""
+    def edit(root):
+        lines = (root / name).read_text().split()
+        (root / name).write_text("".join(f"{line}\n" for line in lines if keep(line)))
+    return edit
+
+
+def every_one_in_validation(root):
+    """Every clip of the keyword 'one' listed for validation (none left for train and test)."""
+    listed("testing_list.txt", lambda line: not line.startswith("one/"))(root)
+    lines = set((root / "validation_list.txt").read_text().split()) | {f"one/{p.name}" for p in (root / "one").glob("*.wav")}
+    (root / "validation_list.txt").write_text("".join(f"{line}\n" for line in sorted(lines)))
+
+
+def upper_case_suffixes(root):
+    for p in (root / "one").glob("*.wav"):
+        p.rename(p.with_suffix(".WAV"))
+
+
 def config_with(w, tmp, change, name="other.yml"):
     cfg = yaml.safe_load(w.config.read_text())
     change(cfg)
@@ -164,6 +184,7 @@ CKPT = [  # forged checkpoints, read by every script that takes -r
     C("ckpt-std-missing", "test.py", lambda w, t: ["-r", forged(w, t, setter("normalization", value={"mean": torch.zeros(13)}))], "exactly mean and std"),
     C("ckpt-keywords-duplicate", "predict.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["one", "one", "two"])), w.clip], "keywords"),
     C("ckpt-keywords-count", "test.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["one", "two"]))], "keywords must be 3"),
+    C("ckpt-keywords-escape", "predict.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=["\x1b[31mone", "two", "three"])), w.clip], "keywords must be a list of at most 1000 printable words"),
     C("ckpt-keywords-numbers", "test.py", lambda w, t: ["-r", forged(w, t, setter("keywords", value=[1, 2, 3]))], "keywords"),
     C("ckpt-state_dict-nan", "predict.py", lambda w, t: ["-r", forged(w, t, lambda c: c["state_dict"]["fc4.bias"].fill_(float("nan"))), w.clip], "NaN or infinite weights"),
     C("ckpt-state_dict-list", "test.py", lambda w, t: ["-r", forged(w, t, setter("state_dict", value=[1, 2]))], "state_dict"),
@@ -178,6 +199,13 @@ CKPT = [  # forged checkpoints, read by every script that takes -r
     C("ckpt-epoch-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("epoch", value="two"))], "epoch must be an integer"),
     C("ckpt-monitor_best-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("monitor_best", value="best"))], "monitor_best"),
     C("ckpt-rng_state-float", "train.py", lambda w, t: ["-r", forged(w, t, setter("rng_state", value=torch.zeros(5)))], "rng_state"),
+    C("ckpt-rng_state-short", "train.py", lambda w, t: ["-r", forged(w, t, setter("rng_state", value=torch.zeros(3, dtype=torch.uint8)))], "rng_state must be a byte tensor of torch's generator state"),
+    C("ckpt-ema_updates-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("ema_updates", value="x"))], "ema_updates must be an integer"),
+    C("ckpt-train_state_dict-shape", "train.py", lambda w, t: ["-r", forged(w, t, lambda c: c.update(train_state_dict={k: v.reshape(-1) for k, v in c["state_dict"].items()}))], "(its train_state_dict) does not fit"),
+    C("ckpt-train_state_dict-sparse", "train.py", lambda w, t: ["-r", forged(w, t, lambda c: c.update(train_state_dict={k: v.to_sparse() for k, v in c["state_dict"].items()}))], "train_state_dict holds a sparse"),
+    C("ckpt-finetuned_from-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("finetuned_from", value="x"))], "finetuned_from must map"),
+    C("ckpt-float_state_dict-sparse", "train.py", lambda w, t: ["-r", forged(w, t, lambda c: c.update(finetuned_from={"base_lr": 1e-3, "float_state_dict": {k: v.to_sparse() for k, v in c["state_dict"].items()}})), "-q", w.q], "finetuned_from.float_state_dict holds a sparse"),
+    C("ckpt-teachers-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("teachers", value="x"))], "teachers must be a list"),
     C("ckpt-truncated", "test.py", lambda w, t: ["-r", yml(t, "PK\x03\x04 truncated", "cut.pth")], "not a readable checkpoint"),
 ]
 
@@ -198,6 +226,7 @@ SOLUTIONS = [  # quantization.yml / pruning.yml
     C("q-python-tag", "test.py", lambda w, t: ["-r", w.ckpt, "-q", yml(t, "layers: !!python/object/apply:os.system ['echo hi']\n")], "is not valid YAML"),
     C("p-index-outside", "test.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {fc3: [99]}\n")], "outside"),
     C("p-all-kernels", "profile.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {conv1: [0, 1, 2, 3, 4, 5, 6, 7]}\n")], "prunes all 8 kernels"),
+    C("p-class-output", "test.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {fc4: [1]}\n")], "prunes class outputs [1] of the class-output layer fc4"),
     C("p-indices-string", "export.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "pruned_filters: {conv2: abc}\n"), "-o", t / "out"], "list of kernel indices"),
     C("p-no-section", "predict.py", lambda w, t: ["-r", w.ckpt, "-p", yml(t, "layers: {}\n"), w.clip], "no 'pruned_filters' section"),
 ]
@@ -245,6 +274,8 @@ CORPUS_LISTS = [  # test.py --data-dir on a damaged copy of the corpus
     C("list-mostly-missing", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", corpus_copy(w, t, mostly_missing)], "clips that do not exist"),
     C("list-binary", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", corpus_copy(w, t, lambda r: (r / "validation_list.txt").write_bytes(b"\xff\xfe\x00bad"))], "not a readable text list"),
     C("split-all-nan", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", corpus_copy(w, t, nan_every("testing_list.txt"))], "test split"),
+    C("list-test-without-a-keyword", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", corpus_copy(w, t, listed("testing_list.txt", lambda line: not line.startswith("two/")))], "keywords with no clip in a split: test: two; every keyword needs clips"),
+    C("corpus-keyword-clips-upper-case", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", corpus_copy(w, t, upper_case_suffixes)], "keyword 'one' has no clips"),
     C("corpus-no-words", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", t], "holds no word folders"),
     C("corpus-missing", "test.py", lambda w, t: ["-r", w.ckpt, "--data-dir", t / "nowhere"], "does not exist"),
 ]
@@ -254,6 +285,18 @@ SUBPROCESS_CASES = [  # as a user runs them, including train.py runs that fail a
     C("sub-train-diverges", "train.py", lambda w, t: ["-c", w.config, "--lr", "1e30"], "training diverged"),
     C("sub-train-list-mostly-missing", "train.py", lambda w, t: ["-c", w.config, "--data-dir", corpus_copy(w, t, mostly_missing)], "clips that do not exist"),
     C("sub-train-finetune-bad-q", "train.py", lambda w, t: ["-r", w.ckpt, "-q", bad_q(w, t, "fc3", "bits_weights", 64)], "at most 32"),
+    C("sub-train-finetune-rate-overflows", "train.py", lambda w, t: ["-r", forged(w, t, lambda c: (c["config"]["optimizer"]["args"].update(lr=1e38), c["config"]["optimization"]["finetuning"].update(lr_factor=1000))), "-q", w.q],
+      "the finetuning learning rate, optimization.finetuning.lr_factor (1000) x the float run's rate (1e+38), is 1e+41, outside (0, 1e+38]; change lr_factor or give the rate with --lr"),
+    C("sub-train-finetune-stored-rate-string", "train.py", lambda w, t: ["-r", forged(w, t, setter("finetuned_from", value={"base_lr": "x"})), "-q", w.q],
+      "the checkpoint's finetuned_from stores the float run's learning rate as 'x', not a number in (0, 1e+38]"),
+    C("sub-train-validation-list-without-a-keyword", "train.py", lambda w, t: ["-c", w.config, "--data-dir", corpus_copy(w, t, listed("validation_list.txt", lambda line: not line.startswith("one/")))],
+      "keywords with no clip in a split: validation: one; every keyword needs clips in train, validation and test: name some of their clips in validation_list.txt"),
+    C("sub-train-every-clip-of-a-keyword-in-validation", "train.py", lambda w, t: ["-c", w.config, "--data-dir", corpus_copy(w, t, every_one_in_validation)],
+      "keywords with no clip in a split: train: one; test: one;"),
+    C("sub-train-empty-testing-list", "train.py", lambda w, t: ["-c", w.config, "--data-dir", corpus_copy(w, t, listed("testing_list.txt", lambda line: False))],
+      "keywords with no clip in a split: test: one, two, three;"),
+    C("sub-train-keyword-clips-upper-case", "train.py", lambda w, t: ["-c", w.config, "--data-dir", corpus_copy(w, t, upper_case_suffixes)],
+      "holds no *.wav file (8 other file(s), e.g. "),
     C("sub-test-forged-widths", "test.py", lambda w, t: ["-r", forged(w, t, setter("arch_args", "widths", value=[8, 8, 10**12]))], "widths"),
     C("sub-predict-smooth-nan", "predict.py", lambda w, t: ["-r", w.ckpt, w.clip, "--smooth-ms", "nan"], "--smooth-ms"),
     C("sub-predict-nan-clip", "predict.py", lambda w, t: ["-r", w.ckpt, wav(t, np.full(8000, np.inf))], "NaN or infinite samples"),

@@ -1,6 +1,7 @@
 """The config schema: every key known, types and ranges checked, the lab's names as aliases, and a
 bad config refused by train.py with one line, exit status 1 and nothing written."""
 import copy
+import math
 
 import pytest
 import yaml
@@ -225,3 +226,24 @@ def test_more_classes_than_a_checkpoint_holds_is_refused_by_the_schema():
     message = error_of(lambda c: (c["data_loader"]["args"].update(keywords=words),
                                   c["arch"]["args"].update(num_classes=MAX_CLASSES + 1)))
     assert message == f"config arch.args.num_classes must be at most {MAX_CLASSES}, found {MAX_CLASSES + 1}"
+
+
+def test_a_finetuning_rate_is_bounded_like_a_configs_and_lr_replaces_it():
+    """lr_factor x the float run's rate must lie in (0, MAX_LR] like optimizer.args.lr (1e38 x
+    1000 would overflow the float32 step); train.py's --lr gives the rate instead of the product."""
+    from types import SimpleNamespace
+    from trainer.finetuning import finetune_config
+    cfg = default_config()
+    cfg["optimizer"]["args"]["lr"] = 1e38
+    cfg["optimization"]["finetuning"]["lr_factor"] = 1000
+    ckpt = SimpleNamespace(finetuned_from=None, config=cfg)
+    with pytest.raises(UserError) as error:
+        finetune_config(cfg, ckpt)
+    assert str(error.value) == ("the finetuning learning rate, optimization.finetuning.lr_factor (1000) x the float "
+                                "run's rate (1e+38), is 1e+41, outside (0, 1e+38]; change lr_factor or give the "
+                                "rate with --lr")
+    config, base_lr = finetune_config(cfg, ckpt, lr=0.01)
+    assert config["optimizer"]["args"]["lr"] == 0.01 and base_lr == 1e38
+    cfg["optimizer"]["args"]["lr"] = 0.003
+    cfg["optimization"]["finetuning"]["lr_factor"] = 0.1
+    assert math.isclose(finetune_config(cfg, ckpt)[0]["optimizer"]["args"]["lr"], 0.0003)

@@ -61,7 +61,8 @@ def test_sc35_on_the_shared_corpus_names_the_words_missing_from_a_split(tmp_path
     error = _fails_in_one_line(tmp_path, CORPUS)
     assert error == (f"error: {CORPUS}: keywords with no clip in a split: validation: forward, visual; "
                      f"test: backward, bed, follow, forward, happy, house, learn; every keyword needs clips in "
-                     f"train, validation and test: add recordings of them or remove them from keywords")
+                     f"train, validation and test: name some of their clips in validation_list.txt / testing_list.txt "
+                     f"(train holds the clips neither names), add recordings of them, or remove them from keywords")
 
 
 def test_sc35_on_a_corpus_without_most_words_names_every_missing_one(tmp_path):

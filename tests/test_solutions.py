@@ -179,6 +179,9 @@ def pruning_error(tmp_path, data):
      "has kernel indices [-1, 64] outside 0..63 (fc3 has 64 kernels)"),
     ({"pruned_filters": {"conv2": list(range(8))}},
      "prunes all 8 kernels of conv2, which would cut the network; keep at least one"),
+    ({"pruned_filters": {"fc4": [3, 1]}},
+     "prunes class outputs [1, 3] of the class-output layer fc4: the model would never predict those "
+     "classes; the class output is never pruned, give fc4: []"),
 ])
 def test_bad_pruning_files_are_user_errors(tmp_path, data, expected):
     assert expected in pruning_error(tmp_path, data)

@@ -103,6 +103,61 @@ def _main_status(script, args, capsys):
     return status, out, err
 
 
+# train.py as a user runs it, whose info.log meets a full disk (/dev/full behind the log handler's
+# stream) once the line of the first checkpoint comes, after that checkpoint was saved
+_LOG_FILLS_AT_FIRST_CHECKPOINT = """
+import logging, runpy, sys
+import parse_config
+from logger.logger import InfoLog
+real = parse_config.setup_logging
+
+def setup_logging(log_dir, *args, **kwargs):
+    real(log_dir, *args, **kwargs)
+    log = next(h for h in logging.getLogger().handlers if isinstance(h, InfoLog))
+
+    def fill(record):
+        if record.getMessage().startswith("Saving checkpoint"):
+            log.setStream(open("/dev/full", "w", encoding="utf-8")).close()
+        return True
+    log.addFilter(fill)
+
+parse_config.setup_logging = setup_logging
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_full_disk_under_info_log_is_one_line_and_keeps_the_saved_checkpoint(run, tmp_path):
+    """The disk fills while the run writes info.log: one line naming info.log, exit 1, none of
+    logging's ``--- Logging error ---`` tracebacks (nor an ``Exception ignored`` at exit), and the
+    checkpoint saved before is complete: the run resumes from it."""
+    import torch
+    import yaml
+    from tiny import tiny_config
+    config = tiny_config(tmp_path, run.corpus, name="full_log", epochs=2)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data_loader"]["args"]["cache_dir"] = str(run.tmp / "cache")
+    config.write_text(yaml.safe_dump(cfg))
+    before = snapshot(run.tmp)
+    proc = subprocess.run([sys.executable, "-c", _LOG_FILLS_AT_FIRST_CHECKPOINT, "train.py", "-c", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [run_dir] = run_folders(tmp_path, "full_log")
+    log = tmp_path / "saved" / "log" / "full_log" / run_dir.name / "info.log"
+    assert_one_line_error(proc.returncode, proc.stderr,
+                          f"cannot write {log}: No space left on device; the disk is full: free some space or "
+                          f"write elsewhere")
+    assert "Logging error" not in proc.stdout + proc.stderr
+    assert {p.name for p in run_dir.iterdir()} == {"config.yml", "checkpoint-epoch1.pth"}
+    assert torch.load(run_dir / "checkpoint-epoch1.pth", weights_only=True)["epoch"] == 1
+    assert "epoch   1 |" in log.read_text()   # the lines written before the disk filled are kept
+    assert_unchanged(before, snapshot(run.tmp))
+    assert not _temps(run.tmp, tmp_path)
+    resumed = subprocess.run([sys.executable, "train.py", "-r", str(run_dir / "checkpoint-epoch1.pth")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run_folders(tmp_path, "full_log")[-1] / "checkpoint-epoch2.pth").is_file()
+
+
 NO_PERMISSION = [   # /sys: sysfs refuses a new file to every user, root included
     ("train.py", lambda w, t: ["-c", _config_saving_under(w, t, "/sys/kws")], "/sys/kws/models"),
     ("quantize.py", lambda w, t: ["-r", w.ckpt, "-o", "/sys/quantization.yml"], "/sys/quantization.yml"),
@@ -144,12 +199,12 @@ _SYS_REFUSAL = "the file system is read-only: write elsewhere" if _sys_read_only
     "check the permissions, or write elsewhere"
 
 
-def _read_only(folder, argv):
-    """``argv`` run with ``folder`` read-only (chmod 0555). Root ignores permissions through
+def _read_only(folder, argv, mode=0o555):
+    """``argv`` run with ``folder`` read-only (chmod ``mode``, 0555). Root ignores permissions through
     CAP_DAC_OVERRIDE, so as root the command runs with that capability (and DAC_READ_SEARCH)
     dropped from its bounding set by util-linux's setpriv: it needs only CAP_SETPCAP, which a
     container's root keeps, where a mount namespace (CAP_SYS_ADMIN) is often refused."""
-    os.chmod(folder, 0o555)
+    os.chmod(folder, mode)
     if os.geteuid() != 0:
         return argv
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *argv]
@@ -179,6 +234,26 @@ def test_a_checkpoint_in_a_read_only_folder_is_tested_and_the_report_goes_here(r
     assert_one_line_error(proc.returncode, proc.stderr, f"cannot write {ro}/model_best-test-float")
     assert sorted(p.name for p in ro.iterdir()) == ["model_best.pth"]
     os.chmod(ro, 0o755)
+
+
+@pytest.mark.parametrize("folder", ["", "bed", "one", "_background_noise_"])
+def test_a_corpus_folder_that_cannot_be_read_is_one_line(folder, run, tmp_path):
+    """The corpus, a word's, a keyword's or the noise folder without read permission (chmod 0):
+    one line naming it, where it was a traceback, an error advising to write elsewhere, or (the
+    noise folder) silently no noise."""
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    shutil.copytree(run.corpus, corpus)
+    out.mkdir()
+    before = snapshot(run.tmp)
+    test = [sys.executable, str(ROOT / "test.py"), "-r", str(run.ckpt), "--data-dir", str(corpus), "-o", str(out)]
+    proc = subprocess.run(_read_only(corpus / folder, test, mode=0), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    os.chmod(corpus / folder, 0o755)
+    path = corpus / folder if folder else corpus
+    assert_one_line_error(proc.returncode, proc.stderr,
+                          f"cannot read the folder {path}: Permission denied; check its permissions")
+    assert list(out.iterdir()) == []
+    assert_unchanged(before, snapshot(run.tmp))
 
 
 # ---- -o never replaces what is not a regular file ------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from configuration.schema import parse_finetuning_config
+from configuration.schema import finetuning_rate, float_run_rate_checked, parse_finetuning_config
 from fixedpoint.graph import describe
 from optimization.solutions import solution_text
 from model.registry import build_model
@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 FINETUNE_SUFFIX = "_finetune"
 
 
-def finetune_config(config: dict, checkpoint: Checkpoint) -> tuple[dict, float]:
+def finetune_config(config: dict, checkpoint: Checkpoint, lr: float | None = None) -> tuple[dict, float]:
     """The config of a finetuning run (a modified copy): its name gets ``_finetune`` once, epochs,
     rate and (when ``optimization.finetuning.monitor`` is given) the monitor are the finetuning
-    ones, no scheduler. The rate is ``lr_factor`` times the rate of the
-    float training run, also when the checkpoint is itself finetuned."""
+    ones, no scheduler. The rate is ``lr`` when given (train.py's --lr), else ``lr_factor`` times
+    the rate of the float training run, also when the checkpoint is itself finetuned."""
     config = copy.deepcopy(config)
     settings = parse_finetuning_config(config)
     base_lr = float_run_rate(checkpoint, config)
@@ -53,21 +53,30 @@ def finetune_config(config: dict, checkpoint: Checkpoint) -> tuple[dict, float]:
     config.setdefault("trainer", {})["epochs"] = settings.epochs
     if settings.monitor is not None:   # the epoch finetuning keeps may be chosen by another measure
         config["trainer"]["monitor"] = settings.monitor
-    config.setdefault("optimizer", {}).setdefault("args", {})
-    config["optimizer"]["args"]["lr"] = base_lr * settings.lr_factor
+    rate = finetuning_rate(base_lr, settings.lr_factor) if lr is None else lr
+    optimizer = config.setdefault("optimizer", {})
+    if isinstance(optimizer, dict):   # anything else is the schema's error, in validate_config
+        if optimizer.get("args") is None:
+            optimizer["args"] = {}
+        if isinstance(optimizer["args"], dict):
+            optimizer["args"]["lr"] = rate
     config.pop("lr_scheduler", None)
     return config, base_lr
 
 
 def float_run_rate(checkpoint: Checkpoint, config: dict | None = None) -> float:
-    """The learning rate the float model of ``checkpoint`` was trained with."""
+    """The learning rate the float model of ``checkpoint`` was trained with (checked: a received
+    checkpoint may store anything)."""
     origin = checkpoint.finetuned_from or {}
     if origin.get("base_lr") is not None:
-        return float(origin["base_lr"])
-    for cfg in (checkpoint.config or {}, config or {}):
-        lr = ((cfg.get("optimizer") or {}).get("args") or {}).get("lr")
+        return float_run_rate_checked(origin["base_lr"], "the checkpoint's finetuned_from")
+    for where, cfg, remedy in (("the checkpoint's config", checkpoint.config, "give a checkpoint saved by train.py"),
+                               ("the config", config, "correct optimizer.args.lr")):
+        optimizer = (cfg or {}).get("optimizer")
+        args = optimizer.get("args") if isinstance(optimizer, dict) else None
+        lr = args.get("lr") if isinstance(args, dict) else None
         if lr is not None:
-            return float(lr)
+            return float_run_rate_checked(lr, where, remedy)
     return 1e-3
 
 

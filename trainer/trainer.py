@@ -20,6 +20,7 @@ from base.base_trainer import BaseTrainer
 from configuration.schema import parse_trainer_config
 from logger import TensorboardWriter
 from model.metric import all_metrics, confusion_matrix, top1
+from model.registry import load_weights
 from fixedpoint.layers import fixed_point_layers
 from trainer.distributed import EvenBatches
 from trainer.evaluation import evaluate
@@ -159,10 +160,9 @@ class Trainer(BaseTrainer):
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt.state_dict)
             self.ema.n_averaged.fill_(int(ckpt.ema_updates or 1))
-            if ckpt.train_state_dict is not None:
-                self.core_model.load_state_dict(ckpt.train_state_dict)
-        elif ckpt.train_state_dict is not None:
-            self.core_model.load_state_dict(ckpt.train_state_dict)
+        if ckpt.train_state_dict is not None:   # with EMA: the trained weights, not their average
+            load_weights(self.core_model, ckpt.train_state_dict, f"{path} (its train_state_dict)",
+                         type(self.core_model).__name__)
         return ckpt
 
     def train(self) -> dict[str, float]:

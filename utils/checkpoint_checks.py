@@ -110,17 +110,11 @@ def validate_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Non
         raise UserError(f"{where}: arch must be a name, found {type(ckpt['arch']).__name__}")
     args = ckpt.get("arch_args") or {}
     _check_arch_args(args, where)
-    if not isinstance(ckpt["state_dict"], dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["state_dict"].items()):
-        raise UserError(f"{where}: state_dict must map parameter names to tensors")
-    if not all(v.layout == torch.strided for v in ckpt["state_dict"].values()):
-        raise UserError(f"{where}: state_dict holds a sparse or otherwise non-dense tensor")
-    if not all(bool(torch.isfinite(v).all()) for v in ckpt["state_dict"].values() if v.is_floating_point()):
-        raise UserError(f"{where}: state_dict holds NaN or infinite weights")
-    if not all(v.numel() == 0 or float(v.abs().max()) <= MAX_WEIGHT
-               for v in ckpt["state_dict"].values() if v.is_floating_point()):
-        raise UserError(f"{where}: state_dict holds weights above {MAX_WEIGHT:g} in magnitude (a trained "
-                        f"model's stay far below); the file is corrupted or forged")
+    _check_state_dict(ckpt["state_dict"], where, "state_dict")
+    if ckpt.get("train_state_dict") is not None:   # with EMA: the weights a resumed run continues from
+        _check_state_dict(ckpt["train_state_dict"], where, "train_state_dict")
+    if ckpt.get("finetuned_from") is not None:
+        _check_origin(ckpt["finetuned_from"], where)
     solutions = ckpt.get("solutions")
     if solutions is not None and (not isinstance(solutions, dict)
                                   or not set(solutions) <= {"quantization", "pruning"}
@@ -140,9 +134,9 @@ def validate_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Non
     keywords, names = ckpt.get("keywords"), ckpt.get("class_names")
     for key, value in (("keywords", keywords), ("class_names", names)):
         if value is not None and (not isinstance(value, (list, tuple)) or len(value) > MAX_CLASSES
-                                  or not all(isinstance(k, str) and k for k in value)):
-            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} words, found "
-                            f"{type(value).__name__}")
+                                  or not all(isinstance(k, str) and k and k.isprintable() for k in value)):
+            raise UserError(f"{where}: {key} must be a list of at most {MAX_CLASSES} printable words, found "
+                            f"{type(value).__name__}")   # printed in every report: no terminal escapes
     if keywords is not None:
         classes = args.get("num_classes", 4)
         if not (_number(classes, int) and 2 <= classes <= MAX_CLASSES):
@@ -156,7 +150,7 @@ def validate_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Non
         if names is not None and (list(names[1:1 + len(keywords)]) != list(keywords) or len(names) != classes):
             raise UserError(f"{where}: class_names must be the {classes} classes, the keywords from index 1, "
                             f"found {names!r}")
-    for key in ("epoch", "not_improved"):
+    for key in ("epoch", "not_improved", "ema_updates"):
         if key in ckpt and not (_number(ckpt[key], int) and ckpt[key] >= 0):
             raise UserError(f"{where}: {key} must be an integer >= 0, found {ckpt[key]!r}")
     if "monitor_best" in ckpt and not (_number(ckpt["monitor_best"], float)
@@ -165,8 +159,42 @@ def validate_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Non
     if ckpt.get("detector") is not None:
         _check_detector(ckpt["detector"], where)
     if ckpt.get("rng_state") is not None and not (isinstance(ckpt["rng_state"], torch.Tensor)
-                                                  and ckpt["rng_state"].dtype == torch.uint8):
-        raise UserError(f"{where}: rng_state must be a byte tensor")
+                                                  and ckpt["rng_state"].dtype == torch.uint8
+                                                  and ckpt["rng_state"].shape == torch.get_rng_state().shape):
+        raise UserError(f"{where}: rng_state must be a byte tensor of torch's generator state "
+                        f"({torch.get_rng_state().numel()} bytes)")
+    teachers = ckpt.get("teachers")
+    if teachers is not None and not (isinstance(teachers, list) and len(teachers) <= 64
+                                     and all(isinstance(t, str) for t in teachers)):
+        raise UserError(f"{where}: teachers must be a list of at most 64 checkpoint paths, found "
+                        f"{type(teachers).__name__}")
+
+
+def _check_state_dict(state, where, key):
+    """Parameter names to dense, finite tensors of sane magnitude (``key``: the field's name)."""
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise UserError(f"{where}: {key} must map parameter names to tensors")
+    if not all(v.layout == torch.strided for v in state.values()):
+        raise UserError(f"{where}: {key} holds a sparse or otherwise non-dense tensor")
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+        raise UserError(f"{where}: {key} holds NaN or infinite weights")
+    if not all(v.numel() == 0 or float(v.abs().max()) <= MAX_WEIGHT
+               for v in state.values() if v.is_floating_point()):
+        raise UserError(f"{where}: {key} holds weights above {MAX_WEIGHT:g} in magnitude (a trained "
+                        f"model's stay far below); the file is corrupted or forged")
+
+
+def _check_origin(origin, where):
+    """``finetuned_from``: where a finetuning started (a path), the float run's rate (its range is
+    the config schema's, checked where it is used: trainer.finetuning) and the float weights."""
+    if not isinstance(origin, dict) or not set(origin) <= {"checkpoint", "base_lr", "float_state_dict"}:
+        raise UserError(f"{where}: finetuned_from must map checkpoint, base_lr and float_state_dict, found "
+                        f"{type(origin).__name__}")
+    if origin.get("checkpoint") is not None and not isinstance(origin["checkpoint"], str):
+        raise UserError(f"{where}: finetuned_from.checkpoint must be a path, found {type(origin['checkpoint']).__name__}")
+    if origin.get("float_state_dict") is not None:
+        _check_state_dict(origin["float_state_dict"], where, "finetuned_from.float_state_dict")
 
 
 DETECTOR_FIELDS = {"threshold": (0.0, 1.0), "smooth_ms": (0.0, 10_000.0),
