@@ -178,3 +178,65 @@ def test_mutated_checkpoints_through_the_scripts_end_in_success_or_one_line(run,
     assert not [p for p in Path(folder).rglob(".*.tmp")] + [p for p in out.rglob(".*.tmp")], what
     if proc.returncode == 1:
         assert not [p for p in out.rglob("*") if p.is_file()], what
+
+
+def _training_state_mutation(data, run):
+    """One change to what a resumed or finetuned run reads from a received checkpoint: the float
+    weights and rate a finetuning starts from, the EMA and RNG state, the optimizer and scheduler
+    state, the stored rate and lr_factor; (description, function of the dict)."""
+    key = data.draw(st.sampled_from(["finetuned_from", "float_state_dict", "base_lr", "train_state_dict",
+                                     "ema_updates", "rng_state", "teachers", "optimizer", "lr_scheduler", "lr",
+                                     "lr_factor"]), label="field")
+    how = data.draw(st.sampled_from(TENSOR_KINDS), label="tensor kind")
+    value = data.draw(st.one_of(HOSTILE, st.sampled_from([1e38, 1e-300, 1e-3, 1000.0])), label="value")
+
+    def change(c):
+        weights = {k: _tensor(how, v) for k, v in c["state_dict"].items()}
+        if key == "float_state_dict":
+            c["finetuned_from"] = {"base_lr": 1e-3, "float_state_dict": weights}
+        elif key == "base_lr":
+            c["finetuned_from"] = {"base_lr": copy.deepcopy(value)}
+        elif key == "train_state_dict":
+            c["train_state_dict"] = weights
+        elif key == "rng_state":
+            c["rng_state"] = torch.zeros(data.draw(st.integers(0, 6000), label="rng bytes"), dtype=torch.uint8)
+        elif key == "lr":
+            c["config"]["optimizer"]["args"]["lr"] = copy.deepcopy(value)
+        elif key == "lr_factor":
+            c["config"]["optimization"]["finetuning"]["lr_factor"] = copy.deepcopy(value)
+        else:
+            c[key] = copy.deepcopy(value)
+    return f"{key} <- {how if 'state_dict' in key else str(value)[:100]!r}", change
+
+
+@settings(RUNS, max_examples=10 * SCALE)
+@given(data=st.data())
+def test_mutated_checkpoints_resumed_or_finetuned_end_in_success_or_one_line(run, tmp_path_factory, data):
+    """train.py -r (resume one more epoch) or -r -q (finetune one epoch) on a received checkpoint
+    whose training state is mutated, run in a folder of its own (a received checkpoint's runs go
+    to saved/ of the current folder): exit 0, or one line; the checkpoint, the run and the corpus
+    unchanged, and a refused run leaves no file but complete checkpoints."""
+    folder, out = tmp_path_factory.mktemp("received"), tmp_path_factory.mktemp("out")
+    ckpt = folder / "received.pth"
+    changed = copy.deepcopy(run.dict)
+    changes = [_training_state_mutation(data, run) for _ in range(data.draw(st.integers(1, 2), label="changes"))]
+    for _, change in changes:
+        change(changed)
+    torch.save(changed, ckpt)
+    finetune = data.draw(st.booleans(), label="finetune")
+    args = ["-r", ckpt, "--epochs", "1"] + ["-q", run.run_dir / "quantization.yml"] if finetune else ["-r", ckpt, "--epochs", "3"]
+    before = snapshot(run.run_dir, folder, run.corpus)
+    proc = run_limited("train.py", args, cwd=out)
+    what = f"train.py {args}: {'; '.join(text for text, _ in changes)}"
+    event(f"train.py {'finetune' if finetune else 'resume'} exit {proc.returncode}")
+    assert_success_or_one_line(proc, what)
+    assert_unchanged(before, snapshot(run.run_dir, folder, run.corpus))
+    assert not list(folder.rglob(".*.tmp")) + list(out.rglob(".*.tmp")), what
+    if proc.returncode == 1:
+        runs = out / "saved" / "models"
+        kept = [p for p in runs.rglob("*") if p.is_file()] if runs.is_dir() else []
+        assert all(p.suffix == ".pth" or (p.name == "config.yml" and len(list(p.parent.iterdir())) > 1)
+                   for p in kept), (what, kept)
+        for p in kept:
+            if p.suffix == ".pth":
+                torch.load(p, weights_only=True)   # complete
