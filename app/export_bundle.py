@@ -271,7 +271,6 @@ def _export_integer(summary, quantization, engine, inputs, labels, outdir):
 
 
 def format_summary(summary: ExportSummary) -> str:
-
     lines = [f"Wrote {summary.outdir}: {', '.join(summary.files)}",
              f"Compact model: widths {tuple(summary.widths)}, {summary.macs:,} MACs, "
              f"{summary.parameters:,} parameters; max |log-prob| difference to the masked model "
