@@ -31,6 +31,23 @@ def stream(integer_run):
     return classifier, plan
 
 
+@pytest.fixture(scope="module")
+def unclamped_stream(integer_run, tmp_path_factory):
+    """The stream fixture's run with the features' top_db clamp turned off (``features: {top_db:
+    null}``) in a copy of its checkpoint: each frame's input codes then depend on that frame alone,
+    and stream.c keeps codes, not log energies, in its ring."""
+    from dataclasses import replace
+    from utils.checkpoint import load_checkpoint, save_checkpoint
+    corpus, run_dir = integer_run
+    ckpt = load_checkpoint(run_dir / "model_best.pth")
+    assert ckpt.features["top_db"] is not None
+    path = tmp_path_factory.mktemp("unclamped") / "model_best.pth"
+    save_checkpoint(path, replace(ckpt, features={**ckpt.features, "top_db": None}))
+    classifier = KeywordClassifier.from_checkpoint(path, run_dir / "quantization.yml")
+    assert classifier.params.top_db is None
+    return classifier, split_stream(classifier, classifier.ckpt, corpus, "test", 0.01, 0)
+
+
 def test_the_integer_stream_scan_is_the_per_window_integer_pipeline(stream):
     classifier, plan = stream
     assert classifier.engine is not None
@@ -73,15 +90,17 @@ def test_the_integer_detector():
                                   names)) == 2   # 12 is now within 22's refractory time
 
 
-def test_the_c_stream_makes_predict_py_s_detections(stream, tmp_path):
+@pytest.mark.parametrize("clamp", [True, False], ids=["top_db", "no_clamp"])
+def test_the_c_stream_makes_predict_py_s_detections(clamp, request, tmp_path):
     """stream.c fed the stream's PCM in 10 ms blocks: the same windows and, detection for
-    detection, the same times, words and scores as predict.py's scan (app.detection.scan_frames)."""
+    detection, the same times, words and scores as predict.py's scan (app.detection.scan_frames);
+    with the features' top_db clamp (a ring of log energies) and without it (a ring of codes)."""
     from data_loader import integer_frontend as ife
     from data_loader.corpus import SILENCE
     from deploy.c_export import export_c
     from deploy.c_stream import export_stream
     from app.restore import normalization_of
-    classifier, plan = stream
+    classifier, plan = request.getfixturevalue("stream" if clamp else "unclamped_stream")
     first = scan_frames(classifier, render_blocks(plan), DetectorSettings())
     settings = DetectorSettings(threshold=float(np.quantile(first.posteriors[:, 1:].max(axis=1), 0.95)),
                                 refractory_ms=700)

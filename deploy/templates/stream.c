@@ -22,18 +22,29 @@
 #define ST_EDGE_NEED ((ST_START_EDGES - 1) * KWS_FE_HOP_LENGTH + ST_FIRST + KWS_FE_WIN_LENGTH)
 #define ST_EDGE_WINDOWS ((KWS_FE_CLIP_SAMPLES - ST_EDGE_NEED) / KWS_ST_HOP + 2)
 #define ST_HALF (KWS_ST_SMOOTH / 2)
-/* a frame's Q12 log energies lie in [KWS_FE_LOG_FLOOR, 64 << KWS_FE_LOG_FL plus the offset): 24 bits */
+enum { ST_PENDING, ST_KEPT, ST_DROPPED };
+
+#if KWS_FE_TOP_DB < 0
+/* Without the top_db clamp a frame's input codes depend on that frame alone: a row holds them,
+ * and a window's codes are its rows side by side. */
+#define ST_ROW_LOGS 0
+typedef struct {
+    kws_fe_code_t codes[KWS_FE_N_MFCC];
+} st_row;
+#else
+/* With it, a frame's codes depend on the window's largest log energy, known only once the window
+ * is complete: a row holds the frame's log energies in 24 bits (high 16, low 8) and their largest.
+ * They lie in [KWS_FE_LOG_FLOOR, 64 << KWS_FE_LOG_FL plus the offset). */
+#define ST_ROW_LOGS 1
 #if KWS_FE_LOG_FLOOR < -(1L << 23) || KWS_FE_LOG_OFFSET + (64L << KWS_FE_LOG_FL) > (1L << 23)
 #error "the stream keeps log energies in 24 bits; these front end constants need more"
 #endif
-enum { ST_PENDING, ST_KEPT, ST_DROPPED };
-
-/* One frame's log energies in 24 bits (high 16, low 8) and their largest. */
 typedef struct {
     int32_t peak;
     int16_t hi[KWS_FE_N_MELS];
     uint8_t lo[KWS_FE_N_MELS];
 } st_row;
+#endif
 
 typedef struct {
     int32_t window, score;
@@ -213,15 +224,20 @@ static void st_smooth(int32_t v, int32_t last)
     st_resolve(st_run_active ? st_run_start : v + 1);
 }
 
-/* the log energies of the frame in st_frame into row */
+/* the frame in st_frame into row: its log energies, or (no clamp) its input codes */
 static void st_compute(st_row *row)
 {
+#if ST_ROW_LOGS
     int j;
     row->peak = kws_frontend_frame(st_frame, st_log);
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         row->hi[j] = (int16_t)(st_log[j] >> 8);
         row->lo[j] = (uint8_t)(st_log[j] & 255);
     }
+#else
+    kws_frontend_frame(st_frame, st_log);
+    kws_frontend_frame_codes(st_log, 0, row->codes);   /* the peak is unused without the clamp */
+#endif
 }
 
 /* the window's frame j into row: its samples (zeros outside the window) from the last
@@ -259,6 +275,7 @@ static void st_window(void)
     for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++)
         st_edge(w * KWS_ST_HOP, j, &st_end_edges[j - ST_END_FIRST]);
 #endif
+#if ST_ROW_LOGS
     for (j = 0; j < KWS_FE_FRAMES; j++)   /* the window's largest log energy: the top_db clamp's */
         if (st_row_of(w, j)->peak > peak)
             peak = st_row_of(w, j)->peak;
@@ -268,6 +285,14 @@ static void st_window(void)
             st_log[i] = (int32_t)row->hi[i] * 256 + row->lo[i];
         kws_frontend_frame_codes(st_log, peak, st_codes + j * KWS_FE_N_MFCC);
     }
+#else
+    (void)peak;
+    for (j = 0; j < KWS_FE_FRAMES; j++) {
+        const st_row *row = st_row_of(w, j);
+        for (i = 0; i < KWS_FE_N_MFCC; i++)
+            st_codes[j * KWS_FE_N_MFCC + i] = row->codes[i];
+    }
+#endif
     kws_infer(st_codes, st_scores);
     st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
     st_next_window++;

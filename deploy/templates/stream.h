@@ -1,8 +1,9 @@
 /* A keyword spotter on a stream of 16-bit PCM (deploy/c_stream.py writes stream_config.h): every
- * new 10 ms frame's log mel energies into a ring, every KWS_ST_HOP samples the window of the last
- * KWS_FE_CLIP_SAMPLES samples through the integer front end and the model, its posteriors, their
- * centred moving average, threshold and refractory time exactly as model/detector.py's integer
- * detector (predict.py on this checkpoint). Static buffers, no malloc, no float. Not reentrant. */
+ * new 10 ms frame's log mel energies (or, without the top_db clamp, its input codes) into a ring,
+ * every KWS_ST_HOP samples the window of the last KWS_FE_CLIP_SAMPLES samples through the
+ * integer front end and the model, its posteriors, their centred moving average, threshold and
+ * refractory time exactly as model/detector.py's integer detector (predict.py on this
+ * checkpoint). Static buffers, no malloc, no float. Not reentrant. */
 #ifndef KWS_STREAM_H
 #define KWS_STREAM_H
 #include <stdint.h>
