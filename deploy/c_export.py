@@ -59,6 +59,8 @@ def _data_bytes(bits):
 def _weight_bytes(layer):
     if _dsp(layer):
         return _paired(layer.weight.shape[0]) * _row_length(layer)[1]
+    if _narrow(layer):
+        return _paired(layer.weight.shape[0]) * _narrow_words(layer) * 4
     if _dw_packed(layer):
         return layer.weight.shape[0] * layer.weight.shape[2] * _dw_words(layer) * 4
     n = layer.weight.size
@@ -78,7 +80,7 @@ def _paired(n):
 
 
 def _bias_bytes(layer):
-    n = _paired(layer.bias.size) if _dsp(layer) else layer.bias.size
+    n = _paired(layer.bias.size) if _packed(layer) else layer.bias.size
     return n * _accumulator_bits(layer.bits_accumulator) // 8
 
 
@@ -107,7 +109,7 @@ def c_model_memory(int_model: IntegerModel) -> tuple[int, int]:
 
 
 def _array(ctype, name, values, comment) -> str:
-    body = ",\n".join("    " + ", ".join(str(int(v)) for v in values[i:i + 16])
+    body = ",\n".join("    " + ", ".join(v if isinstance(v, str) else str(int(v)) for v in values[i:i + 16])
                       for i in range(0, len(values), 16))
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
 
@@ -119,6 +121,39 @@ def _dsp(layer):
     input."""
     return (4 < layer.bits_weights <= 8 and layer.bits_accumulator <= 32
             and layer.kind in ("linear", "conv"))
+
+
+def _narrow(layer):
+    """Field width of the narrow packed kernel, 2 or 4 (0: the layer does not get it): the packed
+    kernel of ``_dsp`` for 1- to 4-bit weights kept packed, 16 (2-bit weights: 8) to a 32-bit
+    word. Their extraction scales each weight by 2^(8 - width) (``_narrow_shift``), so the
+    accumulator needs that many bits of headroom in 32."""
+    if layer.kind not in ("linear", "conv") or layer.bits_weights > 4:
+        return 0
+    if layer.bits_weights <= 2 and layer.bits_accumulator + 6 <= 32:
+        return 2
+    return 4 if layer.bits_accumulator + 4 <= 32 else 0
+
+
+def _narrow_shift(layer):
+    """log2 of the scale of the narrow kernel's sums: a w-bit field sign-extended from the top of
+    its byte is 2^(8 - w) times the weight."""
+    return 8 - _narrow(layer)
+
+
+def _narrow_group(layer):
+    """Inputs per 32-bit word of narrow weights: four bytes times the fields of a byte."""
+    return 4 * (8 // _narrow(layer))
+
+
+def _narrow_words(layer):
+    """32-bit words of one output's narrow weights (its row zero padded to whole words)."""
+    return -(-_row_length(layer)[0] // _narrow_group(layer))
+
+
+def _packed(layer):
+    """Whether a conv or fully connected layer goes through a packed kernel (8-bit or narrow)."""
+    return _dsp(layer) or bool(_narrow(layer))
 
 
 def _dw_packed(layer):
@@ -169,6 +204,22 @@ def _weights_c(layer):
         pairs = rows.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
         text = _array("int8_t", f"{name}_w", pairs, fmt + f", rows zero padded to {k4} (and to an even "
                       f"count), each pair's two rows interleaved four weights at a time")
+    elif _narrow(layer):
+        b = _narrow(layer)
+        k, _ = _row_length(layer)
+        n, group, words = layer.weight.shape[0], _narrow_group(layer), _narrow_words(layer)
+        rows = np.zeros((_paired(n), words * group), dtype=np.int64)
+        rows[:n, :k] = layer.weight.reshape(n, k)
+        # input 4f + j of a word's group is field f (bits b*f and up) of its byte j
+        fields = (rows.reshape(-1, words, 8 // b, 4) & ((1 << b) - 1)).astype(np.uint64)
+        shifts = (8 * np.arange(4)[None, :] + b * np.arange(8 // b)[:, None]).astype(np.uint64)
+        packed = (fields << shifts).sum(axis=(2, 3))
+        # the words of each pair of outputs interleaved, one word each at a time
+        pairs = packed.reshape(-1, 2, words).transpose(0, 2, 1).reshape(-1)
+        text = _array("uint32_t", f"{name}_w", [hex(int(v)) + "u" for v in pairs],
+                      fmt + f", {group} to a 32-bit word (input 4f + j of a word in bits {b}f.. of its byte j), "
+                      f"rows zero padded to {words * group} (and to an even count), each pair's two rows "
+                      f"interleaved a word at a time")
     elif layer.bits_weights <= 4:
         nibbles = np.concatenate([codes & 0xF, np.zeros(len(codes) % 2, dtype=np.int64)])
         packed = nibbles[0::2] | (nibbles[1::2] << 4)
@@ -180,7 +231,7 @@ def _weights_c(layer):
         text += f"#define {macro}_W(i) ((int32_t){name}_w[i])\n"
     bias_type = f"int{_accumulator_bits(layer.bits_accumulator)}_t"
     bias = layer.bias
-    if _dsp(layer) and bias.size % 2:
+    if _packed(layer) and bias.size % 2:
         bias = np.concatenate([bias, np.zeros(1, dtype=bias.dtype)])
     text += _array(bias_type, f"{name}_b", bias,
                    f"bias codes at the accumulator scale, fl = {layer.fl_inputs + layer.fl_weights}")
@@ -357,6 +408,40 @@ def _conv_steps(layer, indent):
     return "\n".join(lines)
 
 
+def _acc(layer, reg):
+    """C expression of a packed kernel's register ``reg`` at the accumulator scale (the narrow
+    kernel's sums are 2^_narrow_shift times it) as a 32-bit register."""
+    return f"{reg} >> {_narrow_shift(layer)}" if _narrow(layer) else reg
+
+
+def _init(layer, name, o):
+    """C expression: the bias of output ``o`` as a packed kernel's starting register value."""
+    value = f"(uint32_t)(int32_t){name}_b[{o}]"
+    return f"{value} << {_narrow_shift(layer)}" if _narrow(layer) else value
+
+
+def _narrow_steps(layer, indent, two, first=0):
+    """The unrolled (``two``: two positions ca, cb into a00, a01, a10, a11; else one, kws_col
+    from word ``base``, into a0, a1) dot products of two output channels through the narrow
+    kernel: per word of weights (wr[2g], wr[2g + 1]: the pair's two rows) one KWS_NF step per
+    field, the last word's fields that hold inputs only."""
+    b, (k, _) = _narrow(layer), _row_length(layer)
+    fields, group, words = 8 // b, _narrow_group(layer), _narrow_words(layer)
+    mask = "0xF0F0F0F0u" if b == 4 else "0xC0C0C0C0u"
+    last = k - (words - 1) * group
+    lines = []
+    for g in range(first, words):
+        used = fields if g < words - 1 else (last + 3) // 4
+        lines.append(f"{indent}u0 = wr[{2 * g}];\n{indent}u1 = wr[{2 * g + 1}];")
+        for f in range(used):
+            half = g == words - 1 and f == used - 1 and last % 4 == 1
+            word = g * 2 * fields + 2 * f
+            args = (f"a00, a01, a10, a11, u0, u1, {8 - b - b * f}, {mask}, ca + {word}, cb + {word}" if two
+                    else f"a0, a1, u0, u1, {8 - b - b * f}, {mask}, kws_col + {word}")
+            lines.append(f"{indent}KWS_N{'H' if half else 'F'}{'22' if two else '12'}({args});")
+    return "\n".join(lines)
+
+
 def _conv_dsp_c(layer, following) -> str:
     """A conv without padding through the packed kernel: the inputs of the conv positions one
     output reads (the max pool's window, or two neighbouring outputs without a pool) gathered
@@ -397,8 +482,17 @@ def _conv_dsp_c(layer, following) -> str:
     c0, h0, w0 = layer.input_shape
     head = (f"/* {name}: {c_out} filters {c_in}x{kh}x{kw} over {c0}x{h0}x{w0}, stride {sh}x{sw}, padding {ph}x{pw}"
             f"{', relu' if layer.relu else ''}, ")
-    init = (f"uint32_t a00 = (uint32_t)(int32_t){name}_b[o], a01 = a00, "
-            f"a10 = (uint32_t)(int32_t){name}_b[o + 1], a11 = a10;")
+    init = (f"uint32_t a00 = {_init(layer, name, 'o')}, a01 = a00, "
+            f"a10 = {_init(layer, name, 'o + 1')}, a11 = a10;")
+    narrow = bool(_narrow(layer))
+    wdecl = (f"const uint32_t *wr = {name}_w + o * {_narrow_words(layer)};" if narrow
+             else f"const int8_t *wr = {name}_w + o * {k4};")
+    what = (f"narrow packed kernel, {_narrow(layer)}-bit fields" if narrow else "packed kernel") + ", 2x2 blocking"
+
+    def steps(indent):
+        if narrow:
+            return f"{indent}uint32_t u0, u1;\n" + _narrow_steps(layer, indent, True)
+        return _conv_steps(layer, indent)
     if layer.maxpool:
         win = layer.maxpool
         positions = _pool_positions(layer)
@@ -413,7 +507,7 @@ def _conv_dsp_c(layer, following) -> str:
             second = "\n" + _emit_value(layer, following, "best1", f"y[((o + 1) * {oh} + py) * {ow} + px]",
                                         True, " " * 12)
         return f"""
-{head}max pool {win}x{win} -> {c_out}x{oh}x{ow} (packed kernel, 2x2 blocking). */
+{head}max pool {win}x{win} -> {c_out}x{oh}x{ow} ({what}). */
 static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 {{{pad}
     static const int16_t offsets[{len(positions)}] = {{{", ".join(map(str, positions))}}};
@@ -427,19 +521,19 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 {gather}
             }}
             for (o = 0; o < {c_out}; o += 2) {{
-                const int8_t *wr = {name}_w + o * {k4};
+                {wdecl}
                 int32_t best0 = INT32_MIN, best1 = INT32_MIN, v;
                 for (n = 0; n < {len(positions)}; n += 2) {{
                     const uint32_t *ca = kws_col + n * {words}, *cb = ca + {words};
                     {init}
-{_conv_steps(layer, "                    ")}
-                    v = kws_wrap32(a00, {bits});
+{steps("                    ")}
+                    v = kws_wrap32({_acc(layer, "a00")}, {bits});
                     best0 = v > best0 ? v : best0;
-                    v = kws_wrap32(a01, {bits});
+                    v = kws_wrap32({_acc(layer, "a01")}, {bits});
                     best0 = v > best0 ? v : best0;
-                    v = kws_wrap32(a10, {bits});
+                    v = kws_wrap32({_acc(layer, "a10")}, {bits});
                     best1 = v > best1 ? v : best1;
-                    v = kws_wrap32(a11, {bits});
+                    v = kws_wrap32({_acc(layer, "a11")}, {bits});
                     best1 = v > best1 ? v : best1;
                 }}
 {_emit_value(layer, following, "best0", f"y[(o * {oh} + py) * {ow} + px]", True, " " * 16)}{second.replace(chr(10) + " " * 12, chr(10) + " " * 16)}
@@ -455,10 +549,12 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
     gather_b = _pack_lines([f"pb[{t}]" for t in taps], "        ", f"kws_col + {words}", half)
     gather_b = gather_b.replace(f"kws_col + {words}[", f"kws_col[{words} + ")
     i12 = " " * 12
-    stores = [_emit_value(layer, following, "kws_wrap32(a00, %d)" % bits, f"y[o * {total} + u]", False, i12),
-              _emit_value(layer, following, "kws_wrap32(a01, %d)" % bits, f"y[o * {total} + nb]", False, i12)]
-    second = [_emit_value(layer, following, "kws_wrap32(a10, %d)" % bits, f"y[(o + 1) * {total} + u]", False, i12),
-              _emit_value(layer, following, "kws_wrap32(a11, %d)" % bits, f"y[(o + 1) * {total} + nb]", False, i12)]
+    def wrapped(reg):
+        return f"kws_wrap32({_acc(layer, reg)}, {bits})"
+    stores = [_emit_value(layer, following, wrapped("a00"), f"y[o * {total} + u]", False, i12),
+              _emit_value(layer, following, wrapped("a01"), f"y[o * {total} + nb]", False, i12)]
+    second = [_emit_value(layer, following, wrapped("a10"), f"y[(o + 1) * {total} + u]", False, i12),
+              _emit_value(layer, following, wrapped("a11"), f"y[(o + 1) * {total} + nb]", False, i12)]
     if odd:
         second = [f"{i12}if (o + 1 < {c_out}) {{"] + [s.replace("\n" + i12, "\n" + i12 + "    ").replace(i12, i12 + "    ", 1) for s in second] + [f"{i12}}}"]
     pool_decl = finish = ""
@@ -466,7 +562,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
         def add(acc: str, o: str, repeat: bool = False) -> str:
             relu = f"\n{i12}if (v < 0)\n{i12}    v = 0;" if layer.relu else ""
             line = f"pool[{o}] += v;" if not repeat else f"if (nb != u)\n{i12}    pool[{o}] += v;"
-            return f"{i12}v = {_requant32(layer, f'kws_wrap32({acc}, {bits})')};{relu}\n{i12}{line}"
+            return f"{i12}v = {_requant32(layer, wrapped(acc))};{relu}\n{i12}{line}"
         stores = [add("a00", "o"), add("a01", "o", True)]
         second = [add("a10", "o + 1"), add("a11", "o + 1", True)]   # pool has an even count: no check
         pool_decl = f"\n    int32_t pool[{_paired(c_out)}] = {{0}};"
@@ -477,7 +573,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
     }}"""
     body = "\n".join(stores + second)
     return f"""
-{head}{"global average pool -> " + str(c_out) + "x1x1" if layer.avgpool else f"-> {c_out}x{oh}x{ow}"} (packed kernel, 2x2 blocking). */
+{head}{"global average pool -> " + str(c_out) + "x1x1" if layer.avgpool else f"-> {c_out}x{oh}x{ow}"} ({what}). */
 static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 {{{pad}
     int o, u;{pool_decl}
@@ -488,11 +584,11 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
 {gather_a}
 {gather_b}
         for (o = 0; o < {c_out}; o += 2) {{
-            const int8_t *wr = {name}_w + o * {k4};
+            {wdecl}
             const uint32_t *ca = kws_col, *cb = kws_col + {words};
             int32_t v;
             {init}
-{_conv_steps(layer, i12)}
+{steps(i12)}
 {body}
         }}
     }}{finish}
@@ -561,14 +657,25 @@ def _linear_dsp_c(layer, following) -> str:
     tail_code = ""
     if tail:
         tail_code = "\n" + _pack_lines(tail, "    ", "kws_col", half).replace("kws_col[", f"kws_col[{full // 2} + ")
+    wdecl = f"const int8_t *wr = {layer.name}_w + o * {k4};"
+    what = "packed kernel"
+    if _narrow(layer):
+        b, fields, words = _narrow(layer), 8 // _narrow(layer), _narrow_words(layer)
+        mask = "0xF0F0F0F0u" if b == 4 else "0xC0C0C0C0u"
+        wdecl = f"const uint32_t *wr = {layer.name}_w + o * {words};\n        uint32_t u0, u1;"
+        what = f"narrow packed kernel, {b}-bit fields"
+        body = "\n".join(f"            KWS_NF12(a0, a1, u0, u1, {8 - b - b * f}, {mask}, kws_col + {2 * fields} * g + {2 * f});"
+                         for f in range(fields))
+        steps = (f"        for (g = 0; g < {words - 1}; g++) {{\n            u0 = wr[2 * g];\n            u1 = wr[2 * g + 1];\n"
+                 f"{body}\n        }}\n" if words > 1 else "") + _narrow_steps(layer, " " * 8, False, words - 1)
     i8 = " " * 8
-    first = _emit_value(layer, following, f"kws_wrap32(a0, {bits})", "y[o]", False, i8)
-    second = _emit_value(layer, following, f"kws_wrap32(a1, {bits})", "y[o + 1]", False, i8)
+    first = _emit_value(layer, following, f"kws_wrap32({_acc(layer, 'a0')}, {bits})", "y[o]", False, i8)
+    second = _emit_value(layer, following, f"kws_wrap32({_acc(layer, 'a1')}, {bits})", "y[o + 1]", False, i8)
     if n_out % 2:
         second = (f"{i8}if (o + 1 < {n_out}) {{\n"
                   + "\n".join("    " + line for line in second.split("\n")) + f"\n{i8}}}")
     return f"""
-/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} (packed kernel, two outputs at a time) */
+/* {layer.name}: {n_in} -> {n_out}{", relu" if layer.relu else ""} ({what}, two outputs at a time) */
 static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ctype(following)} *y)
 {{
     int o, g;
@@ -577,8 +684,8 @@ static void kws_{layer.name}(const {_data_ctype(layer.bits_inputs)} *x, {_out_ct
         kws_col[2 * g + 1] = KWS_PACK(x[4 * g + 1], x[4 * g + 3]);
     }}{tail_code}
     for (o = 0; o < {n_out}; o += 2) {{
-        const int8_t *wr = {layer.name}_w + o * {k4};
-        uint32_t a0 = (uint32_t)(int32_t){layer.name}_b[o], a1 = (uint32_t)(int32_t){layer.name}_b[o + 1];
+        {wdecl}
+        uint32_t a0 = {_init(layer, layer.name, 'o')}, a1 = {_init(layer, layer.name, 'o + 1')};
         int32_t v;
 {steps}
 {first}
@@ -693,6 +800,53 @@ static inline int32_t kws_wrap32(uint32_t reg, int bits)
 }
 """
 
+_NARROW = """
+/* Narrow packed kernel: 1- to 4-bit weights kept packed, fields of b = 4 (2-bit weights: b = 2)
+   bits, 8 (16) to a 32-bit word u; input 4f + j of the word's group is field f (bits b*f..) of
+   byte j. A field shifted to the top of its bytes and masked, t = u << (8 - b - b*f) & mask, holds
+   2^(8-b) times each byte's weight, so __sxtb16(t) and sxtb16 (t, ror #8) are int16 pairs of
+   scaled weights for the input words c[2f] = (x4f, x4f+2) and c[2f+1] = (x4f+1, x4f+3), one
+   __smlad each. The sums (biases shifted up as well) are multiples of 2^(8-b); the register
+   shifted back down holds the low 32 - (8 - b) bits of the accumulator exactly, enough while
+   bits_accumulator <= 32 - (8 - b), and kws_wrap32 keeps the low bits_accumulator bits.
+   KWS_NF22 is one field for two output channels (words u0, u1) at two positions (inputs ca, cb),
+   KWS_NF12 at one (c); the H forms for a last field holding x4f only. Elsewhere the same sums in
+   portable C. */
+#if defined(__ARM_FEATURE_DSP)
+#define KWS_SXT(t) ((uint32_t)__sxtb16(t))
+#define KWS_SXT8(t) ((uint32_t)kws_sxtb16_ror8(t))
+#define KWS_SMLAD(p, c, acc) ((uint32_t)__smlad((int32_t)(p), (int32_t)(c), (int32_t)(acc)))
+#else
+#define KWS_S8(t) (((int32_t)((t) & 0xFFu) ^ 0x80) - 0x80)
+#define KWS_SXT(t) KWS_PACK(KWS_S8(t), KWS_S8((t) >> 16))
+#define KWS_SXT8(t) KWS_PACK(KWS_S8((t) >> 8), KWS_S8((t) >> 24))
+#define KWS_SMLAD(p, c, acc) ((acc) + (uint32_t)(KWS_LO(p) * KWS_LO(c)) + (uint32_t)(KWS_HI(p) * KWS_HI(c)))
+#endif
+#define KWS_NF22(a00, a01, a10, a11, u0, u1, sh, m, ca, cb) do { \\
+        uint32_t t0_ = ((u0) << (sh)) & (m), t1_ = ((u1) << (sh)) & (m); \\
+        uint32_t p0_ = KWS_SXT(t0_), p1_ = KWS_SXT(t1_); \\
+        (a00) = KWS_SMLAD(p0_, (ca)[0], a00); (a01) = KWS_SMLAD(p0_, (cb)[0], a01); \\
+        (a10) = KWS_SMLAD(p1_, (ca)[0], a10); (a11) = KWS_SMLAD(p1_, (cb)[0], a11); \\
+        p0_ = KWS_SXT8(t0_); p1_ = KWS_SXT8(t1_); \\
+        (a00) = KWS_SMLAD(p0_, (ca)[1], a00); (a01) = KWS_SMLAD(p0_, (cb)[1], a01); \\
+        (a10) = KWS_SMLAD(p1_, (ca)[1], a10); (a11) = KWS_SMLAD(p1_, (cb)[1], a11); \\
+    } while (0)
+#define KWS_NH22(a00, a01, a10, a11, u0, u1, sh, m, ca, cb) do { \\
+        uint32_t p0_ = KWS_SXT(((u0) << (sh)) & (m)), p1_ = KWS_SXT(((u1) << (sh)) & (m)); \\
+        (a00) = KWS_SMLAD(p0_, (ca)[0], a00); (a01) = KWS_SMLAD(p0_, (cb)[0], a01); \\
+        (a10) = KWS_SMLAD(p1_, (ca)[0], a10); (a11) = KWS_SMLAD(p1_, (cb)[0], a11); \\
+    } while (0)
+#define KWS_NF12(a0, a1, u0, u1, sh, m, c) do { \\
+        uint32_t t0_ = ((u0) << (sh)) & (m), t1_ = ((u1) << (sh)) & (m); \\
+        (a0) = KWS_SMLAD(KWS_SXT8(t0_), (c)[1], KWS_SMLAD(KWS_SXT(t0_), (c)[0], a0)); \\
+        (a1) = KWS_SMLAD(KWS_SXT8(t1_), (c)[1], KWS_SMLAD(KWS_SXT(t1_), (c)[0], a1)); \\
+    } while (0)
+#define KWS_NH12(a0, a1, u0, u1, sh, m, c) do { \\
+        (a0) = KWS_SMLAD(KWS_SXT(((u0) << (sh)) & (m)), (c)[0], a0); \\
+        (a1) = KWS_SMLAD(KWS_SXT(((u1) << (sh)) & (m)), (c)[0], a1); \\
+    } while (0)
+"""
+
 _ROUND_DIV = """
 /* v / n rounded half away from zero (global average pooling of output codes). */
 static int64_t kws_round_div(int64_t v, int64_t n)
@@ -783,15 +937,17 @@ def _source(int_model):
     parts += [_weights_c(layer) for layer in layers]
     parts.append(f"\n/* Activation arena: {arena} bytes, int16_t so either data type is aligned. */\n"
                  f"static int16_t kws_arena[{arena // 2}];\n")
-    parts.append((_WRAP if not all(_dsp(layer) or _dw_packed(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
-    packed = [layer for layer in layers if _dsp(layer)]
+    parts.append((_WRAP if not all(_packed(layer) or _dw_packed(layer) for layer in layers) else "") + _HELPERS + (_ROUND_DIV if any(layer.avgpool for layer in layers) else ""))
+    packed = [layer for layer in layers if _packed(layer)]
     if packed or any(_dw_packed(layer) for layer in layers):
         parts.append(_PACKED)
+    if any(_narrow(layer) for layer in layers):
+        parts.append(_NARROW)
     if packed:
         parts.append(f"\n/* The packed inputs of the positions one output reads (or of a fully connected layer). */\n"
                      f"static uint32_t kws_col[{max(_col_words(layer) for layer in packed)}];\n")
     for layer, following in zip(layers, layers[1:] + (None,)):
-        if _dsp(layer):
+        if _packed(layer):
             parts.append(_linear_dsp_c(layer, following) if layer.kind == "linear" else _conv_dsp_c(layer, following))
         elif _dw_packed(layer):
             parts.append(_dw_packed_c(layer, following))
