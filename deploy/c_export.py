@@ -128,11 +128,22 @@ def _narrow(layer):
     kernel of ``_dsp`` for 1- to 4-bit weights kept packed, 16 (2-bit weights: 8) to a 32-bit
     word. Their extraction scales each weight by 2^(8 - width) (``_narrow_shift``), so the
     accumulator needs that many bits of headroom in 32."""
-    if layer.kind not in ("linear", "conv") or layer.bits_weights > 4:
+    if layer.kind not in ("linear", "conv") or layer.bits_weights > 4 or _macs(layer) < _NARROW_MIN_MACS:
         return 0
     if layer.bits_weights <= 2 and layer.bits_accumulator + 6 <= 32:
         return 2
     return 4 if layer.bits_accumulator + 4 <= 32 else 0
+
+
+# Below this many multiply-accumulates a layer keeps the portable loops: the narrow kernel's
+# unrolled code (gcc -O3 folds the constant weights into it) would cost more flash than it saves.
+_NARROW_MIN_MACS = 1024
+
+
+def _macs(layer):
+    """Multiply-accumulates of one classification: weights times the conv's output positions."""
+    positions = int(np.prod(layer.conv_shape[1:])) if layer.kind != "linear" else 1
+    return int(layer.weight.size) * positions
 
 
 def _narrow_shift(layer):
@@ -420,7 +431,7 @@ def _init(layer, name, o):
     return f"{value} << {_narrow_shift(layer)}" if _narrow(layer) else value
 
 
-def _narrow_steps(layer, indent, two, first=0):
+def _narrow_steps(layer, indent, two, first=0, loop=False):
     """The unrolled (``two``: two positions ca, cb into a00, a01, a10, a11; else one, kws_col
     from word ``base``, into a0, a1) dot products of two output channels through the narrow
     kernel: per word of weights (wr[2g], wr[2g + 1]: the pair's two rows) one KWS_NF step per
@@ -430,6 +441,20 @@ def _narrow_steps(layer, indent, two, first=0):
     mask = "0xF0F0F0F0u" if b == 4 else "0xC0C0C0C0u"
     last = k - (words - 1) * group
     lines = []
+    full = words if last == group else words - 1
+    unroll = 2
+    if loop and (full - first) // unroll >= 2:   # the full words in a loop over g, unroll at a time
+        end = first + (full - first) // unroll * unroll
+        lines.append(f"{indent}for (g = {first}; g < {end}; g += {unroll}) {{")
+        for r in range(unroll):
+            lines.append(f"{indent}    u0 = wr[2 * g + {2 * r}];\n{indent}    u1 = wr[2 * g + {2 * r + 1}];")
+            for f in range(fields):
+                word = f"{2 * fields} * g + {2 * fields * r + 2 * f}"
+                args = (f"a00, a01, a10, a11, u0, u1, {8 - b - b * f}, {mask}, ca + {word}, cb + {word}" if two
+                        else f"a0, a1, u0, u1, {8 - b - b * f}, {mask}, kws_col + {word}")
+                lines.append(f"{indent}    KWS_NF{'22' if two else '12'}({args});")
+        lines.append(f"{indent}}}")
+        first = end
     for g in range(first, words):
         used = fields if g < words - 1 else (last + 3) // 4
         lines.append(f"{indent}u0 = wr[{2 * g}];\n{indent}u1 = wr[{2 * g + 1}];")
@@ -491,7 +516,8 @@ def _conv_dsp_c(layer, following) -> str:
 
     def steps(indent):
         if narrow:
-            return f"{indent}uint32_t u0, u1;\n" + _narrow_steps(layer, indent, True)
+            code = _narrow_steps(layer, indent, True, loop=True)
+            return f"{indent}uint32_t u0, u1;\n" + (f"{indent}int g;\n" if "for (g" in code else "") + code
         return _conv_steps(layer, indent)
     if layer.maxpool:
         win = layer.maxpool
