@@ -2,6 +2,8 @@
 depthwise convs, stride, padding, global average pooling) and a model defined in this file
 (registered with ``model.registry.register``), both pruned, quantized, compacted and run by the
 integer engine and the generated C code, bit for bit equal to the fixed-point simulation."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -280,3 +282,23 @@ def test_packed_kernels_with_odd_shapes_are_bit_exact(bits, bits_weights, bits_a
     engine = _assert_bit_exact(model, x, tmp_path)
     # every layer went through a packed kernel (the layer comments of model.c say which)
     assert (tmp_path / "model.c").read_text().count("(packed kernel") == len(engine.layers) == 4
+
+
+@pytest.mark.parametrize("bits, bits_weights, bits_accumulator, fields", [
+    (8, 4, 20, 4), (8, 4, 12, 4), (12, 4, 28, 4), (8, 3, 24, 4), (12, 2, 26, 2), (8, 1, 16, 2),
+    (8, 2, 27, 4), (8, 4, 29, 0)])
+def test_narrow_packed_kernels_with_odd_shapes_are_bit_exact(bits, bits_weights, bits_accumulator, fields, tmp_path):
+    """1- to 4-bit weights kept packed (OddNet's odd channel counts, odd pool window, odd
+    position count, padding and average pool): C == integer engine == simulation, accumulators
+    that wrap (12 bits) and at the kernel's limit (28 bits for 4-bit fields, 26 for 2-bit ones;
+    2-bit weights with 27 take 4-bit fields, 4-bit weights with 29 the portable loops). The head
+    (21 MACs) keeps the portable loops."""
+    torch.manual_seed(2)
+    model = OddNet().eval()
+    x = _features(12, 3)
+    _quantize(model, x, bits=bits, bits_weights=bits_weights, bits_accumulator=bits_accumulator)
+    _assert_bit_exact(model, x, tmp_path)
+    source = (tmp_path / "model.c").read_text()
+    narrow = re.findall(r"^/\* (\w+): .*\(narrow packed kernel, (\d)-bit fields", source, re.M)
+    assert narrow == ([(name, str(fields)) for name in ("conv_a", "conv_b", "conv_c")] if fields else [])
+    assert "(packed kernel" not in source

@@ -79,6 +79,7 @@ CASES = {
     "w8_a8_acc12_wraps": dict(prune=False, bits=(8, (8, 8, 8, 8), 12, 8)),
     "w4_a8_acc16_int16_register": dict(prune=True, bits=(8, (4, 4, 4, 4), 16, 8)),
     "conv4_fc8_out16_in8": dict(prune=True, bits=(8, (4, 4, 8, 8), 32, 16)),
+    "conv4_fc2_acc20_narrow": dict(prune=True, bits=(8, (4, 4, 2, 2), 20, 8)),
 }
 
 
@@ -256,9 +257,13 @@ def _parse(stdout):
 
 
 def test_c_code_equals_integer_engine(case, tmp_path):
-    _, model, x, _ = case
+    name, model, x, _ = case
     engine = IntegerModel.from_model(model)
     export_c(engine, tmp_path)
+    if name.endswith("_narrow"):   # conv1 (7 channels: a zero-padded last pair), conv2 and fc3 (54
+        # outputs) through the narrow packed kernels, fc4 (216 MACs) through the portable loops
+        assert re.findall(r"^/\* (\w+): .*\(narrow packed kernel, (\d)-bit fields", (tmp_path / "model.c").read_text(),
+                          re.M) == [("conv1", "4"), ("conv2", "4"), ("fc3", "2")]
     exe = _compile(tmp_path, "model.c", "main.c")
     codes = engine.quantize_input(x)
     (tmp_path / "features.txt").write_text(_lines(codes))
