@@ -333,6 +333,12 @@ def test_c_model_memory_hand_worked(tmp_path):
     # 4-bit weights pack two per byte: 36 + 288 + 5888 + 128 = 6340, + 336 bias bytes.
     four = IntegerModel.from_model(_quantize(_model(seed=0), x, 8, (4,) * 4, 32, 8))
     assert c_model_memory(four) == (6676, 3260)
+    # The narrow packed kernels (accumulators of at most 28 bits) store 4-bit weights 8 and
+    # 2-bit ones 16 to a 32-bit word, rows zero padded to whole words: conv1 8 x 2 words (64
+    # bytes), conv2 8 x 9 (288), fc3 64 x 12 (3072); fc4 (256 MACs) keeps the portable loops'
+    # nibbles (128); biases 336 -> 3888.
+    narrow = IntegerModel.from_model(_quantize(_model(seed=0), x, 8, (4, 4, 2, 2), 20, 8))
+    assert c_model_memory(narrow) == (3888, 3260)
     # 16-bit weights (25360 bytes) and 48-bit accumulators (int64 biases: 84 * 8 = 672);
     # 16-bit activations double the buffers: 2600 + 3920.
     wide = IntegerModel.from_model(_quantize(_model(seed=0), x, 16, (16,) * 4, 48, 16))
