@@ -4,7 +4,8 @@ Generated files: ``model.h`` (interface), ``model.c`` (weights and the network),
 driver reading feature codes, one clip per line). Choices, each for a microcontroller target:
 
 * Weights are stored at their bitwidth: 4 bits or less packed two per byte (low nibble first,
-  unpacked with sign extension where they are used), up to 8 bits as int8_t, else int16_t.
+  unpacked with sign extension where they are used; the narrow packed kernel's eight, or 2-bit
+  weights sixteen, to a 32-bit word), up to 8 bits as int8_t, else int16_t.
   Biases are stored in the narrowest of int16_t, int32_t, int64_t that holds bits_accumulator,
   already at the accumulator scale.
 * The accumulator is a uint16_t, uint32_t or uint64_t register, the narrowest that holds
@@ -21,8 +22,11 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
   2^32, then the low bits_accumulator bits as above): convs (padded ones read a zero-padded copy
   of their input) and fully connected layers with 5- to 8-bit weights, with inputs gathered as
   int16 pairs and weights re-ordered at export so each loaded word feeds two multiply-accumulates
-  (two output channels by two positions); depthwise convs without pooling with each kernel row's
-  weights as int16 pairs. Other layers take the portable loops.
+  (two output channels by two positions); the same for 1- to 4-bit weights kept packed (the
+  narrow kernel: each field masked at the top of its bytes gives int16 pairs of 2^(8-b) times the
+  weights, the sums shifted back down; accumulators of at most 28 bits, 26 for 2-bit fields, and
+  layers of at least 1,024 MACs); depthwise convs without pooling with each kernel row's weights
+  as int16 pairs. Other layers take the portable loops.
 * Activations live in one static arena: layer outputs alternate between its two ends, so it only
   needs the largest input+output pair. No malloc, no float.
 
