@@ -518,7 +518,7 @@ def _conv_dsp_c(layer, following) -> str:
              else f"const int8_t *wr = {name}_w + o * {k4};")
     what = (f"narrow packed kernel, {_narrow(layer)}-bit fields" if narrow else "packed kernel") + ", 2x2 blocking"
 
-    def steps(indent):
+    def steps(indent: str) -> str:
         if narrow:
             code = _narrow_steps(layer, indent, True, loop=True)
             return f"{indent}uint32_t u0, u1;\n" + (f"{indent}int g;\n" if "for (g" in code else "") + code
@@ -579,7 +579,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
     gather_b = _pack_lines([f"pb[{t}]" for t in taps], "        ", f"kws_col + {words}", half)
     gather_b = gather_b.replace(f"kws_col + {words}[", f"kws_col[{words} + ")
     i12 = " " * 12
-    def wrapped(reg):
+    def wrapped(reg: str) -> str:
         return f"kws_wrap32({_acc(layer, reg)}, {bits})"
     stores = [_emit_value(layer, following, wrapped("a00"), f"y[o * {total} + u]", False, i12),
               _emit_value(layer, following, wrapped("a01"), f"y[o * {total} + nb]", False, i12)]
