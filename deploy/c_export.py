@@ -127,9 +127,14 @@ def _dsp(layer):
             and layer.kind in ("linear", "conv"))
 
 
+# Below this many multiply-accumulates a layer keeps the portable loops: the narrow kernel's
+# unrolled code (gcc -O3 folds the constant weights into it) would cost more flash than it saves.
+_NARROW_MIN_MACS = 1024
+
+
 def _narrow(layer):
     """Field width of the narrow packed kernel, 2 or 4 (0: the layer does not get it): the packed
-    kernel of ``_dsp`` for 1- to 4-bit weights kept packed, 16 (2-bit weights: 8) to a 32-bit
+    kernel of ``_dsp`` for 1- to 4-bit weights kept packed, 8 (2-bit weights: 16) to a 32-bit
     word. Their extraction scales each weight by 2^(8 - width) (``_narrow_shift``), so the
     accumulator needs that many bits of headroom in 32."""
     if layer.kind not in ("linear", "conv") or layer.bits_weights > 4 or _macs(layer) < _NARROW_MIN_MACS:
@@ -138,10 +143,6 @@ def _narrow(layer):
         return 2
     return 4 if layer.bits_accumulator + 4 <= 32 else 0
 
-
-# Below this many multiply-accumulates a layer keeps the portable loops: the narrow kernel's
-# unrolled code (gcc -O3 folds the constant weights into it) would cost more flash than it saves.
-_NARROW_MIN_MACS = 1024
 
 
 def _macs(layer):
@@ -436,10 +437,12 @@ def _init(layer, name, o):
 
 
 def _narrow_steps(layer, indent, two, first=0, loop=False):
-    """The unrolled (``two``: two positions ca, cb into a00, a01, a10, a11; else one, kws_col
-    from word ``base``, into a0, a1) dot products of two output channels through the narrow
-    kernel: per word of weights (wr[2g], wr[2g + 1]: the pair's two rows) one KWS_NF step per
-    field, the last word's fields that hold inputs only."""
+    """The dot products of two output channels through the narrow kernel (``two``: at two
+    positions ca, cb into a00, a01, a10, a11; else at kws_col into a0, a1), from weight word
+    ``first`` on: per word (wr[2g], wr[2g + 1]: the pair's two rows) one KWS_NF step per field,
+    in the last word only the fields that hold inputs (KWS_NH for one holding x4f alone). With
+    ``loop`` the full words run in a C loop over g, two words a step (less code than unrolled;
+    docs/firmware.md compares), the rest unrolled."""
     b, (k, _) = _narrow(layer), _row_length(layer)
     fields, group, words = 8 // b, _narrow_group(layer), _narrow_words(layer)
     mask = "0xF0F0F0F0u" if b == 4 else "0xC0C0C0C0u"
@@ -447,7 +450,7 @@ def _narrow_steps(layer, indent, two, first=0, loop=False):
     lines = []
     full = words if last == group else words - 1
     unroll = 2
-    if loop and (full - first) // unroll >= 2:   # the full words in a loop over g, unroll at a time
+    if loop and (full - first) // unroll >= 2:   # the full words in a loop over g, two at a time
         end = first + (full - first) // unroll * unroll
         lines.append(f"{indent}for (g = {first}; g < {end}; g += {unroll}) {{")
         for r in range(unroll):
