@@ -48,6 +48,19 @@ def unclamped_stream(integer_run, tmp_path_factory):
     return classifier, split_stream(classifier, classifier.ckpt, corpus, "test", 0.01, 0)
 
 
+@pytest.fixture(scope="module")
+def short_unclamped_stream(tmp_path_factory):
+    """A run without the top_db clamp whose windows hold 98 frames, fewer than a clip's samples
+    make (99): a frame past a window's end still lies inside the clip and arrives as the window
+    completes, for the next window (stream.c keeps a row more than the window)."""
+    corpus, _, run_dir = quantized_tiny_run(tmp_path_factory.mktemp("stream_c_short"),
+                                            base="config_lenet5_keywords_integer.yml",
+                                            features={"top_db": None, "frames": 98})
+    classifier = KeywordClassifier.from_checkpoint(run_dir / "model_best.pth", run_dir / "quantization.yml")
+    assert classifier.params.top_db is None and classifier.params.frames == 98
+    return classifier, split_stream(classifier, classifier.ckpt, corpus, "test", 0.01, 0)
+
+
 def test_the_integer_stream_scan_is_the_per_window_integer_pipeline(stream):
     classifier, plan = stream
     assert classifier.engine is not None
@@ -90,17 +103,18 @@ def test_the_integer_detector():
                                   names)) == 2   # 12 is now within 22's refractory time
 
 
-@pytest.mark.parametrize("clamp", [True, False], ids=["top_db", "no_clamp"])
-def test_the_c_stream_makes_predict_py_s_detections(clamp, request, tmp_path):
+@pytest.mark.parametrize("fixture", ["stream", "unclamped_stream", "short_unclamped_stream"])
+def test_the_c_stream_makes_predict_py_s_detections(fixture, request, tmp_path):
     """stream.c fed the stream's PCM in 10 ms blocks: the same windows and, detection for
     detection, the same times, words and scores as predict.py's scan (app.detection.scan_frames);
-    with the features' top_db clamp (a ring of log energies) and without it (a ring of codes)."""
+    with the features' top_db clamp (a ring of log energies) and without it (frames' codes kept
+    in the model's input), there also with windows shorter than a clip's frames."""
     from data_loader import integer_frontend as ife
     from data_loader.corpus import SILENCE
     from deploy.c_export import export_c
     from deploy.c_stream import export_stream
     from app.restore import normalization_of
-    classifier, plan = request.getfixturevalue("stream" if clamp else "unclamped_stream")
+    classifier, plan = request.getfixturevalue(fixture)
     first = scan_frames(classifier, render_blocks(plan), DetectorSettings())
     settings = DetectorSettings(threshold=float(np.quantile(first.posteriors[:, 1:].max(axis=1), 0.95)),
                                 refractory_ms=700)

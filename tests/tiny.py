@@ -77,14 +77,15 @@ def assert_unchanged(before, after):
     assert not changed, f"files changed or lost: {changed}"
 
 
-def quantized_tiny_run(tmp, words=WORDS, base="config_lenet5_keywords.yml"):
-    """A 2-epoch run on the tiny corpus (of ``words``) with the ``base`` config and its
-    quantization.yml with every group at 8 bits (the C export needs all of them in fixed point):
-    (corpus, config path, run folder)."""
+def quantized_tiny_run(tmp, words=WORDS, base="config_lenet5_keywords.yml", features=None):
+    """A 2-epoch run on the tiny corpus (of ``words``) with the ``base`` config (its features
+    updated with ``features`` if given) and its quantization.yml with every group at 8 bits (the C
+    export needs all of them in fixed point): (corpus, config path, run folder)."""
     tmp = Path(tmp)
     corpus = build_tiny_corpus(tmp / "corpus", words)
     config = tiny_config(tmp, corpus, base=base)
     cfg = yaml.safe_load(config.read_text())
+    cfg["data_loader"]["args"]["features"].update(features or {})
     cfg["optimization"]["quantization"] = {"error_margin": 99, "schedule": [8], "bits_accumulator": 32}
     config.write_text(yaml.safe_dump(cfg))
     run_script("train.py", "-c", config)

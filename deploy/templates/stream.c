@@ -25,9 +25,13 @@
 enum { ST_PENDING, ST_KEPT, ST_DROPPED };
 
 #if KWS_FE_TOP_DB < 0
-/* Without the top_db clamp a frame's input codes depend on that frame alone: a row holds them,
- * and a window's codes are its rows side by side. */
+/* Without the top_db clamp a frame's input codes depend on that frame alone. They are written
+ * straight into the model's input, at the frame's place in the next window to complete
+ * (st_codes, frame-major, with room for the frames that arrive as that window completes but
+ * belong to later ones); after each window the rows move up by the window hop. A window's start
+ * edges, computed before it completes, wait in rows of their own. */
 #define ST_ROW_LOGS 0
+#define ST_BUF_FRAMES (ST_END_RAW > KWS_FE_FRAMES ? ST_END_RAW : KWS_FE_FRAMES)
 typedef struct {
     kws_fe_code_t codes[KWS_FE_N_MFCC];
 } st_row;
@@ -52,17 +56,24 @@ typedef struct {
 } st_candidate;
 
 static int16_t st_pcm[KWS_FE_WIN_LENGTH];             /* the last frame's span of samples */
-static st_row st_logs[ST_RING];                       /* log energies of the recent inner frames */
 #if ST_START_EDGES > 0
 static st_row st_start_edges[ST_EDGE_WINDOWS][ST_START_EDGES];
 static int32_t st_next_edge;                          /* the next window whose start edges are due */
 #endif
+static int32_t st_log[KWS_FE_N_MELS];                 /* one frame's log energies, unpacked */
+static int16_t st_frame[KWS_FE_WIN_LENGTH];
+#if ST_ROW_LOGS
+static st_row st_logs[ST_RING];                       /* log energies of the recent inner frames */
 #if ST_END_EDGES > 0
 static st_row st_end_edges[ST_END_EDGES];
 #endif
-static int32_t st_log[KWS_FE_N_MELS];                 /* one frame's log energies, unpacked */
-static int16_t st_frame[KWS_FE_WIN_LENGTH];
 static kws_input_t st_codes[KWS_N_INPUTS];
+#else
+#if KWS_N_INPUTS != KWS_FE_FRAMES * KWS_FE_N_MFCC
+#error "the stream writes frames' codes into the model's input: it must be frames x coefficients"
+#endif
+static kws_input_t st_codes[ST_BUF_FRAMES * KWS_FE_N_MFCC];
+#endif
 static int32_t st_scores[KWS_N_CLASSES];
 static int32_t st_post[KWS_ST_SMOOTH][KWS_N_CLASSES];  /* posteriors of the last windows, Q16 */
 static st_candidate st_cand[KWS_ST_MAX_CANDIDATES];
@@ -224,25 +235,36 @@ static void st_smooth(int32_t v, int32_t last)
     st_resolve(st_run_active ? st_run_start : v + 1);
 }
 
-/* the frame in st_frame into row: its log energies, or (no clamp) its input codes */
+#if ST_ROW_LOGS
+/* the log energies of the frame in st_frame into row */
 static void st_compute(st_row *row)
 {
-#if ST_ROW_LOGS
     int j;
     row->peak = kws_frontend_frame(st_frame, st_log);
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         row->hi[j] = (int16_t)(st_log[j] >> 8);
         row->lo[j] = (uint8_t)(st_log[j] & 255);
     }
+}
 #else
+/* the input codes of the frame in st_frame into codes */
+static void st_compute_codes(kws_fe_code_t *codes)
+{
     kws_frontend_frame(st_frame, st_log);
-    kws_frontend_frame_codes(st_log, 0, row->codes);   /* the peak is unused without the clamp */
-#endif
+    kws_frontend_frame_codes(st_log, 0, codes);   /* the peak is unused without the clamp */
 }
 
-/* the window's frame j into row: its samples (zeros outside the window) from the last
+#if ST_START_EDGES > 0
+static void st_compute(st_row *row)
+{
+    st_compute_codes(row->codes);
+}
+#endif
+#endif
+
+/* the samples of the window's frame j into st_frame (zeros outside the window) from the last
  * KWS_FE_WIN_LENGTH samples, where they all are */
-static void st_edge(int32_t s0, int j, st_row *row)
+static void st_edge_samples(int32_t s0, int j)
 {
     int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
     int i;
@@ -250,9 +272,17 @@ static void st_edge(int32_t s0, int j, st_row *row)
         int32_t n = start + i;
         st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_WIN_LENGTH] : 0;
     }
-    st_compute(row);
 }
 
+#if ST_ROW_LOGS || ST_START_EDGES > 0
+static void st_edge(int32_t s0, int j, st_row *row)
+{
+    st_edge_samples(s0, j);
+    st_compute(row);
+}
+#endif
+
+#if ST_ROW_LOGS
 /* frame j of window w, wherever it is */
 static const st_row *st_row_of(int32_t w, int j)
 {
@@ -266,16 +296,18 @@ static const st_row *st_row_of(int32_t w, int j)
 #endif
     return &st_logs[(w * KWS_ST_STEP + j) % ST_RING];
 }
+#endif
 
 static void st_window(void)
 {
-    int32_t w = st_next_window, peak = INT32_MIN;
+    int32_t w = st_next_window;
     int j, i;
+#if ST_ROW_LOGS
+    int32_t peak = INT32_MIN;
 #if ST_END_EDGES > 0
     for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++)
         st_edge(w * KWS_ST_HOP, j, &st_end_edges[j - ST_END_FIRST]);
 #endif
-#if ST_ROW_LOGS
     for (j = 0; j < KWS_FE_FRAMES; j++)   /* the window's largest log energy: the top_db clamp's */
         if (st_row_of(w, j)->peak > peak)
             peak = st_row_of(w, j)->peak;
@@ -285,15 +317,23 @@ static void st_window(void)
             st_log[i] = (int32_t)row->hi[i] * 256 + row->lo[i];
         kws_frontend_frame_codes(st_log, peak, st_codes + j * KWS_FE_N_MFCC);
     }
+    kws_infer(st_codes, st_scores);
 #else
-    (void)peak;
-    for (j = 0; j < KWS_FE_FRAMES; j++) {
-        const st_row *row = st_row_of(w, j);
-        for (i = 0; i < KWS_FE_N_MFCC; i++)
-            st_codes[j * KWS_FE_N_MFCC + i] = row->codes[i];
+    /* the inner frames are in place; the edges go where the recording's frames were */
+    for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++) {
+        st_edge_samples(w * KWS_ST_HOP, j);
+        st_compute_codes(st_codes + j * KWS_FE_N_MFCC);
     }
+#if ST_START_EDGES > 0
+    for (j = 0; j < ST_START_EDGES; j++)
+        for (i = 0; i < KWS_FE_N_MFCC; i++)
+            st_codes[j * KWS_FE_N_MFCC + i] = st_start_edges[w % ST_EDGE_WINDOWS][j].codes[i];
 #endif
     kws_infer(st_codes, st_scores);
+    /* the next window's rows: each frame a window hop up (none is left at a hop of a window or more) */
+    for (i = 0; i + KWS_ST_STEP * KWS_FE_N_MFCC < ST_BUF_FRAMES * KWS_FE_N_MFCC; i++)
+        st_codes[i] = st_codes[i + KWS_ST_STEP * KWS_FE_N_MFCC];
+#endif
     st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
     st_next_window++;
     if (w - ST_HALF >= 0)
@@ -309,11 +349,21 @@ static void st_sample(int16_t x)
         int i;
         if (start + KWS_FE_WIN_LENGTH > st_received)
             break;
+#if ST_ROW_LOGS
         if (start >= 0) {   /* earlier frames are only ever edges */
             for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
                 st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
             st_compute(&st_logs[st_next_frame % ST_RING]);
         }
+#else
+        /* its row in the next window to complete; it arrives no later than that window's last
+         * sample, so the row is below ST_END_RAW; a frame before the window no later window reads */
+        if (start >= 0 && st_next_frame >= st_next_window * KWS_ST_STEP) {
+            for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
+                st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
+            st_compute_codes(st_codes + (st_next_frame - st_next_window * KWS_ST_STEP) * KWS_FE_N_MFCC);
+        }
+#endif
         st_next_frame++;
     }
     if (st_received == st_next_window * KWS_ST_HOP + KWS_FE_CLIP_SAMPLES)
