@@ -76,7 +76,7 @@ class Tables:
     window: np.ndarray        # (win_length,) Q15
     twiddle_re: np.ndarray    # (n_fft / 2,) Q30 cos(2 pi k / n)
     twiddle_im: np.ndarray    # (n_fft / 2,) Q30 -sin(2 pi k / n)
-    bitrev: np.ndarray        # (n_fft,) bit-reversed index
+    bitrev: np.ndarray        # (n_fft / 2,) bit-reversed index of the n/2-point FFT
     mel_start: np.ndarray     # (n_mels,) first bin of each band
     mel_length: np.ndarray    # (n_mels,) bins per band
     mel_weights: np.ndarray   # (n_mels, n_fft / 2 + 1) integer weights (zero outside a band)
@@ -104,8 +104,8 @@ def tables(params: FeatureParams) -> Tables:
     k = np.arange(n // 2)
     tw_re = np.rint(np.cos(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
     tw_im = np.rint(-np.sin(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
-    bits = n.bit_length() - 1
-    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n)], dtype=np.int64)
+    bits = n.bit_length() - 2
+    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n // 2)], dtype=np.int64)
     fb = mel_filterbank(params.sample_rate, n, params.n_mels, params.fmin, params.fmax).astype(np.float64)
     gain = MEL_WEIGHT_MAX / fb.max()
     weights = np.rint(fb * gain).astype(np.int64)
@@ -155,16 +155,17 @@ def _bit_length(v):
     return out + (v > 0)
 
 
-def _fft(re, im, t):
-    """In-place radix-2 DIT FFT of (F, n) int64 arrays, each stage halved with rounding."""
-    n = t.n_fft
+def _complex_fft(re, im, t):
+    """Radix-2 DIT FFT of (F, n_fft / 2) int64 arrays, each stage halved with rounding (its
+    twiddles W_{n/2}^k are the table's even entries W_n^{2k})."""
+    m = t.n_fft // 2
     re, im = re[:, t.bitrev], im[:, t.bitrev]
     h = 1
-    while h < n:
-        step = n // (2 * h)
+    while h < m:
+        step = t.n_fft // (2 * h)
         wr, wi = t.twiddle_re[::step][:h], t.twiddle_im[::step][:h]
-        r = re.reshape(-1, n // (2 * h), 2, h)
-        i = im.reshape(-1, n // (2 * h), 2, h)
+        r = re.reshape(-1, m // (2 * h), 2, h)
+        i = im.reshape(-1, m // (2 * h), 2, h)
         ar, ai, br, bi = r[:, :, 0], i[:, :, 0], r[:, :, 1], i[:, :, 1]
         half = np.int64(1 << (TWIDDLE_BITS - 1))
         tr = br * wr
@@ -181,6 +182,35 @@ def _fft(re, im, t):
         np.right_shift(ar + tr, 1, out=r[:, :, 0])   # a = (a + t + 1) >> 1
         np.right_shift(ai + ti, 1, out=i[:, :, 0])
         h *= 2
+    return re, im
+
+
+def _real_fft(x, t):
+    """(F, n_fft) int64 real frames (|x| < 2^SAMPLE_BITS) -> (re, im), each (F, n_fft / 2 + 1):
+    bins 0..n/2 of the real FFT divided by n_fft, rounded. The n real samples, packed as n/2
+    complex values z[k] = x[2k] + i x[2k+1], go through the n/2-point FFT (Z / (n/2)), then the
+    split step: with S = Z[k] + conj Z[n/2-k] and D = -i (Z[k] - conj Z[n/2-k]),
+    X[k] / n = (S + W_n^k D) / 4, in one 64-bit sum rounded once; bins k and n/2 - k share S, D
+    and their products (W_n^{n/2-k} = -conj W_n^k)."""
+    m = t.n_fft // 2
+    zr, zi = _complex_fft(x[:, 0::2], x[:, 1::2], t)
+    k = np.arange(m // 2 + 1)
+    j = (m - k) % m
+    ar, ai, br, bi = zr[:, k], zi[:, k], zr[:, j], zi[:, j]
+    sr, si = ar + br, ai - bi                       # S = Z[k] + conj Z[m - k]
+    dr, di = ar - br, ai + bi                       # Z[k] - conj Z[m - k] = dr + i di; D = di - i dr
+    wr, wi = t.twiddle_re[k], t.twiddle_im[k]
+    p = wr * di + wi * dr                           # Re(W D)
+    q = wi * di - wr * dr                           # Im(W D)
+    one = np.int64(1) << TWIDDLE_BITS
+    half = np.int64(1) << (TWIDDLE_BITS + 1)
+    shift = TWIDDLE_BITS + 2
+    re = np.empty((x.shape[0], m + 1), dtype=np.int64)
+    im = np.empty_like(re)
+    re[:, m - k] = (sr * one - p + half) >> shift   # bin m - k: S' = S, D' = (di, dr -> -dr), W' = (-wr, wi)
+    im[:, m - k] = (q - si * one + half) >> shift
+    re[:, k] = (sr * one + p + half) >> shift       # bin k (written last: bin m/2 is its own partner)
+    im[:, k] = (si * one + q + half) >> shift
     return re, im
 
 
@@ -202,12 +232,11 @@ def frame_logs(x: np.ndarray, t: Tables) -> np.ndarray:
     y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
     peak = np.abs(y).max(axis=1)
     shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
-    re = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
+    frame = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
     off = (t.n_fft - t.win_length) // 2
-    re[:, off:off + t.win_length] = y << shift[:, None]
-    re, im = _fft(re, np.zeros_like(re), t)
-    bins = t.n_fft // 2 + 1
-    power = (re[:, :bins] * re[:, :bins] + im[:, :bins] * im[:, :bins]) >> t.power_shift
+    frame[:, off:off + t.win_length] = y << shift[:, None]
+    re, im = _real_fft(frame, t)
+    power = (re * re + im * im) >> t.power_shift
     energy = power @ t.mel_weights.T                                     # (M, n_mels)
     log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset, t.log_floor)
     return np.maximum(log, t.log_floor)

@@ -5,8 +5,14 @@
 #include "frontend_tables.h"
 
 #define KWS_FE_OFF ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2)
+#define KWS_FE_HALF (KWS_FE_N_FFT / 2)   /* the complex FFT's size */
+/* the packed frame z[k] = x[2k] + i x[2k+1] (x: the n_fft frame, the window span at KWS_FE_OFF):
+ * both samples of z[k] lie in the window span for KWS_FE_K0 <= k < KWS_FE_K1 */
+#define KWS_FE_K0 ((KWS_FE_OFF + 1) / 2)
+#define KWS_FE_K1 ((KWS_FE_OFF + KWS_FE_WIN_LENGTH) / 2)
 
-static int32_t fe_re[KWS_FE_N_FFT], fe_im[KWS_FE_N_FFT];
+/* the n/2-point FFT in place, then the real FFT's bins 0..n/2 */
+static int32_t fe_re[KWS_FE_HALF + 1], fe_im[KWS_FE_HALF + 1];
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -35,8 +41,9 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
-/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component stays
- * within 2^29 (the halving per stage), so t's parts are within 2^29.5 and the sums fit 32 bits. */
+/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component's
+ * modulus stays within 2^29.5 (+ a few units of rounding; the halving per stage), so t's parts
+ * do too and the sums fit 32 bits. */
 static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
 {
     int32_t ar = fe_re[a], ai = fe_im[a];
@@ -46,22 +53,33 @@ static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
     fe_im[b] = (ai - ti + 1) >> 1;
 }
 
-static void fe_fft(void)
+/* The n/2-point FFT of the packed frame (in bit-reversed order in fe_re/fe_im, shift still to
+ * apply), each stage halved with rounding. Its first two stages (twiddles 1 and -i, exact) are
+ * one pass that also applies the block shift: (y0 << s) + (y1 << s) = (y0 + y1) << s. */
+static void fe_fft(int shift)
 {
-    int i, h;
-    for (i = 0; i < KWS_FE_N_FFT; i++) {
-        int j = kws_fe_bitrev[i];
-        if (i < j) {
-            int32_t r = fe_re[i], m = fe_im[i];
-            fe_re[i] = fe_re[j];
-            fe_im[i] = fe_im[j];
-            fe_re[j] = r;
-            fe_im[j] = m;
-        }
+    int g, h, k;
+    int32_t scale = (int32_t)1 << shift;
+    for (g = 0; g < KWS_FE_HALF; g += 4) {
+        int32_t *r = fe_re + g, *m = fe_im + g;
+        /* stage 1: pairs (0, 1), (2, 3); stage 2: (0, 2) with twiddle 1, (1, 3) with -i */
+        int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
+        int32_t r2 = ((r[2] + r[3]) * scale + 1) >> 1, r3 = ((r[2] - r[3]) * scale + 1) >> 1;
+        int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
+        int32_t m2 = ((m[2] + m[3]) * scale + 1) >> 1, m3 = ((m[2] - m[3]) * scale + 1) >> 1;
+        r[0] = (r0 + r2 + 1) >> 1;
+        r[2] = (r0 - r2 + 1) >> 1;
+        m[0] = (m0 + m2 + 1) >> 1;
+        m[2] = (m0 - m2 + 1) >> 1;
+        /* t = z3 (-i) = (m3, -r3), exactly the rounded Q30 product with the twiddle (0, -2^30) */
+        r[1] = (r1 + m3 + 1) >> 1;
+        r[3] = (r1 - m3 + 1) >> 1;
+        m[1] = (m1 - r3 + 1) >> 1;
+        m[3] = (m1 + r3 + 1) >> 1;
     }
-    for (h = 1; h < KWS_FE_N_FFT; h *= 2) {
-        int step = KWS_FE_N_FFT / (2 * h), g, k;
-        for (g = 0; g < KWS_FE_N_FFT; g += 2 * h) {
+    for (h = 4; h < KWS_FE_HALF; h *= 2) {
+        int step = KWS_FE_N_FFT / (2 * h);   /* W_{n/2}^k = W_n^(2k): the table's even entries */
+        for (g = 0; g < KWS_FE_HALF; g += 2 * h) {
             /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
             fe_butterfly(g, g + h, fe_re[g + h], fe_im[g + h]);
             for (k = 1; k < h; k++) {
@@ -76,23 +94,64 @@ static void fe_fft(void)
     }
 }
 
+/* The real FFT's bins 0..n/2 (divided by n) from the n/2-point FFT Z of the packed frame:
+ * S = Z[k] + conj Z[n/2-k], D = -i (Z[k] - conj Z[n/2-k]), X[k] / n = (S + W_n^k D) / 4 as one
+ * 64-bit sum rounded once; bin n/2 - k from the same S, D and products (W_n^(n/2-k) = -conj W_n^k). */
+static void fe_split(void)
+{
+    const int64_t one = (int64_t)1 << KWS_FE_TWIDDLE_BITS, half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS + 1);
+    int32_t r0 = fe_re[0], i0 = fe_im[0];
+    int k;
+    /* k = 0: S = 2 Re Z[0], D = 2 Im Z[0], W = 1 */
+    fe_re[0] = (r0 + i0 + 1) >> 1;
+    fe_re[KWS_FE_HALF] = (r0 - i0 + 1) >> 1;
+    fe_im[0] = fe_im[KWS_FE_HALF] = 0;
+    for (k = 1; k <= KWS_FE_HALF / 2; k++) {   /* k = n/4 is its own partner: both writes agree */
+        int j = KWS_FE_HALF - k;
+        int32_t sr = fe_re[k] + fe_re[j], si = fe_im[k] - fe_im[j];
+        int32_t dr = fe_re[k] - fe_re[j], di = fe_im[k] + fe_im[j];
+        int32_t wr = kws_fe_twiddle_re[k], wi = kws_fe_twiddle_im[k];
+        int64_t p = (int64_t)wr * di + (int64_t)wi * dr, q = (int64_t)wi * di - (int64_t)wr * dr;
+        int64_t s = (int64_t)sr * one + half, u = (int64_t)si * one;
+        fe_re[k] = (int32_t)((s + p) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_re[j] = (int32_t)((s - p) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_im[k] = (int32_t)((u + q + half) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_im[j] = (int32_t)((q - u + half) >> (KWS_FE_TWIDDLE_BITS + 2));
+    }
+}
+
+/* frame sample i of the window span, windowed (Q15, rounded); 0 outside the span */
+static inline int32_t fe_windowed(const int16_t *x, int i)
+{
+    if (i < 0 || i >= KWS_FE_WIN_LENGTH)
+        return 0;
+    return ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+}
+
 int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
 {
     int32_t peak = 0, peak_log = INT32_MIN;
-    int shift, i, j, k;
-    for (i = 0; i < KWS_FE_N_FFT; i++)
-        fe_re[i] = fe_im[i] = 0;
-    for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
-        int32_t y = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-        fe_re[KWS_FE_OFF + i] = y;
-        if ((y < 0 ? -y : y) > peak)
-            peak = y < 0 ? -y : y;
+    int shift, j, k;
+    /* window, pack z[k] = x[2k] + i x[2k+1] into bit-reversed order (every entry written: no
+     * zeroing pass); the bit length of the largest |y| is that of the OR of all |y| */
+    for (k = 0; k < KWS_FE_HALF; k++) {
+        int32_t a, b;
+        if (k >= KWS_FE_K0 && k < KWS_FE_K1) {
+            int i = 2 * k - KWS_FE_OFF;
+            a = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+            b = ((int32_t)x[i + 1] * kws_fe_window[i + 1] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        } else {
+            a = fe_windowed(x, 2 * k - KWS_FE_OFF);
+            b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        }
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
     }
     /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
     shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
-    for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-        fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
-    fe_fft();
+    fe_fft(shift);
+    fe_split();
     /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
