@@ -56,6 +56,10 @@ DCT_FL = 15             # DCT table in Q15
 MFCC_FL = 8             # integer MFCC: dB units times 2^8
 PCM_SCALE = 32768       # float samples in [-1, 1) -> int16 PCM (soundfile's scaling of 16-bit WAV)
 CHUNK = 64              # clips per numpy step (about 50 MB of int64 spectra for 100 frames)
+# The version of the front end's arithmetic, part of the feature cache's key (data_loader.dataset):
+# 2 = the real-input FFT (an n/2-point complex FFT and the split step), whose bits differ from
+# version 1's n-point complex FFT, so no cache of version 1's features is reused.
+FRONTEND_VERSION = 2
 
 
 def to_pcm(waves: ArrayLike) -> np.ndarray:
@@ -185,7 +189,7 @@ def _complex_fft(re, im, t):
     return re, im
 
 
-def _real_fft(x, t):
+def real_fft(x: np.ndarray, t: Tables) -> tuple[np.ndarray, np.ndarray]:
     """(F, n_fft) int64 real frames (|x| < 2^SAMPLE_BITS) -> (re, im), each (F, n_fft / 2 + 1):
     bins 0..n/2 of the real FFT divided by n_fft, rounded. The n real samples, packed as n/2
     complex values z[k] = x[2k] + i x[2k+1], go through the n/2-point FFT (Z / (n/2)), then the
@@ -225,17 +229,25 @@ def _log2(energy, t):
     return (top << LOG_FL) + lo + (((hi - lo) * frac + (1 << (LOG_INTERP_BITS - 1))) >> LOG_INTERP_BITS)
 
 
-def frame_logs(x: np.ndarray, t: Tables) -> np.ndarray:
-    """(M, win_length) int64 samples of frames' window spans -> (M, n_mels) Q12 log2 mel
-    energies, floored at ``log_floor`` (steps 2-6 without the per-clip ``top_db`` clamp): each
-    frame on its own, so a frame of a long recording is the same frame of every window holding it."""
+def block_frames(x: np.ndarray, t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """(M, win_length) int64 samples of frames' window spans -> ((M, n_fft) windowed frames, each
+    shifted left so that its largest sample has SAMPLE_BITS bits, (M,) those shifts): steps 2-3's
+    input to real_fft."""
     y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
     peak = np.abs(y).max(axis=1)
     shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
     frame = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
     off = (t.n_fft - t.win_length) // 2
     frame[:, off:off + t.win_length] = y << shift[:, None]
-    re, im = _real_fft(frame, t)
+    return frame, shift
+
+
+def frame_logs(x: np.ndarray, t: Tables) -> np.ndarray:
+    """(M, win_length) int64 samples of frames' window spans -> (M, n_mels) Q12 log2 mel
+    energies, floored at ``log_floor`` (steps 2-6 without the per-clip ``top_db`` clamp): each
+    frame on its own, so a frame of a long recording is the same frame of every window holding it."""
+    frame, shift = block_frames(x, t)
+    re, im = real_fft(frame, t)
     power = (re * re + im * im) >> t.power_shift
     energy = power @ t.mel_weights.T                                     # (M, n_mels)
     log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset, t.log_floor)
