@@ -12,7 +12,12 @@
 #define KWS_FE_K1 ((KWS_FE_OFF + KWS_FE_WIN_LENGTH) / 2)
 
 /* the n/2-point FFT in place, then the real FFT's bins 0..n/2 */
-static int32_t fe_re[KWS_FE_HALF + 1], fe_im[KWS_FE_HALF + 1];
+static int32_t fe_z[2 * (KWS_FE_HALF + 1)];
+#define fe_re fe_z
+#define fe_im (fe_z + KWS_FE_IM)
+#define KWS_FE_IM (KWS_FE_HALF + 1)     /* a value's imaginary part: KWS_FE_IM words on */
+#define KWS_FE_TW_IM (KWS_FE_HALF)      /* the twiddle table: n/2 cosines, then n/2 minus sines */
+#define kws_fe_twiddle_im (kws_fe_twiddle_re + KWS_FE_TW_IM)
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -58,7 +63,7 @@ static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
  * one pass that also applies the block shift: (y0 << s) + (y1 << s) = (y0 + y1) << s. */
 static void fe_fft(int shift)
 {
-    int g, h, k;
+    int g, h;
     int32_t scale = (int32_t)1 << shift;
     for (g = 0; g < KWS_FE_HALF; g += 4) {
         int32_t *r = fe_re + g, *m = fe_im + g;
@@ -80,15 +85,26 @@ static void fe_fft(int shift)
     for (h = 4; h < KWS_FE_HALF; h *= 2) {
         int step = KWS_FE_N_FFT / (2 * h);   /* W_{n/2}^k = W_n^(2k): the table's even entries */
         for (g = 0; g < KWS_FE_HALF; g += 2 * h) {
-            /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
-            fe_butterfly(g, g + h, fe_re[g + h], fe_im[g + h]);
-            for (k = 1; k < h; k++) {
-                int a = g + k, b = a + h;
-                int32_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
-                int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
-                int32_t tr = (int32_t)(((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS);
-                int32_t ti = (int32_t)(((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS);
-                fe_butterfly(a, b, tr, ti);
+            int32_t *a = fe_re + g, *b = a + h, *end = b;
+            const int32_t *w = kws_fe_twiddle_re + step;
+            {   /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
+                int32_t ar = a[0] + 1, ai = a[KWS_FE_IM] + 1, br = b[0], bi = b[KWS_FE_IM];
+                a[0] = (ar + br) >> 1;
+                b[0] = (ar - br) >> 1;
+                a[KWS_FE_IM] = (ai + bi) >> 1;
+                b[KWS_FE_IM] = (ai - bi) >> 1;
+            }
+            for (a++, b++; a < end; a++, b++, w += step) {
+                const int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
+                int32_t wr = w[0], wi = w[KWS_FE_TW_IM], br = b[0], bi = b[KWS_FE_IM], tr, ti, ar, ai;
+                tr = (int32_t)(((int64_t)br * wr + (int64_t)bi * -wi + half) >> KWS_FE_TWIDDLE_BITS);
+                ti = (int32_t)(((int64_t)br * wi + (int64_t)bi * wr + half) >> KWS_FE_TWIDDLE_BITS);
+                ar = a[0] + 1;   /* + 1: the halving's rounding */
+                a[0] = (ar + tr) >> 1;
+                b[0] = (ar - tr) >> 1;
+                ai = a[KWS_FE_IM] + 1;
+                a[KWS_FE_IM] = (ai + ti) >> 1;
+                b[KWS_FE_IM] = (ai - ti) >> 1;
             }
         }
     }
@@ -168,19 +184,31 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     return peak_log;
 }
 
-/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak). */
+/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak):
+ * the clamp once per band, then two coefficients per pass over the bands (64-bit sums). */
 static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
 {
+    int32_t v[KWS_FE_N_MELS];
+    const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
     int j, k;
-    for (k = 0; k < KWS_FE_N_MFCC; k++) {
-        int64_t acc = 0;
-        for (j = 0; j < KWS_FE_N_MELS; j++) {
-            int32_t v = log[j];
-            if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
-                v = peak_log - KWS_FE_TOP_DB;
-            acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
+    for (j = 0; j < KWS_FE_N_MELS; j++)
+        v[j] = KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+    for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
+        int64_t a0 = half, a1 = half;
+        const int32_t *d = kws_fe_dct + k;
+        for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC) {
+            a0 += (int64_t)v[j] * d[0];
+            a1 += (int64_t)v[j] * d[1];
         }
-        mfcc[k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
+        mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+        mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
+    }
+    if (KWS_FE_N_MFCC % 2) {
+        int64_t a0 = half;
+        const int32_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC)
+            a0 += (int64_t)v[j] * d[0];
+        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
     }
 }
 
