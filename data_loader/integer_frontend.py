@@ -6,12 +6,18 @@ the two agree bit for bit. It approximates ``data_loader.features`` (librosa's M
    ``t`` starts at ``t * hop_length``, the ``win_length`` window sits centred in the ``n_fft``
    frame; the first ``frames`` frames are kept;
 2. window: periodic Hann as a Q15 table, ``y = (x * w + 2^14) >> 15``;
-3. FFT, radix 2, decimation in time, ``n_fft`` a power of two. Scaling: **block floating point on
-   the input and a fixed halving per stage**. Each frame is shifted left by ``s`` so that its
-   largest sample has 29 bits (the frame's exponent ``s``, kept); every butterfly stage then
-   halves its outputs (rounded), which bounds every component by 2^29 whatever the signal
-   (|a + b w| <= 2 max), so no stage can overflow 32 bits, quiet frames keep their precision, and
-   the exponent is added back exactly in the log domain. Twiddles are Q30 (int64 products);
+3. real-input FFT, ``n_fft`` a power of two: the frame's n real samples packed as n/2 complex
+   values z[k] = x[2k] + i x[2k+1], an n/2-point complex FFT (radix 4, decimation in time, a
+   radix-2 stage first when log2(n/2) is odd), then the split step that gives bins 0..n/2 of
+   the real FFT. Scaling: **block floating point on the input and a fixed halving per radix-2
+   level**. Each frame is shifted left by ``s`` so that its largest sample has 29 bits (the
+   frame's exponent ``s``, kept); every level halves its outputs (rounded), and the split step
+   divides by 4 once more, so the bins are X / n as an n-point FFT with a halving per stage
+   gives; every value's modulus stays within 2^29.5 (+ a few units of rounding) whatever the
+   signal (each level halves a sum of two such values), so no 32-bit sum can overflow
+   (docs/frontend.md has the bounds), quiet frames keep their precision, and the exponent is
+   added back exactly in the log domain. Twiddles are Q30 (int64 products), one table of
+   W_n^k, k < n/2;
 4. power ``re^2 + im^2`` (64 bits, at most 2^59), shifted right by ``POWER_SHIFT`` so that a mel
    band's sum cannot pass 2^63;
 5. mel filterbank: the Slaney filters scaled to a largest weight of 2^12 - 1 and rounded;
@@ -159,33 +165,50 @@ def _bit_length(v):
     return out + (v > 0)
 
 
+def _twiddle(t, j):
+    """(re, im) Q30 of W_n^j for 0 <= j < n: the table's entries, negated past n/2 (W_n^(j + n/2) = -W_n^j)."""
+    half = t.n_fft // 2
+    sign = np.where(j < half, 1, -1)
+    j = np.where(j < half, j, j - half)
+    return sign * t.twiddle_re[j], sign * t.twiddle_im[j]
+
+
+def _times(xr, xi, wr, wi):
+    """x times the Q30 twiddle w, each part rounded (half up): (x w + 2^29) >> 30 in 64 bits."""
+    half = np.int64(1 << (TWIDDLE_BITS - 1))
+    return (xr * wr - xi * wi + half) >> TWIDDLE_BITS, (xr * wi + xi * wr + half) >> TWIDDLE_BITS
+
+
 def _complex_fft(re, im, t):
-    """Radix-2 DIT FFT of (F, n_fft / 2) int64 arrays, each stage halved with rounding (its
-    twiddles W_{n/2}^k are the table's even entries W_n^{2k})."""
+    """Radix-4 DIT FFT of (F, n_fft / 2) int64 arrays (one radix-2 stage first when log2(n/2) is
+    odd), halved with rounding after each of its radix-2 levels; the twiddles W_{4h}^k, k < h, are
+    table entries W_n^(k n / 4h) (its even ones and, past n/2, negated)."""
     m = t.n_fft // 2
     re, im = re[:, t.bitrev], im[:, t.bitrev]
     h = 1
+    if (m.bit_length() - 1) % 2:                     # a radix-2 stage of twiddle 1
+        r, i = re.reshape(-1, m // 2, 2), im.reshape(-1, m // 2, 2)
+        for v in (r, i):
+            a, b = v[:, :, 0] + 1, v[:, :, 1].copy()
+            v[:, :, 0], v[:, :, 1] = (a + b) >> 1, (a - b) >> 1
+        h = 2
     while h < m:
-        step = t.n_fft // (2 * h)
-        wr, wi = t.twiddle_re[::step][:h], t.twiddle_im[::step][:h]
-        r = re.reshape(-1, m // (2 * h), 2, h)
-        i = im.reshape(-1, m // (2 * h), 2, h)
-        ar, ai, br, bi = r[:, :, 0], i[:, :, 0], r[:, :, 1], i[:, :, 1]
-        half = np.int64(1 << (TWIDDLE_BITS - 1))
-        tr = br * wr
-        tr -= bi * wi
-        tr += half
-        tr >>= TWIDDLE_BITS
-        ti = br * wi
-        ti += bi * wr
-        ti += half
-        ti >>= TWIDDLE_BITS
-        ar, ai = ar + 1, ai + 1                      # the halving's rounding
-        np.right_shift(ar - tr, 1, out=br)           # b = (a - t + 1) >> 1, in place (a, b are views)
-        np.right_shift(ai - ti, 1, out=bi)
-        np.right_shift(ar + tr, 1, out=r[:, :, 0])   # a = (a + t + 1) >> 1
-        np.right_shift(ai + ti, 1, out=i[:, :, 0])
-        h *= 2
+        # blocks E0, O0, E1, O1 of h values -> 4h: with W = W_{4h}^k,
+        # u = (E0 +- W^2 O0) / 2, v = (W E1 +- W^3 O1) / 2, then (u0 +- v0) / 2 and (u1 -+ i v1) / 2
+        j = np.arange(h) * (t.n_fft // (4 * h))
+        r, i = re.reshape(-1, m // (4 * h), 4, h), im.reshape(-1, m // (4 * h), 4, h)
+        br, bi = _times(r[:, :, 1], i[:, :, 1], *_twiddle(t, 2 * j))
+        cr, ci = _times(r[:, :, 2], i[:, :, 2], *_twiddle(t, j))
+        dr, di = _times(r[:, :, 3], i[:, :, 3], *_twiddle(t, 3 * j))
+        er, ei = r[:, :, 0] + 1, i[:, :, 0] + 1      # + 1: the halving's rounding
+        u0r, u1r, u0i, u1i = (er + br) >> 1, (er - br) >> 1, (ei + bi) >> 1, (ei - bi) >> 1
+        v0r, v1r = (cr + dr + 1) >> 1, (cr - dr + 1) >> 1
+        v0i, v1i = (ci + di + 1) >> 1, (ci - di + 1) >> 1
+        r[:, :, 0], r[:, :, 2] = (u0r + v0r + 1) >> 1, (u0r - v0r + 1) >> 1
+        i[:, :, 0], i[:, :, 2] = (u0i + v0i + 1) >> 1, (u0i - v0i + 1) >> 1
+        r[:, :, 1], r[:, :, 3] = (u1r + v1i + 1) >> 1, (u1r - v1i + 1) >> 1
+        i[:, :, 1], i[:, :, 3] = (u1i - v1r + 1) >> 1, (u1i + v1r + 1) >> 1
+        h *= 4
     return re, im
 
 

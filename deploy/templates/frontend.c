@@ -46,65 +46,112 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
-/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component's
- * modulus stays within 2^29.5 (+ a few units of rounding; the halving per stage), so t's parts
- * do too and the sums fit 32 bits. */
-static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
+#if defined(__GNUC__)
+#define FE_INLINE static __attribute__((noinline))
+#else
+#define FE_INLINE static inline
+#endif
+
+/* x times the Q30 twiddle (wr, wi), each part rounded half up: 64-bit products. */
+#define FE_TIMES(tr, ti, xr, xi, wr, wi) do { \
+        const int64_t half_ = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1); \
+        (tr) = (int32_t)(((int64_t)(xr) * (wr) + (int64_t)(xi) * -(wi) + half_) >> KWS_FE_TWIDDLE_BITS); \
+        (ti) = (int32_t)(((int64_t)(xr) * (wi) + (int64_t)(xi) * (wr) + half_) >> KWS_FE_TWIDDLE_BITS); \
+    } while (0)
+
+/* One radix-4 butterfly on p[0], p[h], p[2h], p[3h] (E0, O0, E1, O1: the four h-point DFTs of
+ * a 4h-point one, its output k, k + h, k + 2h, k + 3h) with W = W_{4h}^k:
+ * u = (E0 +- W^2 O0) / 2, v = (W E1 +- W^3 O1) / 2, out = (u0 +- v0) / 2, (u1 -+ i v1) / 2, each
+ * halving rounded ((s + 1) >> 1). Every value's modulus stays within 2^29.5 (+ a few units of
+ * rounding: each level halves a sum of two such values), so the 32-bit sums cannot overflow. */
+FE_INLINE void fe_radix4(int32_t *p, int h, int32_t w1r, int32_t w1i, int32_t w2r, int32_t w2i,
+                             int32_t w3r, int32_t w3i)
 {
-    int32_t ar = fe_re[a], ai = fe_im[a];
-    fe_re[a] = (ar + tr + 1) >> 1;
-    fe_re[b] = (ar - tr + 1) >> 1;
-    fe_im[a] = (ai + ti + 1) >> 1;
-    fe_im[b] = (ai - ti + 1) >> 1;
+    int32_t *q1 = p + h, *q2 = q1 + h, *q3 = q2 + h;
+    int32_t br, bi, cr, ci, dr, di, er, ei, u0r, u0i, u1r, u1i, v0r, v0i, v1r, v1i;
+    FE_TIMES(br, bi, q1[0], q1[KWS_FE_IM], w2r, w2i);
+    er = p[0] + 1;
+    ei = p[KWS_FE_IM] + 1;
+    u0r = (er + br) >> 1;
+    u1r = (er - br) >> 1;
+    u0i = (ei + bi) >> 1;
+    u1i = (ei - bi) >> 1;
+    FE_TIMES(cr, ci, q2[0], q2[KWS_FE_IM], w1r, w1i);
+    FE_TIMES(dr, di, q3[0], q3[KWS_FE_IM], w3r, w3i);
+    cr++;
+    ci++;
+    v0r = (cr + dr) >> 1;
+    v1r = (cr - dr) >> 1;
+    v0i = (ci + di) >> 1;
+    v1i = (ci - di) >> 1;
+    u0r++;
+    u0i++;
+    u1r++;
+    u1i++;
+    p[0] = (u0r + v0r) >> 1;
+    q2[0] = (u0r - v0r) >> 1;
+    p[KWS_FE_IM] = (u0i + v0i) >> 1;
+    q2[KWS_FE_IM] = (u0i - v0i) >> 1;
+    q1[0] = (u1r + v1i) >> 1;
+    q3[0] = (u1r - v1i) >> 1;
+    q1[KWS_FE_IM] = (u1i - v1r) >> 1;
+    q3[KWS_FE_IM] = (u1i + v1r) >> 1;
 }
 
-/* The n/2-point FFT of the packed frame (in bit-reversed order in fe_re/fe_im, shift still to
- * apply), each stage halved with rounding. Its first two stages (twiddles 1 and -i, exact) are
- * one pass that also applies the block shift: (y0 << s) + (y1 << s) = (y0 + y1) << s. */
+/* The n/2-point FFT of the packed frame (in bit-reversed order in fe_z, the block shift still to
+ * apply): radix 4 (a radix-2 stage first when log2(n/2) is odd), each radix-2 level halved with
+ * rounding. The first pass applies the shift too: (y0 << s) + (y1 << s) = (y0 + y1) << s; its
+ * twiddles are 1 (and -i: t = (bi, -br), exactly the rounded Q30 product with (0, -2^30)). */
 static void fe_fft(int shift)
 {
-    int g, h;
+    int g, h, k;
     int32_t scale = (int32_t)1 << shift;
-    for (g = 0; g < KWS_FE_HALF; g += 4) {
-        int32_t *r = fe_re + g, *m = fe_im + g;
-        /* stage 1: pairs (0, 1), (2, 3); stage 2: (0, 2) with twiddle 1, (1, 3) with -i */
-        int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
-        int32_t r2 = ((r[2] + r[3]) * scale + 1) >> 1, r3 = ((r[2] - r[3]) * scale + 1) >> 1;
-        int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
-        int32_t m2 = ((m[2] + m[3]) * scale + 1) >> 1, m3 = ((m[2] - m[3]) * scale + 1) >> 1;
-        r[0] = (r0 + r2 + 1) >> 1;
-        r[2] = (r0 - r2 + 1) >> 1;
-        m[0] = (m0 + m2 + 1) >> 1;
-        m[2] = (m0 - m2 + 1) >> 1;
-        /* t = z3 (-i) = (m3, -r3), exactly the rounded Q30 product with the twiddle (0, -2^30) */
-        r[1] = (r1 + m3 + 1) >> 1;
-        r[3] = (r1 - m3 + 1) >> 1;
-        m[1] = (m1 - r3 + 1) >> 1;
-        m[3] = (m1 + r3 + 1) >> 1;
+    if (KWS_FE_HALF & 0x55555555) {   /* log2(n/2) even: a radix-4 pass of twiddles 1 */
+        for (g = 0; g < KWS_FE_HALF; g += 4) {
+            int32_t *r = fe_re + g, *m = fe_im + g;
+            int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
+            int32_t r2 = ((r[2] + r[3]) * scale + 1) >> 1, r3 = ((r[2] - r[3]) * scale + 1) >> 1;
+            int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
+            int32_t m2 = ((m[2] + m[3]) * scale + 1) >> 1, m3 = ((m[2] - m[3]) * scale + 1) >> 1;
+            r[0] = (r0 + r2 + 1) >> 1;
+            r[2] = (r0 - r2 + 1) >> 1;
+            m[0] = (m0 + m2 + 1) >> 1;
+            m[2] = (m0 - m2 + 1) >> 1;
+            r[1] = (r1 + m3 + 1) >> 1;   /* (u1 - i v1) / 2 */
+            r[3] = (r1 - m3 + 1) >> 1;
+            m[1] = (m1 - r3 + 1) >> 1;
+            m[3] = (m1 + r3 + 1) >> 1;
+        }
+        h = 4;
+    } else {                          /* a radix-2 pass of twiddle 1 */
+        for (g = 0; g < KWS_FE_HALF; g += 2) {
+            int32_t *r = fe_re + g, *m = fe_im + g;
+            int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
+            int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
+            r[0] = r0;
+            r[1] = r1;
+            m[0] = m0;
+            m[1] = m1;
+        }
+        h = 2;
     }
-    for (h = 4; h < KWS_FE_HALF; h *= 2) {
-        int step = KWS_FE_N_FFT / (2 * h);   /* W_{n/2}^k = W_n^(2k): the table's even entries */
-        for (g = 0; g < KWS_FE_HALF; g += 2 * h) {
-            int32_t *a = fe_re + g, *b = a + h, *end = b;
-            const int32_t *w = kws_fe_twiddle_re + step;
-            {   /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
-                int32_t ar = a[0] + 1, ai = a[KWS_FE_IM] + 1, br = b[0], bi = b[KWS_FE_IM];
-                a[0] = (ar + br) >> 1;
-                b[0] = (ar - br) >> 1;
-                a[KWS_FE_IM] = (ai + bi) >> 1;
-                b[KWS_FE_IM] = (ai - bi) >> 1;
+    for (; h < KWS_FE_HALF; h *= 4) {
+        const int step = KWS_FE_N_FFT / (4 * h);        /* W_{4h}^k = W_n^(k step) */
+        const int32_t *tw = kws_fe_twiddle_re;
+        const int k3 = (2 * h + 2) / 3;                 /* 3 k step < n/2 for k < k3 */
+        for (g = 0; g < KWS_FE_HALF; g += 4 * h) {
+            int32_t *p = fe_z + g;
+            const int32_t one = (int32_t)1 << KWS_FE_TWIDDLE_BITS;
+            fe_radix4(p, h, one, 0, one, 0, one, 0);    /* k = 0: the products are exact */
+            for (k = 1; k < k3; k++) {
+                int j = k * step;
+                fe_radix4(p + k, h, tw[j], tw[KWS_FE_TW_IM + j], tw[2 * j], tw[KWS_FE_TW_IM + 2 * j],
+                          tw[3 * j], tw[KWS_FE_TW_IM + 3 * j]);
             }
-            for (a++, b++; a < end; a++, b++, w += step) {
-                const int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
-                int32_t wr = w[0], wi = w[KWS_FE_TW_IM], br = b[0], bi = b[KWS_FE_IM], tr, ti, ar, ai;
-                tr = (int32_t)(((int64_t)br * wr + (int64_t)bi * -wi + half) >> KWS_FE_TWIDDLE_BITS);
-                ti = (int32_t)(((int64_t)br * wi + (int64_t)bi * wr + half) >> KWS_FE_TWIDDLE_BITS);
-                ar = a[0] + 1;   /* + 1: the halving's rounding */
-                a[0] = (ar + tr) >> 1;
-                b[0] = (ar - tr) >> 1;
-                ai = a[KWS_FE_IM] + 1;
-                a[KWS_FE_IM] = (ai + ti) >> 1;
-                b[KWS_FE_IM] = (ai - ti) >> 1;
+            for (; k < h; k++) {                        /* W_n^(3 k step) = -W_n^(3 k step - n/2) */
+                int j = k * step, j3 = 3 * j - KWS_FE_HALF;
+                fe_radix4(p + k, h, tw[j], tw[KWS_FE_TW_IM + j], tw[2 * j], tw[KWS_FE_TW_IM + 2 * j],
+                          -tw[j3], -tw[KWS_FE_TW_IM + j3]);
             }
         }
     }
@@ -150,16 +197,22 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     int shift, j, k;
     /* window, pack z[k] = x[2k] + i x[2k+1] into bit-reversed order (every entry written: no
      * zeroing pass); the bit length of the largest |y| is that of the OR of all |y| */
-    for (k = 0; k < KWS_FE_HALF; k++) {
-        int32_t a, b;
-        if (k >= KWS_FE_K0 && k < KWS_FE_K1) {
-            int i = 2 * k - KWS_FE_OFF;
-            a = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-            b = ((int32_t)x[i + 1] * kws_fe_window[i + 1] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-        } else {
-            a = fe_windowed(x, 2 * k - KWS_FE_OFF);
-            b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
-        }
+    for (k = 0; k < KWS_FE_K0; k++) {   /* the frame's start: zeros (and a sample if the span starts odd) */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_K1; k++) {
+        int i = 2 * k - KWS_FE_OFF;
+        int32_t a = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        int32_t b = ((int32_t)x[i + 1] * kws_fe_window[i + 1] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_HALF; k++) {      /* the frame's end */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
         fe_re[kws_fe_bitrev[k]] = a;
         fe_im[kws_fe_bitrev[k]] = b;
         peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
