@@ -63,8 +63,9 @@ MFCC_FL = 8             # integer MFCC: dB units times 2^8
 PCM_SCALE = 32768       # float samples in [-1, 1) -> int16 PCM (soundfile's scaling of 16-bit WAV)
 CHUNK = 64              # clips per numpy step (about 50 MB of int64 spectra for 100 frames)
 # The version of the front end's arithmetic, part of the feature cache's key (data_loader.dataset):
-# 2 = the real-input FFT (an n/2-point complex FFT and the split step), whose bits differ from
-# version 1's n-point complex FFT, so no cache of version 1's features is reused.
+# 2 = the real-input FFT (an n/2-point radix-4 FFT and the split step), whose bits differ from
+# version 1's n-point radix-2 FFT, so no cache of version 1's features is reused. Any change of
+# the bits is a new version (tests/test_integer_frontend.py holds each version's digest).
 FRONTEND_VERSION = 2
 
 

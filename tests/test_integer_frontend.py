@@ -174,6 +174,25 @@ def test_the_integer_front_end_s_version_is_part_of_its_cache_key(corpus_dir, mo
     assert cache_key(corpus, "test", floating, 0, False) == _key_without_version(corpus, "test", floating, 0, False)
 
 
+# The integer MFCCs of _digest_clips per FRONTEND_VERSION (1: the n-point radix-2 FFT of commit
+# 3b6c562). A change of the front end's arithmetic changes the digest: bump FRONTEND_VERSION (so
+# no cached feature of the old arithmetic is served) and record the new digest here.
+DIGESTS = {1: "905498c98c67e3e1", 2: "7d7398f6e185f154"}
+
+
+def _digest_clips():
+    n = np.arange(4000)
+    noise = np.random.default_rng(0).integers(-3000, 3000, 4000)
+    return np.stack([noise, 8000 * np.sin(2 * np.pi * (200 + n / 2) * n / 16000)]).astype(np.int16)
+
+
+def test_a_new_arithmetic_is_a_new_front_end_version():
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25})
+    digest = hashlib.sha256(ife.integer_mfcc(_digest_clips(), params).astype("<i8").tobytes()).hexdigest()[:16]
+    assert digest == DIGESTS[ife.FRONTEND_VERSION], "the front end's bits changed: bump FRONTEND_VERSION"
+    assert len(set(DIGESTS.values())) == len(DIGESTS)
+
+
 def test_frontend_is_part_of_the_features_and_the_cache_key(corpus_dir):
     floating = FeatureParams.from_dict({"fmax": 4000})
     integer = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer"})
