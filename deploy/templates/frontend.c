@@ -46,10 +46,12 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
+/* gcc -O2 spills in the radix-4 loop when it inlines the butterfly; out of line it keeps its
+ * values in registers (docs/firmware.md: fewer instructions that way) */
 #if defined(__GNUC__)
-#define FE_INLINE static __attribute__((noinline))
+#define FE_OUT_OF_LINE static __attribute__((noinline))
 #else
-#define FE_INLINE static inline
+#define FE_OUT_OF_LINE static
 #endif
 
 /* x times the Q30 twiddle (wr, wi), each part rounded half up: 64-bit products. */
@@ -64,8 +66,8 @@ static int32_t fe_log2(uint64_t e)
  * u = (E0 +- W^2 O0) / 2, v = (W E1 +- W^3 O1) / 2, out = (u0 +- v0) / 2, (u1 -+ i v1) / 2, each
  * halving rounded ((s + 1) >> 1). Every value's modulus stays within 2^29.5 (+ a few units of
  * rounding: each level halves a sum of two such values), so the 32-bit sums cannot overflow. */
-FE_INLINE void fe_radix4(int32_t *p, int h, int32_t w1r, int32_t w1i, int32_t w2r, int32_t w2i,
-                             int32_t w3r, int32_t w3i)
+FE_OUT_OF_LINE void fe_radix4(int32_t *p, int h, int32_t w1r, int32_t w1i, int32_t w2r, int32_t w2i,
+                                int32_t w3r, int32_t w3i)
 {
     int32_t *q1 = p + h, *q2 = q1 + h, *q3 = q2 + h;
     int32_t br, bi, cr, ci, dr, di, er, ei, u0r, u0i, u1r, u1i, v0r, v0i, v1r, v1i;
