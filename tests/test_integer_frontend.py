@@ -127,13 +127,14 @@ def test_the_real_fft_is_within_four_units_of_rfft_over_n(setting, test_waves):
     assert error.max() < 4 and error.mean() < 1
 
 
-@pytest.mark.parametrize("n_fft, win_length", [(512, 400), (256, 199), (1024, 397)])
-def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, tmp_path):
+@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40)])
+def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_mels, tmp_path):
     """Full-scale DC, the Nyquist tone, square waves, an impulse, full-scale noise and silence: the
     C front end's int32 FFT (no overflow) gives the numpy reference's int64 bits; also with a
-    radix-2 pass first (log2(n/2) odd) and a window span starting at an odd sample."""
+    radix-2 pass first (log2(n/2) odd), a window span starting at an odd sample and an odd number
+    of mel bands (the DCT's last band)."""
     params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25, "n_fft": n_fft,
-                                      "win_length": win_length})
+                                      "win_length": win_length, "n_mels": n_mels})
     n = np.arange(params.clip_samples)
     rng = np.random.default_rng(1)
     clips = [np.full(len(n), 32767), np.full(len(n), -32768), np.where(n % 2, 32767, -32768),

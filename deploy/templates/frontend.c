@@ -251,9 +251,16 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
     for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
         int64_t a0 = half, a1 = half;
         const int32_t *d = kws_fe_dct + k;
-        for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC) {
-            a0 += (int64_t)v[j] * d[0];
-            a1 += (int64_t)v[j] * d[1];
+        for (j = 0; j + 1 < KWS_FE_N_MELS; j += 2, d += 2 * KWS_FE_N_MFCC) {
+            int32_t x0 = v[j], x1 = v[j + 1];
+            a0 += (int64_t)x0 * d[0];
+            a1 += (int64_t)x0 * d[1];
+            a0 += (int64_t)x1 * d[KWS_FE_N_MFCC];
+            a1 += (int64_t)x1 * d[KWS_FE_N_MFCC + 1];
+        }
+        if (KWS_FE_N_MELS % 2) {
+            a0 += (int64_t)v[KWS_FE_N_MELS - 1] * d[0];
+            a1 += (int64_t)v[KWS_FE_N_MELS - 1] * d[1];
         }
         mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
         mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
