@@ -7,8 +7,9 @@ integer`` the MFCCs are the integer front end's (data_loader/integer_frontend.py
 evaluation splits also keep their int16 PCM, the exported C front end's test input. The file is memory-mapped, so
 the part a step does not use is never read; an older cache without MFCCs gets them on its next
 load. The cache file name is a hash of the split's file list (paths, sizes, modification times),
-the feature parameters, the keywords and the background-noise settings, so any change rebuilds it
-and an unchanged corpus loads in a blink.
+the feature parameters (with the integer front end, its version: a new arithmetic is a new key),
+the keywords and the background-noise settings, so any change rebuilds it and an unchanged corpus
+loads in a blink.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from utils.progress import progress_bar
 
 from data_loader.audio import MAX_CLIP_SECONDS, MAX_NOISE_SECONDS, AudioError, fit_length, read_wave
 from data_loader.features import FeatureParams, MelPower, MfccFromMel
-from data_loader.integer_frontend import clip_features, to_pcm
+from data_loader.integer_frontend import FRONTEND_VERSION, clip_features, to_pcm
 from utils import atomic
 from utils.errors import UserError
 
@@ -71,9 +72,13 @@ def cache_key(corpus: Corpus, split: str, params: FeatureParams, noise_clips: Se
     root = str(corpus.root)
     entries = [_file_signature(root, rel) + [label] for rel, label in corpus.clips[split]]
     noise = [_file_signature(root, rel) for rel in corpus.noise_files]
-    blob = json.dumps({"v": CACHE_VERSION, "split": split, "clips": entries, "noise": noise,
-                       "params": params.to_dict(), "keywords": list(corpus.keywords),
-                       "noise_clips": noise_clips, "bank": with_noise_bank}, sort_keys=True)
+    fields = {"v": CACHE_VERSION, "split": split, "clips": entries, "noise": noise, "params": params.to_dict(),
+              "keywords": list(corpus.keywords), "noise_clips": noise_clips, "bank": with_noise_bank}
+    if params.frontend == "integer":
+        # the integer front end's arithmetic is part of its features: a cache of an older version
+        # is not reused (float keys are unchanged: no such field)
+        fields["integer_frontend"] = FRONTEND_VERSION
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

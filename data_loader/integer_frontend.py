@@ -6,12 +6,18 @@ the two agree bit for bit. It approximates ``data_loader.features`` (librosa's M
    ``t`` starts at ``t * hop_length``, the ``win_length`` window sits centred in the ``n_fft``
    frame; the first ``frames`` frames are kept;
 2. window: periodic Hann as a Q15 table, ``y = (x * w + 2^14) >> 15``;
-3. FFT, radix 2, decimation in time, ``n_fft`` a power of two. Scaling: **block floating point on
-   the input and a fixed halving per stage**. Each frame is shifted left by ``s`` so that its
-   largest sample has 29 bits (the frame's exponent ``s``, kept); every butterfly stage then
-   halves its outputs (rounded), which bounds every component by 2^29 whatever the signal
-   (|a + b w| <= 2 max), so no stage can overflow 32 bits, quiet frames keep their precision, and
-   the exponent is added back exactly in the log domain. Twiddles are Q30 (int64 products);
+3. real-input FFT, ``n_fft`` a power of two: the frame's n real samples packed as n/2 complex
+   values z[k] = x[2k] + i x[2k+1], an n/2-point complex FFT (radix 4, decimation in time, a
+   radix-2 stage first when log2(n/2) is odd), then the split step that gives bins 0..n/2 of
+   the real FFT. Scaling: **block floating point on the input and a fixed halving per radix-2
+   level**. Each frame is shifted left by ``s`` so that its largest sample has 29 bits (the
+   frame's exponent ``s``, kept); every level halves its outputs (rounded), and the split step
+   divides by 4 once more, so the bins are X / n as an n-point FFT with a halving per stage
+   gives; every value's modulus stays within 2^29.5 (+ a few units of rounding) whatever the
+   signal (each level halves a sum of two such values), so no 32-bit sum can overflow
+   (docs/frontend.md has the bounds), quiet frames keep their precision, and the exponent is
+   added back exactly in the log domain. Twiddles are Q30 (int64 products), one table of
+   W_n^k, k < n/2;
 4. power ``re^2 + im^2`` (64 bits, at most 2^59), shifted right by ``POWER_SHIFT`` so that a mel
    band's sum cannot pass 2^63;
 5. mel filterbank: the Slaney filters scaled to a largest weight of 2^12 - 1 and rounded;
@@ -56,6 +62,11 @@ DCT_FL = 15             # DCT table in Q15
 MFCC_FL = 8             # integer MFCC: dB units times 2^8
 PCM_SCALE = 32768       # float samples in [-1, 1) -> int16 PCM (soundfile's scaling of 16-bit WAV)
 CHUNK = 64              # clips per numpy step (about 50 MB of int64 spectra for 100 frames)
+# The version of the front end's arithmetic, part of the feature cache's key (data_loader.dataset):
+# 2 = the real-input FFT (an n/2-point radix-4 FFT and the split step), whose bits differ from
+# version 1's n-point radix-2 FFT, so no cache of version 1's features is reused. Any change of
+# the bits is a new version (tests/test_integer_frontend.py holds each version's digest).
+FRONTEND_VERSION = 2
 
 
 def to_pcm(waves: ArrayLike) -> np.ndarray:
@@ -76,7 +87,7 @@ class Tables:
     window: np.ndarray        # (win_length,) Q15
     twiddle_re: np.ndarray    # (n_fft / 2,) Q30 cos(2 pi k / n)
     twiddle_im: np.ndarray    # (n_fft / 2,) Q30 -sin(2 pi k / n)
-    bitrev: np.ndarray        # (n_fft,) bit-reversed index
+    bitrev: np.ndarray        # (n_fft / 2,) bit-reversed index of the n/2-point FFT
     mel_start: np.ndarray     # (n_mels,) first bin of each band
     mel_length: np.ndarray    # (n_mels,) bins per band
     mel_weights: np.ndarray   # (n_mels, n_fft / 2 + 1) integer weights (zero outside a band)
@@ -104,8 +115,8 @@ def tables(params: FeatureParams) -> Tables:
     k = np.arange(n // 2)
     tw_re = np.rint(np.cos(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
     tw_im = np.rint(-np.sin(2 * math.pi * k / n) * (1 << TWIDDLE_BITS)).astype(np.int64)
-    bits = n.bit_length() - 1
-    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n)], dtype=np.int64)
+    bits = n.bit_length() - 2
+    bitrev = np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n // 2)], dtype=np.int64)
     fb = mel_filterbank(params.sample_rate, n, params.n_mels, params.fmin, params.fmax).astype(np.float64)
     gain = MEL_WEIGHT_MAX / fb.max()
     weights = np.rint(fb * gain).astype(np.int64)
@@ -155,32 +166,79 @@ def _bit_length(v):
     return out + (v > 0)
 
 
-def _fft(re, im, t):
-    """In-place radix-2 DIT FFT of (F, n) int64 arrays, each stage halved with rounding."""
-    n = t.n_fft
+def _twiddle(t, j):
+    """(re, im) Q30 of W_n^j for 0 <= j < n: the table's entries, negated past n/2 (W_n^(j + n/2) = -W_n^j)."""
+    half = t.n_fft // 2
+    sign = np.where(j < half, 1, -1)
+    j = np.where(j < half, j, j - half)
+    return sign * t.twiddle_re[j], sign * t.twiddle_im[j]
+
+
+def _times(xr, xi, wr, wi):
+    """x times the Q30 twiddle w, each part rounded (half up): (x w + 2^29) >> 30 in 64 bits."""
+    half = np.int64(1 << (TWIDDLE_BITS - 1))
+    return (xr * wr - xi * wi + half) >> TWIDDLE_BITS, (xr * wi + xi * wr + half) >> TWIDDLE_BITS
+
+
+def _complex_fft(re, im, t):
+    """Radix-4 DIT FFT of (F, n_fft / 2) int64 arrays (one radix-2 stage first when log2(n/2) is
+    odd), halved with rounding after each of its radix-2 levels; the twiddles W_{4h}^k, k < h, are
+    table entries W_n^(k n / 4h) (its even ones and, past n/2, negated)."""
+    m = t.n_fft // 2
     re, im = re[:, t.bitrev], im[:, t.bitrev]
     h = 1
-    while h < n:
-        step = n // (2 * h)
-        wr, wi = t.twiddle_re[::step][:h], t.twiddle_im[::step][:h]
-        r = re.reshape(-1, n // (2 * h), 2, h)
-        i = im.reshape(-1, n // (2 * h), 2, h)
-        ar, ai, br, bi = r[:, :, 0], i[:, :, 0], r[:, :, 1], i[:, :, 1]
-        half = np.int64(1 << (TWIDDLE_BITS - 1))
-        tr = br * wr
-        tr -= bi * wi
-        tr += half
-        tr >>= TWIDDLE_BITS
-        ti = br * wi
-        ti += bi * wr
-        ti += half
-        ti >>= TWIDDLE_BITS
-        ar, ai = ar + 1, ai + 1                      # the halving's rounding
-        np.right_shift(ar - tr, 1, out=br)           # b = (a - t + 1) >> 1, in place (a, b are views)
-        np.right_shift(ai - ti, 1, out=bi)
-        np.right_shift(ar + tr, 1, out=r[:, :, 0])   # a = (a + t + 1) >> 1
-        np.right_shift(ai + ti, 1, out=i[:, :, 0])
-        h *= 2
+    if (m.bit_length() - 1) % 2:                     # a radix-2 stage of twiddle 1
+        r, i = re.reshape(-1, m // 2, 2), im.reshape(-1, m // 2, 2)
+        for v in (r, i):
+            a, b = v[:, :, 0] + 1, v[:, :, 1].copy()
+            v[:, :, 0], v[:, :, 1] = (a + b) >> 1, (a - b) >> 1
+        h = 2
+    while h < m:
+        # blocks E0, O0, E1, O1 of h values -> 4h: with W = W_{4h}^k,
+        # u = (E0 +- W^2 O0) / 2, v = (W E1 +- W^3 O1) / 2, then (u0 +- v0) / 2 and (u1 -+ i v1) / 2
+        j = np.arange(h) * (t.n_fft // (4 * h))
+        r, i = re.reshape(-1, m // (4 * h), 4, h), im.reshape(-1, m // (4 * h), 4, h)
+        br, bi = _times(r[:, :, 1], i[:, :, 1], *_twiddle(t, 2 * j))
+        cr, ci = _times(r[:, :, 2], i[:, :, 2], *_twiddle(t, j))
+        dr, di = _times(r[:, :, 3], i[:, :, 3], *_twiddle(t, 3 * j))
+        er, ei = r[:, :, 0] + 1, i[:, :, 0] + 1      # + 1: the halving's rounding
+        u0r, u1r, u0i, u1i = (er + br) >> 1, (er - br) >> 1, (ei + bi) >> 1, (ei - bi) >> 1
+        v0r, v1r = (cr + dr + 1) >> 1, (cr - dr + 1) >> 1
+        v0i, v1i = (ci + di + 1) >> 1, (ci - di + 1) >> 1
+        r[:, :, 0], r[:, :, 2] = (u0r + v0r + 1) >> 1, (u0r - v0r + 1) >> 1
+        i[:, :, 0], i[:, :, 2] = (u0i + v0i + 1) >> 1, (u0i - v0i + 1) >> 1
+        r[:, :, 1], r[:, :, 3] = (u1r + v1i + 1) >> 1, (u1r - v1i + 1) >> 1
+        i[:, :, 1], i[:, :, 3] = (u1i - v1r + 1) >> 1, (u1i + v1r + 1) >> 1
+        h *= 4
+    return re, im
+
+
+def real_fft(x: np.ndarray, t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """(F, n_fft) int64 real frames (|x| < 2^SAMPLE_BITS) -> (re, im), each (F, n_fft / 2 + 1):
+    bins 0..n/2 of the real FFT divided by n_fft, rounded. The n real samples, packed as n/2
+    complex values z[k] = x[2k] + i x[2k+1], go through the n/2-point FFT (Z / (n/2)), then the
+    split step: with S = Z[k] + conj Z[n/2-k] and D = -i (Z[k] - conj Z[n/2-k]),
+    X[k] / n = (S + W_n^k D) / 4, in one 64-bit sum rounded once; bins k and n/2 - k share S, D
+    and their products (W_n^{n/2-k} = -conj W_n^k)."""
+    m = t.n_fft // 2
+    zr, zi = _complex_fft(x[:, 0::2], x[:, 1::2], t)
+    k = np.arange(m // 2 + 1)
+    j = (m - k) % m
+    ar, ai, br, bi = zr[:, k], zi[:, k], zr[:, j], zi[:, j]
+    sr, si = ar + br, ai - bi                       # S = Z[k] + conj Z[m - k]
+    dr, di = ar - br, ai + bi                       # Z[k] - conj Z[m - k] = dr + i di; D = di - i dr
+    wr, wi = t.twiddle_re[k], t.twiddle_im[k]
+    p = wr * di + wi * dr                           # Re(W D)
+    q = wi * di - wr * dr                           # Im(W D)
+    one = np.int64(1) << TWIDDLE_BITS
+    half = np.int64(1) << (TWIDDLE_BITS + 1)
+    shift = TWIDDLE_BITS + 2
+    re = np.empty((x.shape[0], m + 1), dtype=np.int64)
+    im = np.empty_like(re)
+    re[:, m - k] = (sr * one - p + half) >> shift   # bin m - k: S' = S, D' = (di, dr -> -dr), W' = (-wr, wi)
+    im[:, m - k] = (q - si * one + half) >> shift
+    re[:, k] = (sr * one + p + half) >> shift       # bin k (written last: bin m/2 is its own partner)
+    im[:, k] = (si * one + q + half) >> shift
     return re, im
 
 
@@ -195,19 +253,26 @@ def _log2(energy, t):
     return (top << LOG_FL) + lo + (((hi - lo) * frac + (1 << (LOG_INTERP_BITS - 1))) >> LOG_INTERP_BITS)
 
 
+def block_frames(x: np.ndarray, t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """(M, win_length) int64 samples of frames' window spans -> ((M, n_fft) windowed frames, each
+    shifted left so that its largest sample has SAMPLE_BITS bits, (M,) those shifts): steps 2-3's
+    input to real_fft."""
+    y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
+    peak = np.abs(y).max(axis=1)
+    shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
+    frame = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
+    off = (t.n_fft - t.win_length) // 2
+    frame[:, off:off + t.win_length] = y << shift[:, None]
+    return frame, shift
+
+
 def frame_logs(x: np.ndarray, t: Tables) -> np.ndarray:
     """(M, win_length) int64 samples of frames' window spans -> (M, n_mels) Q12 log2 mel
     energies, floored at ``log_floor`` (steps 2-6 without the per-clip ``top_db`` clamp): each
     frame on its own, so a frame of a long recording is the same frame of every window holding it."""
-    y = (x * t.window + (1 << (WINDOW_BITS - 1))) >> WINDOW_BITS
-    peak = np.abs(y).max(axis=1)
-    shift = np.where(peak > 0, SAMPLE_BITS - _bit_length(peak), 0)
-    re = np.zeros((y.shape[0], t.n_fft), dtype=np.int64)
-    off = (t.n_fft - t.win_length) // 2
-    re[:, off:off + t.win_length] = y << shift[:, None]
-    re, im = _fft(re, np.zeros_like(re), t)
-    bins = t.n_fft // 2 + 1
-    power = (re[:, :bins] * re[:, :bins] + im[:, :bins] * im[:, :bins]) >> t.power_shift
+    frame, shift = block_frames(x, t)
+    re, im = real_fft(frame, t)
+    power = (re * re + im * im) >> t.power_shift
     energy = power @ t.mel_weights.T                                     # (M, n_mels)
     log = np.where(energy > 0, _log2(energy, t) - (2 * shift[:, None] << LOG_FL) + t.log_offset, t.log_floor)
     return np.maximum(log, t.log_floor)

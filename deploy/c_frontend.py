@@ -60,9 +60,10 @@ def _tables(t, fold):
     offsets = np.cumsum([0] + [len(w) for w in weights[:-1]])
     parts = ["/* Integer front end tables (deploy/c_frontend.py); included by frontend.c only. */\n",
              _const("int16_t", "kws_fe_window", t.window, "periodic Hann window, Q15"),
-             _const("int32_t", "kws_fe_twiddle_re", t.twiddle_re, "cos(2 pi k / n), Q30"),
-             _const("int32_t", "kws_fe_twiddle_im", t.twiddle_im, "-sin(2 pi k / n), Q30"),
-             _const("uint16_t", "kws_fe_bitrev", t.bitrev, "bit-reversed index"),
+             _const("int32_t", "kws_fe_twiddle_re", np.concatenate([t.twiddle_re, t.twiddle_im]),
+                    "W_n^k, k < n/2: cos(2 pi k / n), then -sin(2 pi k / n), Q30"),
+             _const("uint8_t" if len(t.bitrev) <= 256 else "uint16_t", "kws_fe_bitrev", t.bitrev,
+                    "bit-reversed index of the n/2-point FFT"),
              _const("uint16_t", "kws_fe_mel_start", t.mel_start, "first FFT bin of each mel band"),
              _const("uint16_t", "kws_fe_mel_length", t.mel_length, "bins of each mel band"),
              _const("uint32_t", "kws_fe_mel_offset", offsets, "each band's first weight in kws_fe_mel_weights"),

@@ -2,6 +2,8 @@
 the numpy reference agree on every feature of every clip of the real corpus's test split, its
 folded normalisation gives the simulation's input codes, it is close to the float MFCC, it is
 selectable as training features, and bad input is refused in one line."""
+import hashlib
+import json
 import subprocess
 
 import numpy as np
@@ -15,6 +17,7 @@ from data_loader import integer_frontend as ife
 from data_loader.audio import fit_length, read_wave
 from data_loader.corpus import scan_corpus
 from data_loader.data_loaders import FeatureTransform
+from data_loader import dataset
 from data_loader.dataset import cache_key
 from data_loader.features import FeatureParams, Mfcc
 from deploy.c_frontend import export_frontend
@@ -88,6 +91,107 @@ def test_close_to_the_float_mfcc(setting, test_waves):
     assert error.mean() < 0.012
     assert error.mean(axis=(0, 1)).max() < 0.02
     assert np.quantile(error, 0.99) < 0.15
+
+
+def _fft_error(frames, t):
+    """|integer bin - rfft / n_fft| (complex modulus, in the frame's integer units) of every bin."""
+    re, im = ife.real_fft(frames, t)
+    assert re.shape == im.shape == (len(frames), t.n_fft // 2 + 1)
+    return np.abs(re + 1j * im - np.fft.rfft(frames.astype(np.float64), axis=1) / t.n_fft)
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_the_real_fft_is_within_four_units_of_rfft_over_n(setting, test_waves):
+    """The packed n/2-point FFT and the split step give bins 0..n/2 of the real FFT divided by n:
+    within 4 units (of a full scale of 2^29) of numpy.fft.rfft / n on full-scale random frames,
+    extreme ones and real frames of the test split (docs/frontend.md: 3.3 measured; the n-point
+    FFT it replaces: 3.9), and 1 on average."""
+    params = FeatureParams.from_dict({**SETTINGS[setting], "frontend": "integer"})
+    t = ife.tables(params)
+    full = (1 << ife.SAMPLE_BITS) - 1
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-full, full + 1, size=(500, t.n_fft))
+    k = np.arange(t.n_fft)
+    extreme = np.stack([np.full(t.n_fft, full), np.full(t.n_fft, -full), np.where(k % 2, full, -full),
+                        np.where(k % 4 < 2, full, -full), np.where(k == 3, full, 0)]
+                       + [np.where(np.cos(2 * np.pi * k * b / t.n_fft) >= 0, full, -full) for b in (1, 37, 100)])
+    error = _fft_error(np.concatenate([noise, extreme]), t)
+    assert error.max() < 4 and error.mean() < 1
+    pcm = _pcm(test_waves[:40], params)
+    x = ife._frames(pcm, t).reshape(-1, t.win_length)
+    frames, _ = ife.block_frames(x, t)
+    peak = np.abs(frames).max(axis=1)
+    peak = peak[peak > 0]
+    assert len(peak) > 1000 and ((peak >> (ife.SAMPLE_BITS - 1)) == 1).all()   # each frame's largest: 29 bits
+    error = _fft_error(frames, t)
+    assert error.max() < 4 and error.mean() < 1
+
+
+@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40)])
+def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_mels, tmp_path):
+    """Full-scale DC, the Nyquist tone, square waves, an impulse, full-scale noise and silence: the
+    C front end's int32 FFT (no overflow) gives the numpy reference's int64 bits; also with a
+    radix-2 pass first (log2(n/2) odd), a window span starting at an odd sample and an odd number
+    of mel bands (the DCT's last band)."""
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25, "n_fft": n_fft,
+                                      "win_length": win_length, "n_mels": n_mels})
+    n = np.arange(params.clip_samples)
+    rng = np.random.default_rng(1)
+    clips = [np.full(len(n), 32767), np.full(len(n), -32768), np.where(n % 2, 32767, -32768),
+             np.where(n % 4 < 2, 32767, -32768), np.where(np.sin(2 * np.pi * n * 1000 / 16000) >= 0, 32767, -32768),
+             np.where(n == 1234, -32768, 0), rng.integers(-32768, 32768, len(n)), np.zeros(len(n)),
+             np.where(n % 512 < 256, 1, -1)]
+    pcm = np.stack(clips).astype(np.int16)
+    mfcc = ife.integer_mfcc(pcm, params)
+    lines = _run_c(params, None, pcm, tmp_path)
+    assert len(lines) == len(pcm)
+    np.testing.assert_array_equal(np.array([line.split() for line in lines], dtype=np.int64),
+                                  mfcc.reshape(len(pcm), -1))
+    assert len({tuple(row) for row in mfcc[:, 12].tolist()}) >= len(pcm) - 2   # different spectra
+
+
+def _key_without_version(corpus, split, params, noise_clips, bank):
+    """cache_key's formula before the integer front end's version joined it (commit 3b6c562)."""
+    root = str(corpus.root)
+    entries = [dataset._file_signature(root, rel) + [label] for rel, label in corpus.clips[split]]
+    noise = [dataset._file_signature(root, rel) for rel in corpus.noise_files]
+    blob = json.dumps({"v": dataset.CACHE_VERSION, "split": split, "clips": entries, "noise": noise,
+                       "params": params.to_dict(), "keywords": list(corpus.keywords),
+                       "noise_clips": noise_clips, "bank": bank}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def test_the_integer_front_end_s_version_is_part_of_its_cache_key(corpus_dir, monkeypatch):
+    """Features of the n-point FFT (version 1, cached under the key without a version) are not
+    served to the real-input FFT; float keys are the same as before."""
+    floating = FeatureParams.from_dict({"fmax": 4000})
+    integer = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer"})
+    corpus = scan_corpus(corpus_dir, ["one"])
+    key = cache_key(corpus, "test", integer, 0, False)
+    assert cache_key(corpus, "test", floating, 0, False) == _key_without_version(corpus, "test", floating, 0, False)
+    assert key != _key_without_version(corpus, "test", integer, 0, False)
+    monkeypatch.setattr(dataset, "FRONTEND_VERSION", ife.FRONTEND_VERSION + 1)
+    assert cache_key(corpus, "test", integer, 0, False) != key
+    assert cache_key(corpus, "test", floating, 0, False) == _key_without_version(corpus, "test", floating, 0, False)
+
+
+# The integer MFCCs of _digest_clips per FRONTEND_VERSION (1: the n-point radix-2 FFT of commit
+# 3b6c562). A change of the front end's arithmetic changes the digest: bump FRONTEND_VERSION (so
+# no cached feature of the old arithmetic is served) and record the new digest here.
+DIGESTS = {1: "905498c98c67e3e1", 2: "7d7398f6e185f154"}
+
+
+def _digest_clips():
+    n = np.arange(4000)
+    noise = np.random.default_rng(0).integers(-3000, 3000, 4000)
+    return np.stack([noise, 8000 * np.sin(2 * np.pi * (200 + n / 2) * n / 16000)]).astype(np.int16)
+
+
+def test_a_new_arithmetic_is_a_new_front_end_version():
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25})
+    digest = hashlib.sha256(ife.integer_mfcc(_digest_clips(), params).astype("<i8").tobytes()).hexdigest()[:16]
+    assert digest == DIGESTS[ife.FRONTEND_VERSION], "the front end's bits changed: bump FRONTEND_VERSION"
+    assert len(set(DIGESTS.values())) == len(DIGESTS)
 
 
 def test_frontend_is_part_of_the_features_and_the_cache_key(corpus_dir):

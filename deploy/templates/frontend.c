@@ -5,8 +5,19 @@
 #include "frontend_tables.h"
 
 #define KWS_FE_OFF ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2)
+#define KWS_FE_HALF (KWS_FE_N_FFT / 2)   /* the complex FFT's size */
+/* the packed frame z[k] = x[2k] + i x[2k+1] (x: the n_fft frame, the window span at KWS_FE_OFF):
+ * both samples of z[k] lie in the window span for KWS_FE_K0 <= k < KWS_FE_K1 */
+#define KWS_FE_K0 ((KWS_FE_OFF + 1) / 2)
+#define KWS_FE_K1 ((KWS_FE_OFF + KWS_FE_WIN_LENGTH) / 2)
 
-static int32_t fe_re[KWS_FE_N_FFT], fe_im[KWS_FE_N_FFT];
+/* the n/2-point FFT in place, then the real FFT's bins 0..n/2 */
+static int32_t fe_z[2 * (KWS_FE_HALF + 1)];
+#define fe_re fe_z
+#define fe_im (fe_z + KWS_FE_IM)
+#define KWS_FE_IM (KWS_FE_HALF + 1)     /* a value's imaginary part: KWS_FE_IM words on */
+#define KWS_FE_TW_IM (KWS_FE_HALF)      /* the twiddle table: n/2 cosines, then n/2 minus sines */
+#define kws_fe_twiddle_im (kws_fe_twiddle_re + KWS_FE_TW_IM)
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -35,64 +46,183 @@ static int32_t fe_log2(uint64_t e)
            + (((hi - lo) * frac + (1 << (KWS_FE_LOG_INTERP_BITS - 1))) >> KWS_FE_LOG_INTERP_BITS);
 }
 
-/* a, b <- (a + t) / 2, (a - t) / 2, rounded, t = b times the twiddle. Every component stays
- * within 2^29 (the halving per stage), so t's parts are within 2^29.5 and the sums fit 32 bits. */
-static inline void fe_butterfly(int a, int b, int32_t tr, int32_t ti)
+/* gcc -O2 spills in the radix-4 loop when it inlines the butterfly; out of line it keeps its
+ * values in registers (docs/firmware.md: fewer instructions that way) */
+#if defined(__GNUC__)
+#define FE_OUT_OF_LINE static __attribute__((noinline))
+#else
+#define FE_OUT_OF_LINE static
+#endif
+
+/* x times the Q30 twiddle (wr, wi), each part rounded half up: 64-bit products. */
+#define FE_TIMES(tr, ti, xr, xi, wr, wi) do { \
+        const int64_t half_ = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1); \
+        (tr) = (int32_t)(((int64_t)(xr) * (wr) + (int64_t)(xi) * -(wi) + half_) >> KWS_FE_TWIDDLE_BITS); \
+        (ti) = (int32_t)(((int64_t)(xr) * (wi) + (int64_t)(xi) * (wr) + half_) >> KWS_FE_TWIDDLE_BITS); \
+    } while (0)
+
+/* One radix-4 butterfly on p[0], p[h], p[2h], p[3h] (E0, O0, E1, O1: the four h-point DFTs of
+ * a 4h-point one, its output k, k + h, k + 2h, k + 3h) with W = W_{4h}^k:
+ * u = (E0 +- W^2 O0) / 2, v = (W E1 +- W^3 O1) / 2, out = (u0 +- v0) / 2, (u1 -+ i v1) / 2, each
+ * halving rounded ((s + 1) >> 1). Every value's modulus stays within 2^29.5 (+ a few units of
+ * rounding: each level halves a sum of two such values), so the 32-bit sums cannot overflow. */
+FE_OUT_OF_LINE void fe_radix4(int32_t *p, int h, int32_t w1r, int32_t w1i, int32_t w2r, int32_t w2i,
+                                int32_t w3r, int32_t w3i)
 {
-    int32_t ar = fe_re[a], ai = fe_im[a];
-    fe_re[a] = (ar + tr + 1) >> 1;
-    fe_re[b] = (ar - tr + 1) >> 1;
-    fe_im[a] = (ai + ti + 1) >> 1;
-    fe_im[b] = (ai - ti + 1) >> 1;
+    int32_t *q1 = p + h, *q2 = q1 + h, *q3 = q2 + h;
+    int32_t br, bi, cr, ci, dr, di, er, ei, u0r, u0i, u1r, u1i, v0r, v0i, v1r, v1i;
+    FE_TIMES(br, bi, q1[0], q1[KWS_FE_IM], w2r, w2i);
+    er = p[0] + 1;
+    ei = p[KWS_FE_IM] + 1;
+    u0r = (er + br) >> 1;
+    u1r = (er - br) >> 1;
+    u0i = (ei + bi) >> 1;
+    u1i = (ei - bi) >> 1;
+    FE_TIMES(cr, ci, q2[0], q2[KWS_FE_IM], w1r, w1i);
+    FE_TIMES(dr, di, q3[0], q3[KWS_FE_IM], w3r, w3i);
+    cr++;
+    ci++;
+    v0r = (cr + dr) >> 1;
+    v1r = (cr - dr) >> 1;
+    v0i = (ci + di) >> 1;
+    v1i = (ci - di) >> 1;
+    u0r++;
+    u0i++;
+    u1r++;
+    u1i++;
+    p[0] = (u0r + v0r) >> 1;
+    q2[0] = (u0r - v0r) >> 1;
+    p[KWS_FE_IM] = (u0i + v0i) >> 1;
+    q2[KWS_FE_IM] = (u0i - v0i) >> 1;
+    q1[0] = (u1r + v1i) >> 1;
+    q3[0] = (u1r - v1i) >> 1;
+    q1[KWS_FE_IM] = (u1i - v1r) >> 1;
+    q3[KWS_FE_IM] = (u1i + v1r) >> 1;
 }
 
-static void fe_fft(void)
+/* The n/2-point FFT of the packed frame (in bit-reversed order in fe_z, the block shift still to
+ * apply): radix 4 (a radix-2 stage first when log2(n/2) is odd), each radix-2 level halved with
+ * rounding. The first pass applies the shift too: (y0 << s) + (y1 << s) = (y0 + y1) << s; its
+ * twiddles are 1 (and -i: t = (bi, -br), exactly the rounded Q30 product with (0, -2^30)). */
+static void fe_fft(int shift)
 {
-    int i, h;
-    for (i = 0; i < KWS_FE_N_FFT; i++) {
-        int j = kws_fe_bitrev[i];
-        if (i < j) {
-            int32_t r = fe_re[i], m = fe_im[i];
-            fe_re[i] = fe_re[j];
-            fe_im[i] = fe_im[j];
-            fe_re[j] = r;
-            fe_im[j] = m;
+    int g, h, k;
+    int32_t scale = (int32_t)1 << shift;
+    if (KWS_FE_HALF & 0x55555555) {   /* log2(n/2) even: a radix-4 pass of twiddles 1 */
+        for (g = 0; g < KWS_FE_HALF; g += 4) {
+            int32_t *r = fe_re + g, *m = fe_im + g;
+            int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
+            int32_t r2 = ((r[2] + r[3]) * scale + 1) >> 1, r3 = ((r[2] - r[3]) * scale + 1) >> 1;
+            int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
+            int32_t m2 = ((m[2] + m[3]) * scale + 1) >> 1, m3 = ((m[2] - m[3]) * scale + 1) >> 1;
+            r[0] = (r0 + r2 + 1) >> 1;
+            r[2] = (r0 - r2 + 1) >> 1;
+            m[0] = (m0 + m2 + 1) >> 1;
+            m[2] = (m0 - m2 + 1) >> 1;
+            r[1] = (r1 + m3 + 1) >> 1;   /* (u1 - i v1) / 2 */
+            r[3] = (r1 - m3 + 1) >> 1;
+            m[1] = (m1 - r3 + 1) >> 1;
+            m[3] = (m1 + r3 + 1) >> 1;
         }
+        h = 4;
+    } else {                          /* a radix-2 pass of twiddle 1 */
+        for (g = 0; g < KWS_FE_HALF; g += 2) {
+            int32_t *r = fe_re + g, *m = fe_im + g;
+            int32_t r0 = ((r[0] + r[1]) * scale + 1) >> 1, r1 = ((r[0] - r[1]) * scale + 1) >> 1;
+            int32_t m0 = ((m[0] + m[1]) * scale + 1) >> 1, m1 = ((m[0] - m[1]) * scale + 1) >> 1;
+            r[0] = r0;
+            r[1] = r1;
+            m[0] = m0;
+            m[1] = m1;
+        }
+        h = 2;
     }
-    for (h = 1; h < KWS_FE_N_FFT; h *= 2) {
-        int step = KWS_FE_N_FFT / (2 * h), g, k;
-        for (g = 0; g < KWS_FE_N_FFT; g += 2 * h) {
-            /* k = 0: the twiddle is 1 (2^30, 0), so the rounded product is b itself */
-            fe_butterfly(g, g + h, fe_re[g + h], fe_im[g + h]);
-            for (k = 1; k < h; k++) {
-                int a = g + k, b = a + h;
-                int32_t wr = kws_fe_twiddle_re[k * step], wi = kws_fe_twiddle_im[k * step];
-                int64_t half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS - 1);
-                int32_t tr = (int32_t)(((int64_t)fe_re[b] * wr - (int64_t)fe_im[b] * wi + half) >> KWS_FE_TWIDDLE_BITS);
-                int32_t ti = (int32_t)(((int64_t)fe_re[b] * wi + (int64_t)fe_im[b] * wr + half) >> KWS_FE_TWIDDLE_BITS);
-                fe_butterfly(a, b, tr, ti);
+    for (; h < KWS_FE_HALF; h *= 4) {
+        const int step = KWS_FE_N_FFT / (4 * h);        /* W_{4h}^k = W_n^(k step) */
+        const int32_t *tw = kws_fe_twiddle_re;
+        const int k3 = (2 * h + 2) / 3;                 /* 3 k step < n/2 for k < k3 */
+        for (g = 0; g < KWS_FE_HALF; g += 4 * h) {
+            int32_t *p = fe_z + g;
+            const int32_t one = (int32_t)1 << KWS_FE_TWIDDLE_BITS;
+            fe_radix4(p, h, one, 0, one, 0, one, 0);    /* k = 0: the products are exact */
+            for (k = 1; k < k3; k++) {
+                int j = k * step;
+                fe_radix4(p + k, h, tw[j], tw[KWS_FE_TW_IM + j], tw[2 * j], tw[KWS_FE_TW_IM + 2 * j],
+                          tw[3 * j], tw[KWS_FE_TW_IM + 3 * j]);
+            }
+            for (; k < h; k++) {                        /* W_n^(3 k step) = -W_n^(3 k step - n/2) */
+                int j = k * step, j3 = 3 * j - KWS_FE_HALF;
+                fe_radix4(p + k, h, tw[j], tw[KWS_FE_TW_IM + j], tw[2 * j], tw[KWS_FE_TW_IM + 2 * j],
+                          -tw[j3], -tw[KWS_FE_TW_IM + j3]);
             }
         }
     }
 }
 
+/* The real FFT's bins 0..n/2 (divided by n) from the n/2-point FFT Z of the packed frame:
+ * S = Z[k] + conj Z[n/2-k], D = -i (Z[k] - conj Z[n/2-k]), X[k] / n = (S + W_n^k D) / 4 as one
+ * 64-bit sum rounded once; bin n/2 - k from the same S, D and products (W_n^(n/2-k) = -conj W_n^k). */
+static void fe_split(void)
+{
+    const int64_t one = (int64_t)1 << KWS_FE_TWIDDLE_BITS, half = (int64_t)1 << (KWS_FE_TWIDDLE_BITS + 1);
+    int32_t r0 = fe_re[0], i0 = fe_im[0];
+    int k;
+    /* k = 0: S = 2 Re Z[0], D = 2 Im Z[0], W = 1 */
+    fe_re[0] = (r0 + i0 + 1) >> 1;
+    fe_re[KWS_FE_HALF] = (r0 - i0 + 1) >> 1;
+    fe_im[0] = fe_im[KWS_FE_HALF] = 0;
+    for (k = 1; k <= KWS_FE_HALF / 2; k++) {   /* k = n/4 is its own partner: both writes agree */
+        int j = KWS_FE_HALF - k;
+        int32_t sr = fe_re[k] + fe_re[j], si = fe_im[k] - fe_im[j];
+        int32_t dr = fe_re[k] - fe_re[j], di = fe_im[k] + fe_im[j];
+        int32_t wr = kws_fe_twiddle_re[k], wi = kws_fe_twiddle_im[k];
+        int64_t p = (int64_t)wr * di + (int64_t)wi * dr, q = (int64_t)wi * di - (int64_t)wr * dr;
+        int64_t s = (int64_t)sr * one + half, u = (int64_t)si * one;
+        fe_re[k] = (int32_t)((s + p) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_re[j] = (int32_t)((s - p) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_im[k] = (int32_t)((u + q + half) >> (KWS_FE_TWIDDLE_BITS + 2));
+        fe_im[j] = (int32_t)((q - u + half) >> (KWS_FE_TWIDDLE_BITS + 2));
+    }
+}
+
+/* frame sample i of the window span, windowed (Q15, rounded); 0 outside the span */
+static inline int32_t fe_windowed(const int16_t *x, int i)
+{
+    if (i < 0 || i >= KWS_FE_WIN_LENGTH)
+        return 0;
+    return ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+}
+
 int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
 {
     int32_t peak = 0, peak_log = INT32_MIN;
-    int shift, i, j, k;
-    for (i = 0; i < KWS_FE_N_FFT; i++)
-        fe_re[i] = fe_im[i] = 0;
-    for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
-        int32_t y = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-        fe_re[KWS_FE_OFF + i] = y;
-        if ((y < 0 ? -y : y) > peak)
-            peak = y < 0 ? -y : y;
+    int shift, j, k;
+    /* window, pack z[k] = x[2k] + i x[2k+1] into bit-reversed order (every entry written: no
+     * zeroing pass); the bit length of the largest |y| is that of the OR of all |y| */
+    for (k = 0; k < KWS_FE_K0; k++) {   /* the frame's start: zeros (and a sample if the span starts odd) */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_K1; k++) {
+        int i = 2 * k - KWS_FE_OFF;
+        int32_t a = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        int32_t b = ((int32_t)x[i + 1] * kws_fe_window[i + 1] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_HALF; k++) {      /* the frame's end */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
     }
     /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
     shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
-    for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-        fe_re[KWS_FE_OFF + i] *= (int32_t)1 << shift;
-    fe_fft();
+    fe_fft(shift);
+    fe_split();
     /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
@@ -109,19 +239,38 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
     return peak_log;
 }
 
-/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak). */
+/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak):
+ * the clamp once per band, then two coefficients per pass over the bands (64-bit sums). */
 static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
 {
+    int32_t v[KWS_FE_N_MELS];
+    const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
     int j, k;
-    for (k = 0; k < KWS_FE_N_MFCC; k++) {
-        int64_t acc = 0;
-        for (j = 0; j < KWS_FE_N_MELS; j++) {
-            int32_t v = log[j];
-            if (KWS_FE_TOP_DB >= 0 && v < peak_log - KWS_FE_TOP_DB)
-                v = peak_log - KWS_FE_TOP_DB;
-            acc += (int64_t)v * kws_fe_dct[j * KWS_FE_N_MFCC + k];
+    for (j = 0; j < KWS_FE_N_MELS; j++)
+        v[j] = KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+    for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
+        int64_t a0 = half, a1 = half;
+        const int32_t *d = kws_fe_dct + k;
+        for (j = 0; j + 1 < KWS_FE_N_MELS; j += 2, d += 2 * KWS_FE_N_MFCC) {
+            int32_t x0 = v[j], x1 = v[j + 1];
+            a0 += (int64_t)x0 * d[0];
+            a1 += (int64_t)x0 * d[1];
+            a0 += (int64_t)x1 * d[KWS_FE_N_MFCC];
+            a1 += (int64_t)x1 * d[KWS_FE_N_MFCC + 1];
         }
-        mfcc[k] = (int32_t)((acc + ((int64_t)1 << (KWS_FE_DCT_SHIFT - 1))) >> KWS_FE_DCT_SHIFT);
+        if (KWS_FE_N_MELS % 2) {
+            a0 += (int64_t)v[KWS_FE_N_MELS - 1] * d[0];
+            a1 += (int64_t)v[KWS_FE_N_MELS - 1] * d[1];
+        }
+        mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+        mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
+    }
+    if (KWS_FE_N_MFCC % 2) {
+        int64_t a0 = half;
+        const int32_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC)
+            a0 += (int64_t)v[j] * d[0];
+        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
     }
 }
 
