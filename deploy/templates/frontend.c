@@ -185,40 +185,24 @@ static void fe_split(void)
     }
 }
 
-/* frame sample i of the window span, windowed (Q15, rounded); 0 outside the span */
-static inline int32_t fe_windowed(const int16_t *x, int i)
+/* sample v at place i of the window span, windowed (Q15, rounded) */
+static inline int32_t fe_window_at(int32_t v, int i)
 {
-    if (i < 0 || i >= KWS_FE_WIN_LENGTH)
-        return 0;
-    return ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
+    return (v * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
 }
 
-int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
+/* frame sample i of the window span, windowed; 0 outside the span */
+static inline int32_t fe_windowed(const int16_t *x, int i)
 {
-    int32_t peak = 0, peak_log = INT32_MIN;
+    return i < 0 || i >= KWS_FE_WIN_LENGTH ? 0 : fe_window_at(x[i], i);
+}
+
+/* The packed frame in fe_re, fe_im (bit-reversed) whose largest |sample| has peak's bit length
+ * -> its log energies (returns their largest). */
+static int32_t fe_logs(int32_t peak, int32_t *log)
+{
+    int32_t peak_log = INT32_MIN;
     int shift, j, k;
-    /* window, pack z[k] = x[2k] + i x[2k+1] into bit-reversed order (every entry written: no
-     * zeroing pass); the bit length of the largest |y| is that of the OR of all |y| */
-    for (k = 0; k < KWS_FE_K0; k++) {   /* the frame's start: zeros (and a sample if the span starts odd) */
-        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
-        fe_re[kws_fe_bitrev[k]] = a;
-        fe_im[kws_fe_bitrev[k]] = b;
-        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
-    }
-    for (; k < KWS_FE_K1; k++) {
-        int i = 2 * k - KWS_FE_OFF;
-        int32_t a = ((int32_t)x[i] * kws_fe_window[i] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-        int32_t b = ((int32_t)x[i + 1] * kws_fe_window[i + 1] + (1 << (KWS_FE_WINDOW_BITS - 1))) >> KWS_FE_WINDOW_BITS;
-        fe_re[kws_fe_bitrev[k]] = a;
-        fe_im[kws_fe_bitrev[k]] = b;
-        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
-    }
-    for (; k < KWS_FE_HALF; k++) {      /* the frame's end */
-        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
-        fe_re[kws_fe_bitrev[k]] = a;
-        fe_im[kws_fe_bitrev[k]] = b;
-        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
-    }
     /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
     shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
     fe_fft(shift);
@@ -237,6 +221,49 @@ int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
             peak_log = log[j];
     }
     return peak_log;
+}
+
+int32_t kws_frontend_frame(const int16_t *x, int32_t *log)
+{
+    int32_t peak = 0;
+    int k;
+    /* window, pack z[k] = x[2k] + i x[2k+1] into bit-reversed order (every entry written: no
+     * zeroing pass); the bit length of the largest |y| is that of the OR of all |y| */
+    for (k = 0; k < KWS_FE_K0; k++) {   /* the frame's start: zeros (and a sample if the span starts odd) */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_K1; k++) {
+        int i = 2 * k - KWS_FE_OFF;
+        int32_t a = fe_window_at(x[i], i), b = fe_window_at(x[i + 1], i + 1);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    for (; k < KWS_FE_HALF; k++) {      /* the frame's end */
+        int32_t a = fe_windowed(x, 2 * k - KWS_FE_OFF), b = fe_windowed(x, 2 * k + 1 - KWS_FE_OFF);
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    return fe_logs(peak, log);
+}
+
+int32_t kws_frontend_frame_part(const int16_t *x, int first, int end, int32_t *log)
+{
+    int32_t peak = 0;
+    int k;
+    for (k = 0; k < KWS_FE_HALF; k++) {
+        int i = 2 * k - KWS_FE_OFF;
+        int32_t a = i >= first && i < end ? fe_window_at(x[i - first], i) : 0;
+        int32_t b = i + 1 >= first && i + 1 < end ? fe_window_at(x[i + 1 - first], i + 1) : 0;
+        fe_re[kws_fe_bitrev[k]] = a;
+        fe_im[kws_fe_bitrev[k]] = b;
+        peak |= (a < 0 ? -a : a) | (b < 0 ? -b : b);
+    }
+    return fe_logs(peak, log);
 }
 
 /* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak):

@@ -17,6 +17,9 @@ void kws_frontend_mfcc(const int16_t *pcm, int32_t *mfcc);
  * (returns their largest); a clip's KWS_FE_FRAMES x KWS_FE_N_MELS logs -> its integer MFCCs
  * (the clip's top_db clamp below its peak, then the DCT). */
 int32_t kws_frontend_frame(const int16_t *x, int32_t *log);
+/* kws_frontend_frame of a span whose samples first .. end - 1 are x[0 .. end - first - 1] and the
+ * others zero (a stream's frames at a window's edges, read in place from its sample buffer). */
+int32_t kws_frontend_frame_part(const int16_t *x, int first, int end, int32_t *log);
 void kws_frontend_window(const int32_t *logs, int32_t *mfcc);
 
 #if KWS_FE_HAS_FOLD

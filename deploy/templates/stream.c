@@ -1,13 +1,14 @@
 /* The streaming keyword spotter (stream.h); model/detector.py defines the integer detector and
  * data_loader/integer_frontend.py (StreamFrames) the frame-wise features this reproduces. */
+#include <string.h>
 #include "stream.h"
 #include "frontend.h"
 #include "model.h"
 #include "stream_config.h"
 
 #define ST_FIRST ((KWS_FE_N_FFT - KWS_FE_WIN_LENGTH) / 2 - KWS_FE_N_FFT / 2)   /* frame j spans j * hop + this */
-#if KWS_FE_CLIP_SAMPLES < KWS_FE_WIN_LENGTH || ST_FIRST <= -KWS_FE_WIN_LENGTH
-#error "the stream needs a clip at least one frame long and frames that reach into it"
+#if KWS_FE_CLIP_SAMPLES < KWS_FE_WIN_LENGTH || ST_FIRST <= -KWS_FE_WIN_LENGTH || KWS_FE_HOP_LENGTH > KWS_FE_WIN_LENGTH
+#error "the stream needs a clip at least one frame long, frames that reach into it and overlap"
 #endif
 /* A window's frames 0 .. ST_START_EDGES - 1 begin before it and frames ST_END_FIRST .. end after
  * it: these edges see the window's zero padding and are computed per window; the inner frames
@@ -55,13 +56,15 @@ typedef struct {
     uint8_t label, state, emitted;
 } st_candidate;
 
-static int16_t st_pcm[KWS_FE_WIN_LENGTH];             /* the last frame's span of samples */
+/* samples st_base .. st_received - 1 in order: the span of the next frame to complete, as far as
+ * it has arrived (the frame st_next_frame starts at sample st_base) */
+static int16_t st_pcm[KWS_FE_WIN_LENGTH];
+static int32_t st_base;
 #if ST_START_EDGES > 0
 static st_row st_start_edges[ST_EDGE_WINDOWS][ST_START_EDGES];
 static int32_t st_next_edge;                          /* the next window whose start edges are due */
 #endif
 static int32_t st_log[KWS_FE_N_MELS];                 /* one frame's log energies, unpacked */
-static int16_t st_frame[KWS_FE_WIN_LENGTH];
 #if ST_ROW_LOGS
 static st_row st_logs[ST_RING];                       /* log energies of the recent inner frames */
 #if ST_END_EDGES > 0
@@ -90,6 +93,7 @@ void kws_stream_init(kws_detect_fn on_detect, void *ctx)
     st_ctx = ctx;
     st_ncand = st_overflow = 0;
     st_received = st_next_frame = st_next_window = st_next_smooth = 0;
+    st_base = ST_FIRST;
 #if ST_START_EDGES > 0
     st_next_edge = 0;
 #endif
@@ -235,54 +239,31 @@ static void st_smooth(int32_t v, int32_t last)
     st_resolve(st_run_active ? st_run_start : v + 1);
 }
 
+/* The log energies (in st_log; returns their largest) of frame j of the window starting at
+ * sample s0, zeros outside the window: its samples inside the window are all in st_pcm. */
+static int32_t st_part(int32_t s0, int j)
+{
+    int32_t a = s0 + (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
+    int32_t lo = a > s0 ? a : s0, hi = a + KWS_FE_WIN_LENGTH;
+    if (hi > s0 + KWS_FE_CLIP_SAMPLES)
+        hi = s0 + KWS_FE_CLIP_SAMPLES;
+    if (hi < lo)
+        hi = lo;
+    return kws_frontend_frame_part(st_pcm + (lo - st_base), (int)(lo - a), (int)(hi - a), st_log);
+}
+
 #if ST_ROW_LOGS
-/* the log energies of the frame in st_frame into row */
-static void st_compute(st_row *row)
+/* st_log, whose largest is peak, into row */
+static void st_store(st_row *row, int32_t peak)
 {
     int j;
-    row->peak = kws_frontend_frame(st_frame, st_log);
+    row->peak = peak;
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         row->hi[j] = (int16_t)(st_log[j] >> 8);
         row->lo[j] = (uint8_t)(st_log[j] & 255);
     }
 }
-#else
-/* the input codes of the frame in st_frame into codes */
-static void st_compute_codes(kws_fe_code_t *codes)
-{
-    kws_frontend_frame(st_frame, st_log);
-    kws_frontend_frame_codes(st_log, 0, codes);   /* the peak is unused without the clamp */
-}
 
-#if ST_START_EDGES > 0
-static void st_compute(st_row *row)
-{
-    st_compute_codes(row->codes);
-}
-#endif
-#endif
-
-/* the samples of the window's frame j into st_frame (zeros outside the window) from the last
- * KWS_FE_WIN_LENGTH samples, where they all are */
-static void st_edge_samples(int32_t s0, int j)
-{
-    int32_t start = (int32_t)j * KWS_FE_HOP_LENGTH + ST_FIRST;
-    int i;
-    for (i = 0; i < KWS_FE_WIN_LENGTH; i++) {
-        int32_t n = start + i;
-        st_frame[i] = (n >= 0 && n < KWS_FE_CLIP_SAMPLES) ? st_pcm[(s0 + n) % KWS_FE_WIN_LENGTH] : 0;
-    }
-}
-
-#if ST_ROW_LOGS || ST_START_EDGES > 0
-static void st_edge(int32_t s0, int j, st_row *row)
-{
-    st_edge_samples(s0, j);
-    st_compute(row);
-}
-#endif
-
-#if ST_ROW_LOGS
 /* frame j of window w, wherever it is */
 static const st_row *st_row_of(int32_t w, int j)
 {
@@ -296,6 +277,13 @@ static const st_row *st_row_of(int32_t w, int j)
 #endif
     return &st_logs[(w * KWS_ST_STEP + j) % ST_RING];
 }
+#else
+/* st_log's input codes into row (the peak is unused without the clamp) */
+static void st_store(st_row *row, int32_t peak)
+{
+    (void)peak;
+    kws_frontend_frame_codes(st_log, 0, row->codes);
+}
 #endif
 
 static void st_window(void)
@@ -306,7 +294,7 @@ static void st_window(void)
     int32_t peak = INT32_MIN;
 #if ST_END_EDGES > 0
     for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++)
-        st_edge(w * KWS_ST_HOP, j, &st_end_edges[j - ST_END_FIRST]);
+        st_store(&st_end_edges[j - ST_END_FIRST], st_part(w * KWS_ST_HOP, j));
 #endif
     for (j = 0; j < KWS_FE_FRAMES; j++)   /* the window's largest log energy: the top_db clamp's */
         if (st_row_of(w, j)->peak > peak)
@@ -321,8 +309,8 @@ static void st_window(void)
 #else
     /* the inner frames are in place; the edges go where the recording's frames were */
     for (j = ST_END_FIRST; j < KWS_FE_FRAMES; j++) {
-        st_edge_samples(w * KWS_ST_HOP, j);
-        st_compute_codes(st_codes + j * KWS_FE_N_MFCC);
+        st_part(w * KWS_ST_HOP, j);
+        kws_frontend_frame_codes(st_log, 0, st_codes + j * KWS_FE_N_MFCC);
     }
 #if ST_START_EDGES > 0
     for (j = 0; j < ST_START_EDGES; j++)
@@ -340,42 +328,45 @@ static void st_window(void)
         st_smooth(st_next_smooth++, w);
 }
 
-static void st_sample(int16_t x)
+/* The frame st_next_frame, whose span st_pcm now holds: into the ring (or the model's input),
+ * unless it starts before the recording (such frames are only ever edges); then the start edges
+ * of the next window if they are due, since they need samples of this span (they come with the
+ * completion of that window's frame ST_START_EDGES - 1); then st_pcm moves on a hop. */
+static void st_frame_done(void)
 {
-    st_pcm[st_received % KWS_FE_WIN_LENGTH] = x;
-    st_received++;
-    for (;;) {   /* every inner frame whose span has arrived */
-        int32_t start = st_next_frame * KWS_FE_HOP_LENGTH + ST_FIRST;
-        int i;
-        if (start + KWS_FE_WIN_LENGTH > st_received)
-            break;
+    int32_t start = st_base;
 #if ST_ROW_LOGS
-        if (start >= 0) {   /* earlier frames are only ever edges */
-            for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-                st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
-            st_compute(&st_logs[st_next_frame % ST_RING]);
-        }
+    if (start >= 0)
+        st_store(&st_logs[st_next_frame % ST_RING], kws_frontend_frame(st_pcm, st_log));
 #else
-        /* its row in the next window to complete; it arrives no later than that window's last
-         * sample, so the row is below ST_END_RAW; a frame before the window no later window reads */
-        if (start >= 0 && st_next_frame >= st_next_window * KWS_ST_STEP) {
-            for (i = 0; i < KWS_FE_WIN_LENGTH; i++)
-                st_frame[i] = st_pcm[(start + i) % KWS_FE_WIN_LENGTH];
-            st_compute_codes(st_codes + (st_next_frame - st_next_window * KWS_ST_STEP) * KWS_FE_N_MFCC);
-        }
-#endif
-        st_next_frame++;
+    /* its row in the next window to complete: it arrives no later than that window's last
+     * sample, so the row is below ST_END_RAW; a frame before that window no later window reads */
+    if (start >= 0 && st_next_frame >= st_next_window * KWS_ST_STEP) {
+        kws_frontend_frame(st_pcm, st_log);
+        kws_frontend_frame_codes(st_log, 0, st_codes + (st_next_frame - st_next_window * KWS_ST_STEP) * KWS_FE_N_MFCC);
     }
-    if (st_received == st_next_window * KWS_ST_HOP + KWS_FE_CLIP_SAMPLES)
-        st_window();
+#endif
 #if ST_START_EDGES > 0
-    if (st_received == st_next_edge * KWS_ST_HOP + ST_EDGE_NEED) {   /* the next window's start edges */
+    if (st_received == st_next_edge * KWS_ST_HOP + ST_EDGE_NEED) {
         int j;
         for (j = 0; j < ST_START_EDGES; j++)
-            st_edge(st_next_edge * KWS_ST_HOP, j, &st_start_edges[st_next_edge % ST_EDGE_WINDOWS][j]);
+            st_store(&st_start_edges[st_next_edge % ST_EDGE_WINDOWS][j], st_part(st_next_edge * KWS_ST_HOP, j));
         st_next_edge++;
     }
 #endif
+    memmove(st_pcm, st_pcm + KWS_FE_HOP_LENGTH, (KWS_FE_WIN_LENGTH - KWS_FE_HOP_LENGTH) * sizeof st_pcm[0]);
+    st_base += KWS_FE_HOP_LENGTH;
+    st_next_frame++;
+}
+
+static void st_sample(int16_t x)
+{
+    st_pcm[st_received - st_base] = x;
+    st_received++;
+    if (st_received == st_base + KWS_FE_WIN_LENGTH)
+        st_frame_done();
+    if (st_received == st_next_window * KWS_ST_HOP + KWS_FE_CLIP_SAMPLES)
+        st_window();
 }
 
 void kws_push(const int16_t *pcm, int n)
