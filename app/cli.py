@@ -4,15 +4,14 @@ Every script builds its parser with ``script_parser`` (the lab's ``-r/-c/-q/-p/-
 each with the script's own help text, in the order given) and sets ``main = entry(parser, run)``: glibc
 keeps freed memory for the next training step, ``-d`` is applied before anything touches CUDA, and
 a UserError (a bad flag too: utils.cli.ArgumentParser) becomes one ``error: ...``
-line and exit status 1; and the interpreter's exit does not walk torch's objects
-(:func:`freeze_at_exit`).
+line and exit status 1; and the garbage collector leaves the imported modules' objects out of
+the run's and the exit's collections (utils.collection).
 """
 import argparse
-import atexit
-import gc
 import os
 from collections.abc import Callable
 
+from utils import collection
 from utils.allocator import reuse_freed_memory
 from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
@@ -41,31 +40,20 @@ def script_parser(description: str, required: tuple = ("resume",), **helps: str)
     return parser
 
 
-def freeze_at_exit() -> None:
-    """At interpreter exit, move every object to the collector's permanent generation
-    (``gc.freeze``, registered with ``atexit``; once, however often it is called).
-
-    With torch imported, the collections the interpreter runs while it shuts down walk several
-    hundred thousand objects (torch's modules, functions and classes) that live until the
-    process ends anyway: about 0.4 s of every script's exit on this machine. Frozen objects are
-    left out of those collections. The exit is otherwise the normal one: the atexit handlers
-    (logging's flush, temporary folders) and the modules' teardown still run, and objects not
-    in reference cycles are still freed as their last reference goes. Only at exit, so a
-    process that calls a script's ``main()`` (the tests) keeps collecting as usual."""
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
-
-
 def entry(parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.Namespace], object]) -> Callable[[], object]:
     """A script's ``main()``: parse the command line with ``parser()`` and call ``run(args)``, with
     the scripts' one error handling (exit_on_user_error)."""
     @exit_on_user_error
     def main() -> object:
 
-        freeze_at_exit()
-        reuse_freed_memory()
-        args = parser().parse_args()
-        if getattr(args, "device", None) is not None:   # before anything touches CUDA
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(args.device)
-        return run(args)
+        collection.at_exit()
+        collection.during_main()
+        try:
+            reuse_freed_memory()
+            args = parser().parse_args()
+            if getattr(args, "device", None) is not None:   # before anything touches CUDA
+                os.environ["CUDA_VISIBLE_DEVICES"] = str(args.device)
+            return run(args)
+        finally:
+            collection.after_main()
     return main
