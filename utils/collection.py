@@ -4,10 +4,10 @@ what the imports made afterwards.
 Importing torch and the project makes a few hundred thousand objects (modules, functions,
 classes, torch's operator tables) that live until the process ends and form no garbage. With
 the collector on, the imports trigger several full collections that walk all of them again
-(0.2-0.5 s of every script here, more when an optimizer's first use imports torch's compiler
-front end), and the collections of the interpreter's exit walk them once more (about 0.4 s).
-The scripts therefore start with the collector off (:func:`during_start_up`, from
-``utils.start_up``), move everything alive when ``main()`` starts to the permanent generation
+(more when an optimizer's first use imports torch's compiler front end), and the collections of
+the interpreter's exit walk them once more: a large share of a short step's time (the figures
+are in docs/benchmarks.md, "The garbage collector around the imports"). The scripts therefore
+start with the collector off (:func:`during_start_up`, from ``utils.start_up``), move everything alive when ``main()`` starts to the permanent generation
 and turn it on again (:func:`during_main`): the run's own objects are collected as usual, the
 imported ones are left out. :func:`after_main` puts them back for a process that goes on after
 ``main()`` (the tests call it in-process), and :func:`at_exit` freezes everything again for the

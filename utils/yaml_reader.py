@@ -25,8 +25,8 @@ MAX_INT_DIGITS = 30
 MAX_NODES = 100_000   # nodes after alias expansion (our largest file has a few hundred)
 MEMO_TEXTS = 8        # texts whose values loads() keeps (a step reads a solution file up to three times)
 
-# text -> its value, for the last MEMO_TEXTS texts read: PyYAML's pure-Python parser takes 50-100 ms
-# for a solution file, and profile.py, a finetuning and a test of a finetuned checkpoint read the
+# text -> its value, for the last MEMO_TEXTS texts read: PyYAML's pure-Python parser is slow for a
+# solution file (docs/benchmarks.md), and profile.py, a finetuning and a test of a finetuned checkpoint read the
 # same text (a file again, or the copy a checkpoint carries) more than once. A value depends on
 # the text alone, so a text seen before gives a copy of its value; errors are not kept (a text
 # that failed is parsed again and fails again).
