@@ -4,12 +4,14 @@ Every script builds its parser with ``script_parser`` (the lab's ``-r/-c/-q/-p/-
 each with the script's own help text, in the order given) and sets ``main = entry(parser, run)``: glibc
 keeps freed memory for the next training step, ``-d`` is applied before anything touches CUDA, and
 a UserError (a bad flag too: utils.cli.ArgumentParser) becomes one ``error: ...``
-line and exit status 1.
+line and exit status 1; and the garbage collector leaves the imported modules' objects out of
+the run's and the exit's collections (utils.collection).
 """
 import argparse
 import os
 from collections.abc import Callable
 
+from utils import collection
 from utils.allocator import reuse_freed_memory
 from utils.cli import ArgumentParser
 from utils.errors import exit_on_user_error
@@ -44,9 +46,14 @@ def entry(parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse
     @exit_on_user_error
     def main() -> object:
 
-        reuse_freed_memory()
-        args = parser().parse_args()
-        if getattr(args, "device", None) is not None:   # before anything touches CUDA
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(args.device)
-        return run(args)
+        collection.at_exit()
+        collection.during_main()
+        try:
+            reuse_freed_memory()
+            args = parser().parse_args()
+            if getattr(args, "device", None) is not None:   # before anything touches CUDA
+                os.environ["CUDA_VISIBLE_DEVICES"] = str(args.device)
+            return run(args)
+        finally:
+            collection.after_main()
     return main

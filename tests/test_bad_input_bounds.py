@@ -132,6 +132,26 @@ def test_a_few_shared_values_and_our_own_writes_read_back():
     assert "&" not in yaml_reader.dumps({"a": shared, "b": shared})
 
 
+def test_a_text_read_again_gives_an_equal_copy_and_a_bad_one_fails_again():
+    """loads() keeps the values of the texts it read last: a text read again gives a value equal
+    to the first (a copy, shared values still shared), and a refused text is refused every time."""
+    text = "layers: {conv1: {bits_weights: 4, il_weights: 0}}\nsweep: &s [1, 2]\nagain: *s\nn: 7\n"
+    first = yaml_reader.loads(text)
+    first["layers"]["conv1"]["bits_weights"] = 99
+    first["sweep"].append(3)
+    second = yaml_reader.loads(text)
+    assert second == {"layers": {"conv1": {"bits_weights": 4, "il_weights": 0}}, "sweep": [1, 2], "again": [1, 2],
+                      "n": 7}
+    assert second["sweep"] is second["again"] and second is not yaml_reader.loads(text)
+    twice = "a: 1\na: 2\n"
+    for _ in range(2):
+        with pytest.raises(yaml_reader.YAMLShapeError, match="given twice"):
+            yaml_reader.loads(twice)
+    for i in range(yaml_reader.MEMO_TEXTS + 2):   # older texts make way, later reads still right
+        assert yaml_reader.loads(f"k: {i}\n") == {"k": i}
+    assert yaml_reader.loads(text) == second
+
+
 def test_an_unknown_key_with_a_newline_and_an_escape_sequence_gives_one_escaped_line():
     message = config_error(lambda c: c["trainer"].update({"ep\nochs\x1b[31m": 1}))
     assert message.startswith("config key trainer.ep\\nochs\\x1b[31m is not known")

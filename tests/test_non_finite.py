@@ -41,6 +41,20 @@ class _InfiniteThird(MelPower):
         return out
 
 
+def test_the_first_non_finite_row_is_found_whatever_the_sum_gives():
+    x = torch.rand(5, 4, 3)
+    assert dataset.first_non_finite(x) is None and dataset.first_non_finite(x[:0]) is None
+    x[3, 1, 2], x[1, 0, 0] = float("nan"), float("-inf")
+    assert dataset.first_non_finite(x) == 1
+    x[1, 0, 0] = float("inf")
+    x[2, 2, 2] = float("-inf")   # inf + -inf: the sum is NaN, the first row still 1
+    assert dataset.first_non_finite(x) == 1
+    big = torch.full((3, 2), 3e38)   # finite values whose sum overflows to inf
+    assert not torch.isfinite(big.sum()) and dataset.first_non_finite(big) is None
+    big[2, 1] = float("nan")
+    assert dataset.first_non_finite(big) == 2
+
+
 def test_non_finite_features_are_an_error_naming_the_clip(tmp_path, monkeypatch):
     corpus = _corpus(tmp_path / "c")
     monkeypatch.setattr(dataset, "MelPower", _InfiniteThird)

@@ -14,6 +14,7 @@ with the line it is on:
   and no value here needs more than 20);
 - text over MAX_BYTES (our largest file, a quantization.yml, is a few KB).
 """
+import copy
 from typing import Any
 
 import yaml
@@ -22,6 +23,14 @@ MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 30
 MAX_NODES = 100_000   # nodes after alias expansion (our largest file has a few hundred)
+MEMO_TEXTS = 8        # texts whose values loads() keeps (a step reads a solution file up to three times)
+
+# text -> its value, for the last MEMO_TEXTS texts read: PyYAML's pure-Python parser is slow for a
+# solution file (docs/benchmarks.md), and profile.py, a finetuning and a test of a finetuned checkpoint read the
+# same text (a file again, or the copy a checkpoint carries) more than once. A value depends on
+# the text alone, so a text seen before gives a copy of its value; errors are not kept (a text
+# that failed is parsed again and fails again).
+_values: dict[str | bytes, Any] = {}
 
 
 class YAMLShapeError(yaml.YAMLError):
@@ -116,7 +125,13 @@ def loads(text: str | bytes) -> Any:
     or of a refused shape."""
     if len(text) > MAX_BYTES:
         raise YAMLShapeError(f"{len(text):,} bytes, above the {MAX_BYTES:,} a YAML file here may hold")
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 (SafeLoader subclass)
+    if text in _values:
+        return copy.deepcopy(_values[text])   # a copy: callers may change what they get
+    value = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (SafeLoader subclass)
+    if len(_values) >= MEMO_TEXTS:
+        del _values[next(iter(_values))]   # the oldest
+    _values[text] = copy.deepcopy(value)
+    return value
 
 
 def first_line(error: BaseException) -> str:
