@@ -17,7 +17,7 @@ from conftest import run_c_model, run_script
 from data_loader.integer_frontend import PCM_SCALE
 from data_loader.stream import render_blocks
 from deploy.firmware import parse_run
-from tiny import quantized_tiny_run
+from tiny import quantized_tiny_run, run_folders
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
 SUMMARY = re.compile(r"^(cortex-m[47]): scores identical on (\d+) clips; flash (\d+) B, RAM (\d+) B; "
@@ -298,3 +298,32 @@ def test_a_changed_expected_detection_is_reported(integer_firmware, tmp_path):
     assert f", detections differ ({n - 1} of {n} identical, {n} found); " in _last_line(proc.stdout)
     assert re.search(r"^stream: .*detection 1: window \d+ label \d+ score (-?\d+), expected window \d+ label \d+ "
                      r"score (-?\d+)$", proc.stdout, re.M)
+
+
+def test_without_the_top_db_clamp_the_stream_keeps_codes_and_needs_less_ram(integer_firmware, tmp_path):
+    """The same checkpoint with the features' top_db clamp turned off (``features: {top_db: null}``)
+    on the M4: predict.py's detections on the recording, and stream.c keeps each frame's input
+    codes in the model's input instead of a ring of 24-bit log energies (40 mel bands a frame):
+    its bss shrinks by more than the ring's 97 frames x 40 x 3 bytes."""
+    if any(shutil.which(tool) is None for tool in TOOLS):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    classifier, _, out, _ = integer_firmware
+    clamped = yaml.safe_load((out / "export.yml").read_text())["firmware"]
+    ckpt = load_checkpoint(out.parent / "lowered.pth")
+    unclamped = tmp_path / "unclamped.pth"
+    save_checkpoint(unclamped, replace(ckpt, features={**ckpt.features, "top_db": None}))
+    q = run_folders(out.parent)[-1] / "quantization.yml"
+    fw_dir = tmp_path / "fw"
+    text = run_script("export.py", "-r", unclamped, "-q", q, "-o", fw_dir, "--target", "cortex-m4").stdout
+    classifier = KeywordClassifier.from_checkpoint(unclamped, q)
+    settings, _ = stored_settings(classifier.ckpt)
+    pcm = np.fromfile(fw_dir / "test_stream.bin", dtype="<i2")
+    python = scan_frames(classifier, [pcm.astype(np.float32) / PCM_SCALE], settings)
+    assert len(python.detections) >= 1
+    fw = yaml.safe_load((fw_dir / "export.yml").read_text())["firmware"]
+    assert fw["scores_identical"] is True and fw["detections_identical"] is True
+    assert fw["detections"] == len(python.detections), text
+    assert "#define KWS_FE_TOP_DB (-1)" in (fw_dir / "frontend_config.h").read_text()
+    saved = clamped["parts"]["stream"]["bss_bytes"] - fw["parts"]["stream"]["bss_bytes"]
+    assert saved > 97 * 40 * 3, (clamped["parts"], fw["parts"])
+    assert fw["ram_bytes"] < clamped["ram_bytes"] - 97 * 40 * 3
