@@ -1,7 +1,11 @@
 """Atomic file writes: write a temporary file in the target folder, then rename it over the
 target, so a crash or Ctrl-C never leaves a half-written file that a later run trusts.
 
-A temporary file is named ``.<name>.<pid>.<random>.tmp``. A process killed with SIGKILL cannot
+A temporary file is named ``.<name>.<pid>.<random>.tmp``. A write removes its own when it fails
+or is interrupted; an interruption can also land where that cleanup never runs (between two
+statements of the context manager's exit, after which the suspended writer is only closed if the
+garbage collector gets to it), so every temporary file is registered as soon as it is created
+and those of unfinished writes are removed at interpreter exit. A process killed with SIGKILL cannot
 remove its own, so every write first removes stale ones in its folder (once per folder and
 process): ours by name, whose writer process is gone or which are older than STALE_SECONDS.
 Folders matching ``.<name>.<pid>.<kind>-<random>`` (e.g. the download's extraction folder) are
@@ -14,6 +18,7 @@ exists and is not a regular file (a FIFO, a device, a folder, a symbolic link) i
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import io
 import os
@@ -40,6 +45,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 STALE_SECONDS = 3600
+_unfinished: set[str] = set()   # temporary files of this process's writes in progress
+
+
+def remove_unfinished() -> None:
+    """Remove the temporary files of writes that never finished (registered at interpreter exit)."""
+    for tmp in list(_unfinished):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _unfinished.discard(tmp)
+
+
+atexit.register(remove_unfinished)
+
 # .<name>.<pid>.<8 random>.tmp (files) and .<name>.<pid>.<kind>-<8 random> (folders); the older
 # .<name>.<8 random>.tmp without a pid is recognised too and removed by age only
 _TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?(?:[a-z0-9_]{8}\.tmp|[a-z]+-[a-z0-9_]{8})$")
@@ -163,6 +183,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_once(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+        _unfinished.add(tmp)
     except OSError as e:
         raise write_failure(e, path) from None
     try:
@@ -172,9 +193,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _unfinished.discard(tmp)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _unfinished.discard(tmp)
         failure = write_failure(e, path)
         if failure is e:
             raise
