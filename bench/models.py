@@ -65,7 +65,9 @@ COST_COLUMNS = (("macs", "MACs", 11, ",.0f"), ("parameters", "params", 9, ",.0f"
                 ("fw_instructions", "fw instr", 11, ",.0f"), ("instructions_per_mac", "fw i/MAC", 9, ".2f"),
                 ("core_percent", "fw core%", 9, ".2f"),
                 ("est_flash_bytes", "est flash B", 12, ",.0f"), ("est_ram_bytes", "est RAM B", 10, ",.0f"))
-MEASURED = ("fw_flash_bytes", "fw_ram_bytes", "fw_instructions", "instructions_per_mac", "core_percent")
+MEASURED = {"fw_flash_bytes": "flash", "fw_ram_bytes": "RAM (with the peak stack)",   # what the legend calls them
+            "fw_instructions": "instructions per inference", "instructions_per_mac": "instructions per MAC",
+            "core_percent": "% of an 80 MHz core"}
 ESTIMATES = ("est_flash_bytes", "est_ram_bytes")
 
 
@@ -134,15 +136,16 @@ def legend(table):
     """The lines under the table that say what its fw and est columns are."""
     rows = [row for kinds in table.values() for stats in kinds.values() for row in stats.values()]
     lines = []
-    if any(key in row for row in rows for key in MEASURED):
+    shown = [name for key, name in MEASURED.items() if any(key in row for row in rows)]
+    if shown:
         covers = {arch: kinds["compressed"]["mean"].get("fw_covers") for arch, kinds in table.items()}
         what = "; ".join(f"{arch}: " + ("the model's code and data, core share at 10 inferences a second"
                                         if c == COVERS_MODEL else
                                         "the keyword spotter's (model, front end, stream), core share of the "
                                         "pipeline in real time")
                          for arch, c in covers.items() if c)
-        lines.append("fw: measured by the firmware on the Cortex-M4 under QEMU: flash and RAM (with the peak stack), "
-                     "instructions per inference, per MAC, % of an 80 MHz core" + (f" ({what})" if what else ""))
+        lines.append("fw: measured by the firmware on the Cortex-M4 under QEMU: " + ", ".join(shown)
+                     + (f" ({what})" if what else ""))
     lines.append("est: export.py's estimates for the C model: flash = weight and bias arrays, "
                  "RAM = the largest pair of live activation buffers")
     return lines
@@ -152,7 +155,8 @@ def format_table(table, keywords):
     cols = ["top1", "balanced"] + keywords + ["false_alarms"]
     rows = [row for kinds in table.values() for stats in kinds.values() for row in stats.values()]
     costs = [c for c in COST_COLUMNS if c[0] not in MEASURED or any(c[0] in row for row in rows)]
-    head = (f"{'model':<34}" + "".join(f"{c[:9]:>10}" for c in cols)
+    width = max([34] + [len(f"{arch} compressed worst") + 1 for arch in table])
+    head = (f"{'model':<{width}}" + "".join(f"{c[:9]:>10}" for c in cols)
             + "".join(f"{header:>{width}}" for _, header, width, _ in costs))
     lines = [head, "-" * len(head)]
     for arch, kinds in table.items():
@@ -161,7 +165,7 @@ def format_table(table, keywords):
                 cells = "".join(f"{100 * row[c]:>9.1f}%" for c in cols)
                 cost = "".join(f"{row[key]:>{width}{fmt}}" if key in row else f"{'-':>{width}}"
                                for key, _, width, fmt in costs)
-                lines.append(f"{f'{arch} {kind} {stat}':<34}{cells}{cost}")
+                lines.append(f"{f'{arch} {kind} {stat}':<{width}}{cells}{cost}")
     return "\n".join(lines + legend(table))
 
 
@@ -171,12 +175,10 @@ def flash_axis(table):
     rows = [kinds["compressed"]["mean"] for kinds in table.values()]
     if all("fw_flash_bytes" in row for row in rows):
         covers = {row.get("fw_covers") for row in rows}
-        what = ({COVERS_MODEL: " of the model's code and data",
-                 COVERS_STREAM: " of the keyword spotter (model, front end, stream)"}.get(covers.pop(), "")
-                if len(covers) == 1 else "")
-        return "fw_flash_bytes", f"flash{what}, measured by the firmware (bytes)" if what else \
-            "flash measured by the firmware (bytes)"
-    return "est_flash_bytes", "flash of the C model's weights and biases, export.py's estimate (bytes)"
+        what = ({COVERS_MODEL: ": the model's code and data", COVERS_STREAM: ": model, front end, stream"}
+                .get(covers.pop(), "") if len(covers) == 1 else "")
+        return "fw_flash_bytes", f"flash measured by the firmware{what} (bytes)"
+    return "est_flash_bytes", "flash estimated by export.py: the C model's weights and biases (bytes)"
 
 
 def plot(table, path):
