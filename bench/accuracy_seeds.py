@@ -131,14 +131,15 @@ def one_seed(config, seed, data_dir, save_dir, log_path, float_only=False, reuse
 
 # columns where lower is better: the worst seed has the highest
 LOWER_IS_BETTER = ("stream_misses", "stream_fa_per_hour", "stream_misses_at_target", "stream_misses_at_10x",
-                   "false_alarms", "weight_bits", "macs", "parameters", "flash_bytes", "ram_bytes",
-                   "instructions_per_mac")
+                   "false_alarms", "weight_bits", "macs", "parameters", "est_flash_bytes", "est_ram_bytes",
+                   "fw_flash_bytes", "fw_ram_bytes", "fw_instructions", "instructions_per_mac", "core_percent")
 
 
 def summarise(rows, keywords):
-    """Worst and mean over seeds of every column (the worst may mix seeds: each column's own)."""
+    """Worst and mean over seeds of every column (the worst may mix seeds: each column's own); a
+    cost some seed lacks (a result saved before it was measured) is left out."""
     higher = ["top1", "balanced"] + keywords
-    lower = [k for k in LOWER_IS_BETTER if k in rows[0]]
+    lower = [k for k in LOWER_IS_BETTER if all(k in r for r in rows)]
     worst = {k: min(r[k] for r in rows) for k in higher} | {k: max(r[k] for r in rows) for k in lower}
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in higher + lower}
     return worst, mean
