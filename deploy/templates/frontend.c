@@ -16,8 +16,7 @@ static int32_t fe_z[2 * (KWS_FE_HALF + 1)];
 #define fe_re fe_z
 #define fe_im (fe_z + KWS_FE_IM)
 #define KWS_FE_IM (KWS_FE_HALF + 1)     /* a value's imaginary part: KWS_FE_IM words on */
-#define KWS_FE_TW_IM (KWS_FE_HALF)      /* the twiddle table: n/2 cosines, then n/2 minus sines */
-#define kws_fe_twiddle_im (kws_fe_twiddle_re + KWS_FE_TW_IM)
+#define kws_fe_twiddle_im (kws_fe_twiddle + KWS_FE_TW_IM)   /* -sin: KWS_FE_TW_IM (frontend_tables.h) on */
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -139,7 +138,7 @@ static void fe_fft(int shift)
     }
     for (; h < KWS_FE_HALF; h *= 4) {
         const int step = KWS_FE_N_FFT / (4 * h);        /* W_{4h}^k = W_n^(k step) */
-        const int32_t *tw = kws_fe_twiddle_re;
+        const int32_t *tw = kws_fe_twiddle;
         const int k3 = (2 * h + 2) / 3;                 /* 3 k step < n/2 for k < k3 */
         for (g = 0; g < KWS_FE_HALF; g += 4 * h) {
             int32_t *p = fe_z + g;
@@ -175,7 +174,7 @@ static void fe_split(void)
         int j = KWS_FE_HALF - k;
         int32_t sr = fe_re[k] + fe_re[j], si = fe_im[k] - fe_im[j];
         int32_t dr = fe_re[k] - fe_re[j], di = fe_im[k] + fe_im[j];
-        int32_t wr = kws_fe_twiddle_re[k], wi = kws_fe_twiddle_im[k];
+        int32_t wr = kws_fe_twiddle[k], wi = kws_fe_twiddle_im[k];
         int64_t p = (int64_t)wr * di + (int64_t)wi * dr, q = (int64_t)wi * di - (int64_t)wr * dr;
         int64_t s = (int64_t)sr * one + half, u = (int64_t)si * one;
         fe_re[k] = (int32_t)((s + p) >> (KWS_FE_TWIDDLE_BITS + 2));
@@ -202,18 +201,21 @@ static inline int32_t fe_windowed(const int16_t *x, int i)
 static int32_t fe_logs(int32_t peak, int32_t *log)
 {
     int32_t peak_log = INT32_MIN;
+    const kws_fe_weight_t *w = kws_fe_mel_weights;
     int shift, j, k;
     /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
     shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
     fe_fft(shift);
     fe_split();
-    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
+    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer;
+     * the bands' weights one after the other */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
-        const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
         const int32_t *re = fe_re + kws_fe_mel_start[j], *im = fe_im + kws_fe_mel_start[j];
-        for (k = 0; k < kws_fe_mel_length[j]; k++)
+        const int n = kws_fe_mel_length[j];
+        for (k = 0; k < n; k++)
             e += ((uint64_t)((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k]) >> KWS_FE_POWER_SHIFT) * w[k];
+        w += n;
         log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
         if (log[j] < KWS_FE_LOG_FLOOR)
             log[j] = KWS_FE_LOG_FLOOR;
@@ -277,7 +279,7 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
         v[j] = KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
     for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
         int64_t a0 = half, a1 = half;
-        const int32_t *d = kws_fe_dct + k;
+        const kws_fe_dct_t *d = kws_fe_dct + k;
         for (j = 0; j + 1 < KWS_FE_N_MELS; j += 2, d += 2 * KWS_FE_N_MFCC) {
             int32_t x0 = v[j], x1 = v[j + 1];
             a0 += (int64_t)x0 * d[0];
@@ -294,7 +296,7 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
     }
     if (KWS_FE_N_MFCC % 2) {
         int64_t a0 = half;
-        const int32_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        const kws_fe_dct_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
         for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC)
             a0 += (int64_t)v[j] * d[0];
         mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
