@@ -67,6 +67,17 @@ def twiddle_table(t: ife.Tables) -> tuple[np.ndarray, int]:
     return np.concatenate([t.twiddle_re, t.twiddle_im]), half
 
 
+def dct_table(t: ife.Tables) -> tuple[np.ndarray, bool]:
+    """(table, half): the DCT-II's rows j < ceil(n_mels / 2) when the rounded table keeps the
+    symmetry dct[n_mels - 1 - j][k] == (-1)^k dct[j][k] exactly (checked here, entry by entry; for
+    an odd n_mels the middle row is then 0 at odd k), so the C sums v[j] +- v[n_mels - 1 - j]
+    against half the table (the same integer sums, half the products); otherwise the full table."""
+    sign = np.where(np.arange(t.n_mfcc) % 2, -1, 1)
+    if np.array_equal(t.dct[::-1], t.dct * sign):
+        return t.dct[:(t.n_mels + 1) // 2], True
+    return t.dct, False
+
+
 def _config(params, t, fold):
     defines = {
         "KWS_FE_CLIP_SAMPLES": params.clip_samples, "KWS_FE_N_FFT": t.n_fft, "KWS_FE_WIN_LENGTH": t.win_length,
@@ -91,6 +102,7 @@ def _config(params, t, fold):
 def _tables(t, fold):
     weights = [t.mel_weights[j, s:s + n] for j, (s, n) in enumerate(zip(t.mel_start, t.mel_length))]
     twiddles, im = twiddle_table(t)
+    dct, half = dct_table(t)
     parts = ["/* Integer front end tables (deploy/c_frontend.py); included by frontend.c only. */\n",
              _const(_ctype(t.window), "kws_fe_window", t.window, "periodic Hann window, Q15"),
              f"#define KWS_FE_TW_IM ({im})   /* W_n^k = (kws_fe_twiddle[k], kws_fe_twiddle[KWS_FE_TW_IM + k]) */",
@@ -103,7 +115,9 @@ def _tables(t, fold):
              _typed("kws_fe_weight_t", "kws_fe_mel_weights", np.concatenate(weights) if weights else [0],
                     "mel filter weights, bands one after the other"),
              _const(_ctype(t.log_table), "kws_fe_log_table", t.log_table, "log2(1 + i / 64), Q12"),
-             _typed("kws_fe_dct_t", "kws_fe_dct", t.dct, "DCT-II (ortho) times 10 log10(2), Q15, [mel][mfcc]")]
+             f"#define KWS_FE_DCT_HALF ({int(half)})   /* kws_fe_dct: the first (n_mels + 1) / 2 rows */",
+             _typed("kws_fe_dct_t", "kws_fe_dct", dct, "DCT-II (ortho) times 10 log10(2), Q15, [mel][mfcc]"
+                    + (", rows j < (n_mels + 1) / 2: row n_mels - 1 - j is (-1)^k times row j" if half else ""))]
     if fold is not None:
         parts += [_const("int32_t", "kws_fe_fold_offset", fold.offset, "normalisation mean, units of 2^-8"),
                   _const("int8_t", "kws_fe_fold_shift", fold.shift, "right shift per coefficient (negative: left)")]

@@ -268,15 +268,62 @@ int32_t kws_frontend_frame_part(const int16_t *x, int first, int end, int32_t *l
     return fe_logs(peak, log);
 }
 
-/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak):
- * the clamp once per band, then two coefficients per pass over the bands (64-bit sums). */
+/* band j's log energy clamped at peak_log - top_db (the window's peak) */
+static inline int32_t fe_clamped(const int32_t *log, int j, int32_t peak_log)
+{
+    return KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+}
+
+#if KWS_FE_DCT_HALF
+#define KWS_FE_DCT_ROWS ((KWS_FE_N_MELS + 1) / 2)
+/* One frame's MFCCs from its log energies, each clamped (fe_clamped). The DCT-II's row
+ * n_mels - 1 - j is (-1)^k times row j (exactly, in the rounded table: deploy/c_frontend.py
+ * checks it), so coefficient k sums s[j] = v[j] + v[n_mels - 1 - j] (k even) or d[j] = v[j] -
+ * v[n_mels - 1 - j] (k odd) against the table's first half: the same integer sums (64-bit),
+ * half the products; two coefficients (k even, k + 1 odd) per pass. The middle band of an odd
+ * n_mels: s = v, d = 0 (its row is 0 at odd k). */
+static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
+{
+    int32_t s[KWS_FE_DCT_ROWS], d[KWS_FE_DCT_ROWS];
+    const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
+    int j, k;
+    for (j = 0; j < KWS_FE_N_MELS / 2; j++) {
+        int32_t a = fe_clamped(log, j, peak_log), b = fe_clamped(log, KWS_FE_N_MELS - 1 - j, peak_log);
+        s[j] = a + b;
+        d[j] = a - b;
+    }
+    if (KWS_FE_N_MELS % 2) {
+        s[KWS_FE_DCT_ROWS - 1] = fe_clamped(log, KWS_FE_N_MELS / 2, peak_log);
+        d[KWS_FE_DCT_ROWS - 1] = 0;
+    }
+    for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
+        int64_t a0 = half, a1 = half;
+        const kws_fe_dct_t *t = kws_fe_dct + k;
+        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC) {
+            a0 += (int64_t)s[j] * t[0];
+            a1 += (int64_t)d[j] * t[1];
+        }
+        mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+        mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
+    }
+    if (KWS_FE_N_MFCC % 2) {   /* the last coefficient, k even */
+        int64_t a0 = half;
+        const kws_fe_dct_t *t = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC)
+            a0 += (int64_t)s[j] * t[0];
+        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+    }
+}
+#else
+/* One frame's MFCCs from its log energies, each clamped (fe_clamped): the clamp once per band,
+ * then two coefficients per pass over the bands (64-bit sums); the full DCT table. */
 static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
 {
     int32_t v[KWS_FE_N_MELS];
     const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
     int j, k;
     for (j = 0; j < KWS_FE_N_MELS; j++)
-        v[j] = KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+        v[j] = fe_clamped(log, j, peak_log);
     for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
         int64_t a0 = half, a1 = half;
         const kws_fe_dct_t *d = kws_fe_dct + k;
@@ -302,6 +349,7 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
         mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
     }
 }
+#endif
 
 void kws_frontend_window(const int32_t *logs, int32_t *mfcc)
 {
