@@ -33,7 +33,9 @@ _CTYPES = (("uint8_t", 0, 255), ("int8_t", -128, 127), ("uint16_t", 0, 65535), (
 
 
 def _ctype(values) -> str:
-    """The smallest C integer type that holds every value (a table's flash is its entries' size)."""
+    """The smallest C integer type that holds every value (a table's flash is its entries' size),
+    unsigned where it fits (the mel weights multiply a uint64 power: a signed weight costs a
+    sign extension and a wider product on the M4)."""
     values = np.asarray(values).ravel()
     lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
     for ctype, low, high in _CTYPES:
@@ -104,7 +106,9 @@ def _tables(t, fold):
     twiddles, im = twiddle_table(t)
     dct, half = dct_table(t)
     parts = ["/* Integer front end tables (deploy/c_frontend.py); included by frontend.c only. */\n",
-             _const(_ctype(t.window), "kws_fe_window", t.window, "periodic Hann window, Q15"),
+             # int16, not the uint16 its values also fit: gcc multiplies a sample by a signed 16-bit entry
+             # in fewer M4 instructions (docs/firmware.md)
+             _const("int16_t", "kws_fe_window", t.window, "periodic Hann window, Q15"),
              f"#define KWS_FE_TW_IM ({im})   /* W_n^k = (kws_fe_twiddle[k], kws_fe_twiddle[KWS_FE_TW_IM + k]) */",
              _const("int32_t", "kws_fe_twiddle", twiddles, "cos(2 pi j / n), j < 3n/4, Q30" if im < t.n_fft // 2
                     else "cos(2 pi k / n), k < n/2, then -sin(2 pi k / n), Q30"),

@@ -284,7 +284,8 @@ static inline int32_t fe_clamped(const int32_t *log, int j, int32_t peak_log)
  * n_mels: s = v, d = 0 (its row is 0 at odd k). */
 static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
 {
-    int32_t s[KWS_FE_DCT_ROWS], d[KWS_FE_DCT_ROWS];
+    int32_t sd[2 * KWS_FE_DCT_ROWS];   /* one array: the loop below reads both through one pointer */
+    int32_t *s = sd, *d = sd + KWS_FE_DCT_ROWS;
     const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
     int j, k;
     for (j = 0; j < KWS_FE_N_MELS / 2; j++) {
@@ -299,9 +300,10 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
     for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
         int64_t a0 = half, a1 = half;
         const kws_fe_dct_t *t = kws_fe_dct + k;
-        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC) {
-            a0 += (int64_t)s[j] * t[0];
-            a1 += (int64_t)d[j] * t[1];
+        const int32_t *v = sd;   /* v[0] = s[j], v[KWS_FE_DCT_ROWS] = d[j] */
+        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC, v++) {
+            a0 += (int64_t)v[0] * t[0];
+            a1 += (int64_t)v[KWS_FE_DCT_ROWS] * t[1];
         }
         mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
         mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
