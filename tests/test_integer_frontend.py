@@ -129,12 +129,12 @@ def test_the_real_fft_is_within_four_units_of_rfft_over_n(setting, test_waves):
     assert error.max() < 4 and error.mean() < 1
 
 
-@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40)])
+@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40), (256, 200, 16)])
 def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_mels, tmp_path):
     """Full-scale DC, the Nyquist tone, square waves, an impulse, full-scale noise and silence: the
     C front end's int32 FFT (no overflow) gives the numpy reference's int64 bits; also with a
     radix-2 pass first (log2(n/2) odd), a window span starting at an odd sample and an odd number
-    of mel bands (the DCT's last band)."""
+    of mel bands (the DCT's last band), and 16 bands (a DCT entry past int16: the table is int32)."""
     params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25, "n_fft": n_fft,
                                       "win_length": win_length, "n_mels": n_mels})
     n = np.arange(params.clip_samples)
@@ -146,6 +146,9 @@ def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_m
     pcm = np.stack(clips).astype(np.int16)
     mfcc = ife.integer_mfcc(pcm, params)
     lines = _run_c(params, None, pcm, tmp_path)
+    dct_type = "int32_t" if np.abs(ife.tables(params).dct).max() > 32767 else "int16_t"
+    assert f"typedef {dct_type} kws_fe_dct_t;" in (tmp_path / "frontend_tables.h").read_text()
+    assert (dct_type == "int32_t") == (n_mels == 16)
     assert len(lines) == len(pcm)
     np.testing.assert_array_equal(np.array([line.split() for line in lines], dtype=np.int64),
                                   mfcc.reshape(len(pcm), -1))
