@@ -28,10 +28,56 @@ PCM_VECTORS = "test_pcm.txt"
 PIPELINE_FILES = ("frontend_config.h", "frontend_tables.h") + FRONTEND_FILES + ("main_pcm.c", PCM_VECTORS)
 
 
+_CTYPES = (("uint8_t", 0, 255), ("int8_t", -128, 127), ("uint16_t", 0, 65535), ("int16_t", -32768, 32767),
+           ("int32_t", -(1 << 31), (1 << 31) - 1))
+
+
+def _ctype(values) -> str:
+    """The smallest C integer type that holds every value (a table's flash is its entries' size),
+    unsigned where it fits (the mel weights multiply a uint64 power: a signed weight costs a
+    sign extension and a wider product on the M4)."""
+    values = np.asarray(values).ravel()
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for ctype, low, high in _CTYPES:
+        if low <= lo and hi <= high:
+            return ctype
+    raise ValueError(f"a front end table's values {lo}..{hi} do not fit in 32 bits")
+
+
 def _const(ctype, name, values, comment) -> str:
     values = [int(v) for v in np.asarray(values).ravel()]
     body = ",\n".join("    " + ", ".join(str(v) for v in values[i:i + 16]) for i in range(0, len(values), 16))
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
+
+
+def _typed(typedef, name, values, comment) -> str:
+    """A table of the smallest type for its values, that type also named ``typedef`` for pointers into it."""
+    ctype = _ctype(values)
+    return f"typedef {ctype} {typedef};\n" + _const(ctype, name, values, comment)
+
+
+def twiddle_table(t: ife.Tables) -> tuple[np.ndarray, int]:
+    """(table, im): the Q30 twiddle W_n^k, k < n/2, is (table[k], table[im + k]). The table holds
+    cos(2 pi j / n) for j < 3n/4 (past n/2 the first entries negated, cos(x + pi) = -cos(x)), im =
+    n/4 (-sin(x) = cos(x + pi/2)): 3n/4 entries instead of n, when the rounded entries keep those
+    symmetries exactly (checked here, entry by entry); otherwise the n/2 cosines, then the n/2
+    minus sines (im = n/2)."""
+    half, quarter = t.n_fft // 2, t.n_fft // 4
+    cosines = np.concatenate([t.twiddle_re, -t.twiddle_re[:quarter]])
+    if quarter and np.array_equal(cosines[quarter:quarter + half], t.twiddle_im):
+        return cosines, quarter
+    return np.concatenate([t.twiddle_re, t.twiddle_im]), half
+
+
+def dct_table(t: ife.Tables) -> tuple[np.ndarray, bool]:
+    """(table, half): the DCT-II's rows j < ceil(n_mels / 2) when the rounded table keeps the
+    symmetry dct[n_mels - 1 - j][k] == (-1)^k dct[j][k] exactly (checked here, entry by entry; for
+    an odd n_mels the middle row is then 0 at odd k), so the C sums v[j] +- v[n_mels - 1 - j]
+    against half the table (the same integer sums, half the products); otherwise the full table."""
+    sign = np.where(np.arange(t.n_mfcc) % 2, -1, 1)
+    if np.array_equal(t.dct[::-1], t.dct * sign):
+        return t.dct[:(t.n_mels + 1) // 2], True
+    return t.dct, False
 
 
 def _config(params, t, fold):
@@ -57,20 +103,25 @@ def _config(params, t, fold):
 
 def _tables(t, fold):
     weights = [t.mel_weights[j, s:s + n] for j, (s, n) in enumerate(zip(t.mel_start, t.mel_length))]
-    offsets = np.cumsum([0] + [len(w) for w in weights[:-1]])
+    twiddles, im = twiddle_table(t)
+    dct, half = dct_table(t)
     parts = ["/* Integer front end tables (deploy/c_frontend.py); included by frontend.c only. */\n",
+             # int16, not the uint16 its values also fit: gcc multiplies a sample by a signed 16-bit entry
+             # in fewer M4 instructions (docs/firmware.md)
              _const("int16_t", "kws_fe_window", t.window, "periodic Hann window, Q15"),
-             _const("int32_t", "kws_fe_twiddle_re", np.concatenate([t.twiddle_re, t.twiddle_im]),
-                    "W_n^k, k < n/2: cos(2 pi k / n), then -sin(2 pi k / n), Q30"),
-             _const("uint8_t" if len(t.bitrev) <= 256 else "uint16_t", "kws_fe_bitrev", t.bitrev,
-                    "bit-reversed index of the n/2-point FFT"),
-             _const("uint16_t", "kws_fe_mel_start", t.mel_start, "first FFT bin of each mel band"),
-             _const("uint16_t", "kws_fe_mel_length", t.mel_length, "bins of each mel band"),
-             _const("uint32_t", "kws_fe_mel_offset", offsets, "each band's first weight in kws_fe_mel_weights"),
-             _const("uint16_t", "kws_fe_mel_weights", np.concatenate(weights) if weights else [0],
+             f"#define KWS_FE_TW_IM ({im})   /* W_n^k = (kws_fe_twiddle[k], kws_fe_twiddle[KWS_FE_TW_IM + k]) */",
+             _const("int32_t", "kws_fe_twiddle", twiddles, "cos(2 pi j / n), j < 3n/4, Q30" if im < t.n_fft // 2
+                    else "cos(2 pi k / n), k < n/2, then -sin(2 pi k / n), Q30"),
+             _const(_ctype(t.bitrev), "kws_fe_bitrev", t.bitrev, "bit-reversed index of the n/2-point FFT"),
+             _const(_ctype(t.mel_start), "kws_fe_mel_start", t.mel_start, "first FFT bin of each mel band"),
+             _const(_ctype(t.mel_length), "kws_fe_mel_length", t.mel_length,
+                    "bins (and weights in kws_fe_mel_weights) of each mel band"),
+             _typed("kws_fe_weight_t", "kws_fe_mel_weights", np.concatenate(weights) if weights else [0],
                     "mel filter weights, bands one after the other"),
-             _const("int32_t", "kws_fe_log_table", t.log_table, "log2(1 + i / 64), Q12"),
-             _const("int32_t", "kws_fe_dct", t.dct, "DCT-II (ortho) times 10 log10(2), Q15, [mel][mfcc]")]
+             _const(_ctype(t.log_table), "kws_fe_log_table", t.log_table, "log2(1 + i / 64), Q12"),
+             f"#define KWS_FE_DCT_HALF ({int(half)})   /* kws_fe_dct: the first (n_mels + 1) / 2 rows */",
+             _typed("kws_fe_dct_t", "kws_fe_dct", dct, "DCT-II (ortho) times 10 log10(2), Q15, [mel][mfcc]"
+                    + (", rows j < (n_mels + 1) / 2: row n_mels - 1 - j is (-1)^k times row j" if half else ""))]
     if fold is not None:
         parts += [_const("int32_t", "kws_fe_fold_offset", fold.offset, "normalisation mean, units of 2^-8"),
                   _const("int8_t", "kws_fe_fold_shift", fold.shift, "right shift per coefficient (negative: left)")]

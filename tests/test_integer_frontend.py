@@ -2,6 +2,7 @@
 the numpy reference agree on every feature of every clip of the real corpus's test split, its
 folded normalisation gives the simulation's input codes, it is close to the float MFCC, it is
 selectable as training features, and bad input is refused in one line."""
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -20,7 +21,8 @@ from data_loader.data_loaders import FeatureTransform
 from data_loader import dataset
 from data_loader.dataset import cache_key
 from data_loader.features import FeatureParams, Mfcc
-from deploy.c_frontend import export_frontend
+from deploy import c_frontend
+from deploy.c_frontend import dct_table, export_frontend, twiddle_table
 from fixedpoint.fixed_point import Format
 from tiny import build_tiny_corpus, run_folders, tiny_config
 from utils.checkpoint import load_checkpoint
@@ -127,12 +129,12 @@ def test_the_real_fft_is_within_four_units_of_rfft_over_n(setting, test_waves):
     assert error.max() < 4 and error.mean() < 1
 
 
-@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40)])
+@pytest.mark.parametrize("n_fft, win_length, n_mels", [(512, 400, 40), (256, 199, 31), (1024, 397, 40), (256, 200, 16)])
 def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_mels, tmp_path):
     """Full-scale DC, the Nyquist tone, square waves, an impulse, full-scale noise and silence: the
     C front end's int32 FFT (no overflow) gives the numpy reference's int64 bits; also with a
     radix-2 pass first (log2(n/2) odd), a window span starting at an odd sample and an odd number
-    of mel bands (the DCT's last band)."""
+    of mel bands (the DCT's last band), and 16 bands (a DCT entry past int16: the table is int32)."""
     params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25, "n_fft": n_fft,
                                       "win_length": win_length, "n_mels": n_mels})
     n = np.arange(params.clip_samples)
@@ -144,10 +146,60 @@ def test_c_equals_numpy_on_full_scale_and_extreme_signals(n_fft, win_length, n_m
     pcm = np.stack(clips).astype(np.int16)
     mfcc = ife.integer_mfcc(pcm, params)
     lines = _run_c(params, None, pcm, tmp_path)
+    dct_type = "int32_t" if np.abs(ife.tables(params).dct).max() > 32767 else "int16_t"
+    assert f"typedef {dct_type} kws_fe_dct_t;" in (tmp_path / "frontend_tables.h").read_text()
+    assert (dct_type == "int32_t") == (n_mels == 16)
     assert len(lines) == len(pcm)
     np.testing.assert_array_equal(np.array([line.split() for line in lines], dtype=np.int64),
                                   mfcc.reshape(len(pcm), -1))
     assert len({tuple(row) for row in mfcc[:, 12].tolist()}) >= len(pcm) - 2   # different spectra
+
+
+@pytest.mark.parametrize("n_fft", [4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+def test_the_compact_twiddle_table_reproduces_every_twiddle(n_fft):
+    """The C's 3n/4 cosines give the numpy reference's Q30 W_n^k exactly, k < n/2: the real parts
+    at k, the imaginary at n/4 + k, and the negated entries past n/2 (W_n^(j + n/2) = -W_n^j)."""
+    t = ife.tables(FeatureParams.from_dict({"frontend": "integer", "n_fft": n_fft, "win_length": n_fft}))
+    table, im = twiddle_table(t)
+    assert im == n_fft // 4 and len(table) == 3 * n_fft // 4
+    np.testing.assert_array_equal(table[:n_fft // 2], t.twiddle_re)
+    np.testing.assert_array_equal(table[im:im + n_fft // 2], t.twiddle_im)
+    np.testing.assert_array_equal(table[n_fft // 2:], -t.twiddle_re[:n_fft // 4])
+
+
+@pytest.mark.parametrize("n_mels, n_mfcc", [(40, 13), (40, 10), (31, 13), (20, 20), (64, 30), (1, 1)])
+def test_the_half_dct_table_reproduces_the_full_one(n_mels, n_mfcc):
+    """Row n_mels - 1 - j of the rounded Q15 DCT is (-1)^k times row j, exactly (the middle row of
+    an odd n_mels is 0 at odd k): the C's half table and its sums s +- d are the full table's."""
+    t = ife.tables(FeatureParams.from_dict({"frontend": "integer", "n_mels": n_mels, "n_mfcc": n_mfcc}))
+    table, half = dct_table(t)
+    assert half and table.shape == ((n_mels + 1) // 2, n_mfcc)
+    sign = np.where(np.arange(n_mfcc) % 2, -1, 1)
+    np.testing.assert_array_equal(np.concatenate([table, (table * sign)[:n_mels // 2][::-1]]), t.dct)
+    if n_mels % 2:
+        assert not table[-1, 1::2].any()
+
+
+def test_tables_without_the_symmetries_are_exported_whole_and_agree(monkeypatch, tmp_path):
+    """A twiddle or DCT entry off by one breaks the symmetry the compact tables need: the export
+    then writes the full tables, and the C still equals the numpy reference on those tables."""
+    params = FeatureParams.from_dict({"frontend": "integer", "clip_samples": 4000, "frames": 25, "n_mels": 31})
+    t = ife.tables(params)
+    twiddle_im, dct = t.twiddle_im.copy(), t.dct.copy()
+    twiddle_im[37] += 1
+    dct[3, 4] -= 1
+    odd = dataclasses.replace(t, twiddle_im=twiddle_im, dct=dct)
+    table, im = twiddle_table(odd)
+    assert im == params.n_fft // 2 and len(table) == params.n_fft
+    assert dct_table(odd)[1] is False and dct_table(odd)[0].shape == t.dct.shape
+    monkeypatch.setattr(c_frontend.ife, "tables", lambda p: odd)
+    pcm = _digest_clips()
+    mfcc = ife.integer_mfcc(pcm, params, odd)
+    assert not np.array_equal(mfcc, ife.integer_mfcc(pcm, params, t))
+    lines = _run_c(params, None, pcm, tmp_path)
+    np.testing.assert_array_equal(np.array([line.split() for line in lines], dtype=np.int64),
+                                  mfcc.reshape(len(pcm), -1))
+    assert "KWS_FE_DCT_HALF (0)" in (tmp_path / "frontend_tables.h").read_text()
 
 
 def _key_without_version(corpus, split, params, noise_clips, bank):

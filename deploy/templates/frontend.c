@@ -16,8 +16,7 @@ static int32_t fe_z[2 * (KWS_FE_HALF + 1)];
 #define fe_re fe_z
 #define fe_im (fe_z + KWS_FE_IM)
 #define KWS_FE_IM (KWS_FE_HALF + 1)     /* a value's imaginary part: KWS_FE_IM words on */
-#define KWS_FE_TW_IM (KWS_FE_HALF)      /* the twiddle table: n/2 cosines, then n/2 minus sines */
-#define kws_fe_twiddle_im (kws_fe_twiddle_re + KWS_FE_TW_IM)
+#define kws_fe_twiddle_im (kws_fe_twiddle + KWS_FE_TW_IM)   /* -sin: KWS_FE_TW_IM (frontend_tables.h) on */
 static int32_t fe_log[KWS_FE_FRAMES * KWS_FE_N_MELS];
 
 static int fe_bit_length(uint64_t v)
@@ -139,7 +138,7 @@ static void fe_fft(int shift)
     }
     for (; h < KWS_FE_HALF; h *= 4) {
         const int step = KWS_FE_N_FFT / (4 * h);        /* W_{4h}^k = W_n^(k step) */
-        const int32_t *tw = kws_fe_twiddle_re;
+        const int32_t *tw = kws_fe_twiddle;
         const int k3 = (2 * h + 2) / 3;                 /* 3 k step < n/2 for k < k3 */
         for (g = 0; g < KWS_FE_HALF; g += 4 * h) {
             int32_t *p = fe_z + g;
@@ -175,7 +174,7 @@ static void fe_split(void)
         int j = KWS_FE_HALF - k;
         int32_t sr = fe_re[k] + fe_re[j], si = fe_im[k] - fe_im[j];
         int32_t dr = fe_re[k] - fe_re[j], di = fe_im[k] + fe_im[j];
-        int32_t wr = kws_fe_twiddle_re[k], wi = kws_fe_twiddle_im[k];
+        int32_t wr = kws_fe_twiddle[k], wi = kws_fe_twiddle_im[k];
         int64_t p = (int64_t)wr * di + (int64_t)wi * dr, q = (int64_t)wi * di - (int64_t)wr * dr;
         int64_t s = (int64_t)sr * one + half, u = (int64_t)si * one;
         fe_re[k] = (int32_t)((s + p) >> (KWS_FE_TWIDDLE_BITS + 2));
@@ -202,18 +201,21 @@ static inline int32_t fe_windowed(const int16_t *x, int i)
 static int32_t fe_logs(int32_t peak, int32_t *log)
 {
     int32_t peak_log = INT32_MIN;
+    const kws_fe_weight_t *w = kws_fe_mel_weights;
     int shift, j, k;
     /* block floating point: the frame's largest sample gets KWS_FE_SAMPLE_BITS bits */
     shift = peak ? KWS_FE_SAMPLE_BITS - fe_bit_length((uint64_t)peak) : 0;
     fe_fft(shift);
     fe_split();
-    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer */
+    /* each bin's power where a band reads it (a bin is in one or two bands): no power buffer;
+     * the bands' weights one after the other */
     for (j = 0; j < KWS_FE_N_MELS; j++) {
         uint64_t e = 0;
-        const uint16_t *w = kws_fe_mel_weights + kws_fe_mel_offset[j];
         const int32_t *re = fe_re + kws_fe_mel_start[j], *im = fe_im + kws_fe_mel_start[j];
-        for (k = 0; k < kws_fe_mel_length[j]; k++)
+        const int n = kws_fe_mel_length[j];
+        for (k = 0; k < n; k++)
             e += ((uint64_t)((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k]) >> KWS_FE_POWER_SHIFT) * w[k];
+        w += n;
         log[j] = e ? fe_log2(e) - ((int32_t)(2 * shift) << KWS_FE_LOG_FL) + KWS_FE_LOG_OFFSET : KWS_FE_LOG_FLOOR;
         if (log[j] < KWS_FE_LOG_FLOOR)
             log[j] = KWS_FE_LOG_FLOOR;
@@ -266,18 +268,67 @@ int32_t kws_frontend_frame_part(const int16_t *x, int first, int end, int32_t *l
     return fe_logs(peak, log);
 }
 
-/* One frame's MFCCs from its log energies, each clamped at peak_log - top_db (the window's peak):
- * the clamp once per band, then two coefficients per pass over the bands (64-bit sums). */
+/* band j's log energy clamped at peak_log - top_db (the window's peak) */
+static inline int32_t fe_clamped(const int32_t *log, int j, int32_t peak_log)
+{
+    return KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+}
+
+#if KWS_FE_DCT_HALF
+#define KWS_FE_DCT_ROWS ((KWS_FE_N_MELS + 1) / 2)
+/* One frame's MFCCs from its log energies, each clamped (fe_clamped). The DCT-II's row
+ * n_mels - 1 - j is (-1)^k times row j (exactly, in the rounded table: deploy/c_frontend.py
+ * checks it), so coefficient k sums s[j] = v[j] + v[n_mels - 1 - j] (k even) or d[j] = v[j] -
+ * v[n_mels - 1 - j] (k odd) against the table's first half: the same integer sums (64-bit),
+ * half the products; two coefficients (k even, k + 1 odd) per pass. The middle band of an odd
+ * n_mels: s = v, d = 0 (its row is 0 at odd k). */
+static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
+{
+    int32_t sd[2 * KWS_FE_DCT_ROWS];   /* one array: the loop below reads both through one pointer */
+    int32_t *s = sd, *d = sd + KWS_FE_DCT_ROWS;
+    const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
+    int j, k;
+    for (j = 0; j < KWS_FE_N_MELS / 2; j++) {
+        int32_t a = fe_clamped(log, j, peak_log), b = fe_clamped(log, KWS_FE_N_MELS - 1 - j, peak_log);
+        s[j] = a + b;
+        d[j] = a - b;
+    }
+    if (KWS_FE_N_MELS % 2) {
+        s[KWS_FE_DCT_ROWS - 1] = fe_clamped(log, KWS_FE_N_MELS / 2, peak_log);
+        d[KWS_FE_DCT_ROWS - 1] = 0;
+    }
+    for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
+        int64_t a0 = half, a1 = half;
+        const kws_fe_dct_t *t = kws_fe_dct + k;
+        const int32_t *v = sd;   /* v[0] = s[j], v[KWS_FE_DCT_ROWS] = d[j] */
+        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC, v++) {
+            a0 += (int64_t)v[0] * t[0];
+            a1 += (int64_t)v[KWS_FE_DCT_ROWS] * t[1];
+        }
+        mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+        mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
+    }
+    if (KWS_FE_N_MFCC % 2) {   /* the last coefficient, k even */
+        int64_t a0 = half;
+        const kws_fe_dct_t *t = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC)
+            a0 += (int64_t)s[j] * t[0];
+        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
+    }
+}
+#else
+/* One frame's MFCCs from its log energies, each clamped (fe_clamped): the clamp once per band,
+ * then two coefficients per pass over the bands (64-bit sums); the full DCT table. */
 static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
 {
     int32_t v[KWS_FE_N_MELS];
     const int64_t half = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
     int j, k;
     for (j = 0; j < KWS_FE_N_MELS; j++)
-        v[j] = KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
+        v[j] = fe_clamped(log, j, peak_log);
     for (k = 0; k + 1 < KWS_FE_N_MFCC; k += 2) {
         int64_t a0 = half, a1 = half;
-        const int32_t *d = kws_fe_dct + k;
+        const kws_fe_dct_t *d = kws_fe_dct + k;
         for (j = 0; j + 1 < KWS_FE_N_MELS; j += 2, d += 2 * KWS_FE_N_MFCC) {
             int32_t x0 = v[j], x1 = v[j + 1];
             a0 += (int64_t)x0 * d[0];
@@ -294,12 +345,13 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
     }
     if (KWS_FE_N_MFCC % 2) {
         int64_t a0 = half;
-        const int32_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
+        const kws_fe_dct_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
         for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC)
             a0 += (int64_t)v[j] * d[0];
         mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
     }
 }
+#endif
 
 void kws_frontend_window(const int32_t *logs, int32_t *mfcc)
 {
