@@ -25,7 +25,8 @@ driver reading feature codes, one clip per line). Choices, each for a microcontr
   (two output channels by two positions); the same for 1- to 4-bit weights kept packed (the
   narrow kernel: each field masked at the top of its bytes gives int16 pairs of 2^(8-b) times the
   weights, the sums shifted back down; accumulators of at most 28 bits, 26 for 2-bit fields, and
-  layers of at least 1,024 MACs); depthwise convs without pooling with each kernel row's weights
+  layers of at least 1,024 MACs; a conv whose scaled weight pairs fit in 64 words expands them
+  once per call into a stack array, ``_narrow_expanded``); depthwise convs without pooling with each kernel row's weights
   as int16 pairs. Other layers take the portable loops.
 * Activations live in one static arena: layer outputs alternate between its two ends, so it only
   needs the largest input+output pair. No malloc, no float.
@@ -143,6 +144,42 @@ def _narrow(layer):
         return 2
     return 4 if layer.bits_accumulator + 4 <= 32 else 0
 
+
+
+# A narrow conv whose expanded weights take at most this many words keeps them expanded in a stack
+# array (``_narrow_expanded``): 256 B of stack at most.
+_NARROW_EXPAND_WORDS = 64
+
+
+def _narrow_fields(layer):
+    """(word, field, half) of every field of one narrow row that holds inputs, in kernel order:
+    all fields of the full words, in the last word those up to its last input (``half``: a field
+    holding x4f alone)."""
+    k, _ = _row_length(layer)
+    fields, group, words = 8 // _narrow(layer), _narrow_group(layer), _narrow_words(layer)
+    last = k - (words - 1) * group
+    out = []
+    for g in range(words):
+        used = fields if g < words - 1 else (last + 3) // 4
+        out += [(g, f, g == words - 1 and f == used - 1 and last % 4 == 1) for f in range(used)]
+    return out
+
+
+def _expanded_pair_words(layer):
+    """32-bit words of one pair of output channels' scaled weight pairs, expanded: per field the
+    four int16 pairs (sxtb16 and sxtb16 ror 8 of each row's masked field), two for a half one."""
+    return sum(2 if half else 4 for _, _, half in _narrow_fields(layer))
+
+
+def _narrow_expanded(layer):
+    """Whether a narrow conv expands its scaled weight pairs once per call into a stack array (the
+    kernel then loads each pair instead of extracting it at every position): a conv, whose every
+    weight serves many positions, so the expansion costs little beside the extraction it saves,
+    and whose expanded weights fit in ``_NARROW_EXPAND_WORDS`` words (a few output channels of
+    short rows, e.g. a first conv over one input channel, whose extracted pairs spill to the stack
+    anyway; long rows would need an array of over a kilobyte)."""
+    return (layer.kind == "conv" and bool(_narrow(layer))
+            and _paired(layer.weight.shape[0]) // 2 * _expanded_pair_words(layer) <= _NARROW_EXPAND_WORDS)
 
 
 def _macs(layer):
@@ -520,8 +557,42 @@ def _conv_dsp_c(layer, following) -> str:
     wdecl = (f"const uint32_t *wr = {name}_w + o * {_narrow_words(layer)};" if narrow
              else f"const int8_t *wr = {name}_w + o * {k4};")
     what = (f"narrow packed kernel, {_narrow(layer)}-bit fields" if narrow else "packed kernel") + ", 2x2 blocking"
+    expand = ""
+    expanded = _narrow_expanded(layer)
+    if expanded:   # the scaled weight pairs of every pair of channels, once per call
+        per = _expanded_pair_words(layer)
+        b = _narrow(layer)
+        mask = "0xF0F0F0F0u" if b == 4 else "0xC0C0C0C0u"
+        lines = []
+        k = 0
+        for g, f, half in _narrow_fields(layer):
+            up = 8 - b - b * f
+            lines.append(f"            t0 = (wr[{2 * g}] << {up}) & {mask};\n            t1 = (wr[{2 * g + 1}] << {up}) & {mask};\n"
+                         f"            e[{k}] = KWS_SXT(t0);\n            e[{k + 1}] = KWS_SXT(t1);")
+            if not half:
+                lines.append(f"            e[{k + 2}] = KWS_SXT8(t0);\n            e[{k + 3}] = KWS_SXT8(t1);")
+            k += 2 if half else 4
+        expand = f"""
+    uint32_t we[{_paired(c_out) // 2 * per}];   /* the scaled weight pairs, {per} words a pair of channels */
+    {{
+        int q;
+        for (q = 0; q < {_paired(c_out)}; q += 2) {{
+            const uint32_t *wr = {name}_w + q * {_narrow_words(layer)};
+            uint32_t *e = we + q * {per // 2};
+            uint32_t t0, t1;
+{chr(10).join(lines)}
+        }}
+    }}"""
+        wdecl = f"const uint32_t *wo = we + o * {per // 2};"
 
     def steps(indent: str) -> str:
+        if expanded:
+            lines, k = [], 0
+            for g, f, half in _narrow_fields(layer):
+                word = g * 2 * (8 // _narrow(layer)) + 2 * f
+                lines.append(f"{indent}KWS_E{'H' if half else 'F'}22(a00, a01, a10, a11, wo + {k}, ca + {word}, cb + {word});")
+                k += 2 if half else 4
+            return "\n".join(lines)
         if narrow:
             code = _narrow_steps(layer, indent, True, loop=True)
             return f"{indent}uint32_t u0, u1;\n" + (f"{indent}int g;\n" if "for (g" in code else "") + code
@@ -542,7 +613,7 @@ def _conv_dsp_c(layer, following) -> str:
         return f"""
 {head}max pool {win}x{win} -> {c_out}x{oh}x{ow} ({what}). */
 static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
-{{{pad}
+{{{pad}{expand}
     static const int16_t offsets[{len(positions)}] = {{{", ".join(map(str, positions))}}};
     int o, py, px, n;
     for (py = 0; py < {oh}; py++) {{
@@ -608,7 +679,7 @@ static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
     return f"""
 {head}{"global average pool -> " + str(c_out) + "x1x1" if layer.avgpool else f"-> {c_out}x{oh}x{ow}"} ({what}). */
 static void kws_{name}(const {xt} *{xin}, {_out_ctype(following)} *y)
-{{{pad}
+{{{pad}{expand}
     int o, u;{pool_decl}
     for (u = 0; u < {total}; u += 2) {{
         int nb = u + 1 < {total} ? u + 1 : u;   /* an odd last output is computed twice */
@@ -843,7 +914,9 @@ _NARROW = """
    shifted back down holds the low 32 - (8 - b) bits of the accumulator exactly, enough while
    bits_accumulator <= 32 - (8 - b), and kws_wrap32 keeps the low bits_accumulator bits.
    KWS_NF22 is one field for two output channels (words u0, u1) at two positions (inputs ca, cb),
-   KWS_NF12 at one (c); the H forms for a last field holding x4f only. Elsewhere the same sums in
+   KWS_NF12 at one (c); the H forms for a last field holding x4f only. KWS_EF22 and KWS_EH22 are
+   KWS_NF22 and KWS_NH22 with the four (two) int16 pairs already expanded (e[0], e[1]: sxtb16 of
+   the two channels' masked field, e[2], e[3]: rotated by 8). Elsewhere the same sums in
    portable C. */
 #if defined(__ARM_FEATURE_DSP)
 #define KWS_SXT(t) ((uint32_t)__sxtb16(t))
@@ -868,6 +941,16 @@ _NARROW = """
         uint32_t p0_ = KWS_SXT(((u0) << (sh)) & (m)), p1_ = KWS_SXT(((u1) << (sh)) & (m)); \\
         (a00) = KWS_SMLAD(p0_, (ca)[0], a00); (a01) = KWS_SMLAD(p0_, (cb)[0], a01); \\
         (a10) = KWS_SMLAD(p1_, (ca)[0], a10); (a11) = KWS_SMLAD(p1_, (cb)[0], a11); \\
+    } while (0)
+#define KWS_EF22(a00, a01, a10, a11, e, ca, cb) do { \\
+        (a00) = KWS_SMLAD((e)[0], (ca)[0], a00); (a01) = KWS_SMLAD((e)[0], (cb)[0], a01); \\
+        (a10) = KWS_SMLAD((e)[1], (ca)[0], a10); (a11) = KWS_SMLAD((e)[1], (cb)[0], a11); \\
+        (a00) = KWS_SMLAD((e)[2], (ca)[1], a00); (a01) = KWS_SMLAD((e)[2], (cb)[1], a01); \\
+        (a10) = KWS_SMLAD((e)[3], (ca)[1], a10); (a11) = KWS_SMLAD((e)[3], (cb)[1], a11); \\
+    } while (0)
+#define KWS_EH22(a00, a01, a10, a11, e, ca, cb) do { \\
+        (a00) = KWS_SMLAD((e)[0], (ca)[0], a00); (a01) = KWS_SMLAD((e)[0], (cb)[0], a01); \\
+        (a10) = KWS_SMLAD((e)[1], (ca)[0], a10); (a11) = KWS_SMLAD((e)[1], (cb)[0], a11); \\
     } while (0)
 #define KWS_NF12(a0, a1, u0, u1, sh, m, c) do { \\
         uint32_t t0_ = ((u0) << (sh)) & (m), t1_ = ((u1) << (sh)) & (m); \\

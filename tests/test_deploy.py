@@ -264,6 +264,8 @@ def test_c_code_equals_integer_engine(case, tmp_path):
         # outputs) through the narrow packed kernels, fc4 (216 MACs) through the portable loops
         assert re.findall(r"^/\* (\w+): .*\(narrow packed kernel, (\d)-bit fields", (tmp_path / "model.c").read_text(),
                           re.M) == [("conv1", "4"), ("conv2", "4"), ("fc3", "2")]
+        # conv1's scaled weight pairs expanded once per call (4 pairs of channels, 10 words each)
+        assert re.findall(r"uint32_t we\[(\d+)\];", (tmp_path / "model.c").read_text()) == ["40"]
     exe = _compile(tmp_path, "model.c", "main.c")
     codes = engine.quantize_input(x)
     (tmp_path / "features.txt").write_text(_lines(codes))

@@ -87,7 +87,7 @@ def test_4_bit_conv_and_2_bit_fc_weights_take_the_narrow_kernels_on_the_m4(run, 
     the M4 under QEMU and on the host, and the layers' instructions per MAC are counts the
     portable loops are far from (under -icount instruction counts are deterministic; with packed
     4-bit weights the portable loops take 6.6 and 12.0 per MAC in conv1 and conv2,
-    docs/firmware.md)."""
+    docs/firmware.md); conv1 with its scaled weight pairs expanded into a stack array."""
     if any(shutil.which(tool) is None for tool in TOOLS):
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
     _, ckpt, q = run
@@ -103,6 +103,10 @@ def test_4_bit_conv_and_2_bit_fc_weights_take_the_narrow_kernels_on_the_m4(run, 
         ("conv1", "4"), ("conv2", "4"), ("fc3", "2")]
     assert "4-bit weight codes 8x1x3x3" in source and "2-bit weight codes 64x184" in source
     assert re.search(r"static const uint32_t fc3_w\[(\d+)\]", source).group(1) == str(64 * 12)   # 16 to a word
+    # conv1's scaled weight pairs (4 pairs of channels, 2 full fields and a half one each) expanded
+    # once per call; conv2's (72-input rows) would not fit in 64 words
+    assert re.findall(r"uint32_t we\[(\d+)\];", source) == ["40"]
+    assert source.count("KWS_EF22(") == 2 + 1 and source.count("KWS_EH22(") == 1 + 1   # + the macros
     assert np.array_equal(run_c_model(out, (out / "test_vectors.txt").read_text(), tmp_path),
                           _ints(out / "expected_scores.txt"))
     proc = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True, timeout=600)
