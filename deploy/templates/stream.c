@@ -12,7 +12,8 @@
 #endif
 /* A window's frames 0 .. ST_START_EDGES - 1 begin before it and frames ST_END_FIRST .. end after
  * it: these edges see the window's zero padding and are computed per window; the inner frames
- * are frames of the recording, computed once into a ring as their samples arrive. */
+ * are frames of the recording, computed once as their samples arrive (into a ring, or without
+ * the top_db clamp into the model's input). */
 #define ST_START_EDGES (ST_FIRST < 0 ? (KWS_FE_HOP_LENGTH - 1 - ST_FIRST) / KWS_FE_HOP_LENGTH : 0)
 #define ST_END_RAW ((KWS_FE_CLIP_SAMPLES - KWS_FE_WIN_LENGTH - ST_FIRST) / KWS_FE_HOP_LENGTH + 1)
 #define ST_END_FIRST (ST_END_RAW < KWS_FE_FRAMES ? ST_END_RAW : KWS_FE_FRAMES)
@@ -247,8 +248,8 @@ static int32_t st_part(int32_t s0, int j)
     int32_t lo = a > s0 ? a : s0, hi = a + KWS_FE_WIN_LENGTH;
     if (hi > s0 + KWS_FE_CLIP_SAMPLES)
         hi = s0 + KWS_FE_CLIP_SAMPLES;
-    if (hi < lo)
-        hi = lo;
+    if (hi <= lo)   /* a frame wholly past the window's end: all zeros */
+        return kws_frontend_frame_part(st_pcm, 0, 0, st_log);
     return kws_frontend_frame_part(st_pcm + (lo - st_base), (int)(lo - a), (int)(hi - a), st_log);
 }
 
