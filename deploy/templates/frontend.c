@@ -274,6 +274,17 @@ static inline int32_t fe_clamped(const int32_t *log, int j, int32_t peak_log)
     return KWS_FE_TOP_DB >= 0 && log[j] < peak_log - KWS_FE_TOP_DB ? peak_log - KWS_FE_TOP_DB : log[j];
 }
 
+/* the last coefficient of an odd n_mfcc: x[0 .. n - 1] against the table's last column, rounded */
+static inline int32_t fe_dct_last(const int32_t *x, int n)
+{
+    int64_t a = (int64_t)1 << (KWS_FE_DCT_SHIFT - 1);
+    const kws_fe_dct_t *t = kws_fe_dct + KWS_FE_N_MFCC - 1;
+    int j;
+    for (j = 0; j < n; j++, t += KWS_FE_N_MFCC)
+        a += (int64_t)x[j] * t[0];
+    return (int32_t)(a >> KWS_FE_DCT_SHIFT);
+}
+
 #if KWS_FE_DCT_HALF
 #define KWS_FE_DCT_ROWS ((KWS_FE_N_MELS + 1) / 2)
 /* One frame's MFCCs from its log energies, each clamped (fe_clamped). The DCT-II's row
@@ -308,13 +319,8 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
         mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
         mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
     }
-    if (KWS_FE_N_MFCC % 2) {   /* the last coefficient, k even */
-        int64_t a0 = half;
-        const kws_fe_dct_t *t = kws_fe_dct + KWS_FE_N_MFCC - 1;
-        for (j = 0; j < KWS_FE_DCT_ROWS; j++, t += KWS_FE_N_MFCC)
-            a0 += (int64_t)s[j] * t[0];
-        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
-    }
+    if (KWS_FE_N_MFCC % 2)   /* the last coefficient, k even */
+        mfcc[KWS_FE_N_MFCC - 1] = fe_dct_last(s, KWS_FE_DCT_ROWS);
 }
 #else
 /* One frame's MFCCs from its log energies, each clamped (fe_clamped): the clamp once per band,
@@ -343,13 +349,8 @@ static void fe_frame_mfcc(const int32_t *log, int32_t peak_log, int32_t *mfcc)
         mfcc[k] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
         mfcc[k + 1] = (int32_t)(a1 >> KWS_FE_DCT_SHIFT);
     }
-    if (KWS_FE_N_MFCC % 2) {
-        int64_t a0 = half;
-        const kws_fe_dct_t *d = kws_fe_dct + KWS_FE_N_MFCC - 1;
-        for (j = 0; j < KWS_FE_N_MELS; j++, d += KWS_FE_N_MFCC)
-            a0 += (int64_t)v[j] * d[0];
-        mfcc[KWS_FE_N_MFCC - 1] = (int32_t)(a0 >> KWS_FE_DCT_SHIFT);
-    }
+    if (KWS_FE_N_MFCC % 2)
+        mfcc[KWS_FE_N_MFCC - 1] = fe_dct_last(v, KWS_FE_N_MELS);
 }
 #endif
 
