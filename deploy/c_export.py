@@ -145,7 +145,6 @@ def _narrow(layer):
     return 4 if layer.bits_accumulator + 4 <= 32 else 0
 
 
-
 # A narrow conv whose expanded weights take at most this many words keeps them expanded in a stack
 # array (``_narrow_expanded``): 256 B of stack at most.
 _NARROW_EXPAND_WORDS = 64

@@ -319,9 +319,10 @@ static void st_window(void)
             st_codes[j * KWS_FE_N_MFCC + i] = st_start_edges[w % ST_EDGE_WINDOWS][j].codes[i];
 #endif
     kws_infer(st_codes, st_scores);
-    /* the next window's rows: each frame a window hop up (none is left at a hop of a window or more) */
-    for (i = 0; i + KWS_ST_STEP * KWS_FE_N_MFCC < ST_BUF_FRAMES * KWS_FE_N_MFCC; i++)
-        st_codes[i] = st_codes[i + KWS_ST_STEP * KWS_FE_N_MFCC];
+#if KWS_ST_STEP < ST_BUF_FRAMES   /* the next window's rows: each frame a window hop up */
+    memmove(st_codes, st_codes + KWS_ST_STEP * KWS_FE_N_MFCC,
+            (ST_BUF_FRAMES - KWS_ST_STEP) * KWS_FE_N_MFCC * sizeof st_codes[0]);
+#endif
 #endif
     st_posteriors(st_scores, st_post[w % KWS_ST_SMOOTH]);
     st_next_window++;
@@ -335,14 +336,13 @@ static void st_window(void)
  * completion of that window's frame ST_START_EDGES - 1); then st_pcm moves on a hop. */
 static void st_frame_done(void)
 {
-    int32_t start = st_base;
 #if ST_ROW_LOGS
-    if (start >= 0)
+    if (st_base >= 0)
         st_store(&st_logs[st_next_frame % ST_RING], kws_frontend_frame(st_pcm, st_log));
 #else
     /* its row in the next window to complete: it arrives no later than that window's last
      * sample, so the row is below ST_END_RAW; a frame before that window no later window reads */
-    if (start >= 0 && st_next_frame >= st_next_window * KWS_ST_STEP) {
+    if (st_base >= 0 && st_next_frame >= st_next_window * KWS_ST_STEP) {
         kws_frontend_frame(st_pcm, st_log);
         kws_frontend_frame_codes(st_log, 0, st_codes + (st_next_frame - st_next_window * KWS_ST_STEP) * KWS_FE_N_MFCC);
     }
