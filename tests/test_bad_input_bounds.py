@@ -2,6 +2,7 @@
 schema, a checkpoint's stored config, predict's flags), YAML of refused shapes, corpus files that
 are not regular files, checkpoints with a flipped bit or a sparse tensor. Each ends in a one-line
 UserError (or, for a corpus file, a skipped clip) and none hangs; all run in this process."""
+import errno
 import os
 import socket
 import zipfile
@@ -84,6 +85,20 @@ def test_a_save_dir_that_is_a_file_or_lies_under_one_is_refused_before_any_folde
         message = one_line_error(lambda cfg=cfg: ConfigParser(cfg, run_id="r1"))
         assert f"{blocker} is not a folder" in message
     assert blocker.read_text() == "keep me" and sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_a_file_where_the_run_folders_go_is_named_in_one_line_and_kept(tmp_path):
+    (tmp_path / "log").write_text("keep me")   # e.g. a shell's `> save_dir/log` beside the runs
+    message = one_line_error(lambda: create_run_dirs(tmp_path, "run", "0101_000000"))
+    assert message == f"{tmp_path / 'log'} exists and is not a folder; choose another path"
+    assert (tmp_path / "log").read_text() == "keep me"
+
+
+def test_a_write_under_a_file_is_a_one_line_error():
+    from utils.atomic import write_failure
+    error = write_failure(NotADirectoryError(errno.ENOTDIR, "Not a directory"), "/x/f/out.yml")
+    assert str(error) == ("cannot write /x/f/out.yml: Not a directory; a part of that path is a file, "
+                          "not a folder: choose another path")
 
 
 def test_models_and_log_leading_to_one_folder_end_in_an_error_not_a_loop(tmp_path):

@@ -107,8 +107,9 @@ def make_folder(path: str | os.PathLike) -> Path:
     """``path`` and its parents as folders (existing ones kept); a refused write is a WriteError,
     an existing non-folder a UserError."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path} exists and is not a folder; choose another path")
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{blocker} exists and is not a folder; choose another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -21,6 +21,7 @@ WRITE_ERRORS = {
     errno.EROFS: "the file system is read-only: write elsewhere",
     errno.EACCES: "check the permissions, or write elsewhere",
     errno.EPERM: "check the permissions, or write elsewhere",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
 }
 
 
