@@ -449,6 +449,7 @@ FEATURE_SECTION = Section({
     "sample_rate": _int(1000), "clip_samples": _int(1), "n_fft": _int(16), "win_length": _int(1),
     "hop_length": _int(1), "n_mels": _int(1), "fmin": _number(0), "fmax": _number(0, low_open=True),
     "n_mfcc": _int(1), "frames": _int(1), "top_db": _optional(_number(0, low_open=True)),
+    "floor_db": _number(*FEATURE_RANGES["floor_db"][1:]),   # the mel power floor (data_loader/features.py)
 })
 FEATURE_SECTION.keys = {k: _capped(check, FEATURE_RANGES[k][2]) for k, check in FEATURE_SECTION.keys.items()}
 FEATURE_SECTION.keys["frontend"] = _choice(*FRONTENDS)   # data_loader/integer_frontend.py: int16 PCM in

@@ -3,6 +3,8 @@
 The pipeline follows librosa's ``feature.mfcc`` step by step, so it can be validated against it:
 power STFT (Hann window, centred, zero padded) -> Slaney mel filterbank -> ``power_to_db``
 (ref 1, amin 1e-10, top_db 80 per clip) -> orthonormal DCT-II, keeping ``n_mfcc`` coefficients.
+``floor_db`` sets amin as a level (10 log10 amin, -100 dB by default): a floor that every frame
+applies on its own, where ``top_db``'s floor below the clip's peak needs the whole clip.
 
 It is split in two stages, :class:`MelPower` and :class:`MfccFromMel`, because augmentation mixes
 noise and shifts in the mel *power* domain (where sounds add) before the cheap log and DCT.
@@ -21,6 +23,14 @@ import torch.nn as nn
 from utils.errors import UserError
 
 
+DEFAULT_FLOOR_DB = -100.0
+
+
+def floor_power(floor_db: float) -> float:
+    """The mel power floor (amin) of a level in dB: 1e-10 at the default -100 dB."""
+    return 10.0 ** (floor_db / 10.0)
+
+
 @dataclass(frozen=True)
 class FeatureParams:
     sample_rate: int = 16000
@@ -34,6 +44,7 @@ class FeatureParams:
     n_mfcc: int = 13
     frames: int = 100
     top_db: float = 80.0
+    floor_db: float = -100.0  # the mel power floor in dB (librosa's amin 1e-10)
     frontend: str = "float"   # or "integer": data_loader/integer_frontend.py from int16 PCM
 
     @classmethod
@@ -48,11 +59,13 @@ class FeatureParams:
         return cls(**(values or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """The parameters; ``frontend`` only when not float, so float features keep their cache keys
-        and checkpoints."""
+        """The parameters; ``frontend`` only when not float and ``floor_db`` only when not -100, so
+        features that do not set them keep their cache keys and checkpoints."""
         values = asdict(self)
         if values["frontend"] == "float":
             del values["frontend"]
+        if values["floor_db"] == DEFAULT_FLOOR_DB:
+            del values["floor_db"]
         return values
 
 
@@ -120,11 +133,10 @@ class MelPower(nn.Module):
 class MfccFromMel(nn.Module):
     """Mel power (N, n_mels, frames) -> MFCC (N, 1, frames, n_mfcc), the model's input layout."""
 
-    amin = 1e-10
-
     def __init__(self, params: FeatureParams) -> None:
         super().__init__()
         self.params = params
+        self.amin = floor_power(params.floor_db)
         self.register_buffer("dct", torch.from_numpy(dct_matrix(params.n_mels, params.n_mfcc)))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

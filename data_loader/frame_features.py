@@ -14,7 +14,7 @@ keep the features those of the per-window scan:
 - *the dB floor*: the per-window scan clamps dB values below the window's peak minus ``top_db``;
   the DCT is linear, so a window whose dB values all lie within ``top_db`` of its peak has the
   MFCCs of its frames unchanged, and only a window where the floor clips is recomputed from its
-  clamped dB values.
+  clamped dB values. The mel power floor (``floor_db``) is per frame: nothing to correct.
 
 The recording arrives in blocks and is processed in segments of SEGMENT_WINDOWS windows (their
 frames, and the model applied to them in batches of MODEL_BATCH), so memory does not grow with

@@ -24,8 +24,8 @@ the two agree bit for bit. It approximates ``data_loader.features`` (librosa's M
 6. log2 of every band energy: the leading one's position (a leading-zero count in C) plus a
    64-entry table of log2(1 + i/64) in Q12, linearly interpolated on the next 10 mantissa bits;
    the frame exponent and the scale of steps 2-5 are removed here, so the value is log2 of the
-   float mel power in Q12; the float pipeline's floor (amin 1e-10) and ``top_db`` (per clip,
-   below the clip's peak) follow as integer clamps;
+   float mel power in Q12; the float pipeline's floor (``floor_db``, amin 1e-10 at its default
+   -100 dB: per frame) and ``top_db`` (per clip, below the clip's peak) follow as integer clamps;
 7. DCT: the orthonormal DCT-II times 10 log10(2) (dB per log2 unit) in Q15; the sum, rounded
    half up to ``MFCC_FL`` = 8 fractional bits, is the integer MFCC ``c`` (dB units times 2^8);
 8. normalisation folded into the output: with an integer frontend the checkpoint's mean is a
@@ -94,7 +94,7 @@ class Tables:
     power_shift: int
     log_table: np.ndarray     # (65,) Q12 log2(1 + i / 64)
     log_offset: int           # Q12: log2(float mel) = log2(E) - 2 s + log_offset / 2^12
-    log_floor: int            # Q12 log2(1e-10)
+    log_floor: int            # Q12 log2 of the floor: floor_db / (10 log10 2)
     top_db: int               # Q12 log2 units below the clip's peak, or -1 (no clamp)
     dct: np.ndarray           # (n_mels, n_mfcc) Q15, times 10 log10(2)
 
@@ -133,7 +133,7 @@ def tables(params: FeatureParams) -> Tables:
     # y ~ x_float * hann * (2^15 - 1); FFT output / n; power / 2^power_shift; weights * gain
     scale = ((1 << WINDOW_BITS) - 1) ** 2 * gain / n ** 2 / 2.0 ** power_shift
     log_offset = int(round(-math.log2(scale) * (1 << LOG_FL)))
-    log_floor = int(round(math.log2(1e-10) * (1 << LOG_FL)))
+    log_floor = int(round(params.floor_db / (10 * math.log10(2)) * (1 << LOG_FL)))
     top_db = -1 if params.top_db is None else int(round(params.top_db / (10 * math.log10(2)) * (1 << LOG_FL)))
     dct = np.rint(dct_matrix(params.n_mels, params.n_mfcc).astype(np.float64) * 10 * math.log10(2)
                   * (1 << DCT_FL)).astype(np.int64)

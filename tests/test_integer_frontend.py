@@ -348,3 +348,72 @@ def test_the_fold_saturates_large_left_shifts_in_c_as_in_numpy(tmp_path):
     lines = _run_c(params, fold, pcm, tmp_path)
     np.testing.assert_array_equal(np.array([line.split() for line in lines[1::2]], dtype=np.int64),
                                   codes.reshape(len(pcm), -1))
+
+
+FLOORED = {**SETTINGS["lenet5"], "frontend": "integer", "top_db": None, "floor_db": -70}
+
+
+def test_a_per_frame_floor_is_bit_exact_in_c_and_respected(test_waves, tmp_path):
+    """``floor_db: -70`` without the top_db clamp: every log energy of the test split is at least
+    the floor, the digital silence of the padded 8 kHz clips lies exactly on it (-70 dB in Q12
+    log2 units), a silent clip's MFCCs are the floor's, and C and numpy agree bit for bit."""
+    params = FeatureParams.from_dict(FLOORED)
+    t = ife.tables(params)
+    assert t.log_floor == round(-70 / (10 * np.log10(2)) * 4096) == -95246 and t.top_db == -1
+    pcm = _pcm(test_waves, params)
+    logs = ife.frame_logs(ife._frames(pcm, t).reshape(-1, t.win_length), t)
+    assert logs.min() == t.log_floor
+    assert 0.1 < (logs == t.log_floor).mean() < 0.9   # the floor binds: padding, quiet bands
+    unfloored = ife.frame_logs(ife._frames(pcm, ife.tables(dataclasses.replace(params, floor_db=-100.0)))
+                               .reshape(-1, t.win_length), t)
+    np.testing.assert_array_equal(logs, np.maximum(unfloored, t.log_floor))   # a floor, nothing else
+    silent = ife.integer_mfcc(np.zeros((1, params.clip_samples), dtype=np.int16), params)[0]
+    dct_sums = t.dct.sum(axis=0)
+    expected = (t.log_floor * dct_sums + (1 << (ife.LOG_FL + ife.DCT_FL - ife.MFCC_FL - 1))) \
+        >> (ife.LOG_FL + ife.DCT_FL - ife.MFCC_FL)
+    assert (silent == expected).all() and expected[0] == -113339   # c0 = -70 sqrt(40) dB, times 2^8
+    assert abs(expected[0] / 256 + 70 * np.sqrt(40)) < 0.02   # the Q15 DCT table: 0.012 dB off
+    mfcc = ife.integer_mfcc(pcm, params)
+    lines = _run_c(params, None, pcm, tmp_path)
+    assert f"#define KWS_FE_LOG_FLOOR ({t.log_floor})" in (tmp_path / "frontend_config.h").read_text()
+    np.testing.assert_array_equal(np.array([line.split() for line in lines], dtype=np.int64),
+                                  mfcc.reshape(len(pcm), -1))
+    # the float front end floors the mel power at 10^-7: the same c0 on silence
+    with torch.no_grad():
+        floating = Mfcc(params)(torch.zeros(1, params.clip_samples)).squeeze().numpy()
+    np.testing.assert_allclose(floating[:, 0], -70 * np.sqrt(40), rtol=1e-6)
+    assert np.abs(floating[:, 1:]).max() < 1e-3
+
+
+def test_the_default_floor_is_the_amin_of_before(corpus_dir):
+    """floor_db's default -100 is librosa's amin 1e-10: the same tables, and features that do not
+    set it keep their dict, checkpoint fields and cache keys; another floor is another key."""
+    from data_loader.features import MfccFromMel
+    default = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer"})
+    assert default.floor_db == -100.0
+    assert sorted(default.to_dict()) == ["clip_samples", "fmax", "fmin", "frames", "frontend", "hop_length",
+                                         "n_fft", "n_mels", "n_mfcc", "sample_rate", "top_db", "win_length"]
+    assert ife.tables(default).log_floor == round(np.log2(1e-10) * 4096) == -136066
+    assert MfccFromMel(default).amin == 1e-10
+    explicit = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer", "floor_db": -100})
+    floored = FeatureParams.from_dict({"fmax": 4000, "frontend": "integer", "floor_db": -70})
+    assert explicit.to_dict() == default.to_dict() and floored.to_dict()["floor_db"] == -70
+    assert FeatureParams.from_dict(floored.to_dict()) == floored
+    corpus = scan_corpus(corpus_dir, ["one"])
+    key = cache_key(corpus, "test", default, 0, False)
+    assert cache_key(corpus, "test", explicit, 0, False) == key != cache_key(corpus, "test", floored, 0, False)
+    floating = FeatureParams.from_dict({"fmax": 4000})
+    assert cache_key(corpus, "test", floating, 0, False) == _key_without_version(corpus, "test", floating, 0, False)
+
+
+@pytest.mark.parametrize("value, message", [
+    (5, "config data_loader.args.features.floor_db must be a number in [-300.0, 0.0], found 5"),
+    (-301, "config data_loader.args.features.floor_db must be a number in [-300.0, 0.0], found -301"),
+    (None, "config data_loader.args.features.floor_db must be a number in [-300.0, 0.0], found None"),
+    ("low", "config data_loader.args.features.floor_db must be a number in [-300.0, 0.0], found 'low'")])
+def test_a_bad_floor_is_a_one_line_error(value, message):
+    from configuration.schema import FEATURES
+    with pytest.raises(UserError) as err:
+        FEATURES("data_loader.args.features", {"floor_db": value})
+    assert str(err.value) == message
+    assert FEATURES("data_loader.args.features", {"floor_db": -70, "top_db": None})["floor_db"] == -70

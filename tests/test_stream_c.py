@@ -49,6 +49,22 @@ def unclamped_stream(integer_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def floored_stream(integer_run, tmp_path_factory):
+    """The stream fixture's run without the top_db clamp and with a per-frame floor at -70 dB
+    (``features: {top_db: null, floor_db: -70}``) in a copy of its checkpoint: frames stay
+    independent, and the C front end takes the floor from its generated constants."""
+    from dataclasses import replace
+    from utils.checkpoint import load_checkpoint, save_checkpoint
+    corpus, run_dir = integer_run
+    ckpt = load_checkpoint(run_dir / "model_best.pth")
+    path = tmp_path_factory.mktemp("floored") / "model_best.pth"
+    save_checkpoint(path, replace(ckpt, features={**ckpt.features, "top_db": None, "floor_db": -70.0}))
+    classifier = KeywordClassifier.from_checkpoint(path, run_dir / "quantization.yml")
+    assert classifier.params.top_db is None and classifier.params.floor_db == -70.0
+    return classifier, split_stream(classifier, classifier.ckpt, corpus, "test", 0.01, 0)
+
+
+@pytest.fixture(scope="module")
 def short_unclamped_stream(tmp_path_factory):
     """A run without the top_db clamp whose windows hold 98 frames, fewer than a clip's samples
     make (99): a frame past a window's end still lies inside the clip and arrives as the window
@@ -103,12 +119,13 @@ def test_the_integer_detector():
                                   names)) == 2   # 12 is now within 22's refractory time
 
 
-@pytest.mark.parametrize("fixture", ["stream", "unclamped_stream", "short_unclamped_stream"])
+@pytest.mark.parametrize("fixture", ["stream", "unclamped_stream", "floored_stream", "short_unclamped_stream"])
 def test_the_c_stream_makes_predict_py_s_detections(fixture, request, tmp_path):
     """stream.c fed the stream's PCM in 10 ms blocks: the same windows and, detection for
     detection, the same times, words and scores as predict.py's scan (app.detection.scan_frames);
     with the features' top_db clamp (a ring of log energies) and without it (frames' codes kept
-    in the model's input), there also with windows shorter than a clip's frames."""
+    in the model's input), there also with windows shorter than a clip's frames and with a
+    per-frame floor (floor_db) above the default one."""
     from data_loader import integer_frontend as ife
     from data_loader.corpus import SILENCE
     from deploy.c_export import export_c
@@ -123,6 +140,8 @@ def test_the_c_stream_makes_predict_py_s_detections(fixture, request, tmp_path):
     export_c(classifier.engine, tmp_path, classifier.class_names)
     export_stream(classifier.engine, classifier.params, *normalization_of(classifier.ckpt), settings,
                   classifier.class_names, tmp_path, skip=(SILENCE,))
+    floor = ife.tables(classifier.params).log_floor
+    assert f"#define KWS_FE_LOG_FLOOR ({floor})" in (tmp_path / "frontend_config.h").read_text()
     exe = tmp_path / "stream"
     subprocess.run(GCC + ["-pedantic", "-o", str(exe)] + [str(tmp_path / f) for f in
                    ("model.c", "frontend.c", "stream.c", "stream_main.c")], check=True)

@@ -25,7 +25,8 @@ MAX_WIDTH = 1024          # channels or features of any layer an architecture's 
 FEATURE_RANGES = {"sample_rate": (int, 4_000, 192_000), "clip_samples": (int, 1, 1_920_000),
                   "n_fft": (int, 16, 16_384), "win_length": (int, 1, 16_384), "hop_length": (int, 1, 16_384),
                   "n_mels": (int, 1, 512), "fmin": (float, 0.0, 96_000.0), "fmax": (float, 1.0, 96_000.0),
-                  "n_mfcc": (int, 1, 512), "frames": (int, 1, 100_000), "top_db": (float, 1e-3, 1e4)}
+                  "n_mfcc": (int, 1, 512), "frames": (int, 1, 100_000), "top_db": (float, 1e-3, 1e4),
+                  "floor_db": (float, -300.0, 0.0)}
 FRONTENDS = ("float", "integer")   # data_loader/features.py, data_loader/integer_frontend.py
 
 
