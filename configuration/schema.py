@@ -503,6 +503,9 @@ LOADER_ARGS["task"] = TASK
 STREAM_WINDOWS = Section({"hours": _number(0, 10, low_open=True), "per_keyword": _capped(_int(1), 100),
                           "negatives": _number(0, 100), "seed": _capped(_int(0), MAX_SEED)}, nullable=True)
 LOADER_ARGS["stream_windows"] = STREAM_WINDOWS
+# alpha of speaker-balanced sampling: a training clip is drawn in proportion to (clips of its
+# speaker in its class) ** -alpha (data_loader.speaker_balance); 0: uniform
+LOADER_ARGS["speaker_balance"] = _number(0, 1)
 RESERVED_WORDS = ("unknown", "silence", "_unknown_", "_silence_")
 
 

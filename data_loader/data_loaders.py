@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import WeightedRandomSampler
 from numpy.typing import ArrayLike
 
 from data_loader.augmentation import AugmentParams, MelAugmenter
+from data_loader.speaker_balance import speaker_of, speaker_weights
 from data_loader.stream_windows import stream_windows
 from data_loader.corpus import Corpus, check_words, class_names, scan_corpus, speech_commands_task
 from data_loader.dataset import SplitData, load_split
@@ -95,17 +97,23 @@ class InMemoryLoader:
 
     The order of epoch ``e`` comes from a generator seeded with (seed, e), so a resumed run sees the
     same batches as an uninterrupted one. ``rank``/``world_size`` give each distributed process a
-    disjoint shard of every epoch.
+    disjoint shard of every epoch. ``weights`` (one per row, with ``shuffle``): an epoch is as many
+    draws with replacement in proportion to them (WeightedRandomSampler, from the same generator,
+    so every rank shards the same draws) instead of a permutation.
     """
 
     CHUNK = 256  # clips per augmentation step: large enough to amortise calls, small enough for cache
 
     def __init__(self, mel: torch.Tensor | None, labels: torch.Tensor, transform: FeatureTransform | Normalize,
                  batch_size: int, shuffle: bool = False, augmenter: MelAugmenter | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, mfcc: torch.Tensor | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, mfcc: torch.Tensor | None = None,
+                 weights: torch.Tensor | None = None) -> None:
         """``mfcc``: the MFCCs of ``mel`` (the feature cache's): without augmentation the inputs are
         these normalised, and ``mel`` is not read."""
+        if weights is not None and len(weights) != len(labels):
+            raise ValueError(f"{len(weights)} sampling weights for {len(labels)} rows")
         self.labels = labels
+        self.weights = weights
         self.transform = transform
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -123,12 +131,16 @@ class InMemoryLoader:
 
     def _order(self, generator):
         n = len(self.labels)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.shuffle and self.weights is not None:
+            order = torch.tensor(list(WeightedRandomSampler(self.weights, n, replacement=True, generator=generator)),
+                                 dtype=torch.int64)
+        else:
+            order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         return order[self.rank::self.world_size]
 
     @property
     def n_samples(self) -> int:
-        return len(self._order(torch.Generator().manual_seed(0)))
+        return len(range(self.rank, len(self.labels), self.world_size))
 
     def __len__(self) -> int:
         return -(-self.n_samples // self.batch_size)
@@ -170,11 +182,14 @@ class SpeechCommandsDataLoader:
                  background_noise: Mapping[str, int] | None = None, augment: Mapping[str, Any] | None = None,
                  features: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike = "data/cache",
                  download: str | None = None, seed: int = 0, progress: bool = True, normalize: bool = True,
-                 task: Mapping[str, Any] | None = None, stream_windows: Mapping[str, Any] | None = None) -> None:
+                 task: Mapping[str, Any] | None = None, stream_windows: Mapping[str, Any] | None = None,
+                 speaker_balance: float = 0.0) -> None:
         """``task``: the Speech Commands 12-class set-up (silence_share, unknown_share,
         quiet_fraction; see corpus.speech_commands_task); None: the lab's classes.
         ``stream_windows``: windows cut from the training split's stream added to the training
-        clips (hours, per_keyword, negatives, seed; see data_loader.stream_windows); None: none."""
+        clips (hours, per_keyword, negatives, seed; see data_loader.stream_windows); None: none.
+        ``speaker_balance``: alpha of speaker-balanced sampling of the training split
+        (data_loader.speaker_balance); 0: every clip drawn once an epoch."""
         self.data_dir = Path(data_dir)
         self.normalize = bool(normalize)
         if download and not self.data_dir.is_dir():
@@ -197,6 +212,7 @@ class SpeechCommandsDataLoader:
         self.quiet_fraction = float(task.get("quiet_fraction", 0.1)) if self.silence_share else 0.0
         self.class_names = class_names(self.keywords, self.silence_share > 0)
         self.stream_windows = None if stream_windows is None else {**STREAM_WINDOWS, **stream_windows}
+        self.speaker_balance = float(speaker_balance)
         self._corpus = None
         self._splits = {}
         self._noise_bank = None
@@ -255,15 +271,19 @@ class SpeechCommandsDataLoader:
         hop_ms = 1000.0 * self.features.hop_length / self.features.sample_rate
         augmenter = (MelAugmenter(self.augment, self._noise_bank, hop_ms, mel_band_centres(self.features))
                      if self.augment.enabled else None)
-        mel, labels, mfcc = data.mel, data.labels, data.mfcc
+        mel, labels, mfcc, clips = data.mel, data.labels, data.mfcc, list(data.names)
         if self.stream_windows:
-            extra, extra_labels = stream_windows(self.corpus, self.features, **self.stream_windows)
+            extra, extra_labels, extra_clips = stream_windows(self.corpus, self.features, **self.stream_windows)
             mel, labels, mfcc = torch.cat([mel, extra]), torch.cat([labels, extra_labels]), None
+            clips += extra_clips
             print(f"training on {len(extra_labels)} windows of the training split's stream besides its "
                   f"{len(data.labels)} clips ({int((extra_labels > 0).sum())} around a keyword)")
+        weights = None
+        if self.speaker_balance > 0:
+            weights = speaker_weights([speaker_of(c) for c in clips], labels, self.speaker_balance)
         loader = InMemoryLoader(mel, labels, self.transform(mean, std), self.batch_size,
                                 shuffle=self.shuffle, augmenter=augmenter, seed=self.seed, rank=rank,
-                                world_size=world_size, mfcc=mfcc)
+                                world_size=world_size, mfcc=mfcc, weights=weights)
         if augmenter is None:
             self.release("train")  # the loader holds its inputs; the split is read again if asked for
         return loader
@@ -363,6 +383,8 @@ def KeywordDataLoader(data_dir: str | os.PathLike, batch_size: int = 512, shuffl
         augment = options.get("augment") or {}
         if augment.get("enabled"):
             print(f"note: {IA_FILE} holds MFCCs, not mel spectra: training is not augmented")
+        if options.get("speaker_balance"):
+            print(f"note: {IA_FILE} names no speakers: training is not speaker-balanced")
         shape = features or {}
         return PrecomputedDataLoader(data_dir, options.get("keywords", ("one", "two", "three")), batch_size,
                                      options.get("eval_batch_size", 1024), shuffle, validation_split, seed,

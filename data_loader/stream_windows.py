@@ -11,7 +11,9 @@ recordings) and cuts one-second windows from it:
 - *negatives*: ``negatives`` times as many windows, drawn where no keyword clip overlaps them;
 - windows that hold part of a keyword clip are not used (neither label is true of them).
 
-They are returned as mel power (the training split's form), to be appended to it.
+They are returned as mel power (the training split's form), to be appended to it, with the clip
+each window is of (``window_clips``: the keyword clip of a positive, the clip a negative overlaps
+most), whose speaker speaker-balanced sampling counts the window with.
 """
 from __future__ import annotations
 
@@ -58,9 +60,28 @@ def window_starts(events: Sequence[StreamEvent], total: int, clip: int, per_keyw
     return np.array(starts, dtype=np.int64), np.array(labels, dtype=np.int64)
 
 
+def window_clips(events: Sequence[StreamEvent], starts: np.ndarray, labels: np.ndarray, clip: int) -> list[str]:
+    """The clip (``rel``) each window is of: among the clips of its label it overlaps, the one it
+    overlaps most (a positive holds its keyword clip whole; a negative overlaps only other words);
+    "" for a window that overlaps no clip of its label (a pause)."""
+    if not len(starts):
+        return []
+    first = np.array([e.start for e in events], dtype=np.int64)
+    last = first + np.array([e.length for e in events], dtype=np.int64)
+    event_labels = np.array([e.label for e in events], dtype=np.int64)
+    rels = []
+    for s, label in zip(starts.tolist(), labels.tolist()):
+        overlap = np.minimum(last, s + clip) - np.maximum(first, s)
+        overlap[event_labels != label] = 0
+        best = int(np.argmax(overlap))
+        rels.append(events[best].rel if overlap[best] > 0 else "")
+    return rels
+
+
 def stream_windows(corpus: Corpus, params: FeatureParams, hours: float, per_keyword: int, negatives: float,
-                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mel (N, n_mels, frames), labels (N,)) of windows cut from the training split's stream."""
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(mel (N, n_mels, frames), labels (N,), the clip of each window (``window_clips``)) of
+    windows cut from the training split's stream."""
     plan = plan_stream(corpus, "train", params.sample_rate, hours, seed)
     wave = np.concatenate(list(render_blocks(plan)))
     rng = np.random.default_rng(seed)
@@ -72,4 +93,4 @@ def stream_windows(corpus: Corpus, params: FeatureParams, hours: float, per_keyw
             batch = np.stack([wave[s:s + params.clip_samples] for s in starts[i:i + MEL_BATCH]])
             mels.append(mel_of(torch.from_numpy(batch)))
     mel = torch.cat(mels) if mels else torch.zeros(0, params.n_mels, params.frames)
-    return mel, torch.from_numpy(labels)
+    return mel, torch.from_numpy(labels), window_clips(plan.events, starts, labels, params.clip_samples)
