@@ -44,7 +44,7 @@ class FeatureParams:
     n_mfcc: int = 13
     frames: int = 100
     top_db: float = 80.0
-    floor_db: float = -100.0  # the mel power floor in dB (librosa's amin 1e-10)
+    floor_db: float = DEFAULT_FLOOR_DB  # the mel power floor in dB (librosa's amin 1e-10)
     frontend: str = "float"   # or "integer": data_loader/integer_frontend.py from int16 PCM
 
     @classmethod
